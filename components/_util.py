@@ -1,0 +1,67 @@
+"""Small helpers used inside component bodies (imported from the image)."""
+
+from __future__ import annotations
+
+from tfopt.errors import ConfigError
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """``"28,28,1"`` -> ``(28, 28, 1)``; ``""`` -> ``()``."""
+    text = text.strip().strip("()[]")
+    if not text:
+        return ()
+    try:
+        return tuple(int(p) for p in text.split(",") if p.strip())
+    except ValueError:
+        raise ConfigError(f"shape {text!r} is not allowed: expected integers like '28,28,1'") from None
+
+
+def log_metrics(metrics, values: dict) -> None:
+    """Log the numeric entries of ``values`` on a KFP ``Metrics`` artifact."""
+    for key, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        metrics.log_metric(key, float(value))
+
+
+def skip_if_disabled(output, variant: str, enabled: bool, *inputs) -> bool:
+    """Mark ``output`` skipped (and return True) when disabled or an input was skipped.
+
+    Disabled variants still run as a cheap no-op step, so the evaluation step
+    can take every variant as an optional input without ``dsl.If`` plumbing.
+    """
+    skipped_input = next((i for i in inputs if i is not None and i.metadata.get("skipped")), None)
+    if enabled and skipped_input is None:
+        return False
+    reason = "disabled by pipeline parameter" if not enabled else (
+        f"input {skipped_input.metadata.get('variant', '?')} was skipped")
+    output.metadata.update({"variant": variant, "skipped": True, "skip_reason": reason})
+    return True
+
+
+def describe_model(artifact, variant: str, fmt: str, base=None, **extra) -> None:
+    """The metadata every candidate model carries (read by the evaluation step)."""
+    meta = {"variant": variant, "format": fmt, "skipped": False}
+    if base is not None:
+        meta["base"] = base.metadata.get("variant", "")
+        for key in ("params", "sparsity"):
+            if key in base.metadata and key not in extra:
+                meta[key] = base.metadata[key]
+    meta.update({k: v for k, v in extra.items() if v is not None})
+    artifact.metadata.update(meta)
+
+
+def candidates_from_inputs(inputs: dict) -> list:
+    """Model artifacts among a component's inputs -> evaluation candidates (skipped ones out)."""
+    from tfopt.evaluate import Candidate
+
+    out = []
+    for name, value in inputs.items():
+        meta = getattr(value, "metadata", None)
+        if not hasattr(value, "path") or not isinstance(meta, dict):
+            continue
+        if meta.get("skipped") or "format" not in meta:  # datasets, outputs, skipped
+            continue
+        out.append(Candidate(name=meta.get("variant", name), path=value.path,
+                             format=meta["format"], metadata=dict(meta)))
+    return out

@@ -1,0 +1,33 @@
+"""Ingest component: any source -> dataset artifact (TFRecord shards + schema.json)."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Output
+
+from tfopt.components._image import COMPONENT_KWARGS
+
+
+@dsl.component(**COMPONENT_KWARGS)
+def ingest(
+    dataset: Output[Dataset],
+    source: str = "builtin:digits",
+    label_column: str = "label",
+    feature_shape: str = "",
+    num_classes: int = 0,
+    validation_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    seed: int = 42,
+    shard_size: int = 50000,
+    synthetic_examples: int = 1797,
+):
+    """Read a source, split it (seeded, stratified) and write sharded TFRecords."""
+    from tfopt import data
+    from tfopt.components import _util
+
+    config = data.IngestConfig(
+        source=source, label_column=label_column,
+        feature_shape=_util.parse_shape(feature_shape), num_classes=num_classes,
+        validation_fraction=validation_fraction, test_fraction=test_fraction, seed=seed,
+        shard_size=shard_size, synthetic_examples=synthetic_examples)
+    info = data.ingest(dataset.path, config)
+    dataset.metadata.update({**info.to_summary(), "content_sha256": info.content_sha256,
+                             "feature_shape": list(info.feature_shape)})

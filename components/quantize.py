@@ -1,0 +1,31 @@
+"""Quantize component: SavedModel -> TFLite in one mode (float32, dynamic, float16, int8)."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Model, Output
+
+from tfopt.components._image import COMPONENT_KWARGS
+
+
+@dsl.component(**COMPONENT_KWARGS)
+def quantize(
+    model: Input[Model],
+    dataset: Input[Dataset],
+    tflite_model: Output[Model],
+    variant: str,
+    mode: str = "int8",
+    representative_samples: int = 200,
+    int8_io: bool = False,
+    enabled: bool = True,
+):
+    """Convert ``model`` to TFLite; a disabled or skipped input yields a skipped output."""
+    from tfopt.components import _util
+
+    if _util.skip_if_disabled(tflite_model, variant, enabled, model):
+        return
+    from tfopt import quantize as quantize_lib
+
+    config = quantize_lib.QuantizeConfig(mode=mode, representative_samples=representative_samples,
+                                         int8_io=int8_io)
+    result = quantize_lib.convert_to_tflite(model.path, tflite_model.path, config, dataset.path)
+    _util.describe_model(tflite_model, variant, "tflite", base=model,
+                         quantization=mode, notes=result.notes)

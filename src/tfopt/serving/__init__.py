@@ -1,0 +1,1 @@
+"""Serving: TF Serving model repository, warmup, configs, a local server and clients."""

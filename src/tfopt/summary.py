@@ -1,0 +1,48 @@
+"""The run summary (``summary.json``) and its terminal table.
+
+``summary.json`` is the contract with users and automation: later features
+add fields, never rename or change the meaning of existing ones.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+SUMMARY_FIELDS = ("name", "format", "path", "accuracy", "size_bytes", "gzip_bytes",
+                  "latency_ms_p50", "latency_ms_p99")
+
+
+def build_summary(pipeline: str, dataset: dict, baseline: str, records: list[dict],
+                  **extra: Any) -> dict:
+    """Assemble the summary from evaluation records (one per candidate)."""
+    variants = []
+    for record in records:
+        variant = {k: record.get(k) for k in SUMMARY_FIELDS}
+        variant.update({k: v for k, v in record.items() if k not in variant})
+        variants.append(variant)
+    return {"pipeline": pipeline, "dataset": dataset, "baseline": baseline,
+            "variants": variants, **extra}
+
+
+def format_table(summary: dict) -> str:
+    """A fixed-width comparison table; the selected variant is marked with ``*``."""
+    selected = summary.get("selected")
+    base = next((v for v in summary["variants"] if v["name"] == summary["baseline"]), None)
+    base_acc = base.get("accuracy") if base else None
+    header = (f"{'':1} {'variant':<16} {'format':<11} {'accuracy':>8} {'drop':>6} "
+              f"{'size KB':>9} {'gzip KB':>9} {'p50 ms':>8} {'p99 ms':>8}  status")
+    lines = [header, "-" * len(header)]
+    for v in summary["variants"]:
+        mark = "*" if v["name"] == selected else " "
+        if v.get("error"):
+            lines.append(f"{mark} {v['name']:<16} {v['format']:<11} error: {v['error'][:60]}")
+            continue
+        drop = (base_acc - v["accuracy"]) * 100 if base_acc is not None else 0.0
+        reasons = v.get("rejected_reasons") or []
+        status = "rejected: " + "; ".join(reasons) if reasons else (
+            "selected" if mark == "*" else "ok")
+        lines.append(
+            f"{mark} {v['name']:<16} {v['format']:<11} {v['accuracy'] * 100:7.2f}% "
+            f"{drop:5.2f}p {v['size_bytes'] / 1024:9.1f} {v['gzip_bytes'] / 1024:9.1f} "
+            f"{v['latency_ms_p50']:8.3f} {v['latency_ms_p99']:8.3f}  {status}")
+    return "\n".join(lines)
