@@ -1,0 +1,40 @@
+"""Deploy component: push to the TF Serving repository, smoke-test, roll back on failure."""
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Model, Output
+
+from tfopt.components._image import COMPONENT_KWARGS
+
+
+@dsl.component(**COMPONENT_KWARGS)
+def deploy_tf_serving(
+    model: Input[Model],
+    dataset: Input[Dataset],
+    manifests: Output[Artifact],
+    model_base_path: str,
+    model_name: str = "model",
+    label: str = "stable",
+    variant: str = "cpu",
+    namespace: str = "default",
+    replicas: int = 1,
+    blessed: bool = True,
+    infra_blessed: bool = True,
+    smoke_examples: int = 8,
+) -> NamedTuple("DeployOutputs", [("version", int), ("smoke_test", str)]):
+    """Refuse unblessed models; push, label, smoke-test over gRPC and REST; write k8s YAML."""
+    from collections import namedtuple
+
+    from tfopt.errors import ModelError
+    from tfopt.serving import deploy, k8s, warmup
+
+    if not (blessed and infra_blessed):
+        raise ModelError(f"refusing to deploy: blessed={blessed}, infra_blessed={infra_blessed}")
+    examples = warmup.examples_from_dataset(dataset.path, "test", limit=max(smoke_examples, 16))
+    result = deploy.deploy(model.path, model_base_path, examples, deploy.DeployConfig(
+        model_name=model_name, label=label, smoke_examples=smoke_examples))
+    deploy.write_k8s_manifests(manifests.path, model_base_path, model_name, variant=variant,
+                               namespace=namespace, replicas=replicas)
+    manifests.metadata.update({**result.summary(), "variant": variant, "image": k8s.IMAGES[variant]})
+    return namedtuple("DeployOutputs", ["version", "smoke_test"])(result.version, result.smoke_test)

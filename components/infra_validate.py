@@ -1,0 +1,35 @@
+"""Infra validation component: can the serving runtime load and serve the candidate?"""
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+from tfopt.components._image import COMPONENT_KWARGS
+
+
+@dsl.component(**COMPONENT_KWARGS)
+def infra_validate(
+    model: Input[Model],
+    dataset: Input[Dataset],
+    metrics: Output[Metrics],
+    model_name: str = "model",
+    num_examples: int = 16,
+    latency_requests: int = 50,
+    atol: float = 1e-5,
+    load_timeout_s: float = 120.0,
+) -> NamedTuple("InfraValidateOutputs", [("infra_blessed", bool), ("reason", str)]):
+    """Load in the serving runtime, replay warmup, compare with offline, time it."""
+    from collections import namedtuple
+
+    from tfopt.components import _util
+    from tfopt.serving import infravalidate, warmup
+
+    config = infravalidate.InfraValidationConfig(
+        model_name=model_name, num_examples=num_examples, latency_requests=latency_requests,
+        atol=atol, load_timeout_s=load_timeout_s)
+    examples = warmup.examples_from_dataset(dataset.path, "test", limit=num_examples)
+    result = infravalidate.infra_validate(model.path, examples, config)
+    _util.log_metrics(metrics, {**result.metrics(), "infra_blessed": int(result.infra_blessed)})
+    outputs = namedtuple("InfraValidateOutputs", ["infra_blessed", "reason"])
+    return outputs(result.infra_blessed, result.reason)
