@@ -16,6 +16,7 @@ from tfopt.errors import TfoptError
 
 COMMAND_MODULES = [
     "tfopt.cli_pipeline",  # run, compile
+    "tfopt.cli_submit",  # submit, schedule create/list/delete
     "tfopt.cli_serve",  # serve
     # (new command modules go above this line)
 ]
