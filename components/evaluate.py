@@ -2,6 +2,7 @@
 
 Each candidate is an optional input; a skipped or absent one is left out.
 One step (rather than one per candidate) pays TensorFlow's start-up once.
+A candidate that cannot be loaded or run is recorded with its error.
 """
 
 from kfp import dsl
@@ -30,19 +31,32 @@ def evaluate(
     pqat_int8: Input[Model] = None,
     latency_iterations: int = 200,
     latency_warmup: int = 20,
+    latency_min_seconds: float = 0.2,
     num_threads: int = 1,
+    throughput_batch_size: int = 64,
+    throughput_iterations: int = 20,
 ):
-    """Measure accuracy, size and latency of every candidate; write evaluations.json."""
+    """Measure quality, size, latency, throughput and memory of every candidate."""
     from tfopt import evaluate as evaluate_lib
     from tfopt import fsutil
     from tfopt.components import _util
 
     inputs = dict(locals())
     candidates = _util.candidates_from_inputs(inputs)
-    config = evaluate_lib.EvalConfig(latency_iterations=latency_iterations,
-                                     latency_warmup=latency_warmup, num_threads=num_threads)
+    uris = {v.path: v.uri for v in inputs.values() if hasattr(v, "uri") and hasattr(v, "path")}
+    for cand in candidates:
+        cand.metadata.setdefault("uri", uris.get(cand.path))
+    config = evaluate_lib.EvalConfig(
+        latency_iterations=latency_iterations, latency_warmup=latency_warmup,
+        latency_min_seconds=latency_min_seconds, num_threads=num_threads, throughput_batch_size=throughput_batch_size,
+        throughput_iterations=throughput_iterations)
     records = evaluate_lib.evaluate_candidates(candidates, dataset.path, config)
-    fsutil.write_json(evaluations.path, {"dataset": dataset.metadata, "candidates": records})
-    for record in records:
-        _util.log_metrics(metrics, {f"{record['name']}.{k}": v for k, v in record.items()
-                                    if k in ("accuracy", "size_bytes", "latency_ms_p50")})
+    fsutil.write_json(evaluations.path, {"dataset": dataset.metadata, "candidates": records,
+                                         "config": evaluate_lib.config_dict(config)})
+    failed = [r["name"] for r in records if r.get("error")]
+    evaluations.metadata.update({"candidates": [r["name"] for r in records], "failed": failed})
+    _util.log_metrics(metrics, {"candidates": len(records), "failed": len(failed)})
+    for r in records:
+        _util.log_metrics(metrics, {f"{r['name']}.{k}": r.get(k) for k in (
+            "accuracy", "f1", "size_bytes", "gzip_bytes", "latency_ms_p50", "latency_ms_p95",
+            "latency_ms_p99", "throughput_per_s", "peak_rss_bytes")})

@@ -1,9 +1,17 @@
-"""Select component: apply the policy to the evaluations, write summary.json, bless or not."""
+"""Select component: apply the policy, write summary / reports / model card, bless or not.
+
+``blessed`` gates the deploy branch (``dsl.If(select.outputs["blessed"] == True)``);
+``selected_model`` is a copy of the selected candidate (SavedModel directory or
+``.tflite`` file, like the candidate itself), written only when one was selected.
+The candidate inputs are optional and named as in ``evaluate``: pass them so the
+copy reads files KFP delivered to this step (needed on Kubeflow with MinIO/S3);
+without them the path recorded by the evaluation step is used (local runner, /gcs).
+"""
 
 from typing import NamedTuple
 
 from kfp import dsl
-from kfp.dsl import Artifact, Input, Output
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Input, Markdown, Metrics, Model, Output
 
 from tfopt.components._image import COMPONENT_KWARGS
 
@@ -12,27 +20,65 @@ from tfopt.components._image import COMPONENT_KWARGS
 def select(
     evaluations: Input[Artifact],
     summary: Output[Artifact],
+    report_markdown: Output[Markdown],
+    report_html: Output[HTML],
+    model_card: Output[Markdown],
+    metrics: Output[Metrics],
+    confusion_matrix: Output[ClassificationMetrics],
+    selected_model: Output[Model],
     pipeline_name: str = "tfopt-optimize",
     baseline: str = "baseline",
     max_accuracy_drop: float = 1.0,
     max_size_bytes: int = 0,
     max_latency_ms_p99: float = 0.0,
     objective: str = "smallest",
+    previous_summary: str = "",
+    min_accuracy_change: float = 0.0,
+    baseline_model: Input[Model] = None,
+    tflite_float32: Input[Model] = None,
+    tflite_dynamic: Input[Model] = None,
+    tflite_float16: Input[Model] = None,
+    tflite_int8: Input[Model] = None,
+    pruned: Input[Model] = None,
+    pruned_int8: Input[Model] = None,
+    distilled: Input[Model] = None,
+    distilled_int8: Input[Model] = None,
+    lowrank: Input[Model] = None,
+    lowrank_int8: Input[Model] = None,
+    qat_int8: Input[Model] = None,
+    pqat_int8: Input[Model] = None,
 ) -> NamedTuple("SelectOutputs", [("blessed", bool), ("selected", str)]):
     """Pick one candidate under the policy; ``blessed`` gates deployment."""
     from collections import namedtuple
 
     from tfopt import fsutil
     from tfopt import select as select_lib
+    from tfopt.components import _util
 
-    evals = fsutil.read_json(evaluations.path)
-    policy = select_lib.SelectionPolicy(max_accuracy_drop=max_accuracy_drop,
-                                        max_size_bytes=max_size_bytes,
-                                        max_latency_ms_p99=max_latency_ms_p99,
-                                        objective=objective)
-    result = select_lib.select_candidate(evals["candidates"], baseline, policy)
-    payload = select_lib.summarize(pipeline_name, evals["dataset"], baseline, result)
-    fsutil.write_json(summary.path, payload)
-    summary.metadata.update({"selected": result.selected or "", "blessed": result.blessed})
-    outputs = namedtuple("SelectOutputs", ["blessed", "selected"])
-    return outputs(result.blessed, result.selected or "")
+    # candidate name -> local path (not _util.candidates_from_inputs: that imports TF)
+    paths = {v.metadata.get("variant", k): v.path for k, v in dict(locals()).items()
+             if isinstance(getattr(v, "metadata", None), dict) and v.metadata.get("format")
+             and not v.metadata.get("skipped")}
+    policy = select_lib.SelectionPolicy(
+        max_accuracy_drop=max_accuracy_drop, max_size_bytes=max_size_bytes,
+        max_latency_ms_p99=max_latency_ms_p99, objective=objective,
+        previous=previous_summary, min_accuracy_change=min_accuracy_change)
+    out = select_lib.select_and_report(
+        fsutil.read_json(evaluations.path), baseline, policy, pipeline_name, summary.path,
+        report_markdown.path, report_html.path, model_card.path, selected_model.path, paths)
+    rec, blessed, name = out.record, out.selection.blessed, out.selection.selected or ""
+    if rec is not None:
+        confusion_matrix.log_confusion_matrix(
+            [str(i) for i in range(len(rec["confusion_matrix"]))], rec["confusion_matrix"])
+        _util.log_metrics(metrics, {k: rec.get(k) for k in (
+            "accuracy", "loss", "precision", "recall", "f1", "size_bytes", "gzip_bytes",
+            "latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "throughput_per_s")})
+        selected_model.metadata.update({k: rec.get(k) for k in (
+            "format", "params", "sparsity", "accuracy", "size_bytes", "base", "quantization")
+            if rec.get(k) is not None})
+    _util.log_metrics(metrics, {"blessed": int(blessed), "candidates": len(out.summary[
+        "variants"]), "acceptable": sum(not v["rejected_reasons"] for v in out.summary["variants"])})
+    selected_model.metadata.update({"variant": name, "selected": bool(rec), "blessed": blessed})
+    for artifact in (summary, report_html, report_markdown, model_card):
+        artifact.metadata.update({"selected": name, "blessed": blessed})
+    return namedtuple("SelectOutputs", ["blessed", "selected"])(blessed, name)

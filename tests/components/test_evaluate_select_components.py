@@ -1,0 +1,139 @@
+"""evaluate + select components on tiny real models: outputs, gate, reports, selected copy."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from kfp import dsl
+
+from tfopt import data, models, quantize
+from tfopt.components.evaluate import evaluate
+from tfopt.components.select import select
+from tfopt.errors import ConfigError
+
+
+def read(path, mode="r"):
+    with open(path, mode) as fh:
+        return fh.read()
+
+
+def model_artifact(path, **meta):
+    return dsl.Model(uri=str(path), metadata={"skipped": False, **meta})
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    """Run the evaluate component once over baseline, two TFLite variants and a broken one."""
+    root = tmp_path_factory.mktemp("evsel")
+    ds = str(root / "dataset")
+    info = data.ingest(ds, data.IngestConfig())
+    x, y = data.load_arrays(info, "train")
+    model = models.build_model(models.ModelConfig(arch="mlp", width=16, depth=1, dropout=0.0),
+                               info.feature_shape, info.num_classes, float(x.mean()),
+                               float(x.var()))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=3, batch_size=64, verbose=0)
+    sm = models.save_model(model, str(root / "baseline"))
+    quantize.convert_to_tflite(sm, str(root / "f32.tflite"), quantize.QuantizeConfig("float32"))
+    quantize.convert_to_tflite(sm, str(root / "i8.tflite"),
+                               quantize.QuantizeConfig("int8", representative_samples=50), ds)
+    (root / "broken.tflite").write_bytes(b"\x00" * 64)
+    cands = {
+        "baseline": model_artifact(sm, variant="baseline", format="saved_model",
+                                   params=models.count_params(model)),
+        "tflite_float32": model_artifact(root / "f32.tflite", variant="tflite_float32",
+                                         format="tflite", base="baseline"),
+        "tflite_int8": model_artifact(root / "i8.tflite", variant="tflite_int8",
+                                      format="tflite", quantization="int8"),
+        "tflite_float16": model_artifact(root / "broken.tflite", variant="tflite_float16",
+                                         format="tflite"),
+        "pruned": dsl.Model(uri=str(root / "skipped"), metadata={"variant": "pruned",
+                                                                 "skipped": True}),
+    }
+    evaluations = dsl.Artifact(uri=str(root / "evaluations.json"))
+    metrics = dsl.Metrics(uri=str(root / "eval_metrics"))
+    dataset = dsl.Dataset(uri=ds, metadata=info.to_summary())
+    evaluate.python_func(dataset=dataset, evaluations=evaluations, metrics=metrics,
+                         latency_iterations=30, latency_warmup=5, latency_min_seconds=0.0, throughput_iterations=3,
+                         **cands)
+    return {"root": root, "evaluations": evaluations, "metrics": metrics, "cands": cands}
+
+
+def test_evaluate_component_records_every_candidate(evaluated):
+    payload = json.loads(read(evaluated["evaluations"].path))
+    names = [r["name"] for r in payload["candidates"]]
+    assert sorted(names) == ["baseline", "tflite_float16", "tflite_float32", "tflite_int8"]
+    by = {r["name"]: r for r in payload["candidates"]}
+    assert "cannot load the TFLite model" in by["tflite_float16"]["error"]
+    assert by["baseline"]["latency_iterations"] == 30
+    assert by["tflite_int8"]["uri"] == evaluated["cands"]["tflite_int8"].uri
+    assert payload["config"]["throughput_iterations"] == 3
+    assert payload["dataset"]["num_classes"] == 10
+    logged = evaluated["metrics"].metadata
+    assert logged["candidates"] == 4 and logged["failed"] == 1
+    assert logged["tflite_int8.accuracy"] == by["tflite_int8"]["accuracy"]
+    assert evaluated["evaluations"].metadata["failed"] == ["tflite_float16"]
+
+
+def run_select(evaluated, tmp_path, **params):
+    outs = {"summary": dsl.Artifact(uri=str(tmp_path / "summary.json")),
+            "report_markdown": dsl.Markdown(uri=str(tmp_path / "report.md")),
+            "report_html": dsl.HTML(uri=str(tmp_path / "report.html")),
+            "model_card": dsl.Markdown(uri=str(tmp_path / "model_card.md")),
+            "metrics": dsl.Metrics(uri=str(tmp_path / "metrics")),
+            "confusion_matrix": dsl.ClassificationMetrics(uri=str(tmp_path / "cm")),
+            "selected_model": dsl.Model(uri=str(tmp_path / "selected_model"))}
+    cands = evaluated["cands"]
+    result = select.python_func(evaluations=evaluated["evaluations"], baseline_model=cands[
+        "baseline"], tflite_int8=cands["tflite_int8"], **outs, **params)
+    return result, outs
+
+
+def test_select_blesses_and_copies_the_smallest(evaluated, tmp_path):
+    result, outs = run_select(evaluated, tmp_path, max_accuracy_drop=5.0, objective="smallest")
+    assert result.blessed is True and result.selected == "tflite_int8"
+    copied = outs["selected_model"].path
+    assert read(copied, "rb") == read(evaluated["cands"]["tflite_int8"].path, "rb")
+    assert outs["selected_model"].metadata["format"] == "tflite"
+    assert outs["selected_model"].metadata["blessed"] is True
+    summary = json.loads(read(outs["summary"].path))
+    assert summary["selected"] == "tflite_int8" and summary["blessed"] is True
+    assert summary["report_html"] == outs["report_html"].path
+    assert os.path.exists(summary["model_card"])
+    broken = next(v for v in summary["variants"] if v["name"] == "tflite_float16")
+    assert broken["rejected_reasons"][0].startswith("failed to evaluate: ModelError")
+    cm = outs["confusion_matrix"].metadata["confusionMatrix"]
+    rows = np.array([r["row"] for r in cm["rows"]])
+    assert rows.shape == (10, 10) and rows.sum() == summary["dataset"]["num_test"]
+    assert outs["metrics"].metadata["blessed"] == 1.0
+    assert outs["metrics"].metadata["accuracy"] == pytest.approx(
+        next(v["accuracy"] for v in summary["variants"] if v["name"] == "tflite_int8"))
+    assert "data:image/png;base64" in read(outs["report_html"].path)
+    assert "# Model card: `tflite_int8`" in read(outs["model_card"].path)
+
+
+def test_select_most_accurate_copies_a_saved_model_dir(evaluated, tmp_path):
+    result, outs = run_select(evaluated, tmp_path, max_accuracy_drop=50.0,
+                              objective="most_accurate", max_size_bytes=10_000_000)
+    summary = json.loads(read(outs["summary"].path))
+    ok = [v for v in summary["variants"] if not v["rejected_reasons"]]
+    best = max(v["accuracy"] for v in ok)
+    assert next(v for v in ok if v["name"] == result.selected)["accuracy"] == best
+    if result.selected == "baseline":
+        assert os.path.exists(os.path.join(outs["selected_model"].path, "saved_model.pb"))
+
+
+def test_select_not_blessed_when_targets_unmet(evaluated, tmp_path):
+    result, outs = run_select(evaluated, tmp_path, max_size_bytes=100, objective="fastest")
+    assert result.blessed is False and result.selected == ""
+    assert not os.path.exists(outs["selected_model"].path)
+    assert outs["selected_model"].metadata["blessed"] is False
+    assert "confusionMatrix" not in outs["confusion_matrix"].metadata
+    assert "not blessed" in read(outs["report_markdown"].path)
+    assert "no model selected" in read(outs["model_card"].path)
+
+
+def test_select_unknown_objective_fails_clearly(evaluated, tmp_path):
+    with pytest.raises(ConfigError, match="objective='cheapest'"):
+        run_select(evaluated, tmp_path, objective="cheapest")

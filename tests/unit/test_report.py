@@ -1,0 +1,136 @@
+"""tfopt.report / tfopt.modelcard / select_and_report: content people read, files written."""
+
+import base64
+import json
+import re
+
+import pytest
+
+from tfopt import modelcard, report
+from tfopt import select as sel
+
+CM = [[5, 1], [2, 4]]
+
+
+def rec(name, accuracy, size, p50, fmt="tflite", **extra):
+    return {"name": name, "format": fmt, "path": f"/m/{name}", "accuracy": accuracy,
+            "loss": 0.3, "precision": accuracy, "recall": accuracy, "f1": accuracy - 0.01,
+            "per_class": {"precision": [0.7, 0.8], "recall": [0.8, 0.7], "f1": [0.75, 0.747],
+                          "support": [6, 6]},
+            "confusion_matrix": CM, "num_test": 12, "size_bytes": size,
+            "gzip_bytes": size // 2, "latency_ms_p50": p50, "latency_ms_p95": p50 * 1.2,
+            "latency_ms_p99": p50 * 1.5, "throughput_per_s": 5000.0,
+            "throughput_batch_size": 64, "throughput_iterations": 20, "latency_iterations": 200,
+            "latency_warmup": 20, "runtime": "tf.lite", "num_threads": 1, "params": 1210,
+            "sparsity": 0.25, "peak_rss_bytes": 600 * 2**20, "memory_bytes": 2**20,
+            "memory_method": "VmHWM", **extra}
+
+
+def records():
+    return [rec("baseline", 0.90, 90_000, 0.4, fmt="saved_model"),
+            rec("tflite_float32", 0.90, 30_000, 0.05),
+            rec("tflite_int8", 0.895, 9_000, 0.04, quantization="int8", base="baseline"),
+            rec("worse", 0.70, 20_000, 0.06),
+            {"name": "broken", "format": "tflite", "path": "/m/broken",
+             "error": "ModelError: cannot load the TFLite model"}]
+
+
+DATASET = {"name": "builtin:digits", "num_train": 1260, "num_validation": 179, "num_test": 12,
+           "num_classes": 2}
+
+
+def summary_for(policy=None):
+    s = sel.select_candidate(records(), "baseline", policy or sel.SelectionPolicy())
+    return sel.summarize("tfopt-optimize", DATASET, "baseline", s), s
+
+
+def test_pareto_front():
+    pts = [(1.0, 90.0), (2.0, 95.0), (3.0, 94.0), (0.5, 80.0), (2.0, 93.0), (0.5, 80.0)]
+    # (3, 94) is beaten by (2, 95); (2, 93) too; equal points do not dominate each other
+    assert report.pareto_front(pts) == [3, 5, 0, 1]
+    assert report.pareto_front([]) == []
+
+
+def test_markdown_report_lists_every_candidate_and_reason():
+    summary, _ = summary_for()
+    md = report.markdown_report(summary)
+    assert "**Selected: `tflite_int8` - blessed for deployment.**" in md
+    table = [line for line in md.splitlines() if line.startswith("| ")]
+    assert len(table) == 1 + 5 + 1 + 2  # header, 5 candidates, per-class header + 2 classes
+    assert "- `worse`: accuracy drop 20.00 points > 1" in md
+    assert "- `broken`: failed to evaluate: ModelError: cannot load the TFLite model" in md
+    assert "200 timed calls after 20 warm-up calls" in md
+    assert "| tflite_int8 | tflite | 89.50 | +0.50 |" in md
+
+
+def test_html_report_is_self_contained_with_three_plots():
+    summary, _ = summary_for()
+    page = report.html_report(summary, CM)
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) == 3
+    for img in images:
+        assert base64.b64decode(img)[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+    assert "<tr class='selected'>" in page and "tflite_int8" in page
+    assert "failed to evaluate: ModelError" in page
+    unblessed, _ = summary_for(sel.SelectionPolicy(max_size_bytes=10))
+    page = report.html_report(unblessed, None)
+    assert "not blessed" in page and len(re.findall("data:image/png", page)) == 2
+
+
+def test_model_card_for_selected_and_for_none():
+    summary, s = summary_for()
+    card = modelcard.model_card(summary, next(r for r in s.records if r["name"] == s.selected))
+    for section in ("## Model details", "## Intended use", "## Data", "## Metrics (test split)",
+                    "## Limitations and caveats"):
+        assert section in card
+    assert "| accuracy | 89.50% |" in card
+    assert "derived from `baseline`, quantization `int8`" in card
+    assert "Size: 8.8 KiB (9,000 bytes)" in card and "Parameters: 1,210" in card
+    assert "0.04 / 0.048 / 0.06 ms" in card
+    none, _ = summary_for(sel.SelectionPolicy(max_size_bytes=10))
+    card = modelcard.model_card(none, None)
+    assert "no model selected" in card and "- `worse`: accuracy drop 20.00 points > 1" in card
+
+
+@pytest.mark.parametrize("layout", ["file", "dir"])
+def test_select_and_report_writes_everything_and_copies_the_model(tmp_path, layout):
+    src = tmp_path / "cands" / "tflite_int8"
+    if layout == "file":
+        src.parent.mkdir()
+        src.write_bytes(b"TFL3 model bytes")
+    else:
+        (src / "variables").mkdir(parents=True)
+        (src / "saved_model.pb").write_bytes(b"pb")
+        (src / "variables" / "variables.index").write_bytes(b"idx")
+    out = tmp_path / "out"
+    evaluations = {"dataset": {**DATASET, "shards": "ignored"}, "candidates": records(),
+                   "config": {"latency_iterations": 200}}
+    result = sel.select_and_report(
+        evaluations, "baseline", sel.SelectionPolicy(), "tfopt-optimize", str(out / "s.json"),
+        str(out / "r.md"), str(out / "r.html"), str(out / "card.md"), str(out / "model"),
+        {"tflite_int8": str(src)})
+    summary = json.loads((out / "s.json").read_text())
+    assert summary["selected"] == "tflite_int8" and summary["blessed"] is True
+    assert summary["report_html"] == str(out / "r.html")
+    assert summary["model_card"] == str(out / "card.md")
+    assert "shards" not in summary["dataset"] and summary["evaluation"]["latency_iterations"] == 200
+    assert "confusion_matrix" not in summary["variants"][0]
+    assert result.record["confusion_matrix"] == CM
+    if layout == "file":
+        assert (out / "model").read_bytes() == b"TFL3 model bytes"
+    else:
+        assert (out / "model" / "variables" / "variables.index").read_bytes() == b"idx"
+    assert (out / "card.md").read_text().startswith("# Model card: `tflite_int8`")
+    assert "data:image/png" in (out / "r.html").read_text()
+
+
+def test_select_and_report_without_a_pick_copies_nothing(tmp_path):
+    out = tmp_path / "out"
+    result = sel.select_and_report(
+        {"dataset": DATASET, "candidates": records()}, "baseline",
+        sel.SelectionPolicy(max_latency_ms_p99=0.001), "p", str(out / "s.json"),
+        str(out / "r.md"), str(out / "r.html"), str(out / "card.md"), str(out / "model"))
+    assert result.selection.blessed is False and result.record is None
+    assert not (out / "model").exists()
+    assert json.loads((out / "s.json").read_text())["selected"] is None
