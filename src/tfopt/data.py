@@ -34,6 +34,7 @@ SCHEMA_FORMAT = "tfopt.dataset/v1"
 FEATURE_KEY = "x"
 LABEL_KEY = "label"
 _BLOCK = 20  # stratification block: each class is split in blocks of 20 examples
+_GROUP = 256  # blocks whose slot permutations are drawn together
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,8 @@ class IngestConfig:
         seed: seeds the split assignment and the within-window shuffle.
         shard_size: examples per TFRecord shard.
         shuffle_window: examples shuffled together before writing (bounds memory).
+        buffer_bytes: caps the shuffle window of each split in bytes of features,
+            so large examples (images) keep memory bounded too.
         synthetic_examples / synthetic_shape / synthetic_classes: ``builtin:synthetic``.
     """
 
@@ -65,6 +68,7 @@ class IngestConfig:
     seed: int = 42
     shard_size: int = 50_000
     shuffle_window: int = 20_000
+    buffer_bytes: int = 256 << 20
     synthetic_examples: int = 1797
     synthetic_shape: tuple[int, ...] = (8, 8, 1)
     synthetic_classes: int = 10
@@ -87,6 +91,7 @@ class IngestConfig:
         check_int(name, "seed", self.seed, 0, 2**31 - 1)
         check_int(name, "shard_size", self.shard_size, 1, 10_000_000)
         check_int(name, "shuffle_window", self.shuffle_window, 1, 10_000_000)
+        check_int(name, "buffer_bytes", self.buffer_bytes, 1 << 10, 1 << 40)
         check_int(name, "synthetic_examples", self.synthetic_examples, 10, 1_000_000_000)
         check_int(name, "synthetic_classes", self.synthetic_classes, 2, 10_000)
         if not self.synthetic_shape:
@@ -149,21 +154,32 @@ def _read_source(config: IngestConfig) -> Iterator[sources.Chunk]:
         raise ConfigError(f"IngestConfig.source={src!r} is not allowed: built-in datasets "
                           "are builtin:digits and builtin:synthetic")
     lower = src.lower()
-    if lower.endswith(".npz"):
+    if "," not in src and lower.endswith(".npz"):
         return sources.read_npz(src)
-    if lower.endswith(".csv"):
+    if "," not in src and lower.endswith(".csv"):
         return sources.read_csv(src, config.label_column, shape)
     files = _tfrecord_files(src)
+    if shape is None:
+        shape = _tfopt_dataset_shape(src)
     return sources.read_tfrecords(files, config.feature_column, config.label_column, shape)
 
 
 def _tfrecord_files(src: str) -> list[str]:
+    """TFRecord files named by ``src``: a file, a comma-separated list of files,
+    a directory (every file but ``*.json``) or a glob. Each listed file must
+    exist; ``-NNNNN-of-MMMMM`` shard sets must be complete."""
     from tfopt._keras import tf
 
     gf = tf.io.gfile
-    if gf.isdir(src):
+    if "," in src:
+        files = [f.strip() for f in src.split(",") if f.strip()]
+        for f in files:
+            if not gf.exists(f):
+                raise DataError(f"{f}: file not found (listed in the source {src!r})")
+    elif gf.isdir(src):
         files = sorted(f for f in gf.glob(os.path.join(src, "*"))
-                       if not gf.isdir(f) and not os.path.basename(f).endswith(".json"))
+                       if not gf.isdir(f) and not os.path.basename(f).endswith(".json")
+                       and not os.path.basename(f).startswith("."))
     elif any(c in src for c in "*?["):
         files = sorted(gf.glob(src))
     elif gf.exists(src):
@@ -173,44 +189,72 @@ def _tfrecord_files(src: str) -> list[str]:
                         "a .npz, a .csv, or TFRecord file(s))")
     if not files:
         raise DataError(f"{src}: no TFRecord files found")
+    sources.check_shard_set(files)
     return files
+
+
+def _tfopt_dataset_shape(src: str) -> tuple[int, ...] | None:
+    """The feature shape when ``src`` is a tfopt dataset directory (re-ingest)."""
+    schema = os.path.join(src, SCHEMA_FILE)
+    if "," in src or not fsutil.exists(schema):
+        return None
+    try:
+        raw = fsutil.read_json(schema)
+        return tuple(raw["feature"]["shape"]) if raw.get("format") == SCHEMA_FORMAT else None
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+_CODES = {"train": 0, "validation": 1, "test": 2}
 
 
 class _SplitAssigner:
     """Exact per-class stratification in a stream.
 
     The n-th example of class c lands in a split chosen by a seeded
-    permutation of a 20-slot block, so every split gets its share of every
-    class without seeing the whole source first.
+    permutation of a 20-slot block (e.g. 4 test, 2 validation, 14 train
+    slots for 0.2 / 0.1), so every split gets its share of every class
+    without seeing the whole source first. Vectorized per class and chunk.
     """
 
     def __init__(self, validation_fraction: float, test_fraction: float, seed: int):
-        self.slots = {
-            "test": round(test_fraction * _BLOCK),
-            "validation": round(validation_fraction * _BLOCK),
-        }
+        self.test_slots = round(test_fraction * _BLOCK)
+        self.val_slots = round(validation_fraction * _BLOCK)
         self.seed = seed
         self.seen: dict[tuple[bool, int], int] = {}
-        self.plans: dict[tuple[bool, int], list[str]] = {}
+        self._tables: dict[tuple[bool, int], tuple[int, np.ndarray]] = {}
 
     def assign(self, labels: np.ndarray, has_test: bool) -> np.ndarray:
-        out = np.empty(len(labels), dtype=object)
-        for i, c in enumerate(labels.tolist()):
+        """Split codes (0 train, 1 validation, 2 test) for a chunk of labels."""
+        out = np.empty(len(labels), dtype=np.int8)
+        for c in np.unique(labels).tolist():
+            idx = np.flatnonzero(labels == c)
             key = (has_test, c)
-            n = self.seen.get(key, 0)
-            self.seen[key] = n + 1
-            block, pos = divmod(n, _BLOCK)
-            if pos == 0 or key not in self.plans:
-                self.plans[key] = self._plan(has_test, c, block)
-            out[i] = self.plans[key][pos]
+            start = self.seen.get(key, 0)
+            self.seen[key] = start + len(idx)
+            pos = np.arange(start, start + len(idx))
+            block = pos // _BLOCK
+            for group in np.unique(block // _GROUP).tolist():
+                sel = (block // _GROUP) == group
+                table = self._table(has_test, c, group)
+                out[idx[sel]] = table[block[sel] % _GROUP, pos[sel] % _BLOCK]
         return out
 
-    def _plan(self, has_test: bool, c: int, block: int) -> list[str]:
-        plan = [] if has_test else ["test"] * self.slots["test"]
-        plan += ["validation"] * self.slots["validation"]
-        plan += ["train"] * (_BLOCK - len(plan))
-        order = np.random.default_rng((self.seed, int(has_test), c, block)).permutation(_BLOCK)
-        return [plan[j] for j in order]
+    def _table(self, has_test: bool, c: int, group: int) -> np.ndarray:
+        """Plans of blocks ``group*_GROUP ...``: each row a seeded permutation of the slots."""
+        key = (has_test, c)
+        cached = self._tables.get(key)
+        if cached is not None and cached[0] == group:
+            return cached[1]
+        plan = np.zeros(_BLOCK, dtype=np.int8)
+        if not has_test:
+            plan[:self.test_slots] = _CODES["test"]
+        off = 0 if has_test else self.test_slots
+        plan[off:off + self.val_slots] = _CODES["validation"]
+        rng = np.random.default_rng((self.seed, int(has_test), c, group))
+        table = rng.permuted(np.tile(plan, (_GROUP, 1)), axis=1)
+        self._tables[key] = (group, table)
+        return table
 
 
 class _ShardWriter:
@@ -222,16 +266,22 @@ class _ShardWriter:
         self.buf_x: list[np.ndarray] = []
         self.buf_y: list[np.ndarray] = []
         self.buffered = 0
+        self.window = config.shuffle_window
         self.count = 0
         self.shards: list[str] = []
         self._writer = None
         self._in_shard = 0
+        self._encoder: _ExampleEncoder | None = None
 
     def add(self, x: np.ndarray, y: np.ndarray) -> None:
+        if self._encoder is None:
+            self._encoder = _ExampleEncoder(int(np.prod(x.shape[1:])) * 4)
+            self.window = max(1, min(self.config.shuffle_window,
+                                     self.config.buffer_bytes // self._encoder.data_len))
         self.buf_x.append(x)
         self.buf_y.append(y)
         self.buffered += len(y)
-        if self.buffered >= self.config.shuffle_window:
+        if self.buffered >= self.window:
             self.flush()
 
     def flush(self) -> None:
@@ -239,17 +289,24 @@ class _ShardWriter:
             return
         from tfopt._keras import tf
 
-        x = np.concatenate(self.buf_x)
-        y = np.concatenate(self.buf_y)
+        order = self.rng.permutation(self.buffered)
+        x = np.ascontiguousarray(np.concatenate(self.buf_x)[order], dtype=np.float32)
+        y = np.concatenate(self.buf_y)[order]
         self.buf_x, self.buf_y, self.buffered = [], [], 0
-        for i in self.rng.permutation(len(y)):
+        records = self._encoder.encode(x, y)
+        done = 0
+        while done < len(records):
             if self._writer is None:
                 name = f"{self.split}-{len(self.shards):05d}.tfrecord"
                 self.shards.append(name)
                 self._writer = tf.io.TFRecordWriter(os.path.join(self.dir, name))
-            self._writer.write(_encode(x[i], int(y[i])))
-            self._in_shard += 1
-            self.count += 1
+            take = min(self.config.shard_size - self._in_shard, len(records) - done)
+            write = self._writer.write
+            for rec in records[done:done + take]:
+                write(rec)
+            done += take
+            self._in_shard += take
+            self.count += take
             if self._in_shard == self.config.shard_size:
                 self._writer.close()
                 self._writer, self._in_shard = None, 0
@@ -261,25 +318,80 @@ class _ShardWriter:
         final = []
         for i, name in enumerate(self.shards):
             new = f"{self.split}-{i:05d}-of-{len(self.shards):05d}.tfrecord"
-            fsutil_rename(os.path.join(self.dir, name), os.path.join(self.dir, new))
+            _rename(os.path.join(self.dir, name), os.path.join(self.dir, new))
             final.append(new)
         return final
 
 
-def fsutil_rename(src: str, dst: str) -> None:
-    from tfopt._keras import tf
+def _rename(src: str, dst: str) -> None:
+    if fsutil.is_remote(src):
+        from tfopt._keras import tf
 
-    tf.io.gfile.rename(src, dst, overwrite=True)
+        tf.io.gfile.rename(src, dst, overwrite=True)
+    else:
+        os.replace(src, dst)
 
 
-def _encode(x: np.ndarray, y: int) -> bytes:
-    from tfopt._keras import tf
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, n = n & 0x7F, n >> 7
+        if n:
+            out.append(low | 0x80)
+        else:
+            out.append(low)
+            return bytes(out)
 
-    feats = {
-        FEATURE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[x.tobytes()])),
-        LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[y])),
-    }
-    return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString()
+
+def _field(tag: int, payload: bytes) -> bytes:
+    return bytes([tag]) + _varint(len(payload)) + payload
+
+
+class _ExampleEncoder:
+    """Serializes ``tf.train.Example{x: bytes_list[raw float32], label: int64_list}``
+    directly in the protobuf wire format: a per-label header followed by the
+    raw feature bytes, ~20x faster than building protos one by one.
+
+    The bytes are a valid ``tf.train.Example`` (tests check them against
+    ``tf.train.Example.FromString`` and ``tf.io.parse_single_example``).
+    """
+
+    def __init__(self, data_len: int):
+        self.data_len = data_len
+        # BytesList{value: [data]}, Feature{bytes_list}, map entry{key "x", value}
+        bl_len = 1 + len(_varint(data_len)) + data_len
+        feat_len = 1 + len(_varint(bl_len)) + bl_len
+        entry_value_head = b"\x12" + _varint(feat_len) + b"\x0a" + _varint(bl_len) \
+            + b"\x0a" + _varint(data_len)
+        entry_payload_len = len(_field(0x0A, FEATURE_KEY.encode())) + len(entry_value_head) \
+            + data_len
+        self._x_head = b"\x0a" + _varint(entry_payload_len) \
+            + _field(0x0A, FEATURE_KEY.encode()) + entry_value_head
+        self._x_entry_len = len(self._x_head) + data_len
+        self._heads: dict[int, bytes] = {}
+
+    def head(self, label: int) -> bytes:
+        h = self._heads.get(label)
+        if h is None:
+            feature = _field(0x1A, _field(0x0A, _varint(label)))  # Feature{int64_list{[label]}}
+            entry = _field(0x0A, _field(0x0A, LABEL_KEY.encode()) + _field(0x12, feature))
+            features_len = len(entry) + self._x_entry_len
+            h = b"\x0a" + _varint(features_len) + entry + self._x_head
+            self._heads[label] = h
+        return h
+
+    def encode(self, x: np.ndarray, y: np.ndarray) -> list[bytes]:
+        """Serialized Examples for rows of float32 ``x`` (C-contiguous) and labels ``y``."""
+        raw = x.tobytes()
+        d = self.data_len
+        heads = [self.head(label) for label in y.tolist()]
+        return [h + raw[i * d:(i + 1) * d] for i, h in enumerate(heads)]
+
+
+def encode_example(x: np.ndarray, y: int) -> bytes:
+    """One serialized ``tf.train.Example`` in the dataset format (float32 ``x``, int64 label)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    return _ExampleEncoder(x.size * 4).encode(x.reshape(1, -1), np.asarray([y]))[0]
 
 
 class _SplitWriter:
@@ -306,17 +418,18 @@ class _SplitWriter:
         k = self.config.num_classes
         if k and (chunk.y >= k).any():
             row = int(np.argmax(chunk.y >= k))
-            raise DataError(f"{chunk.origin}: row {row} has label {chunk.y[row]} outside "
+            raise DataError(f"{chunk.at(row)}: label {chunk.y[row]} is outside "
                             f"[0, {k}) (num_classes={k})")
         if chunk.split in SPLITS:
-            splits = np.full(len(chunk.y), chunk.split, dtype=object)
+            codes = np.full(len(chunk.y), _CODES[chunk.split], dtype=np.int8)
         else:  # None: split three ways; "trainval": the source has its own test split
-            splits = self.assigner.assign(chunk.y, has_test=chunk.split == "trainval")
+            codes = self.assigner.assign(chunk.y, has_test=chunk.split == "trainval")
         for s in SPLITS:
-            mask = splits == s
+            mask = codes == _CODES[s]
             if mask.any():
-                self.writers[s].add(chunk.x[mask], chunk.y[mask])
-                counts = np.bincount(chunk.y[mask])
+                ys = chunk.y[mask]
+                self.writers[s].add(chunk.x[mask], ys)
+                counts = np.bincount(ys)
                 cur = self.class_counts[s]
                 size = max(len(cur), len(counts))
                 self.class_counts[s] = (np.pad(cur, (0, size - len(cur)))
@@ -388,20 +501,33 @@ def load_info(dataset_dir: str) -> DatasetInfo:
 # --- input pipelines ------------------------------------------------------------
 
 
+AUTO_SHARD = ("auto", "file", "data", "off")
+
+
 @dataclass(frozen=True)
 class InputConfig:
     """How a split is fed to training or evaluation.
 
     Attributes:
         batch_size: examples per batch (global batch under a strategy).
-        shuffle: shuffle examples (seeded) every epoch.
+        shuffle: shuffle shard order and examples (seeded) every epoch.
         seed: shuffle seed.
         cache: ``auto`` caches in memory when the split fits ``cache_budget_bytes``,
-            else not at all; ``memory``; ``none``; or a file path prefix to cache to disk.
+            else to ``cache_file`` when set, else not at all; ``memory``; ``none``;
+            or a local file path prefix to cache to disk.
         cache_budget_bytes: memory budget for ``auto``.
-        shuffle_buffer: examples in the shuffle buffer (0 = whole split when cached).
-        deterministic: keep a fixed element order (slower parallel reads).
+        cache_file: local file prefix for ``auto`` when the split does not fit in
+            memory (the split name is appended); "" = do not cache then.
+        shuffle_buffer: examples in the shuffle buffer (0 = the whole split when
+            cached in memory, else up to 10,000).
+        deterministic: keep a fixed element order (same seed, same batches);
+            False lets parallel reads return elements as they come (faster).
         drop_remainder: drop the last partial batch (static batch shapes).
+        auto_shard: how a multi-worker strategy splits the data across workers:
+            ``auto`` (``file`` when there are at least as many shards as
+            workers, else ``data``), ``file``, ``data`` or ``off``.
+        num_workers: workers for ``auto``; 0 reads them from ``TF_CONFIG``.
+        read_parallelism: shards read at the same time (interleave cycle length).
     """
 
     batch_size: int = 64
@@ -409,80 +535,192 @@ class InputConfig:
     seed: int = 42
     cache: str = "auto"
     cache_budget_bytes: int = 1 << 30
+    cache_file: str = ""
     shuffle_buffer: int = 0
     deterministic: bool = True
     drop_remainder: bool = False
+    auto_shard: str = "auto"
+    num_workers: int = 0
+    read_parallelism: int = 8
 
     def __post_init__(self):
         check_int("InputConfig", "batch_size", self.batch_size, 1, 1 << 20)
+        check_int("InputConfig", "seed", self.seed, 0, 2**63 - 1)
         check_int("InputConfig", "cache_budget_bytes", self.cache_budget_bytes, 0)
         check_int("InputConfig", "shuffle_buffer", self.shuffle_buffer, 0)
+        check_int("InputConfig", "num_workers", self.num_workers, 0, 100_000)
+        check_int("InputConfig", "read_parallelism", self.read_parallelism, 1, 1024)
+        check_choice("InputConfig", "auto_shard", self.auto_shard, AUTO_SHARD)
         if self.cache not in ("auto", "memory", "none"):
             check_str("InputConfig", "cache", self.cache)
+            if fsutil.is_remote(self.cache):
+                raise ConfigError(f"InputConfig.cache={self.cache!r} is not allowed: "
+                                  "cache to a local file, 'memory', 'auto' or 'none'")
+        if self.cache_file and fsutil.is_remote(self.cache_file):
+            raise ConfigError(f"InputConfig.cache_file={self.cache_file!r} is not allowed: "
+                              "expected a local path")
+
+
+def auto_shard_policy(num_files: int, num_workers: int, requested: str = "auto") -> str:
+    """The ``tf.data`` auto-shard policy name for a split of ``num_files`` shards.
+
+    ``FILE`` (each worker reads whole shards, no wasted reads) when there are
+    at least as many shards as workers, else ``DATA`` (every worker reads
+    everything and keeps every n-th element). ``OFF`` leaves sharding to the caller.
+    """
+    check_choice("auto_shard_policy", "requested", requested, AUTO_SHARD)
+    if requested != "auto":
+        return requested.upper()
+    return "FILE" if num_files >= max(num_workers, 1) else "DATA"
+
+
+def _num_workers(config: InputConfig) -> int:
+    if config.num_workers:
+        return config.num_workers
+    from tfopt import distribute
+
+    return distribute.parse_tf_config().num_workers
+
+
+def cache_mode(info: DatasetInfo, split: str, config: InputConfig) -> str:
+    """``memory``, ``none`` or a cache file path: what ``make_dataset`` does for ``split``."""
+    approx = info.counts[split] * (int(np.prod(info.feature_shape)) * 4 + 8)
+    prefix = config.cache
+    if config.cache == "auto":
+        if approx <= config.cache_budget_bytes:
+            return "memory"
+        prefix = config.cache_file
+        if not prefix:
+            return "none"
+    elif config.cache in ("memory", "none"):
+        return config.cache
+    from tfopt import distribute
+
+    cluster = distribute.parse_tf_config()  # workers sharing a disk get their own files
+    worker = f"-{cluster.task_type}{cluster.task_index}" if cluster.num_workers > 1 else ""
+    return f"{prefix}-{split}{worker}"
+
+
+def _records(info: DatasetInfo, split: str, config: InputConfig, limit: int | None,
+             cycle_length: int | None = None):
+    from tfopt._keras import tf
+
+    files = info.files(split)
+    files_ds = tf.data.Dataset.from_tensor_slices(files)
+    if config.shuffle and len(files) > 1:
+        files_ds = files_ds.shuffle(len(files), seed=config.seed, reshuffle_each_iteration=True)
+    ds = files_ds.interleave(
+        lambda f: tf.data.TFRecordDataset(f, buffer_size=1 << 20),
+        cycle_length=cycle_length or min(len(files), config.read_parallelism),
+        block_length=1, num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=config.deterministic)
+    if limit is not None:
+        ds = ds.take(limit)
+    return ds
+
+
+def _parser(info: DatasetInfo):
+    from tfopt._keras import tf
+
+    shape = list(info.feature_shape)
+    spec = {FEATURE_KEY: tf.io.FixedLenFeature([], tf.string),
+            LABEL_KEY: tf.io.FixedLenFeature([], tf.int64)}
+
+    def parse_batch(records):
+        ex = tf.io.parse_example(records, spec)
+        x = tf.reshape(tf.io.decode_raw(ex[FEATURE_KEY], tf.float32), [-1, *shape])
+        return x, ex[LABEL_KEY]
+
+    return parse_batch
 
 
 def make_dataset(info: DatasetInfo, split: str, config: InputConfig = InputConfig(),
                  limit: int | None = None):
     """A ``tf.data`` pipeline over one split yielding ``(x, label)`` batches.
 
-    interleave over shards (parallel reads) -> parallel parse -> cache -> seeded
-    shuffle -> batch -> prefetch, all AUTOTUNE. Under a multi-worker strategy
-    the files are auto-sharded across workers (data-sharded when there are
-    fewer files than workers).
+    interleave over shards (parallel reads) -> [parse -> cache] -> seeded
+    shuffle -> batch -> [vectorized parse] -> prefetch, all AUTOTUNE. Uncached
+    splits shuffle the serialized records and parse whole batches at once.
+    Under a multi-worker strategy the data is auto-sharded with
+    :func:`auto_shard_policy`.
     """
     from tfopt._keras import tf
 
     files = info.files(split)
-    shape = list(info.feature_shape)
     count = info.counts[split] if limit is None else min(limit, info.counts[split])
-    files_ds = tf.data.Dataset.from_tensor_slices(files)
-    ds = files_ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8),
-                             num_parallel_calls=tf.data.AUTOTUNE,
-                             deterministic=config.deterministic)
-    if limit is not None:
-        ds = ds.take(limit)
-    spec = {FEATURE_KEY: tf.io.FixedLenFeature([], tf.string),
-            LABEL_KEY: tf.io.FixedLenFeature([], tf.int64)}
-
-    def parse(record):
-        ex = tf.io.parse_single_example(record, spec)
-        x = tf.reshape(tf.io.decode_raw(ex[FEATURE_KEY], tf.float32), shape)
-        return x, ex[LABEL_KEY]
-
-    ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=config.deterministic)
-    cached = _apply_cache(config, count * (int(np.prod(shape)) * 4 + 8))
-    if cached == "memory":
-        ds = ds.cache()
-    elif cached != "none":
-        ds = ds.cache(cached)
+    parse_batch = _parser(info)
+    ds = _records(info, split, config, limit)
+    cached = cache_mode(info, split, config)
+    autotune = tf.data.AUTOTUNE
+    if cached != "none":
+        if cached != "memory":
+            os.makedirs(os.path.dirname(os.path.abspath(cached)), exist_ok=True)
+        ds = ds.batch(1024).map(parse_batch, num_parallel_calls=autotune,
+                                deterministic=config.deterministic).unbatch()
+        ds = ds.cache() if cached == "memory" else ds.cache(cached)
     if config.shuffle:
         buffer = config.shuffle_buffer or (count if cached == "memory" else min(count, 10_000))
         ds = ds.shuffle(max(buffer, 1), seed=config.seed, reshuffle_each_iteration=True)
     ds = ds.batch(config.batch_size, drop_remainder=config.drop_remainder,
-                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=config.deterministic)
+                  num_parallel_calls=autotune, deterministic=config.deterministic)
+    if cached == "none":
+        ds = ds.map(parse_batch, num_parallel_calls=autotune,
+                    deterministic=config.deterministic)
     options = tf.data.Options()
     options.deterministic = config.deterministic
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.AUTO
-    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+    policy = auto_shard_policy(len(files), _num_workers(config), config.auto_shard)
+    options.experimental_distribute.auto_shard_policy = getattr(
+        tf.data.experimental.AutoShardPolicy, policy)
+    return ds.with_options(options).prefetch(autotune)
 
 
-def _apply_cache(config: InputConfig, approx_bytes: int) -> str:
-    if config.cache == "auto":
-        return "memory" if approx_bytes <= config.cache_budget_bytes else "none"
-    return config.cache
+def iter_arrays(info: DatasetInfo, split: str, batch_size: int = 1024,
+                limit: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Stream one split as NumPy ``(x, y)`` batches in file order (memory: one batch).
+
+    Use this for evaluation of splits of any size.
+    """
+    config = InputConfig(batch_size=batch_size, cache="none", auto_shard="off")
+    yield from make_dataset(info, split, config, limit=limit).as_numpy_iterator()
 
 
 def load_arrays(info: DatasetInfo, split: str, limit: int | None = None,
                 ) -> tuple[np.ndarray, np.ndarray]:
-    """A bounded sample of one split as NumPy arrays (evaluation, calibration)."""
+    """One split (or its first ``limit`` examples) as NumPy arrays.
+
+    Holds the whole result in memory: pass ``limit`` for large splits, or
+    stream with :func:`iter_arrays`.
+    """
     xs, ys = [], []
-    ds = make_dataset(info, split, InputConfig(batch_size=1024, cache="none"), limit=limit)
-    for x, y in ds.as_numpy_iterator():
+    for x, y in iter_arrays(info, split, limit=limit):
         xs.append(x)
         ys.append(y)
     if not xs:
         raise DataError(f"{info.path}: split {split!r} is empty")
     return np.concatenate(xs), np.concatenate(ys)
+
+
+def representative_samples(info: DatasetInfo, split: str = "train", limit: int = 200,
+                           seed: int = 0) -> Iterator[list[np.ndarray]]:
+    """A bounded calibration sample for int8 conversion: a generator of ``[x]``
+    with ``x`` float32 of shape ``[1, *feature_shape]``.
+
+    Reads all shards round-robin and shuffles in a buffer of at most
+    ``4 * limit`` examples, so the sample spans the whole split while memory
+    stays bounded. Use as
+    ``converter.representative_dataset = lambda: representative_samples(info, limit=200)``.
+    """
+    check_int("representative_samples", "limit", limit, 1, 1_000_000)
+    from tfopt._keras import tf
+
+    files = info.files(split)
+    config = InputConfig(shuffle=True, seed=seed, cache="none")
+    ds = _records(info, split, config, None, cycle_length=len(files))
+    ds = ds.shuffle(min(4 * limit, max(info.counts[split], 1)), seed=seed).take(limit)
+    ds = ds.batch(256).map(_parser(info)).prefetch(tf.data.AUTOTUNE)
+    for x, _ in ds.as_numpy_iterator():
+        for i in range(len(x)):
+            yield [x[i:i + 1]]
 
 
 def replace(info: DatasetInfo, **changes) -> DatasetInfo:

@@ -1,16 +1,17 @@
 """Readers that stream examples from user data in bounded-size chunks.
 
-Every reader yields ``Chunk`` objects (a few thousand rows at most), so
-ingest never holds a whole source in memory. Readers check what they can
-see locally (row shape, numeric values, NaN) and name the file and the row
-or record in every error.
+Every reader yields ``Chunk`` objects (at most ``CHUNK_ROWS`` rows and about
+``CHUNK_BYTES`` of features), so ingest never holds a whole source in memory.
+Readers check what they can see locally (row shape, numeric values, NaN,
+negative labels) and name the file and the line, row or record in every
+error. Paths with a scheme (``gs://``, ``file://``) go through ``tf.io.gfile``.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import os
+import re
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,34 +21,61 @@ import numpy as np
 from tfopt.errors import DataError
 
 CHUNK_ROWS = 4096
+CHUNK_BYTES = 32 << 20
+
+
+def rows_per_chunk(row_bytes: int) -> int:
+    """Rows in one chunk for examples of ``row_bytes`` bytes (at least 1)."""
+    return max(1, min(CHUNK_ROWS, CHUNK_BYTES // max(row_bytes, 1)))
 
 
 @dataclass
 class Chunk:
-    """A block of examples; ``split`` is set when the source fixes it (npz test)."""
+    """A block of examples read from one place.
 
-    x: np.ndarray  # float32 [n, *shape]
-    y: np.ndarray  # int64 [n]
-    origin: str  # "file, rows a-b" for error messages
-    split: str | None = None  # None: split 3 ways; "trainval": 2 ways; else fixed
+    Attributes:
+        x: float32 ``[n, *shape]``.
+        y: int64 ``[n]``.
+        path: the file (or built-in name) the rows come from.
+        unit: what a position counts, e.g. ``line``, ``record``, ``x_train row``.
+        positions: the position of each row in ``path`` (same length as ``y``).
+        split: ``None`` (split three ways), ``"trainval"`` (the source has its
+            own test split; split two ways) or a split name (kept as is).
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    path: str
+    unit: str
+    positions: np.ndarray
+    split: str | None = None
+
+    def at(self, row: int) -> str:
+        """Where row ``row`` of this chunk came from, for error messages."""
+        return f"{self.path}: {self.unit} {int(self.positions[row])}"
+
+    @property
+    def origin(self) -> str:
+        return f"{self.path}: {self.unit}s {int(self.positions[0])}-{int(self.positions[-1])}"
+
+
+def _gfile():
+    from tfopt._keras import tf
+
+    return tf.io.gfile
 
 
 def _open(path: str, mode: str = "rb"):
-    if "://" in path:
-        from tfopt._keras import tf
-
-        return tf.io.gfile.GFile(path, mode)
-    return open(path, mode)
+    return _gfile().GFile(path, mode) if "://" in path else open(path, mode)  # noqa: SIM115
 
 
 def check_file(path: str) -> None:
     """Fail with a clear message when ``path`` is missing or empty."""
     if "://" in path:
-        from tfopt._keras import tf
-
-        if not tf.io.gfile.exists(path):
+        gf = _gfile()
+        if not gf.exists(path):
             raise DataError(f"{path}: file not found")
-        size = tf.io.gfile.stat(path).length
+        size = 1 if gf.isdir(path) else gf.stat(path).length
     else:
         if not os.path.exists(path):
             raise DataError(f"{path}: file not found")
@@ -56,28 +84,29 @@ def check_file(path: str) -> None:
         raise DataError(f"{path}: file is empty")
 
 
-def _as_float32(values: np.ndarray, origin: str) -> np.ndarray:
-    if values.dtype.kind not in "biuf":
-        raise DataError(f"{origin}: features have dtype {values.dtype}; expected numbers")
-    out = values.astype(np.float32, copy=False)
-    bad = ~np.isfinite(out)
+def make_chunk(x: np.ndarray, y: np.ndarray, path: str, unit: str, positions,
+               split: str | None = None) -> Chunk:
+    """Check features (numbers, finite) and labels (whole, >= 0) and build a Chunk."""
+    chunk = Chunk(x, y, path, unit, np.asarray(positions), split)
+    if x.dtype.kind not in "biuf":
+        raise DataError(f"{chunk.origin}: features have dtype {x.dtype}; expected numbers")
+    chunk.x = x.astype(np.float32, copy=False)
+    bad = ~np.isfinite(chunk.x.reshape(len(chunk.x), -1)).all(axis=1)
     if bad.any():
-        row = int(np.argwhere(bad.reshape(len(out), -1).any(axis=1))[0][0])
-        raise DataError(f"{origin}: row {row} contains NaN or infinity")
-    return out
-
-
-def _as_labels(values: np.ndarray, origin: str) -> np.ndarray:
-    if values.dtype.kind == "f":
-        if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
-            raise DataError(f"{origin}: labels must be whole numbers")
-    elif values.dtype.kind not in "biu":
-        raise DataError(f"{origin}: labels have dtype {values.dtype}; expected integers")
-    labels = values.astype(np.int64).reshape(-1)
-    if (labels < 0).any():
-        row = int(np.argmax(labels < 0))
-        raise DataError(f"{origin}: row {row} has negative label {labels[row]}")
-    return labels
+        raise DataError(f"{chunk.at(int(np.argmax(bad)))}: features contain NaN or infinity")
+    if y.dtype.kind == "f":
+        whole = np.isfinite(y) & (y == np.round(y))
+        if not whole.all():
+            row = int(np.argmax(~whole))
+            raise DataError(f"{chunk.at(row)}: label {float(y[row])} is not a whole number")
+    elif y.dtype.kind not in "biu":
+        raise DataError(f"{chunk.origin}: labels have dtype {y.dtype}; expected integers")
+    chunk.y = y.astype(np.int64).reshape(-1)
+    if (chunk.y < 0).any():
+        row = int(np.argmax(chunk.y < 0))
+        raise DataError(f"{chunk.at(row)}: label {chunk.y[row]} is negative; labels must "
+                        "be in [0, num_classes)")
+    return chunk
 
 
 # --- built-in data ---------------------------------------------------------
@@ -89,35 +118,48 @@ def read_digits() -> Iterator[Chunk]:
 
     bunch = load_digits()
     x = bunch.images.astype(np.float32)[..., np.newaxis]
-    yield Chunk(x, bunch.target.astype(np.int64), "builtin:digits")
+    yield make_chunk(x, bunch.target.astype(np.int64), "builtin:digits", "row",
+                     np.arange(len(x)))
 
 
 def read_synthetic(num_examples: int, shape: tuple[int, ...], num_classes: int,
                    seed: int) -> Iterator[Chunk]:
     """A learnable, seeded image-classification task of any size.
 
-    Each class has a random smooth prototype image; an example is its class
-    prototype plus Gaussian noise, scaled to the digits' 0..16 range.
+    Each class has a random prototype image; an example is its class
+    prototype plus Gaussian noise, scaled and clipped to the digits' 0..16
+    range. Chunks are generated independently, so memory stays bounded.
     """
     rng = np.random.default_rng(seed)
     protos = rng.normal(size=(num_classes, *shape)).astype(np.float32)
-    for start in range(0, num_examples, CHUNK_ROWS):
-        n = min(CHUNK_ROWS, num_examples - start)
+    step = rows_per_chunk(int(np.prod(shape)) * 4)
+    for start in range(0, num_examples, step):
+        n = min(step, num_examples - start)
         crng = np.random.default_rng((seed, start))
         y = crng.integers(0, num_classes, size=n, dtype=np.int64)
         noise = crng.normal(scale=1.2, size=(n, *shape)).astype(np.float32)
         x = np.clip((protos[y] + noise) * 4.0 + 8.0, 0.0, 16.0).astype(np.float32)
-        yield Chunk(x, y, f"builtin:synthetic rows {start}-{start + n - 1}")
+        yield Chunk(x, y, "builtin:synthetic", "row", np.arange(start, start + n))
 
 
 # --- .npz -------------------------------------------------------------------
 
 
-def _npz_member_rows(zf: zipfile.ZipFile, name: str, path: str) -> tuple[tuple, np.dtype, object]:
+def _npz_member(zf: zipfile.ZipFile, name: str, path: str):
     fh = zf.open(name)
-    version = np.lib.format.read_magic(fh)
-    shape, fortran, dtype = np.lib.format._read_array_header(fh, version)  # noqa: SLF001
-    if fortran:
+    try:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+        else:  # 3.0 (utf-8 field names) has no public reader
+            from numpy.lib import _format_impl
+
+            shape, fortran, dtype = _format_impl._read_array_header(fh, version)
+    except ValueError as exc:
+        raise DataError(f"{path}: array {name} is not a valid .npy member ({exc})") from None
+    if fortran and len(shape) > 1:
         raise DataError(f"{path}: array {name} is Fortran-ordered; save it C-ordered")
     if dtype.hasobject:
         raise DataError(f"{path}: array {name} holds Python objects; expected numbers")
@@ -127,13 +169,14 @@ def _npz_member_rows(zf: zipfile.ZipFile, name: str, path: str) -> tuple[tuple, 
 def read_npz(path: str) -> Iterator[Chunk]:
     """Stream an ``.npz`` with ``x_train/y_train/x_test/y_test`` (or ``x/y``).
 
-    Rows are read straight from the zip members, a chunk at a time, so the
-    arrays are never loaded whole.
+    Rows are read straight from the zip members (stored or deflated), a
+    chunk at a time, so the arrays are never loaded whole; ``gs://`` files
+    are read with seeks through ``tf.io.gfile``, not downloaded whole.
     """
     check_file(path)
     with _open(path) as raw:
         try:
-            zf = zipfile.ZipFile(raw if "://" not in path else io.BytesIO(raw.read()))
+            zf = zipfile.ZipFile(raw)
         except zipfile.BadZipFile as exc:
             raise DataError(f"{path}: not a valid .npz file ({exc})") from None
         names = {n.removesuffix(".npy") for n in zf.namelist()}
@@ -149,143 +192,201 @@ def read_npz(path: str) -> Iterator[Chunk]:
 
 
 def _stream_pair(zf, path, xname, yname, split) -> Iterator[Chunk]:
-    xshape, xdtype, xfh = _npz_member_rows(zf, xname + ".npy", path)
-    yshape, ydtype, yfh = _npz_member_rows(zf, yname + ".npy", path)
-    if len(xshape) < 1 or xshape[0] != (yshape[0] if yshape else -1):
-        raise DataError(f"{path}: {xname} has shape {xshape} but {yname} has shape "
-                        f"{yshape}; the first dimensions must match")
+    xshape, xdtype, xfh = _npz_member(zf, xname + ".npy", path)
+    yshape, ydtype, yfh = _npz_member(zf, yname + ".npy", path)
+    if len(xshape) < 2:
+        raise DataError(f"{path}: {xname} has shape {xshape}; expected one row per example "
+                        "(at least 2 dimensions)")
+    if len(yshape) not in (1, 2) or (len(yshape) == 2 and yshape[1] != 1):
+        raise DataError(f"{path}: {yname} has shape {yshape}; expected one integer label "
+                        "per example (shape [n] or [n, 1])")
+    if xshape[0] != yshape[0]:
+        raise DataError(f"{path}: {xname} has {xshape[0]} rows but {yname} has {yshape[0]}")
     if xshape[0] == 0:
         raise DataError(f"{path}: {xname} is empty")
     row_shape = tuple(xshape[1:])
-    if not row_shape:
-        raise DataError(f"{path}: {xname} has shape {xshape}; expected one row per example")
     if len(row_shape) == 2:  # grey images: add the channel axis
         row_shape = (*row_shape, 1)
     xrow = int(np.prod(xshape[1:])) * xdtype.itemsize
-    yrow = int(np.prod(yshape[1:], dtype=np.int64)) * ydtype.itemsize
-    for start in range(0, xshape[0], CHUNK_ROWS):
-        n = min(CHUNK_ROWS, xshape[0] - start)
-        origin = f"{path}: {xname} rows {start}-{start + n - 1}"
-        xb, yb = xfh.read(xrow * n), yfh.read(yrow * n)
-        if len(xb) != xrow * n or len(yb) != yrow * n:
-            raise DataError(f"{origin}: file is truncated")
+    step = rows_per_chunk(int(np.prod(row_shape)) * 4)
+    for start in range(0, xshape[0], step):
+        n = min(step, xshape[0] - start)
+        xb, yb = xfh.read(xrow * n), yfh.read(ydtype.itemsize * n)
+        if len(xb) != xrow * n or len(yb) != ydtype.itemsize * n:
+            raise DataError(f"{path}: {xname}/{yname} rows {start}-{start + n - 1}: "
+                            "file is truncated")
         x = np.frombuffer(xb, dtype=xdtype).reshape((n, *row_shape))
         y = np.frombuffer(yb, dtype=ydtype)
-        yield Chunk(_as_float32(x, origin), _as_labels(y, origin), origin, split)
+        yield make_chunk(x, y, path, f"{xname} row", np.arange(start, start + n), split)
 
 
 # --- CSV --------------------------------------------------------------------
 
 
 def read_csv(path: str, label_column: str, shape: tuple[int, ...] | None) -> Iterator[Chunk]:
-    """Stream a CSV with a header row; ``label_column`` is the label, the rest features."""
+    """Stream a CSV with a header row; ``label_column`` is the label, the rest features.
+
+    One example per line. A block of lines is parsed at once with
+    ``np.loadtxt`` (C speed); a block that fails is re-read line by line to
+    name the line and the problem.
+    """
     check_file(path)
     with _open(path, "r") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if not header:
+        header_line = fh.readline()
+        header = next(csv.reader([header_line]), None)
+        if not header or not any(h.strip() for h in header):
             raise DataError(f"{path}: file has no header row")
+        header = [h.strip() for h in header]
         if label_column not in header:
             raise DataError(f"{path}: label column {label_column!r} not in header "
                             f"(columns: {', '.join(header[:10])}{' ...' if len(header) > 10 else ''})")
         li = header.index(label_column)
         nfeat = len(header) - 1
+        if nfeat < 1:
+            raise DataError(f"{path}: the header has no feature columns besides {label_column!r}")
         row_shape = tuple(shape) if shape else (nfeat,)
         if int(np.prod(row_shape)) != nfeat:
             raise DataError(f"{path}: {nfeat} feature columns cannot be reshaped to {row_shape}")
-        rows_x: list[list[str]] = []
-        rows_y: list[str] = []
-        first = 2  # line number of the first data row
-        for lineno, row in enumerate(reader, start=2):
-            if not row:
+        step = rows_per_chunk(nfeat * 4)
+        lines: list[str] = []
+        numbers: list[int] = []
+        for lineno, line in enumerate(fh, start=2):
+            if not line.strip():
                 continue
-            if len(row) != len(header):
-                raise DataError(f"{path}: line {lineno} has {len(row)} columns; "
-                                f"the header has {len(header)}")
-            rows_y.append(row[li])
-            rows_x.append(row[:li] + row[li + 1:])
-            if len(rows_x) == CHUNK_ROWS:
-                yield _csv_chunk(path, first, rows_x, rows_y, row_shape)
-                rows_x, rows_y, first = [], [], lineno + 1
-        if rows_x:
-            yield _csv_chunk(path, first, rows_x, rows_y, row_shape)
+            lines.append(line)
+            numbers.append(lineno)
+            if len(lines) == step:
+                yield _csv_chunk(path, header, li, lines, numbers, row_shape)
+                lines, numbers = [], []
+        if lines:
+            yield _csv_chunk(path, header, li, lines, numbers, row_shape)
 
 
-def _csv_chunk(path, first, rows_x, rows_y, row_shape) -> Chunk:
-    origin = f"{path}: lines {first}-{first + len(rows_x) - 1}"
+def _csv_chunk(path, header, li, lines, numbers, row_shape) -> Chunk:
     try:
-        x = np.asarray(rows_x, dtype=np.float64)
-    except ValueError as exc:
-        raise DataError(f"{origin}: a feature is not a number ({exc})") from None
-    try:
-        y = np.asarray(rows_y, dtype=np.float64)
-    except ValueError as exc:
-        raise DataError(f"{origin}: a label is not a number ({exc})") from None
-    x = x.reshape((len(rows_x), *row_shape))
-    return Chunk(_as_float32(x, origin), _as_labels(y, origin), origin)
+        values = np.loadtxt(lines, delimiter=",", quotechar='"', dtype=np.float64, ndmin=2,
+                            comments=None)
+        if values.shape[1] != len(header):
+            raise ValueError("wrong number of columns")
+    except ValueError:
+        _csv_find_error(path, header, li, lines, numbers)
+        raise  # _csv_find_error always raises; this keeps linters calm
+    y = values[:, li]
+    x = np.delete(values, li, axis=1).reshape((len(lines), *row_shape))
+    return make_chunk(x, y, path, "line", numbers)
+
+
+def _csv_find_error(path, header, li, lines, numbers) -> None:
+    for lineno, row in zip(numbers, csv.reader(lines), strict=False):
+        if len(row) != len(header):
+            raise DataError(f"{path}: line {lineno} has {len(row)} columns; "
+                            f"the header has {len(header)}")
+        for col, value in zip(header, row, strict=True):
+            try:
+                float(value)
+            except ValueError:
+                what = "label" if col == header[li] else "feature"
+                raise DataError(f"{path}: line {lineno}: {what} column {col!r} has "
+                                f"{value!r}, which is not a number") from None
+    raise DataError(f"{path}: lines {numbers[0]}-{numbers[-1]} cannot be parsed as numbers "
+                    "(quoted fields spanning lines are not supported)")
 
 
 # --- TFRecord ---------------------------------------------------------------
 
+_SHARD_RE = re.compile(r"^(?P<stem>.*)-(?P<index>\d+)-of-(?P<total>\d+)(?P<suffix>[^/]*)$")
+
+
+def check_shard_set(files: list[str]) -> None:
+    """Fail when files named ``<stem>-NNNNN-of-MMMMM`` do not form complete sets."""
+    sets: dict[tuple[str, str, int], set[int]] = {}
+    for f in files:
+        m = _SHARD_RE.match(f)
+        if m:
+            key = (m["stem"], m["suffix"], int(m["total"]))
+            sets.setdefault(key, set()).add(int(m["index"]))
+    for (stem, suffix, total), seen in sets.items():
+        missing = sorted(set(range(total)) - seen)
+        if missing:
+            width = max(5, len(str(total)))
+            names = ", ".join(f"{os.path.basename(stem)}-{i:0{width}d}-of-{total:0{width}d}"
+                              f"{suffix}" for i in missing[:5])
+            raise DataError(f"{stem}-*-of-{total:0{width}d}{suffix}: shard set of {total} is "
+                            f"incomplete; missing {names}{' ...' if len(missing) > 5 else ''}")
+
 
 def read_tfrecords(files: list[str], feature: str, label: str,
                    shape: tuple[int, ...] | None) -> Iterator[Chunk]:
-    """Stream ``tf.train.Example`` records: ``feature`` as float list or raw
-    float32 bytes, ``label`` as int64. Corrupt records name file and record."""
+    """Stream ``tf.train.Example`` records: ``feature`` as float list, int64 list or
+    raw float32 bytes, ``label`` as int64. Corrupt records name file and record."""
     from tfopt._keras import tf
 
+    check_shard_set(files)
+    length = None
     for path in files:
         check_file(path)
         xs: list[np.ndarray] = []
         ys: list[int] = []
+        first = 0
         index = -1
+        step = CHUNK_ROWS
         try:
             for index, record in enumerate(tf.data.TFRecordDataset(path).as_numpy_iterator()):
-                x, y = _parse_example(record, feature, label, f"{path}: record {index}")
+                where = f"{path}: record {index}"
+                x, y = _parse_example(record, feature, label, where)
+                if length is None:
+                    length = len(x)
+                    step = rows_per_chunk(length * 4)
+                elif len(x) != length:
+                    raise DataError(f"{where}: feature {feature!r} has {len(x)} values; "
+                                    f"earlier records have {length}")
                 xs.append(x)
                 ys.append(y)
-                if len(xs) == CHUNK_ROWS:
-                    yield _record_chunk(path, index, xs, ys, shape)
-                    xs, ys = [], []
+                if len(xs) == step:
+                    yield _record_chunk(path, first, xs, ys, shape)
+                    xs, ys, first = [], [], index + 1
         except tf.errors.DataLossError as exc:
             raise DataError(f"{path}: record {index + 1} is corrupt or truncated "
                             f"({exc.message.splitlines()[0]})") from None
         if xs:
-            yield _record_chunk(path, index, xs, ys, shape)
+            yield _record_chunk(path, first, xs, ys, shape)
 
 
-def _parse_example(record: bytes, feature: str, label: str, origin: str):
+def _parse_example(record: bytes, feature: str, label: str, where: str):
     from tfopt._keras import tf
 
-    ex = tf.train.Example.FromString(record)
+    try:
+        ex = tf.train.Example.FromString(record)
+    except Exception:  # protobuf's DecodeError
+        raise DataError(f"{where}: not a tf.train.Example") from None
     fmap = ex.features.feature
     if feature not in fmap or label not in fmap:
-        raise DataError(f"{origin}: needs features {feature!r} and {label!r}; "
+        raise DataError(f"{where}: needs features {feature!r} and {label!r}; "
                         f"found {', '.join(sorted(fmap)) or 'none'}")
     f = fmap[feature]
-    if f.HasField("float_list"):
+    kind = f.WhichOneof("kind")
+    if kind == "float_list":
         x = np.asarray(f.float_list.value, dtype=np.float32)
-    elif f.HasField("bytes_list") and f.bytes_list.value:
-        x = np.frombuffer(f.bytes_list.value[0], dtype=np.float32)
-    elif f.HasField("int64_list"):
+    elif kind == "bytes_list" and len(f.bytes_list.value) == 1:
+        raw = f.bytes_list.value[0]
+        if len(raw) % 4:
+            raise DataError(f"{where}: feature {feature!r} has {len(raw)} bytes; raw float32 "
+                            "needs a multiple of 4")
+        x = np.frombuffer(raw, dtype=np.float32)
+    elif kind == "int64_list":
         x = np.asarray(f.int64_list.value, dtype=np.float32)
     else:
-        raise DataError(f"{origin}: feature {feature!r} is empty")
-    yl = fmap[label].int64_list.value
-    if len(yl) != 1:
-        raise DataError(f"{origin}: label {label!r} must be one int64 value")
-    return x, int(yl[0])
+        raise DataError(f"{where}: feature {feature!r} is empty or not numeric")
+    if fmap[label].WhichOneof("kind") != "int64_list" or len(fmap[label].int64_list.value) != 1:
+        raise DataError(f"{where}: label {label!r} must be one int64 value")
+    return x, int(fmap[label].int64_list.value[0])
 
 
-def _record_chunk(path, last, xs, ys, shape) -> Chunk:
-    origin = f"{path}: records {last - len(xs) + 1}-{last}"
-    lengths = {len(x) for x in xs}
-    if len(lengths) != 1:
-        raise DataError(f"{origin}: records have different feature lengths {sorted(lengths)}")
-    row_shape = tuple(shape) if shape else (lengths.pop(),)
-    try:
-        x = np.stack(xs).reshape((len(xs), *row_shape))
-    except ValueError:
-        raise DataError(f"{origin}: features of length {len(xs[0])} cannot be "
-                        f"reshaped to {row_shape}") from None
-    return Chunk(_as_float32(x, origin), _as_labels(np.asarray(ys), origin), origin)
+def _record_chunk(path, first, xs, ys, shape) -> Chunk:
+    row_shape = tuple(shape) if shape else (len(xs[0]),)
+    if int(np.prod(row_shape)) != len(xs[0]):
+        raise DataError(f"{path}: record {first}: feature of {len(xs[0])} values cannot be "
+                        f"reshaped to {row_shape}")
+    x = np.stack(xs).reshape((len(xs), *row_shape))
+    return make_chunk(x, np.asarray(ys, dtype=np.int64), path, "record",
+                      np.arange(first, first + len(xs)))
