@@ -134,19 +134,32 @@ def _callbacks(config: TrainConfig, backup_dir: str, tensorboard_dir: str | None
 
 
 class ThroughputTimer(keras.callbacks.Callback):
-    """Examples per second over the epochs after the first (which pays for tracing)."""
+    """Training examples per second over the epochs after the first (which pays for tracing).
+
+    Times the span from an epoch's first batch to its last, so the per-epoch
+    validation pass and checkpoint are not counted as training cost.
+    """
 
     def __init__(self, examples_per_epoch: int):
         super().__init__()
         self.examples_per_epoch = examples_per_epoch
         self.durations: list[float] = []
-        self._start = 0.0
+        self._first: float | None = None
+        self._last = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
+        self._first = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._first is None:
+            self._first = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._last = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        self.durations.append(time.perf_counter() - self._start)
+        if self._first is not None:
+            self.durations.append(self._last - self._first)
 
     @property
     def examples_per_second(self) -> float:
@@ -197,7 +210,10 @@ def train_model(dataset_dir: str, model_path: str, config: TrainConfig = TrainCo
     strategy, cluster = distribute.choose_strategy(config.memory_growth)
     backup_dir = backup_dir or model_path.rstrip("/") + ".backup"
     if not cluster.is_chief:  # only the chief's checkpoints and logs are kept
-        backup_dir = os.path.join(backup_dir, f"worker-{cluster.task_index}")
+        # Every worker must pass the SAME backup_dir: on restart all restore the
+        # same epoch (a per-worker dir made a restarted worker start from epoch 1
+        # while the chief resumed, and the collectives failed). Keras itself sends
+        # non-chief checkpoint writes to temporary sub-directories and removes them.
         tensorboard_dir = None
     mean, var = feature_stats(info)
     keras.mixed_precision.set_global_policy(config.precision)

@@ -1,0 +1,110 @@
+"""``train_step``: the training step as a sub-pipeline that runs where you ask.
+
+``target`` picks the engine at run time:
+
+* ``local``    - ``components/train.py`` in a pod of the pipeline (one replica,
+  ``MirroredStrategy`` over ``gpus_per_replica`` GPUs); under KFP's local
+  runner it simply runs in-process (resources and kfp-kubernetes settings are
+  ignored there).
+* ``kubeflow`` - a TFJob (chief + ``replicas - 1`` workers) via ``train_tfjob``.
+* ``vertex``   - a Vertex AI custom job (worker pools) via ``train_vertex``.
+
+The branches are ``dsl.If/Elif/Else``. KFP 2.17.3's local runner cannot
+resolve a ``dsl.OneOf`` of *artifacts* ("Expected 1 artifact in
+ArtifactSelectorSpec"), but it does resolve a ``OneOf`` of *parameters*, so
+each branch returns its model's URI as a string and one ``dsl.importer``
+after the branches turns the chosen URI into the step's ``Model`` output.
+The same YAML runs on Kubeflow Pipelines and Vertex AI Pipelines.
+"""
+
+from kfp import dsl, kubernetes
+from kfp.dsl import Dataset, Input, Model
+
+from tfopt.components._image import GPU_IMAGE
+from tfopt.components.artifact_uri import artifact_uri
+from tfopt.components.plan_training import plan_training
+from tfopt.components.train import train
+from tfopt.components.train_tfjob import train_tfjob
+from tfopt.components.train_vertex import train_vertex
+
+TRAIN_TIMEOUT_S = 6 * 3600  # pod deadline of the in-cluster training task
+LAUNCHER_TIMEOUT_S = TRAIN_TIMEOUT_S + 900  # the launcher outlives its job's own deadline
+TRAIN_RETRIES = 2  # a retried task resumes from its BackupAndRestore checkpoint
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+
+
+def _retry(task, retries: int = TRAIN_RETRIES):
+    return task.set_retry(retries, backoff_duration="60s", backoff_factor=2.0,
+                          backoff_max_duration="900s")
+
+
+@dsl.pipeline(name="train-step")
+def train_step(
+    dataset: Input[Dataset],
+    arch: str = "cnn", width: int = 32, depth: int = 2, dropout: float = 0.1,
+    optimizer: str = "adam", learning_rate: float = 0.001, scale_learning_rate: bool = False,
+    epochs: int = 30, batch_size: int = 64, early_stopping_patience: int = 5, seed: int = 42,
+    precision: str = "float32", xla: bool = False,
+    target: str = "local", replicas: int = 1, gpus_per_replica: int = 0,
+    accelerator_type: str = "NVIDIA_TESLA_T4", gpu_resource: str = "nvidia.com/gpu",
+    cpu: str = "4", memory: str = "16Gi", namespace: str = "kubeflow",
+    timeout_s: int = 21600, project: str = "", location: str = "us-central1",
+    staging_bucket: str = "", machine_type: str = "n1-standard-8",
+) -> Model:
+    """Train on ``target`` and return the trained SavedModel as a ``Model`` artifact.
+
+    ``batch_size`` is per replica; ``scale_learning_rate`` multiplies the learning
+    rate by the number of replicas. ``gpu_resource`` is the accelerator resource
+    of the in-cluster task (``nvidia.com/gpu`` on Kubeflow, the Vertex name such
+    as ``NVIDIA_TESLA_T4`` on Vertex AI Pipelines).
+    """
+    hp = dict(arch=arch, width=width, depth=depth, dropout=dropout, optimizer=optimizer,
+              learning_rate=learning_rate, scale_learning_rate=scale_learning_rate,
+              epochs=epochs, batch_size=batch_size,
+              early_stopping_patience=early_stopping_patience, seed=seed,
+              precision=precision, xla=xla)
+    plan = plan_training(target=target, replicas=replicas, gpus_per_replica=gpus_per_replica,
+                         accelerator_type=accelerator_type).set_caching_options(False)
+    plan.set_display_name("check-training-request")
+
+    with dsl.If(target == "local", name="train-in-cluster"):
+        local = train(dataset=dataset, **hp).after(plan)
+        local.set_container_image(GPU_IMAGE)  # CUDA-enabled TensorFlow; runs on CPU nodes too
+        (local.set_cpu_request(cpu).set_cpu_limit(cpu).set_memory_request(memory)
+         .set_memory_limit(memory).set_accelerator_type(gpu_resource)
+         .set_accelerator_limit(gpus_per_replica).set_caching_options(True))
+        # KFP 2.17.3 does not pass channels used only in resources into the
+        # condition's sub-DAG; registering them does.
+        local.register_pipeline_channels([cpu, memory, gpu_resource, gpus_per_replica])
+        _retry(local)
+        kubernetes.set_timeout(local, TRAIN_TIMEOUT_S)
+        kubernetes.add_node_selector_json(local, plan.outputs["node_selector"])
+        kubernetes.add_toleration(local, **GPU_TOLERATION)
+        local_uri = artifact_uri(artifact=local.outputs["model"]).set_caching_options(False)
+
+    with dsl.Elif(target == "kubeflow", name="train-tfjob"):
+        tfjob = train_tfjob(dataset=dataset, replicas=replicas, gpus_per_replica=gpus_per_replica,
+                            accelerator_type=accelerator_type, namespace=namespace, cpu=cpu,
+                            memory=memory, timeout_s=timeout_s, **hp).after(plan)
+        tfjob.set_cpu_request("250m").set_memory_request("512Mi").set_memory_limit("1Gi")
+        tfjob.set_caching_options(True)
+        _retry(tfjob, 1)
+        kubernetes.set_timeout(tfjob, LAUNCHER_TIMEOUT_S)
+
+    with dsl.Else(name="train-vertex"):
+        vertex = train_vertex(dataset=dataset, project=project, location=location,
+                              staging_bucket=staging_bucket, replicas=replicas,
+                              gpus_per_replica=gpus_per_replica,
+                              accelerator_type=accelerator_type, machine_type=machine_type,
+                              timeout_s=timeout_s, **hp).after(plan)
+        vertex.set_cpu_request("250m").set_memory_request("512Mi").set_memory_limit("1Gi")
+        vertex.set_caching_options(True)
+        _retry(vertex, 1)
+        kubernetes.set_timeout(vertex, LAUNCHER_TIMEOUT_S)
+
+    chosen = dsl.OneOf(local_uri.output, tfjob.outputs["Output"], vertex.outputs["Output"])
+    trained = dsl.importer(artifact_uri=chosen, artifact_class=Model, reimport=False,
+                           metadata={"format": "saved_model", "variant": "baseline",
+                                     "target": target})
+    trained.set_display_name("trained-model")
+    return trained.output

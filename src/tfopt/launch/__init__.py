@@ -1,0 +1,7 @@
+"""Launch distributed training on a cluster: Kubeflow TFJob or a Vertex AI custom job.
+
+Every launcher validates its request first (:mod:`tfopt.launch.validate`),
+so bad input fails before anything is submitted. The replicas run
+:mod:`tfopt.launch.worker`, which calls :func:`tfopt.train.train_model` with
+the ``TF_CONFIG`` the operator (or Vertex AI) sets.
+"""

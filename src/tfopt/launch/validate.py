@@ -1,0 +1,129 @@
+"""Checks on a distributed training request, run before anything is submitted.
+
+No TensorFlow here: the launch components call these in a CPU pod.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from tfopt import distribute
+from tfopt.config import check_choice, check_int, check_str
+from tfopt.errors import ConfigError
+
+TARGETS = ("local", "kubeflow", "vertex")
+MAX_REPLICAS = 64
+MAX_GPUS_PER_REPLICA = 16
+# In-cluster ("local") training is one pod: MirroredStrategy over its GPUs.
+MAX_REPLICAS_BY_TARGET = {"local": 1, "kubeflow": MAX_REPLICAS, "vertex": MAX_REPLICAS}
+
+# GKE's node label value for each accelerator (cloud.google.com/gke-accelerator).
+GKE_ACCELERATORS = {
+    "NVIDIA_TESLA_K80": "nvidia-tesla-k80",
+    "NVIDIA_TESLA_P100": "nvidia-tesla-p100",
+    "NVIDIA_TESLA_V100": "nvidia-tesla-v100",
+    "NVIDIA_TESLA_P4": "nvidia-tesla-p4",
+    "NVIDIA_TESLA_T4": "nvidia-tesla-t4",
+    "NVIDIA_TESLA_A100": "nvidia-tesla-a100",
+    "NVIDIA_A100_80GB": "nvidia-a100-80gb",
+    "NVIDIA_L4": "nvidia-l4",
+    "NVIDIA_H100_80GB": "nvidia-h100-80gb",
+    "NVIDIA_H100_MEGA_80GB": "nvidia-h100-mega-80gb",
+    "NVIDIA_H200_141GB": "nvidia-h200-141gb",
+    "NVIDIA_B200": "nvidia-b200",
+}
+GKE_ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
+GPU_RESOURCE = "nvidia.com/gpu"
+
+
+def vertex_accelerator_types() -> tuple[str, ...]:
+    """GPU accelerator names Vertex AI knows (aiplatform's own ``AcceleratorType`` enum)."""
+    from google.cloud.aiplatform_v1.types.accelerator_type import AcceleratorType
+
+    return tuple(n for n in AcceleratorType.__members__ if n.startswith("NVIDIA_"))
+
+
+def accelerator_types(target: str) -> tuple[str, ...]:
+    """Accelerator types ``target`` can schedule."""
+    if target == "vertex":
+        return vertex_accelerator_types()
+    return tuple(GKE_ACCELERATORS)
+
+
+@dataclass(frozen=True)
+class TrainingRequest:
+    """Where and how big a training run is.
+
+    Attributes:
+        target: ``local`` (one pod in the pipeline), ``kubeflow`` (TFJob) or ``vertex``.
+        replicas: worker processes (chief included); each runs on one machine/pod.
+        gpus_per_replica: GPUs each replica gets (0 = CPU).
+        accelerator_type: Vertex AI style name, e.g. ``NVIDIA_TESLA_T4``.
+        max_replicas: the most replicas allowed for this run.
+    """
+
+    target: str = "local"
+    replicas: int = 1
+    gpus_per_replica: int = 0
+    accelerator_type: str = "NVIDIA_TESLA_T4"
+    max_replicas: int = MAX_REPLICAS
+
+    def __post_init__(self):
+        name = "TrainingRequest"
+        check_choice(name, "target", self.target, TARGETS)
+        check_int(name, "max_replicas", self.max_replicas, 1, MAX_REPLICAS)
+        limit = min(self.max_replicas, MAX_REPLICAS_BY_TARGET[self.target])
+        if isinstance(self.replicas, int) and not isinstance(self.replicas, bool) and \
+                self.replicas > limit:
+            why = (" (target 'local' trains in one pod; use target 'kubeflow' or 'vertex' "
+                   "for several workers)") if self.target == "local" else ""
+            raise ConfigError(f"{name}.replicas={self.replicas!r} is not allowed: at most "
+                              f"{limit} for target {self.target!r}{why}")
+        check_int(name, "replicas", self.replicas, 1, limit)
+        check_int(name, "gpus_per_replica", self.gpus_per_replica, 0, MAX_GPUS_PER_REPLICA)
+        check_str(name, "accelerator_type", self.accelerator_type)
+        if self.gpus_per_replica:
+            known = accelerator_types(self.target)
+            if self.accelerator_type not in known:
+                raise ConfigError(
+                    f"{name}.accelerator_type={self.accelerator_type!r} is not known to "
+                    f"target {self.target!r}: expected one of {', '.join(known)}")
+
+    @property
+    def gke_accelerator(self) -> str:
+        """GKE node label value for the accelerator ('' for CPU-only runs)."""
+        if not self.gpus_per_replica:
+            return ""
+        return GKE_ACCELERATORS.get(self.accelerator_type, self.accelerator_type.lower()
+                                    .replace("_", "-"))
+
+    def node_selector(self) -> dict[str, str]:
+        """Kubernetes node selector that puts a GPU replica on the right node pool."""
+        return {GKE_ACCELERATOR_LABEL: self.gke_accelerator} if self.gpus_per_replica else {}
+
+
+def check_tf_config(raw: str | dict) -> distribute.ClusterSpec:
+    """Validate a ``TF_CONFIG`` (JSON text or dict) with the rules training uses."""
+    text = json.dumps(raw) if isinstance(raw, dict) else raw
+    if not isinstance(text, str) or not text.strip():
+        raise ConfigError("TF_CONFIG is empty: expected a JSON object with 'cluster' and 'task'")
+    return distribute.parse_tf_config(text)
+
+
+_SHARED_SCHEMES = ("gs://", "/")
+
+
+def check_shared_uri(field: str, uri: str) -> str:
+    """Return ``uri`` if every replica can reach it (``gs://`` or a mounted path).
+
+    KFP's default MinIO root (``minio://``, ``s3://``) cannot be read by TensorFlow
+    without extra plugins, so remote training needs a ``gs://`` pipeline root or a
+    shared volume mounted at the same path in every pod.
+    """
+    check_str("launch", field, uri)
+    if not uri.startswith(_SHARED_SCHEMES):
+        raise ConfigError(
+            f"launch.{field}={uri!r} is not allowed: remote replicas need a gs:// URI or an "
+            "absolute path on a shared volume (set the pipeline root to gs://... or mount a PVC)")
+    return uri
