@@ -8,14 +8,71 @@ failed or killed step never leaves a half-written artifact where a reader
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import hashlib
 import json
+import logging
 import os
+import re
 import shutil
+import socket
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
+
+from tfopt.errors import TfoptError
+
+log = logging.getLogger(__name__)
+
+# Errors of the storage itself (not of the data): reported as StorageError.
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM,
+                  errno.EROFS, errno.EIO}
+_TF_STORAGE_MESSAGES = {"No space left on device": errno.ENOSPC,
+                        "Disk quota exceeded": errno.EDQUOT, "File too large": errno.EFBIG,
+                        "Permission denied": errno.EACCES, "Read-only file system": errno.EROFS}
+# A temporary sibling left by a process of another host is removed after this long.
+STALE_TMP_SECONDS = 24 * 3600
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+
+
+class StorageError(TfoptError, OSError):
+    """Writing an artifact failed for a storage reason (disk full, permission denied).
+
+    ``errno`` is the cause, ``filename`` the artifact path; the previous content
+    of the artifact (if any) is intact.
+    """
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def _storage_errno(exc: BaseException) -> int | None:
+    if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
+        return exc.errno
+    if type(exc).__module__.startswith("tensorflow"):  # tf.errors.* from TF's C++ file I/O
+        text = str(exc)
+        for message, code in _TF_STORAGE_MESSAGES.items():
+            if message in text:
+                return code
+    return None
+
+
+def _storage_error(path: str, exc: BaseException) -> StorageError | None:
+    code = _storage_errno(exc)
+    if code is None or isinstance(exc, StorageError):
+        return None
+    where = getattr(exc, "filename", None)
+    if where and where != path:
+        detail = f" (while writing {where})"
+    elif not isinstance(exc, OSError) and str(exc):
+        detail = f" ({str(exc).splitlines()[0][:300]})"
+    else:
+        detail = ""
+    return StorageError(code, f"cannot write {path}: {errno.errorcode.get(code, code)} "
+                              f"{os.strerror(code)}{detail}; the previous content is intact",
+                        path)
 
 
 def _gfile():
@@ -34,9 +91,75 @@ def exists(path: str) -> bool:
 
 
 def _tmp_sibling(path: str) -> str:
+    """``.<name>.tmp-<random>-<host>-<pid>``: hidden, and tells who wrote it."""
     path = path.rstrip("/")
     head, tail = os.path.split(path)
-    return os.path.join(head, f".{tail}.tmp-{uuid.uuid4().hex[:8]}")
+    return os.path.join(head, f".{tail}.tmp-{uuid.uuid4().hex[:8]}-{_HOST}-{os.getpid()}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_temporary(name: str) -> bool:
+    """True for a temporary sibling name (readers must ignore these)."""
+    return bool(re.match(r"^\..+\.tmp-[0-9a-f]{8}", os.path.basename(name.rstrip("/"))))
+
+
+def clean_stale_temporaries(path: str) -> list[str]:
+    """Remove temporary siblings of ``path`` left by killed writers; return what was removed.
+
+    A sibling is stale when the process that wrote it (same host) is gone, or it
+    is older than ``STALE_TMP_SECONDS`` (another host). If ``path`` is missing
+    and a stale ``.old`` sibling holds its previous content (a writer killed
+    between the two renames of a replace), that content is put back first.
+    Local paths only; a no-op on ``gs://``.
+    """
+    path = path.rstrip("/")
+    if is_remote(path):
+        return []
+    head, tail = os.path.split(path)
+    try:
+        names = os.listdir(head or ".")
+    except OSError:
+        return []
+    pattern = re.compile(r"^\." + re.escape(tail)
+                         + r"\.tmp-[0-9a-f]{8}(?:-([0-9a-f]{6})-(\d+))?(\.old)?$")
+    removed = []
+    now = time.time()
+    for name in sorted(names, key=lambda n: not n.endswith(".old")):  # .old first
+        m = pattern.match(name)
+        if not m:
+            continue
+        full = os.path.join(head, name)
+        host, pid, old = m.group(1), m.group(2), m.group(3)
+        if host == _HOST and pid is not None:
+            stale = int(pid) != os.getpid() and not _pid_alive(int(pid))
+        else:
+            try:
+                stale = now - os.lstat(full).st_mtime > STALE_TMP_SECONDS
+            except OSError:
+                continue
+        if not stale:
+            continue
+        if old and not os.path.lexists(path):
+            try:
+                os.rename(full, path)
+                log.warning("restored %s from %s (a writer was killed mid-replace)", path, name)
+                continue
+            except OSError:
+                pass
+        remove(full)
+        removed.append(full)
+    if removed:
+        log.info("removed %d stale temporary sibling(s) of %s", len(removed), path)
+    return removed
 
 
 def remove(path: str) -> None:
@@ -68,20 +191,26 @@ def atomic_dir(path: str, overwrite: bool = True) -> Iterator[str]:
     """
     path = path.rstrip("/")
     parent = os.path.dirname(path)
-    if parent:
-        makedirs(parent)
     tmp = _tmp_sibling(path)
-    makedirs(tmp)
     try:
+        if parent:
+            makedirs(parent)
+        clean_stale_temporaries(path)
+        makedirs(tmp)
         yield tmp
         if exists(path):
             if not overwrite:
-                raise FileExistsError(f"{path} already exists")
+                raise FileExistsError(errno.EEXIST, f"{path} already exists", path)
             _replace_existing(tmp, path)
         elif is_remote(path):
             _gfile().rename(tmp, path)
         else:
             os.rename(tmp, path)
+    except Exception as exc:
+        wrapped = _storage_error(path, exc)
+        if wrapped is not None:
+            raise wrapped from exc
+        raise
     finally:
         if exists(tmp):
             remove(tmp)
@@ -106,11 +235,12 @@ def _replace_existing(tmp: str, path: str) -> None:
 def atomic_file(path: str, mode: str = "w") -> Iterator[Any]:
     """Open a temporary sibling for writing; rename it to ``path`` on success."""
     parent = os.path.dirname(path)
-    if parent:
-        makedirs(parent)
     tmp = _tmp_sibling(path)
     opener = _gfile().GFile if is_remote(path) else open
     try:
+        if parent:
+            makedirs(parent)
+        clean_stale_temporaries(path)
         with opener(tmp, mode) as fh:
             yield fh
             if not is_remote(path):
@@ -120,6 +250,11 @@ def atomic_file(path: str, mode: str = "w") -> Iterator[Any]:
             _gfile().rename(tmp, path, overwrite=True)
         else:
             os.replace(tmp, path)
+    except Exception as exc:
+        wrapped = _storage_error(path, exc)
+        if wrapped is not None:
+            raise wrapped from exc
+        raise
     finally:
         if exists(tmp):
             remove(tmp)

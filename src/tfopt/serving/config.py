@@ -158,9 +158,12 @@ def find_entry(entries: list[ModelEntry], name: str) -> ModelEntry | None:
 
 def upsert_entry(path: str, entry: ModelEntry) -> list[ModelEntry]:
     """Replace (or add) the entry named ``entry.name`` in the file at ``path``."""
-    entries = [e for e in read_model_config(path) if e.name != entry.name] + [entry]
-    entries.sort(key=lambda e: e.name)
-    write_model_config(path, entries)
+    from tfopt.serving import repository  # the lock lives with the repository layout
+
+    with repository.repo_lock(os.path.dirname(path) or "."):
+        entries = [e for e in read_model_config(path) if e.name != entry.name] + [entry]
+        entries.sort(key=lambda e: e.name)
+        write_model_config(path, entries)
     return entries
 
 

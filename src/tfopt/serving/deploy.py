@@ -58,6 +58,10 @@ class DeployConfig:
 
     def __post_init__(self):
         check_str("DeployConfig", "model_name", self.model_name)
+        try:
+            repository.check_model_name(self.model_name, "DeployConfig.model_name")
+        except TfoptError as exc:
+            raise ConfigError(str(exc)) from None
         check_choice("DeployConfig", "label", self.label, serving_config.LABELS)
         check_int("DeployConfig", "smoke_examples", self.smoke_examples, 1, 1000)
         check_float("DeployConfig", "atol", self.atol, 0.0, 1.0)
@@ -150,18 +154,23 @@ def deploy(model_dir: str, model_base_path: str, examples: np.ndarray,
     name = config.model_name
     examples = np.asarray(examples, np.float32)
     cfg_path = config_path(model_base_path)
-    old_entry = serving_config.find_entry(serving_config.read_model_config(cfg_path), name)
-    old_labels = old_entry.label_map if old_entry else {}
-    previous = old_labels.get("stable")
-    pushed = repository.push_model(model_dir, model_base_path, name, warmup_examples=examples)
-    labels = {**old_labels, config.label: pushed.version}
-    versions = set(labels.values())
-    if previous is not None and config.keep_previous:
-        versions.add(previous)
-    base = repository.model_dir(model_base_path, name)
-    serving_config.upsert_entry(cfg_path, serving_config.ModelEntry(
-        name, base, policy="specific", versions=tuple(sorted(versions)),
-        labels=tuple(labels.items())))
+    # Push and relabel as one step under the repository lock, so concurrent deploys
+    # get distinct versions and neither loses the other's models.config edit.
+    with repository.repo_lock(model_base_path):
+        old_entry = serving_config.find_entry(serving_config.read_model_config(cfg_path), name)
+        old_labels = old_entry.label_map if old_entry else {}
+        previous = old_labels.get("stable")
+        pushed = repository.push_model(model_dir, model_base_path, name,
+                                       warmup_examples=examples)
+        labels = {**old_labels, config.label: pushed.version}
+        versions = set(labels.values())
+        if previous is not None and config.keep_previous:
+            versions.add(previous)
+        base = repository.model_dir(model_base_path, name)
+        written = serving_config.ModelEntry(name, base, policy="specific",
+                                            versions=tuple(sorted(versions)),
+                                            labels=tuple(labels.items()))
+        serving_config.upsert_entry(cfg_path, written)
     result = DeployResult(model_base_path, name, pushed.version, previous, pushed.created,
                           -1, -1, "failed")
     smoke = examples[:config.smoke_examples]
@@ -185,7 +194,7 @@ def deploy(model_dir: str, model_base_path: str, examples: np.ndarray,
     except Exception as exc:
         result.reason = str(exc) if isinstance(exc, AssertionError) else \
             f"{type(exc).__name__}: {exc}"
-        _rollback(cfg_path, name, old_entry, pushed)
+        _rollback(cfg_path, name, old_entry, written, pushed)
         result.rolled_back = True
         log.error("smoke test of %s version %d failed (%s); rolled back to %s", name,
                   pushed.version, result.reason, previous)
@@ -199,14 +208,32 @@ def deploy(model_dir: str, model_base_path: str, examples: np.ndarray,
     return result
 
 
-def _rollback(cfg_path: str, name: str, old_entry, pushed: repository.PushResult) -> None:
-    if old_entry is not None:
-        serving_config.upsert_entry(cfg_path, old_entry)
-        return
-    entries = [e for e in serving_config.read_model_config(cfg_path) if e.name != name]
-    serving_config.write_model_config(cfg_path, entries)
-    if pushed.created:  # first deploy of this model: nothing may serve the failed version
-        fsutil.remove(pushed.path)
+def _rollback(cfg_path: str, name: str, old_entry, written,
+              pushed: repository.PushResult) -> None:
+    """Undo this deploy's edit of ``models.config``; keep edits other deploys made since."""
+    with repository.repo_lock(os.path.dirname(cfg_path) or "."):
+        current = serving_config.find_entry(serving_config.read_model_config(cfg_path), name)
+        if current == written:  # nobody changed it since: restore exactly what was there
+            if old_entry is not None:
+                serving_config.upsert_entry(cfg_path, old_entry)
+                return
+            entries = [e for e in serving_config.read_model_config(cfg_path) if e.name != name]
+            serving_config.write_model_config(cfg_path, entries)
+            if pushed.created:  # first deploy of this model: nothing may serve it
+                fsutil.remove(pushed.path)
+            return
+        if current is None:
+            return
+        # Another deploy relabelled meanwhile: move back only the labels still on our version.
+        old_labels = old_entry.label_map if old_entry is not None else {}
+        labels = {k: (old_labels[k] if v == pushed.version else v)
+                  for k, v in current.label_map.items()
+                  if v != pushed.version or k in old_labels}
+        versions = (set(current.versions) - {pushed.version}) | set(labels.values())
+        if versions:
+            serving_config.upsert_entry(cfg_path, serving_config.ModelEntry(
+                name, current.base_path, policy="specific", versions=tuple(sorted(versions)),
+                labels=tuple(labels.items())))
 
 
 def deploy_local(model_dir: str, model_base_path: str, model_name: str,

@@ -5,15 +5,30 @@ hidden, non-numeric temporary name that TF Serving ignores, then renames it to
 the next version number. Pushing content identical to an existing version
 returns that version and writes nothing. Works on local paths and ``gs://``
 (``tf.io.gfile``).
+
+Concurrency: every read-modify-write of a repository (choosing the next
+version, the identical-content check, editing ``models.config``) runs under
+:func:`repo_lock`, an exclusive ``flock`` on ``<root>/.tfopt-repo.lock``. The
+kernel drops the lock when its holder dies (SIGKILL included), so there is no
+stale lock to detect or break. The rename of the staged version onto a name
+that must not exist stays as a second guard. ``gs://`` has no lock primitive in
+``tf.io.gfile``: there the lock is skipped with a warning (serialize deploys to
+one bucket path, e.g. one deploy step at a time).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import logging
 import os
 import posixpath
+import re
+import socket
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -25,6 +40,75 @@ from tfopt.serving import warmup
 log = logging.getLogger(__name__)
 
 PUSH_RECORD = os.path.join(warmup.WARMUP_DIR, "tfopt_push.json")
+LOCK_FILE = ".tfopt-repo.lock"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_held = threading.local()
+
+
+def check_model_name(model_name: str, field: str = "model_name") -> str:
+    """A name used as a directory: letters, digits, ``_ . -``, no ``..``; else ModelError."""
+    if not isinstance(model_name, str) or not _NAME.match(model_name) or ".." in model_name:
+        raise ModelError(f"{field}={model_name!r} is not allowed: expected a plain name of "
+                         f"1-128 letters, digits, '_', '.', '-' (not starting with '.' or "
+                         f"'-', no '/' or '..')")
+    return model_name
+
+
+@contextlib.contextmanager
+def repo_lock(model_base_path: str, timeout_s: float = 600.0) -> Iterator[None]:
+    """Hold the repository's exclusive lock (re-entrant within a thread).
+
+    Raises:
+        ModelError: the lock was not obtained within ``timeout_s`` (names the holder).
+    """
+    root = model_base_path.rstrip("/") or "/"
+    if fsutil.is_remote(root):
+        log.warning("%s: no lock on remote repositories; concurrent pushes must be "
+                    "serialized by the caller", root)
+        yield
+        return
+    import fcntl
+
+    key = os.path.realpath(root)
+    held = getattr(_held, "locks", None)
+    if held is None:
+        held = _held.locks = {}
+    if held.get(key):
+        held[key] += 1
+        try:
+            yield
+        finally:
+            held[key] -= 1
+        return
+    os.makedirs(root, exist_ok=True)
+    path = os.path.join(root, LOCK_FILE)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise
+                if time.monotonic() > deadline:
+                    holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+                    raise ModelError(f"{root}: repository locked by another writer for "
+                                     f"{timeout_s:.0f}s ({holder or 'holder unknown'})") from None
+                time.sleep(0.02)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid={os.getpid()} host={socket.gethostname()} "
+                      f"since={time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n".encode(), 0)
+        held[key] = 1
+        try:
+            yield
+        finally:
+            held.pop(key, None)
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def _join(*parts: str) -> str:
@@ -65,6 +149,7 @@ def list_versions(model_base_path: str, model_name: str) -> list[int]:
     if not fsutil.exists(base):
         return []
     names = _gf().listdir(base) if fsutil.is_remote(base) else os.listdir(base)
+    # Numeric names only: temporaries (.3.tmp-...) and other files are not versions.
     return sorted(int(n.rstrip("/")) for n in names if n.rstrip("/").isdigit())
 
 
@@ -100,6 +185,40 @@ def _copy_tree(src: str, dst: str) -> None:
         _gf().copy(path, target, overwrite=True)
 
 
+def check_saved_model(path: str) -> None:
+    """Parse ``saved_model.pb`` and verify every variable's checksum; ModelError otherwise.
+
+    Catches truncated or bit-flipped SavedModels before they reach a server
+    (a flip that still parses and keeps every checksum cannot be detected).
+    """
+    from google.protobuf.message import DecodeError
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    from tfopt._keras import tf
+
+    pb = _join(path, "saved_model.pb")
+    sm = saved_model_pb2.SavedModel()
+    try:
+        with _gf().GFile(pb, "rb") as fh:
+            sm.ParseFromString(fh.read())
+    except (DecodeError, RuntimeWarning, ValueError) as exc:
+        raise ModelError(f"{pb}: corrupt SavedModel ({type(exc).__name__}: {exc})") from None
+    if len(sm.meta_graphs) != 1 or "serving_default" not in sm.meta_graphs[0].signature_def:
+        raise ModelError(f"{path}: SavedModel has no serving_default signature (corrupt or "
+                         f"not exported by tfopt.models.save_model)")
+    index = _join(path, "variables", "variables.index")
+    if not fsutil.exists(index):
+        return
+    try:
+        reader = tf.train.load_checkpoint(_join(path, "variables", "variables"))
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except Exception as exc:  # DataLossError, OutOfRangeError, ... for a corrupt bundle
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise ModelError(f"{path}: corrupt SavedModel variables ({type(exc).__name__}: "
+                         f"{first})") from None
+
+
 class _Identical(Exception):
     def __init__(self, version: int):
         super().__init__(version)
@@ -120,10 +239,16 @@ def push_model(source_dir: str, model_base_path: str, model_name: str,
     Returns:
         PushResult; ``created`` is False when identical content was already there.
     """
+    check_model_name(model_name)
     if not fsutil.exists(_join(source_dir, "saved_model.pb")):
         raise ModelError(f"{source_dir}: not a SavedModel directory (no saved_model.pb)")
-    if not model_name or "/" in model_name or model_name.startswith("."):
-        raise ModelError(f"model_name={model_name!r} is not allowed: expected a plain name")
+    check_saved_model(source_dir)
+    with repo_lock(model_base_path):
+        return _push_locked(source_dir, model_base_path, model_name, warmup_examples)
+
+
+def _push_locked(source_dir: str, model_base_path: str, model_name: str,
+                 warmup_examples: np.ndarray | None) -> PushResult:
     base = model_dir(model_base_path, model_name)
     fsutil.makedirs(base)
     for _attempt in range(5):

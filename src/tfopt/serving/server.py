@@ -31,6 +31,7 @@ import numpy as np
 
 from tfopt import fsutil
 from tfopt._keras import tf
+from tfopt.errors import ConfigError
 from tfopt.serving import config as serving_config
 from tfopt.serving import repository, warmup
 
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SIGNATURE = "serving_default"
 DEFAULT_MAX_REQUEST_BYTES = 16 << 20
+MAX_REQUEST_BYTES_LIMIT = 2 << 30  # gRPC's own ceiling
 _STATE = {"START": 10, "LOADING": 20, "AVAILABLE": 30, "UNLOADING": 40, "END": 50}
 # grpc code -> HTTP status, as TF Serving's http_server.cc maps them.
 _HTTP_STATUS = {
@@ -155,7 +157,8 @@ class _Model:
     entry: serving_config.ModelEntry
     servables: dict[int, Servable] = field(default_factory=dict)
     states: dict[int, tuple[str, int, str]] = field(default_factory=dict)
-    failed: dict[int, str] = field(default_factory=dict)
+    # version -> (last error, failed attempts, monotonic time of the next retry)
+    failed: dict[int, tuple[str, int, float]] = field(default_factory=dict)
 
 
 class _Metrics:
@@ -204,14 +207,30 @@ class ModelServer:
         poll_seconds: how often the base path and config file are re-read.
         max_request_bytes: largest request body accepted (REST and gRPC).
         grpc_workers: threads answering gRPC calls.
+        max_load_retries: retries of a version that fails to load before it is given
+            up (TF Serving's ``--max_num_load_retries``, default 5); its status then
+            stays END with the error, and the serving version stays up.
+        load_retry_interval_s: wait between load retries (TF Serving: 60 s).
     """
 
     def __init__(self, model_base_path: str, model_names: list[str] | str,
                  config_file: str | None = None, host: str = "127.0.0.1", grpc_port: int = 0,
                  rest_port: int = 0, poll_seconds: float = 2.0,
-                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, grpc_workers: int = 32):
+                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, grpc_workers: int = 32,
+                 max_load_retries: int = 5, load_retry_interval_s: float = 60.0):
         if isinstance(model_names, str):
             model_names = [model_names]
+        for n in model_names:
+            repository.check_model_name(n)
+        if not 1 <= int(max_request_bytes) <= MAX_REQUEST_BYTES_LIMIT:
+            raise ConfigError(f"max_request_bytes={max_request_bytes} is not allowed: expected "
+                              f"1..{MAX_REQUEST_BYTES_LIMIT}")
+        if not 0 <= int(max_load_retries) <= 1000 or load_retry_interval_s < 0:
+            raise ConfigError(f"max_load_retries={max_load_retries}, load_retry_interval_s="
+                              f"{load_retry_interval_s} are not allowed: expected 0..1000 and "
+                              f">= 0")
+        self.max_load_retries = int(max_load_retries)
+        self.load_retry_interval_s = float(load_retry_interval_s)
         self.model_base_path = model_base_path
         self.config_file = config_file or os.path.join(model_base_path,
                                                        serving_config.MODELS_CONFIG)
@@ -303,18 +322,30 @@ class ModelServer:
                    if fsutil.exists(os.path.join(model.base_path, str(v), "saved_model.pb"))]
         aspired = entry.aspired(on_disk)
         current = dict(model.servables)
+        for v in list(model.failed):
+            if v not in on_disk:  # removed (or replaced) on disk: forget its failures
+                del model.failed[v]
         for v in aspired:
-            if v in current or v in model.failed:
+            if v in current:
                 continue
+            if v in model.failed:
+                _, attempts, retry_at = model.failed[v]
+                if attempts > self.max_load_retries or time.monotonic() < retry_at:
+                    continue  # given up (retry-then-give-up), or not yet time to retry
             self._set_state(model, v, "LOADING")
             try:
                 servable = self._load(model.name, v, os.path.join(model.base_path, str(v)))
             except Exception as exc:
                 msg = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                log.error("loading %s version %d failed: %s", model.name, v, msg)
-                model.failed[v] = msg
+                attempts = model.failed.get(v, ("", 0, 0.0))[1] + 1
+                final = attempts > self.max_load_retries
+                model.failed[v] = (msg, attempts, time.monotonic() + self.load_retry_interval_s)
+                log.error("loading %s version %d failed (attempt %d of %d%s): %s", model.name,
+                          v, attempts, self.max_load_retries + 1,
+                          "; giving up" if final else "", msg)
                 self._set_state(model, v, "END", 3, msg)  # INVALID_ARGUMENT-ish load error
                 continue
+            model.failed.pop(v, None)
             current[v] = servable
             self._set_state(model, v, "AVAILABLE")
         new = {v: s for v, s in current.items() if v in aspired}
@@ -497,8 +528,8 @@ class ModelServer:
             raise _invalid("JSON Parse error: The document is empty")
         try:
             doc = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise _invalid(f"JSON Parse error: {exc}") from None
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            raise _invalid(f"JSON Parse error: {type(exc).__name__}: {exc}") from None
         if not isinstance(doc, dict):
             raise _invalid("JSON Parse error: the request body must be a JSON object")
         sig = doc.get("signature_name", "")
@@ -572,7 +603,7 @@ def _json_array(value, spec, name: str) -> np.ndarray:
     want = spec.dtype.as_numpy_dtype
     try:
         arr = np.asarray(value)
-    except ValueError:
+    except (ValueError, TypeError, RecursionError):
         raise _invalid(f"Failed to process element: input '{name}' is a ragged list; every "
                        f"row must have the same shape") from None
     kind = arr.dtype.kind
