@@ -7,6 +7,8 @@ BIN := $(VENV)/bin
 OUTPUT_DIR ?= runs/latest
 PYTEST_ARGS ?=
 
+CHECKOV_VENV := build/checkov-venv
+
 .PHONY: run test lint compile clean-venv
 
 # Re-install only when the dependency declarations change.
@@ -16,10 +18,16 @@ $(VENV)/.installed: setup.cfg pyproject.toml requirements/constraints.txt
 	$(BIN)/python -m pip install -q -c requirements/constraints.txt -e '.[dev]'
 	touch $@
 
+# checkov (static scan of Dockerfiles and manifests) pins packaging below what the
+# TensorFlow stack needs, so it gets a venv of its own.
+$(CHECKOV_VENV)/bin/checkov:
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install -q checkov==3.3.30
+
 run: $(VENV)/.installed
 	$(BIN)/tfopt run --output-dir $(OUTPUT_DIR)
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed $(CHECKOV_VENV)/bin/checkov
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -13,7 +13,7 @@ def deploy_tf_serving(
     model: Input[Model],
     dataset: Input[Dataset],
     manifests: Output[Artifact],
-    model_base_path: str,
+    model_base_path: str = "",
     model_name: str = "model",
     label: str = "stable",
     variant: str = "cpu",
@@ -23,7 +23,12 @@ def deploy_tf_serving(
     infra_blessed: bool = True,
     smoke_examples: int = 8,
 ) -> NamedTuple("DeployOutputs", [("version", int), ("smoke_test", str)]):
-    """Refuse unblessed models; push, label, smoke-test over gRPC and REST; write k8s YAML."""
+    """Refuse unblessed models; push, label, smoke-test over gRPC and REST; write k8s YAML.
+
+    ``model_base_path`` is the TF Serving model repository (``gs://...`` on a
+    cluster); empty, a repository inside this step's outputs is used.
+    """
+    import os
     from collections import namedtuple
 
     from tfopt.errors import ModelError
@@ -31,6 +36,8 @@ def deploy_tf_serving(
 
     if not (blessed and infra_blessed):
         raise ModelError(f"refusing to deploy: blessed={blessed}, infra_blessed={infra_blessed}")
+    model_base_path = model_base_path or os.path.join(os.path.dirname(manifests.path),
+                                                      "model_repository")
     examples = warmup.examples_from_dataset(dataset.path, "test", limit=max(smoke_examples, 16))
     result = deploy.deploy(model.path, model_base_path, examples, deploy.DeployConfig(
         model_name=model_name, label=label, smoke_examples=smoke_examples))

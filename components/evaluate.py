@@ -37,8 +37,8 @@ def evaluate(
     throughput_iterations: int = 20,
 ):
     """Measure quality, size, latency, throughput and memory of every candidate."""
+    from tfopt import data, fsutil
     from tfopt import evaluate as evaluate_lib
-    from tfopt import fsutil
     from tfopt.components import _util
 
     inputs = dict(locals())
@@ -51,7 +51,8 @@ def evaluate(
         latency_min_seconds=latency_min_seconds, num_threads=num_threads, throughput_batch_size=throughput_batch_size,
         throughput_iterations=throughput_iterations)
     records = evaluate_lib.evaluate_candidates(candidates, dataset.path, config)
-    fsutil.write_json(evaluations.path, {"dataset": dataset.metadata, "candidates": records,
+    fsutil.write_json(evaluations.path, {"dataset": data.load_info(dataset.path).to_summary(),
+                                         "candidates": records,
                                          "config": evaluate_lib.config_dict(config)})
     failed = [r["name"] for r in records if r.get("error")]
     evaluations.metadata.update({"candidates": [r["name"] for r in records], "failed": failed})

@@ -1,7 +1,5 @@
 """Infra validation component: can the serving runtime load and serve the candidate?"""
 
-from typing import NamedTuple
-
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
@@ -18,10 +16,13 @@ def infra_validate(
     latency_requests: int = 50,
     atol: float = 1e-5,
     load_timeout_s: float = 120.0,
-) -> NamedTuple("InfraValidateOutputs", [("infra_blessed", bool), ("reason", str)]):
-    """Load in the serving runtime, replay warmup, compare with offline, time it."""
-    from collections import namedtuple
+) -> bool:
+    """Load in the serving runtime, replay warmup, compare with offline, time it.
 
+    Returns ``infra_blessed`` (a single value: KFP's local runner evaluates
+    ``dsl.If`` only on outputs named ``Output``); the reason is in the metrics'
+    metadata.
+    """
     from tfopt.components import _util
     from tfopt.serving import infravalidate, warmup
 
@@ -31,5 +32,5 @@ def infra_validate(
     examples = warmup.examples_from_dataset(dataset.path, "test", limit=num_examples)
     result = infravalidate.infra_validate(model.path, examples, config)
     _util.log_metrics(metrics, {**result.metrics(), "infra_blessed": int(result.infra_blessed)})
-    outputs = namedtuple("InfraValidateOutputs", ["infra_blessed", "reason"])
-    return outputs(result.infra_blessed, result.reason)
+    metrics.metadata["reason"] = result.reason
+    return result.infra_blessed

@@ -8,8 +8,6 @@ copy reads files KFP delivered to this step (needed on Kubeflow with MinIO/S3);
 without them the path recorded by the evaluation step is used (local runner, /gcs).
 """
 
-from typing import NamedTuple
-
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, ClassificationMetrics, Input, Markdown, Metrics, Model, Output
 
@@ -34,6 +32,7 @@ def select(
     objective: str = "smallest",
     previous_summary: str = "",
     min_accuracy_change: float = 0.0,
+    deploy_target: str = "none",
     baseline_model: Input[Model] = None,
     tflite_float32: Input[Model] = None,
     tflite_dynamic: Input[Model] = None,
@@ -47,10 +46,13 @@ def select(
     lowrank_int8: Input[Model] = None,
     qat_int8: Input[Model] = None,
     pqat_int8: Input[Model] = None,
-) -> NamedTuple("SelectOutputs", [("blessed", bool), ("selected", str)]):
-    """Pick one candidate under the policy; ``blessed`` gates deployment."""
-    from collections import namedtuple
+) -> bool:
+    """Pick one candidate under the policy; return ``blessed``, which gates deployment.
 
+    The single return value (not a NamedTuple) is deliberate: KFP's local runner
+    resolves ``dsl.If`` conditions only on outputs named ``Output``. The selected
+    name is in the summary and in every output artifact's metadata.
+    """
     from tfopt import fsutil
     from tfopt import select as select_lib
     from tfopt.components import _util
@@ -62,7 +64,8 @@ def select(
     policy = select_lib.SelectionPolicy(
         max_accuracy_drop=max_accuracy_drop, max_size_bytes=max_size_bytes,
         max_latency_ms_p99=max_latency_ms_p99, objective=objective,
-        previous=previous_summary, min_accuracy_change=min_accuracy_change)
+        previous=previous_summary, min_accuracy_change=min_accuracy_change,
+        deploy_target=deploy_target)
     out = select_lib.select_and_report(
         fsutil.read_json(evaluations.path), baseline, policy, pipeline_name, summary.path,
         report_markdown.path, report_html.path, model_card.path, selected_model.path, paths)
@@ -81,4 +84,4 @@ def select(
     selected_model.metadata.update({"variant": name, "selected": bool(rec), "blessed": blessed})
     for artifact in (summary, report_html, report_markdown, model_card):
         artifact.metadata.update({"selected": name, "blessed": blessed})
-    return namedtuple("SelectOutputs", ["blessed", "selected"])(blessed, name)
+    return blessed

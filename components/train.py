@@ -12,6 +12,7 @@ def train(
     model: Output[Model],
     metrics: Output[Metrics],
     tensorboard: Output[Artifact],
+    hyperparameters: Input[Artifact] = None,
     arch: str = "cnn",
     width: int = 32,
     depth: int = 2,
@@ -39,6 +40,11 @@ def train(
         scale_learning_rate=scale_learning_rate, epochs=epochs, batch_size=batch_size,
         early_stopping_patience=early_stopping_patience, seed=seed, precision=precision,
         xla=xla, profile_batches=profile_batches)
+    if hyperparameters is not None and not hyperparameters.metadata.get("skipped"):
+        from tfopt import tune as tune_lib
+
+        config = tune_lib.train_config_from_hyperparameters(
+            tune_lib.load_hyperparameters(hyperparameters.path), config)
     result = train_lib.train_model(dataset.path, model.path, config,
                                    backup_dir=backup_dir or None, tensorboard_dir=tensorboard.path)
     _util.log_metrics(metrics, {**result.metrics, "epochs_run": result.epochs_run,

@@ -1,81 +1,203 @@
-"""The ``tfopt-optimize`` pipeline: ingest -> train -> compress -> evaluate -> select -> deploy.
+"""The ``tfopt-optimize`` pipeline: ingest -> (tune) -> train -> compress -> evaluate -> select -> deploy.
 
 Wiring only: every step is a component from ``tfopt.components``. Variants
 are switched on or off by ``enable_*`` parameters; a disabled variant runs as
-a cheap no-op step so that the evaluation step can take every variant as an
-optional input. Deployment runs only under ``dsl.If`` on the selection's
-``blessed`` output.
+a cheap no-op step (and so does everything derived from it), so the
+evaluation and selection steps take every variant as an optional input
+without ``dsl.If`` plumbing. Deployment runs only under ``dsl.If`` on the
+selection's ``blessed`` output, then on the infra validation's
+``infra_blessed`` (TF Serving) or on the target (Vertex AI).
 """
+
+import contextlib
 
 from kfp import dsl
 from kfp.dsl import Artifact
 
+from tfopt.components.deploy_tf_serving import deploy_tf_serving
+from tfopt.components.deploy_vertex import deploy_vertex
+from tfopt.components.distill import distill
 from tfopt.components.evaluate import evaluate
+from tfopt.components.infra_validate import infra_validate
 from tfopt.components.ingest import ingest
+from tfopt.components.lowrank import lowrank
+from tfopt.components.prune import prune
+from tfopt.components.qat import qat
 from tfopt.components.quantize import quantize
 from tfopt.components.select import select
-from tfopt.components.train import train
+from tfopt.components.tune import tune
+from tfopt.pipelines.train_step import train_step
 
 PIPELINE_NAME = "tfopt-optimize"
 
 
+@contextlib.contextmanager
+def _gate(condition, name: str):
+    """``dsl.If`` with a group name unique across sub-pipelines.
+
+    KFP 2.17.3 names groups ``condition-N`` from a per-pipeline counter, so a
+    pipeline's groups collide with those of a sub-pipeline (``train_step``)
+    and the compiler then looks up inputs in the wrong group.
+    """
+    with dsl.If(condition, name=name) as group:
+        group.name = f"gate-{name}"
+        yield group
+
+
 @dsl.pipeline(
     name=PIPELINE_NAME,
-    description="Train a TensorFlow classifier, compress it (TFLite quantization), evaluate "
-                "every candidate on the test split, select one against accuracy / size / "
-                "latency targets and gate deployment on the result. Every parameter has a "
-                "default: the built-in digits dataset runs as is.",
+    description="Train a TensorFlow classifier, compress it (TFLite float32 / dynamic / float16 / "
+                "int8, pruning, distillation, low-rank factorization, quantization-aware "
+                "training), evaluate every candidate on the test split, select one against "
+                "accuracy / size / latency targets and deploy it (TF Serving or Vertex AI) only "
+                "when it is blessed. Every parameter has a default: the built-in digits dataset "
+                "runs as is.",
 )
 def optimize(
+    # data
     source: str = "builtin:digits",
     label_column: str = "label",
     feature_shape: str = "",
     seed: int = 42,
     validation_fraction: float = 0.1,
     test_fraction: float = 0.2,
+    # hyperparameter search (0 trials = off; the train step then uses the values below)
+    tune_trials: int = 0,
+    tune_algorithm: str = "random",
+    tune_search_space: dict = {},  # noqa: B006 - a pipeline default, never mutated
+    tune_epochs: int = 10,
+    # training
     arch: str = "cnn",
     width: int = 32,
     depth: int = 2,
     dropout: float = 0.1,
     optimizer: str = "adam",
     learning_rate: float = 0.001,
+    scale_learning_rate: bool = False,
     epochs: int = 30,
     batch_size: int = 64,
     early_stopping_patience: int = 5,
     precision: str = "float32",
     xla: bool = False,
-    profile_batches: str = "",
-    representative_samples: int = 200,
+    training_target: str = "local",
+    replicas: int = 1,
+    gpus_per_replica: int = 0,
+    accelerator_type: str = "NVIDIA_TESLA_T4",
+    # compression
     enable_tflite_float32: bool = True,
+    enable_tflite_dynamic: bool = True,
+    enable_tflite_float16: bool = True,
     enable_tflite_int8: bool = True,
+    enable_pruning: bool = True,
+    enable_distillation: bool = True,
+    enable_lowrank: bool = True,
+    enable_qat: bool = True,
+    representative_samples: int = 200,
+    target_sparsity: float = 0.8,
+    prune_epochs: int = 10,
+    student_width: int = 8,
+    distill_temperature: float = 4.0,
+    distill_alpha: float = 0.1,
+    distill_epochs: int = 30,
+    lowrank_energy: float = 0.9,
+    lowrank_epochs: int = 5,
+    qat_epochs: int = 3,
+    # evaluation and selection
     latency_iterations: int = 200,
     max_accuracy_drop: float = 1.0,
     max_size_bytes: int = 0,
     max_latency_ms_p99: float = 0.0,
     objective: str = "smallest",
+    previous_summary: str = "",
+    min_accuracy_change: float = 0.0,
+    # deployment: tf_serving | vertex | tflite (no server: the pick is the artifact) | none
+    deploy_target: str = "tf_serving",
+    model_name: str = "tfopt-model",
+    serving_base_path: str = "",
+    serving_variant: str = "cpu",
+    project: str = "",
+    region: str = "",
+    vertex_machine_type: str = "n1-standard-2",
+    canary_percent: int = 10,
 ) -> Artifact:
     data = ingest(source=source, label_column=label_column, feature_shape=feature_shape,
                   seed=seed, validation_fraction=validation_fraction,
                   test_fraction=test_fraction).set_display_name("ingest")
-    trained = train(
-        dataset=data.outputs["dataset"], arch=arch, width=width, depth=depth, dropout=dropout,
-        optimizer=optimizer, learning_rate=learning_rate, epochs=epochs, batch_size=batch_size,
-        early_stopping_patience=early_stopping_patience, seed=seed, precision=precision,
-        xla=xla, profile_batches=profile_batches).set_display_name("train")
-    baseline = trained.outputs["model"]
-    tflite = {}
-    for mode, enabled in (("float32", enable_tflite_float32), ("int8", enable_tflite_int8)):
-        tflite[mode] = quantize(
-            model=baseline, dataset=data.outputs["dataset"], variant=f"tflite_{mode}",
-            mode=mode, representative_samples=representative_samples,
-            enabled=enabled).set_display_name(f"tflite-{mode}").outputs["tflite_model"]
-    evaluated = evaluate(
-        dataset=data.outputs["dataset"], baseline=baseline, tflite_float32=tflite["float32"],
-        tflite_int8=tflite["int8"], latency_iterations=latency_iterations,
-    ).set_display_name("evaluate")
+    dataset = data.outputs["dataset"]
+
+    tuned = tune(dataset=dataset, search_space=tune_search_space, algorithm=tune_algorithm,
+                 max_trials=tune_trials, epochs=tune_epochs, seed=seed).set_display_name("tune")
+    baseline = train_step(
+        dataset=dataset, hyperparameters=tuned.outputs["best_hyperparameters"], arch=arch,
+        width=width, depth=depth, dropout=dropout, optimizer=optimizer,
+        learning_rate=learning_rate, scale_learning_rate=scale_learning_rate, epochs=epochs,
+        batch_size=batch_size, early_stopping_patience=early_stopping_patience, seed=seed,
+        precision=precision, xla=xla, target=training_target, replicas=replicas,
+        gpus_per_replica=gpus_per_replica, accelerator_type=accelerator_type,
+    ).set_display_name("train").output
+
+    def to_tflite(model, variant: str, mode: str, enabled=True):
+        return quantize(model=model, dataset=dataset, variant=variant, mode=mode,
+                        representative_samples=representative_samples, enabled=enabled,
+                        ).set_display_name(variant.replace("_", "-")).outputs["tflite_model"]
+
+    pruned = prune(model=baseline, dataset=dataset, target_sparsity=target_sparsity,
+                   epochs=prune_epochs, seed=seed, enabled=enable_pruning
+                   ).set_display_name("prune").outputs["pruned_model"]
+    distilled = distill(model=baseline, dataset=dataset, student_width=student_width,
+                        temperature=distill_temperature, alpha=distill_alpha,
+                        epochs=distill_epochs, seed=seed, enabled=enable_distillation
+                        ).set_display_name("distill").outputs["student_model"]
+    factorized = lowrank(model=baseline, dataset=dataset, energy=lowrank_energy,
+                         epochs=lowrank_epochs, seed=seed, enabled=enable_lowrank
+                         ).set_display_name("lowrank").outputs["lowrank_model"]
+    candidates = {
+        "tflite_float32": to_tflite(baseline, "tflite_float32", "float32", enable_tflite_float32),
+        "tflite_dynamic": to_tflite(baseline, "tflite_dynamic", "dynamic", enable_tflite_dynamic),
+        "tflite_float16": to_tflite(baseline, "tflite_float16", "float16", enable_tflite_float16),
+        "tflite_int8": to_tflite(baseline, "tflite_int8", "int8", enable_tflite_int8),
+        "pruned": pruned,
+        "pruned_int8": to_tflite(pruned, "pruned_int8", "int8"),
+        "distilled": distilled,
+        "distilled_int8": to_tflite(distilled, "distilled_int8", "int8"),
+        "lowrank": factorized,
+        "lowrank_int8": to_tflite(factorized, "lowrank_int8", "int8"),
+        "qat_int8": qat(model=baseline, dataset=dataset, epochs=qat_epochs, seed=seed,
+                        representative_samples=representative_samples, enabled=enable_qat,
+                        ).set_display_name("qat-int8").outputs["tflite_model"],
+        "pqat_int8": qat(model=pruned, dataset=dataset, variant="pqat_int8",
+                         preserve_sparsity=True, epochs=qat_epochs, seed=seed,
+                         representative_samples=representative_samples, enabled=enable_qat,
+                         ).set_display_name("pqat-int8").outputs["tflite_model"],
+    }
+
+    evaluated = evaluate(dataset=dataset, baseline=baseline, latency_iterations=latency_iterations,
+                         **candidates).set_display_name("evaluate")
     selected = select(
         evaluations=evaluated.outputs["evaluations"], pipeline_name=PIPELINE_NAME,
         max_accuracy_drop=max_accuracy_drop, max_size_bytes=max_size_bytes,
         max_latency_ms_p99=max_latency_ms_p99, objective=objective,
+        previous_summary=previous_summary, min_accuracy_change=min_accuracy_change,
+        deploy_target=deploy_target, baseline_model=baseline, **candidates,
     ).set_display_name("select")
+    selected.set_caching_options(False)  # cheap, and previous_summary may change outside
+
+    with _gate(selected.outputs["Output"] == True, "blessed"):  # noqa: E712
+        with _gate(deploy_target == "tf_serving", "tf-serving"):
+            infra = infra_validate(model=selected.outputs["selected_model"], dataset=dataset,
+                                   model_name=model_name).set_display_name("infra-validate")
+            infra.set_caching_options(False)
+            with _gate(infra.outputs["Output"] == True, "infra-blessed"):  # noqa: E712
+                deploy_tf_serving(
+                    model=selected.outputs["selected_model"], dataset=dataset,
+                    model_base_path=serving_base_path, model_name=model_name,
+                    variant=serving_variant, blessed=selected.outputs["Output"],
+                    infra_blessed=infra.outputs["Output"],
+                ).set_display_name("deploy-tf-serving").set_caching_options(False)
+        with _gate(deploy_target == "vertex", "vertex"):
+            deploy_vertex(
+                model=selected.outputs["selected_model"], dataset=dataset, project=project,
+                region=region, model_display_name=model_name,
+                machine_type=vertex_machine_type, canary_percent=canary_percent,
+            ).set_display_name("deploy-vertex").set_caching_options(False)
     return selected.outputs["summary"]

@@ -18,7 +18,7 @@ The same YAML runs on Kubeflow Pipelines and Vertex AI Pipelines.
 """
 
 from kfp import dsl, kubernetes
-from kfp.dsl import Dataset, Input, Model
+from kfp.dsl import Artifact, Dataset, Input, Model
 
 from tfopt.components._image import GPU_IMAGE
 from tfopt.components.artifact_uri import artifact_uri
@@ -41,6 +41,7 @@ def _retry(task, retries: int = TRAIN_RETRIES):
 @dsl.pipeline(name="train-step")
 def train_step(
     dataset: Input[Dataset],
+    hyperparameters: Input[Artifact] = None,
     arch: str = "cnn", width: int = 32, depth: int = 2, dropout: float = 0.1,
     optimizer: str = "adam", learning_rate: float = 0.001, scale_learning_rate: bool = False,
     epochs: int = 30, batch_size: int = 64, early_stopping_patience: int = 5, seed: int = 42,
@@ -53,7 +54,9 @@ def train_step(
 ) -> Model:
     """Train on ``target`` and return the trained SavedModel as a ``Model`` artifact.
 
-    ``batch_size`` is per replica; ``scale_learning_rate`` multiplies the learning
+    ``hyperparameters`` (a tune step's best hyperparameters JSON) overrides the
+    matching training parameters on the ``local`` target; the launchers of the
+    other targets take the parameters as given. ``batch_size`` is per replica; ``scale_learning_rate`` multiplies the learning
     rate by the number of replicas. ``gpu_resource`` is the accelerator resource
     of the in-cluster task (``nvidia.com/gpu`` on Kubeflow, the Vertex name such
     as ``NVIDIA_TESLA_T4`` on Vertex AI Pipelines).
@@ -68,7 +71,7 @@ def train_step(
     plan.set_display_name("check-training-request")
 
     with dsl.If(target == "local", name="train-in-cluster"):
-        local = train(dataset=dataset, **hp).after(plan)
+        local = train(dataset=dataset, hyperparameters=hyperparameters, **hp).after(plan)
         local.set_container_image(GPU_IMAGE)  # CUDA-enabled TensorFlow; runs on CPU nodes too
         (local.set_cpu_request(cpu).set_cpu_limit(cpu).set_memory_request(memory)
          .set_memory_limit(memory).set_accelerator_type(gpu_resource)

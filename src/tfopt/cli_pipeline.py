@@ -43,6 +43,9 @@ def run_local(params: dict[str, Any], output_dir: str, pipeline: str = "optimize
     params = validate_params(params, pipeline)
     func = pipeline_function(pipeline)
     output_dir = os.path.abspath(output_dir)
+    if "serving_base_path" in func.component_spec.inputs and not params.get("serving_base_path"):
+        # a repository that outlives the run, so versions increase run after run
+        params["serving_base_path"] = os.path.join(output_dir, "serving")
     os.makedirs(output_dir, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False),
                pipeline_root=os.path.join(output_dir, "artifacts"),
@@ -53,10 +56,29 @@ def run_local(params: dict[str, Any], output_dir: str, pipeline: str = "optimize
         warnings.filterwarnings("ignore", message=".*non-Python base image.*")
         task = func(**params)
     summary = fsutil.read_json(task.output.path)
+    summary["serving"] = serving_entry(os.path.dirname(os.path.dirname(task.output.path)))
     summary["wall_seconds"] = round(time.perf_counter() - start, 1)
     summary["params"] = params
     fsutil.write_json(os.path.join(output_dir, "summary.json"), summary)
     return summary
+
+
+def serving_entry(run_dir: str) -> dict | None:
+    """The TF Serving deployment of a local run, from its deploy step's executor output.
+
+    ``None`` when the deploy branch did not run (not blessed, or another target).
+    """
+    for root, _, files in os.walk(run_dir):
+        if os.path.basename(root) == "deploy-tf-serving" and "executor_output.json" in files:
+            out = fsutil.read_json(os.path.join(root, "executor_output.json"))
+            for artifact in out.get("artifacts", {}).get("manifests", {}).get("artifacts", []):
+                meta = artifact.get("metadata", {})
+                entry = {k: meta.get(k) for k in ("model_base_path", "model_name", "version",
+                                                  "grpc_port", "rest_port", "smoke_test")}
+                for key in ("version", "grpc_port", "rest_port"):  # metadata numbers are floats
+                    entry[key] = int(entry[key]) if entry[key] is not None else None
+                return entry
+    return None
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

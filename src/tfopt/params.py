@@ -15,7 +15,9 @@ from typing import Any
 from tfopt.errors import ConfigError
 
 RESERVED_SECTIONS = ("submit", "schedule")
-_TYPES = {"String": (str,), "Integer": (int,), "Float": (float, int), "Boolean": (bool,)}
+_TYPES = {"String": (str,), "Integer": (int,), "Float": (float, int), "Boolean": (bool,),
+          "Dict": (dict,), "List": (list,)}
+
 
 
 def read_params_file(path: str) -> dict[str, Any]:
@@ -51,6 +53,9 @@ def validate_params(values: dict[str, Any], pipeline: str = "optimize",
                     where: str = "params") -> dict[str, Any]:
     """Check names and types against the pipeline's signature; return the parameters."""
     specs = pipeline_inputs(pipeline)
+    bad = [k for k in values if not isinstance(k, str)]
+    if bad:
+        raise ConfigError(f"{where}: parameter names must be strings, got {bad!r}")
     params = {k: v for k, v in values.items() if k not in RESERVED_SECTIONS}
     unknown = sorted(set(params) - set(specs))
     if unknown:

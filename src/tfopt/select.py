@@ -24,6 +24,11 @@ log = logging.getLogger(__name__)
 OBJECTIVES = ("smallest", "fastest", "most_accurate")
 
 
+# Deploy target -> formats it can serve (TF Serving and Vertex load SavedModels).
+DEPLOY_TARGET_FORMATS = {"tf_serving": ("saved_model",), "vertex": ("saved_model",),
+                         "tflite": ("tflite",), "none": ()}
+
+
 @dataclass(frozen=True)
 class SelectionPolicy:
     """Targets a candidate must meet, and how to choose among those that do.
@@ -37,6 +42,9 @@ class SelectionPolicy:
             evaluation JSON / record) to compare with; empty = no comparison.
         min_accuracy_change: accuracy points a candidate must gain over the
             previous model (negative = the regression allowed); used with ``previous``.
+        deploy_target: where the pick goes, which decides the formats it may have:
+            ``tf_serving`` / ``vertex`` serve SavedModels, ``tflite`` (edge) takes
+            ``.tflite`` files, ``none`` accepts any format.
     """
 
     max_accuracy_drop: float = 1.0
@@ -45,6 +53,7 @@ class SelectionPolicy:
     objective: str = "smallest"
     previous: str = ""
     min_accuracy_change: float = 0.0
+    deploy_target: str = "none"
 
     def __post_init__(self):
         check_float("SelectionPolicy", "max_accuracy_drop", self.max_accuracy_drop, 0.0, 100.0)
@@ -54,6 +63,13 @@ class SelectionPolicy:
         check_str("SelectionPolicy", "previous", self.previous, allow_empty=True)
         check_float("SelectionPolicy", "min_accuracy_change", self.min_accuracy_change,
                     -100.0, 100.0)
+        check_choice("SelectionPolicy", "deploy_target", self.deploy_target,
+                     tuple(DEPLOY_TARGET_FORMATS))
+
+    @property
+    def formats(self) -> tuple[str, ...]:
+        """Candidate formats the deploy target can take (empty = any)."""
+        return DEPLOY_TARGET_FORMATS[self.deploy_target]
 
 
 @dataclass
@@ -109,6 +125,9 @@ def rejection_reasons(record: dict, base: dict | None, policy: SelectionPolicy,
     if base is None:
         return ["baseline failed to evaluate, so the accuracy drop cannot be checked"]
     reasons = []
+    if policy.formats and record.get("format") not in policy.formats:
+        reasons.append(f"format {record.get('format')} cannot be deployed to "
+                       f"{policy.deploy_target} (takes {', '.join(policy.formats)})")
     drop = (base["accuracy"] - record["accuracy"]) * 100
     if drop > policy.max_accuracy_drop + 1e-9:
         reasons.append(f"accuracy drop {drop:.2f} points > {policy.max_accuracy_drop:g}")

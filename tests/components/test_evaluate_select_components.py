@@ -92,7 +92,7 @@ def run_select(evaluated, tmp_path, **params):
 
 def test_select_blesses_and_copies_the_smallest(evaluated, tmp_path):
     result, outs = run_select(evaluated, tmp_path, max_accuracy_drop=5.0, objective="smallest")
-    assert result.blessed is True and result.selected == "tflite_int8"
+    assert result is True and outs["summary"].metadata["selected"] == "tflite_int8"
     copied = outs["selected_model"].path
     assert read(copied, "rb") == read(evaluated["cands"]["tflite_int8"].path, "rb")
     assert outs["selected_model"].metadata["format"] == "tflite"
@@ -119,14 +119,15 @@ def test_select_most_accurate_copies_a_saved_model_dir(evaluated, tmp_path):
     summary = json.loads(read(outs["summary"].path))
     ok = [v for v in summary["variants"] if not v["rejected_reasons"]]
     best = max(v["accuracy"] for v in ok)
-    assert next(v for v in ok if v["name"] == result.selected)["accuracy"] == best
-    if result.selected == "baseline":
+    selected = outs["summary"].metadata["selected"]
+    assert next(v for v in ok if v["name"] == selected)["accuracy"] == best
+    if selected == "baseline":
         assert os.path.exists(os.path.join(outs["selected_model"].path, "saved_model.pb"))
 
 
 def test_select_not_blessed_when_targets_unmet(evaluated, tmp_path):
     result, outs = run_select(evaluated, tmp_path, max_size_bytes=100, objective="fastest")
-    assert result.blessed is False and result.selected == ""
+    assert result is False and outs["summary"].metadata["selected"] == ""
     assert not os.path.exists(outs["selected_model"].path)
     assert outs["selected_model"].metadata["blessed"] is False
     assert "confusionMatrix" not in outs["confusion_matrix"].metadata

@@ -27,14 +27,14 @@ def test_infra_validate_component(assets, tmp_path):
     out = infra_validate.python_func(model=assets["model"], dataset=assets["dataset"],
                                      metrics=metrics, model_name="digits", num_examples=4,
                                      latency_requests=5)
-    assert out.infra_blessed is True and out.reason == "ok"
+    assert out is True and metrics.metadata["reason"] == "ok"
     assert metrics.metadata["infra_blessed"] == 1.0
     assert metrics.metadata["warmup_requests"] == 4.0
     assert metrics.metadata["latency_ms_p50"] > 0
+    bad_metrics = dsl.Metrics(uri=str(tmp_path / "m2"))
     bad = infra_validate.python_func(model=dsl.Model(uri=str(tmp_path / "none")),
-                                     dataset=assets["dataset"],
-                                     metrics=dsl.Metrics(uri=str(tmp_path / "m2")))
-    assert bad.infra_blessed is False and bad.reason
+                                     dataset=assets["dataset"], metrics=bad_metrics)
+    assert bad is False and bad_metrics.metadata["reason"]
 
 
 def test_deploy_component_pushes_smoke_tests_and_writes_manifests(assets, tmp_path):

@@ -1,4 +1,4 @@
-"""The whole optimize pipeline under KFP's local SubprocessRunner, on a small configuration."""
+"""The whole optimize pipeline under KFP's local SubprocessRunner, both sides of the gate."""
 
 import json
 import os
@@ -7,12 +7,17 @@ import pytest
 
 from tfopt.cli_pipeline import run_local
 
-SMALL = {"arch": "mlp", "width": 32, "depth": 1, "epochs": 4, "early_stopping_patience": 0,
-         "latency_iterations": 20, "representative_samples": 50}
+# Every step runs, on tiny budgets.
+SMALL = {"arch": "cnn", "width": 8, "depth": 2, "epochs": 4, "early_stopping_patience": 0,
+         "latency_iterations": 20, "representative_samples": 50, "prune_epochs": 1,
+         "distill_epochs": 2, "lowrank_epochs": 1, "qat_epochs": 1, "max_accuracy_drop": 5.0}
+ALL_VARIANTS = {"baseline", "tflite_float32", "tflite_dynamic", "tflite_float16", "tflite_int8",
+                "pruned", "pruned_int8", "distilled", "distilled_int8", "lowrank",
+                "lowrank_int8", "qat_int8", "pqat_int8"}
 
 
 @pytest.fixture(scope="module")
-def summary(tmp_path_factory):
+def blessed_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     result = run_local(dict(SMALL), str(out))
     with open(out / "summary.json") as fh:
@@ -21,28 +26,52 @@ def summary(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_summary_has_the_documented_shape(summary):
+def test_summary_has_the_documented_shape(blessed_run):
+    summary = blessed_run
     assert summary["pipeline"] == "tfopt-optimize"
-    assert summary["dataset"]["name"] == "builtin:digits"
     ds = summary["dataset"]
+    assert ds["name"] == "builtin:digits"
     assert ds["num_train"] + ds.get("num_validation", 0) + ds["num_test"] == 1797
     assert abs(ds["num_test"] - 0.2 * 1797) <= 10  # stratified 20% test split
     assert ds["num_classes"] == 10 and isinstance(ds["num_classes"], int)
     assert summary["baseline"] == "baseline"
-    names = [v["name"] for v in summary["variants"]]
-    assert {"baseline", "tflite_float32", "tflite_int8"} <= set(names)
+    assert {v["name"] for v in summary["variants"]} == ALL_VARIANTS
     for v in summary["variants"]:
         assert v["format"] in ("saved_model", "tflite")
         assert os.path.exists(v["path"]), v["path"]
         assert 0.0 <= v["accuracy"] <= 1.0
         assert v["size_bytes"] > v["gzip_bytes"] > 0
         assert 0 < v["latency_ms_p50"] <= v["latency_ms_p99"]
+        assert isinstance(v["rejected_reasons"], list)
+    assert os.path.exists(summary["report_html"]) and os.path.exists(summary["model_card"])
 
 
 @pytest.mark.slow
-def test_int8_is_a_quarter_of_float_and_as_accurate(summary):
+def test_blessed_run_deploys_the_selected_saved_model_and_smoke_tests_it(blessed_run):
+    summary = blessed_run
+    assert summary["blessed"] is True
+    selected = next(v for v in summary["variants"] if v["name"] == summary["selected"])
+    assert selected["format"] == "saved_model"  # the default target is TF Serving
+    assert selected["rejected_reasons"] == []
+    serving = summary["serving"]
+    assert serving["smoke_test"] == "passed" and serving["version"] == 1
+    assert os.path.isdir(os.path.join(serving["model_base_path"], serving["model_name"], "1"))
     by_name = {v["name"]: v for v in summary["variants"]}
     f32, i8 = by_name["tflite_float32"], by_name["tflite_int8"]
     assert i8["size_bytes"] <= 0.33 * f32["size_bytes"]
-    assert by_name["baseline"]["accuracy"] >= 0.85
-    assert abs(i8["accuracy"] - f32["accuracy"]) <= 0.02
+    assert by_name["pruned"]["sparsity"] == pytest.approx(0.8, abs=0.02)
+    assert by_name["distilled"]["params"] * 8 <= by_name["baseline"]["params"]
+
+
+@pytest.mark.slow
+def test_unmet_targets_are_not_blessed_and_nothing_is_deployed(tmp_path):
+    params = {**SMALL, "max_size_bytes": 1, "enable_pruning": False,
+              "enable_distillation": False, "enable_lowrank": False, "enable_qat": False,
+              "enable_tflite_dynamic": False, "enable_tflite_float16": False}
+    summary = run_local(params, str(tmp_path))
+    assert summary["blessed"] is False and summary["selected"] is None
+    assert summary["serving"] is None
+    assert not os.path.exists(tmp_path / "serving")
+    names = {v["name"] for v in summary["variants"]}
+    assert names == {"baseline", "tflite_float32", "tflite_int8"}  # disabled ones skipped
+    assert all(v["rejected_reasons"] for v in summary["variants"])

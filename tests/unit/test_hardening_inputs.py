@@ -57,17 +57,8 @@ def test_generated_params_files_never_escape_as_tracebacks(tmp_path, text):
         params.load_params(str(path))
     except ConfigError as exc:
         assert str(path) in str(exc)
-    except TypeError:
-        # Non-string keys (YAML "1: x") escape as TypeError: params.py needs the fix in
-        # the hardening report; only those inputs may get here.
-        import yaml
-
-        loaded = yaml.safe_load(text)
-        assert isinstance(loaded, dict) and any(not isinstance(k, str) for k in loaded)
 
 
-@pytest.mark.xfail(strict=True, reason="params.validate_params: non-string keys raise TypeError "
-                                       "(fix described in the hardening report)")
 def test_params_with_non_string_keys_get_a_config_error():
     with pytest.raises(ConfigError):
         params.validate_params({1: 2, "epochs": 3})
