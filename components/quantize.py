@@ -15,17 +15,31 @@ def quantize(
     mode: str = "int8",
     representative_samples: int = 200,
     int8_io: bool = False,
+    max_accuracy_drop: float = -1.0,
+    fallback: str = "selective",
     enabled: bool = True,
 ):
-    """Convert ``model`` to TFLite; a disabled or skipped input yields a skipped output."""
+    """Convert ``model`` to TFLite; a disabled or skipped input, or a model no mode can
+    convert (fallbacks included), yields a skipped output with the reason.
+
+    ``max_accuracy_drop`` < 0 turns the int8 accuracy check off.
+    """
     from tfopt.components import _util
 
     if _util.skip_if_disabled(tflite_model, variant, enabled, model):
         return
     from tfopt import quantize as quantize_lib
 
-    config = quantize_lib.QuantizeConfig(mode=mode, representative_samples=representative_samples,
-                                         int8_io=int8_io)
-    result = quantize_lib.convert_to_tflite(model.path, tflite_model.path, config, dataset.path)
-    _util.describe_model(tflite_model, variant, "tflite", base=model,
-                         quantization=mode, notes=result.notes)
+    config = quantize_lib.QuantizeConfig(
+        mode=mode, representative_samples=representative_samples, int8_io=int8_io,
+        max_accuracy_drop=None if max_accuracy_drop < 0 else max_accuracy_drop,
+        fallback=fallback)
+    try:
+        result = quantize_lib.convert_to_tflite(model.path, tflite_model.path, config,
+                                                dataset.path)
+    except quantize_lib.ConversionError as exc:  # recorded, never fatal for the pipeline
+        tflite_model.metadata.update({"variant": variant, "skipped": True,
+                                      "skip_reason": str(exc)})
+        return
+    _util.describe_model(tflite_model, variant, "tflite", base=model, quantization=result.mode,
+                         fallback=result.fallback or None, notes=result.notes)

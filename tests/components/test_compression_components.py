@@ -1,0 +1,145 @@
+"""prune / lowrank / distill / qat / quantize components on a tiny trained CNN: outputs,
+metadata the evaluation step reads, disabled and skipped inputs, recorded fallbacks."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from kfp import dsl
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "unit"))
+from _compression_helpers import assert_no_wrappers, trained_cnn  # noqa: E402
+
+from tfopt import models  # noqa: E402
+from tfopt._keras import keras, tf  # noqa: E402
+from tfopt.components.distill import distill  # noqa: E402
+from tfopt.components.lowrank import lowrank  # noqa: E402
+from tfopt.components.prune import prune  # noqa: E402
+from tfopt.components.qat import qat  # noqa: E402
+from tfopt.components.quantize import quantize  # noqa: E402
+
+KEYS = {"variant", "format", "skipped", "params", "sparsity", "notes"}
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory, digits_dir):
+    base = dsl.Model(uri=trained_cnn(tmp_path_factory, digits_dir),
+                     metadata={"variant": "baseline", "format": "saved_model", "params": 5000})
+    return base, dsl.Dataset(uri=digits_dir)
+
+
+def out(tmp_path, name):
+    return dsl.Model(uri=str(tmp_path / name))
+
+
+def metrics(tmp_path, name="metrics"):
+    return dsl.Metrics(uri=str(tmp_path / name))
+
+
+@pytest.fixture(scope="module")
+def pruned(tmp_path_factory, inputs):
+    base, ds = inputs
+    tmp = tmp_path_factory.mktemp("cprune")
+    model, m = out(tmp, "pruned"), metrics(tmp)
+    prune.python_func(model=base, dataset=ds, pruned_model=model, metrics=m,
+                      target_sparsity=0.7, epochs=2, batch_size=32)
+    return model, m
+
+
+def test_prune_component(pruned):
+    model, m = pruned
+    assert set(model.metadata) >= KEYS
+    assert model.metadata["variant"] == "pruned" and model.metadata["format"] == "saved_model"
+    assert model.metadata["pruned_sparsity"] == pytest.approx(0.7, abs=0.01)
+    assert 0.5 < model.metadata["sparsity"] < 0.7
+    assert m.metadata["sparsity"] == pytest.approx(0.7, abs=0.01)
+    assert model.metadata["params"] == models.count_params(models.load_model(model.path))
+    assert_no_wrappers(model.path)
+
+
+def test_quantize_component_on_the_pruned_model(tmp_path, inputs, pruned):
+    _, ds = inputs
+    model, _ = pruned
+    tfl = out(tmp_path, "pruned_int8.tflite")
+    quantize.python_func(model=model, dataset=ds, tflite_model=tfl, variant="pruned_int8",
+                         max_accuracy_drop=5.0)
+    meta = tfl.metadata
+    assert meta["format"] == "tflite" and meta["quantization"] == "int8"
+    assert meta["base"] == "pruned" and meta["sparsity"] == model.metadata["sparsity"]
+    assert any("drop" in n for n in meta["notes"])
+    assert Path(tfl.path).stat().st_size > 0
+
+
+def test_quantize_component_records_an_unconvertible_model_as_skipped(tmp_path, inputs):
+    _, ds = inputs
+    x = keras.Input((8, 8, 1), name="x")
+    h = keras.layers.Lambda(lambda t: tf.math.erf(t))(keras.layers.Dense(4)(
+        keras.layers.Flatten()(x)))
+    path = models.save_model(keras.Model(x, keras.layers.Dense(10, activation="softmax")(h)),
+                             str(tmp_path / "erf"))
+    tfl = out(tmp_path, "x.tflite")
+    quantize.python_func(model=dsl.Model(uri=path, metadata={"variant": "odd"}), dataset=ds,
+                         tflite_model=tfl, variant="tflite_int8")
+    assert tfl.metadata["skipped"] is True and "float16 fallback failed" in \
+        tfl.metadata["skip_reason"]
+
+
+def test_lowrank_component(tmp_path, inputs):
+    base, ds = inputs
+    model, m = out(tmp_path, "lowrank"), metrics(tmp_path)
+    lowrank.python_func(model=base, dataset=ds, lowrank_model=model, metrics=m, rank=8,
+                        epochs=1, batch_size=32)
+    assert set(model.metadata) >= KEYS
+    assert model.metadata["variant"] == "lowrank" and model.metadata["sparsity"] == 0.0
+    assert model.metadata["layers"]["dense1"]["rank"] == 8
+    assert m.metadata["factorized_reduction"] > 2
+    assert_no_wrappers(model.path)
+
+
+def test_distill_component(tmp_path, inputs):
+    base, ds = inputs
+    model, m = out(tmp_path, "student"), metrics(tmp_path)
+    distill.python_func(model=base, dataset=ds, student_model=model, metrics=m,
+                        student_arch="mlp", student_width=8, student_depth=1, epochs=2)
+    assert set(model.metadata) >= KEYS and model.metadata["variant"] == "distilled"
+    assert model.metadata["params"] == 610
+    assert {"distilled_accuracy", "scratch_accuracy", "student_params"} <= set(m.metadata)
+
+
+@pytest.mark.slow
+def test_qat_component_preserving_sparsity(tmp_path, inputs, pruned):
+    _, ds = inputs
+    model, _ = pruned
+    tfl, m = out(tmp_path, "pqat.tflite"), metrics(tmp_path)
+    qat.python_func(model=model, dataset=ds, tflite_model=tfl, metrics=m, variant="pqat_int8",
+                    preserve_sparsity=True, epochs=1, batch_size=32)
+    meta = tfl.metadata
+    assert meta["variant"] == "pqat_int8" and meta["format"] == "tflite"
+    assert meta["base"] == "pruned" and meta["sparsity"] == model.metadata["sparsity"]
+    assert m.metadata["sparsity_after"] == pytest.approx(m.metadata["sparsity_before"], abs=1e-3)
+    assert Path(tfl.path).read_bytes()[4:8] == b"TFL3"
+
+
+@pytest.mark.parametrize("component,output", [
+    (prune, "pruned_model"), (lowrank, "lowrank_model"), (distill, "student_model"),
+    (qat, "tflite_model")])
+def test_disabled_component_is_a_cheap_skip(tmp_path, inputs, component, output):
+    base, ds = inputs
+    result = out(tmp_path, "o")
+    kwargs = {"model": base, "dataset": ds, output: result, "metrics": metrics(tmp_path),
+              "variant": "v", "enabled": False}
+    component.python_func(**kwargs)
+    assert result.metadata == {"variant": "v", "skipped": True,
+                               "skip_reason": "disabled by pipeline parameter"}
+    assert not Path(result.path).exists()
+
+
+def test_skipped_input_skips_the_output(tmp_path, inputs):
+    _, ds = inputs
+    skipped = dsl.Model(uri=str(tmp_path / "none"), metadata={"variant": "pruned",
+                                                              "skipped": True})
+    tfl = out(tmp_path, "t")
+    quantize.python_func(model=skipped, dataset=ds, tflite_model=tfl, variant="pruned_int8")
+    assert tfl.metadata["skipped"] and "pruned was skipped" in tfl.metadata["skip_reason"]
