@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+
 from tfopt.errors import ConfigError
 
 
@@ -37,6 +40,23 @@ def skip_if_disabled(output, variant: str, enabled: bool, *inputs) -> bool:
         f"input {skipped_input.metadata.get('variant', '?')} was skipped")
     output.metadata.update({"variant": variant, "skipped": True, "skip_reason": reason})
     return True
+
+
+@contextlib.contextmanager
+def skip_when_not_applicable(output, variant: str):
+    """Turn a ``ModelError`` (the technique does not fit this model: no layer to prune or
+    factorize, an op int8 cannot convert ...) into a skipped variant with the reason.
+
+    A user's own model should not fail the whole run because one variant cannot be
+    made from it; configuration errors (``ConfigError``) still fail the step.
+    """
+    from tfopt.errors import ModelError
+
+    try:
+        yield
+    except ModelError as exc:
+        logging.getLogger(__name__).warning("variant %s skipped: %s", variant, exc)
+        output.metadata.update({"variant": variant, "skipped": True, "skip_reason": str(exc)})
 
 
 def describe_model(artifact, variant: str, fmt: str, base=None, **extra) -> None:

@@ -32,10 +32,11 @@ def lowrank(
     config = lowrank_lib.LowRankConfig(rank=rank, energy=energy, layers=layers, epochs=epochs,
                                        batch_size=batch_size, learning_rate=learning_rate,
                                        seed=seed)
-    result = lowrank_lib.factorize_model(model.path, dataset.path, lowrank_model.path, config)
-    _util.log_metrics(metrics, {**result.metrics, "params": result.params_after,
-                                "params_before": result.params_before,
-                                "factorized_reduction": result.factorized_reduction})
-    _util.describe_model(lowrank_model, variant, "saved_model", base=model,
-                         params=result.params_after, sparsity=0.0, layers=result.layers,
-                         notes=result.notes)
+    with _util.skip_when_not_applicable(lowrank_model, variant):
+        result = lowrank_lib.factorize_model(model.path, dataset.path, lowrank_model.path, config)
+        _util.log_metrics(metrics, {**result.metrics, "params": result.params_after,
+                                    "params_before": result.params_before,
+                                    "factorized_reduction": result.factorized_reduction})
+        _util.describe_model(lowrank_model, variant, "saved_model", base=model,
+                             params=result.params_after, sparsity=0.0, layers=result.layers,
+                             notes=result.notes)

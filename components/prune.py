@@ -34,10 +34,11 @@ def prune(
         target_sparsity=target_sparsity, schedule=schedule, structured_2_4=structured_2_4,
         keep_dense=keep_dense, epochs=epochs, batch_size=batch_size,
         learning_rate=learning_rate, seed=seed)
-    result = prune_lib.prune_model(model.path, dataset.path, pruned_model.path, config)
-    _util.log_metrics(metrics, {**result.metrics, "sparsity": result.sparsity,
-                                "model_sparsity": result.model_sparsity, "params": result.params,
-                                **{f"sparsity.{k}": v for k, v in result.layer_sparsity.items()}})
-    _util.describe_model(pruned_model, variant, "saved_model", base=model, params=result.params,
-                         sparsity=result.model_sparsity, pruned_sparsity=result.sparsity,
-                         layer_sparsity=result.layer_sparsity, notes=result.notes)
+    with _util.skip_when_not_applicable(pruned_model, variant):
+        result = prune_lib.prune_model(model.path, dataset.path, pruned_model.path, config)
+        _util.log_metrics(metrics, {**result.metrics, "sparsity": result.sparsity,
+                                    "model_sparsity": result.model_sparsity, "params": result.params,
+                                    **{f"sparsity.{k}": v for k, v in result.layer_sparsity.items()}})
+        _util.describe_model(pruned_model, variant, "saved_model", base=model, params=result.params,
+                             sparsity=result.model_sparsity, pruned_sparsity=result.sparsity,
+                             layer_sparsity=result.layer_sparsity, notes=result.notes)

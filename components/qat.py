@@ -32,9 +32,10 @@ def qat(
     config = qat_lib.QatConfig(preserve_sparsity=preserve_sparsity, epochs=epochs,
                                batch_size=batch_size, learning_rate=learning_rate, seed=seed,
                                representative_samples=representative_samples, int8_io=int8_io)
-    result = qat_lib.qat_model(model.path, dataset.path, tflite_model.path, config)
-    _util.log_metrics(metrics, {**result.metrics, "size_bytes": result.size_bytes,
-                                "sparsity_before": result.sparsity_before,
-                                "sparsity_after": result.sparsity_after})
-    _util.describe_model(tflite_model, variant, "tflite", base=model, quantization="int8",
-                         notes=result.notes)
+    with _util.skip_when_not_applicable(tflite_model, variant):
+        result = qat_lib.qat_model(model.path, dataset.path, tflite_model.path, config)
+        _util.log_metrics(metrics, {**result.metrics, "size_bytes": result.size_bytes,
+                                    "sparsity_before": result.sparsity_before,
+                                    "sparsity_after": result.sparsity_after})
+        _util.describe_model(tflite_model, variant, "tflite", base=model, quantization="int8",
+                             notes=result.notes)

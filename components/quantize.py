@@ -34,12 +34,9 @@ def quantize(
         mode=mode, representative_samples=representative_samples, int8_io=int8_io,
         max_accuracy_drop=None if max_accuracy_drop < 0 else max_accuracy_drop,
         fallback=fallback)
-    try:
+    with _util.skip_when_not_applicable(tflite_model, variant):
         result = quantize_lib.convert_to_tflite(model.path, tflite_model.path, config,
                                                 dataset.path)
-    except quantize_lib.ConversionError as exc:  # recorded, never fatal for the pipeline
-        tflite_model.metadata.update({"variant": variant, "skipped": True,
-                                      "skip_reason": str(exc)})
-        return
-    _util.describe_model(tflite_model, variant, "tflite", base=model, quantization=result.mode,
-                         fallback=result.fallback or None, notes=result.notes)
+        _util.describe_model(tflite_model, variant, "tflite", base=model,
+                             quantization=result.mode, fallback=result.fallback or None,
+                             notes=result.notes)

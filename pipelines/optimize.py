@@ -99,6 +99,7 @@ def optimize(
     distill_temperature: float = 4.0,
     distill_alpha: float = 0.1,
     distill_epochs: int = 30,
+    lowrank_rank: int = 0,  # 0 = chosen per layer by lowrank_energy
     lowrank_energy: float = 0.9,
     lowrank_epochs: int = 5,
     qat_epochs: int = 3,
@@ -137,8 +138,10 @@ def optimize(
     ).set_display_name("train").output
 
     def to_tflite(model, variant: str, mode: str, enabled=True):
+        # int8 falls back (selective, then float16) when it loses more than the policy allows
         return quantize(model=model, dataset=dataset, variant=variant, mode=mode,
                         representative_samples=representative_samples, enabled=enabled,
+                        max_accuracy_drop=max_accuracy_drop,
                         ).set_display_name(variant.replace("_", "-")).outputs["tflite_model"]
 
     pruned = prune(model=baseline, dataset=dataset, target_sparsity=target_sparsity,
@@ -148,7 +151,7 @@ def optimize(
                         temperature=distill_temperature, alpha=distill_alpha,
                         epochs=distill_epochs, seed=seed, enabled=enable_distillation
                         ).set_display_name("distill").outputs["student_model"]
-    factorized = lowrank(model=baseline, dataset=dataset, energy=lowrank_energy,
+    factorized = lowrank(model=baseline, dataset=dataset, rank=lowrank_rank, energy=lowrank_energy,
                          epochs=lowrank_epochs, seed=seed, enabled=enable_lowrank
                          ).set_display_name("lowrank").outputs["lowrank_model"]
     candidates = {

@@ -143,3 +143,20 @@ def test_skipped_input_skips_the_output(tmp_path, inputs):
     tfl = out(tmp_path, "t")
     quantize.python_func(model=skipped, dataset=ds, tflite_model=tfl, variant="pruned_int8")
     assert tfl.metadata["skipped"] and "pruned was skipped" in tfl.metadata["skip_reason"]
+
+
+def test_a_technique_that_does_not_fit_the_model_skips_the_variant_with_the_reason(
+        tmp_path, inputs):
+    _, ds = inputs
+    tiny = models.build_model(models.ModelConfig(arch="mlp", width=4, depth=1), (8, 8, 1), 10)
+    base = dsl.Model(uri=models.save_model(tiny, str(tmp_path / "tiny")),
+                     metadata={"variant": "baseline", "format": "saved_model"})
+    result = out(tmp_path, "lowrank")
+    lowrank.python_func(model=base, dataset=ds, lowrank_model=result, metrics=metrics(tmp_path),
+                        energy=0.99, epochs=1)
+    assert result.metadata["skipped"] is True
+    assert "no layer to factorize" in result.metadata["skip_reason"]
+    assert not Path(result.path).exists()  # nothing half-written for the evaluation step
+    with pytest.raises(Exception, match="LowRankConfig.energy"):  # bad config still fails
+        lowrank.python_func(model=base, dataset=ds, lowrank_model=out(tmp_path, "l2"),
+                            metrics=metrics(tmp_path, "m2"), energy=1.5)
