@@ -25,19 +25,40 @@ def pipeline_function(name: str) -> Callable:
     return PIPELINES[name]
 
 
-def compile_pipeline(name: str, package_path: str) -> str:
-    """Compile one pipeline to ``package_path`` (YAML), written atomically."""
+TARGETS = ("kubeflow", "vertex")
+
+
+def compile_pipeline(name: str, package_path: str, target: str = "kubeflow") -> str:
+    """Compile one pipeline to ``package_path`` (YAML), written atomically.
+
+    ``kubeflow`` keeps the kfp-kubernetes platform spec (node selectors,
+    tolerations, timeouts, secrets) as the YAML's second document. ``vertex``
+    writes the pipeline spec alone: Vertex AI Pipelines has no Kubernetes
+    platform settings (its SDK reads one document), and takes the CPU, memory
+    and accelerator settings that live in the pipeline spec itself.
+    """
+    from tfopt.errors import ConfigError
+
+    if target not in TARGETS:
+        raise ConfigError(f"compile target {target!r} is not allowed: expected one of "
+                          f"{', '.join(TARGETS)}")
     func = pipeline_function(name)
     with tempfile.TemporaryDirectory() as tmp:
         local = os.path.join(tmp, "pipeline.yaml")
         compiler.Compiler().compile(func, local)
-        with open(local) as src, fsutil.atomic_file(package_path) as dst:
-            dst.write(src.read())
+        with open(local) as src:
+            text = src.read()
+    if target == "vertex":
+        text = text.split("\n---\n", 1)[0] + "\n"
+    with fsutil.atomic_file(package_path) as dst:
+        dst.write(text)
     return package_path
 
 
 def compile_all(output_dir: str) -> list[str]:
-    """Compile every pipeline into ``output_dir/<name>.yaml``; return the paths."""
+    """Compile every pipeline into ``output_dir/<name>.yaml`` (Kubeflow Pipelines) and
+    ``output_dir/<name>.vertex.yaml`` (Vertex AI Pipelines); return the paths."""
     fsutil.makedirs(output_dir)
-    return [compile_pipeline(name, os.path.join(output_dir, f"{name}.yaml"))
-            for name in PIPELINES]
+    return [compile_pipeline(name, os.path.join(output_dir, f"{name}{suffix}.yaml"), target)
+            for name in PIPELINES
+            for target, suffix in (("kubeflow", ""), ("vertex", ".vertex"))]

@@ -101,7 +101,9 @@ def _cmd_compile(args: argparse.Namespace) -> int:
 
     if args.pipeline:
         paths = [compile_pipeline(args.pipeline, os.path.join(args.output_dir,
-                                                              f"{args.pipeline}.yaml"))]
+                                                              f"{args.pipeline}{suffix}.yaml"),
+                                  target)
+                 for target, suffix in (("kubeflow", ""), ("vertex", ".vertex"))]
     else:
         paths = compile_all(args.output_dir)
     for path in paths:
@@ -124,7 +126,10 @@ def register(sub) -> None:
                      help="reuse outputs of steps whose inputs did not change")
     run.set_defaults(func=_cmd_run)
 
-    comp = sub.add_parser("compile", help="compile pipelines to KFP YAML")
+    comp = sub.add_parser("compile", help="compile pipelines to KFP YAML",
+                          description="Write <pipeline>.yaml (Kubeflow Pipelines, with the "
+                                      "kfp-kubernetes settings) and <pipeline>.vertex.yaml "
+                                      "(Vertex AI Pipelines) for every pipeline.")
     comp.add_argument("--output-dir", required=True, help="directory for <pipeline>.yaml files")
     comp.add_argument("--pipeline", help="compile only this pipeline")
     comp.set_defaults(func=_cmd_compile)

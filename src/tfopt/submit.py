@@ -216,7 +216,8 @@ def prepare(config: SubmitConfig, params_path: str | None, set_params: Mapping[s
     else:
         from tfopt.pipelines.compile import compile_pipeline
 
-        package = compile_pipeline(config.pipeline, os.path.join(workdir, f"{config.pipeline}.yaml"))
+        package = compile_pipeline(config.pipeline, os.path.join(workdir, f"{config.pipeline}.yaml"),
+                                   target="vertex" if config.target == "vertex" else "kubeflow")
     display = _pipeline_display_name(package)
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
     return Prepared(config, params, package, display, config.run_name or f"{display}-{stamp}")

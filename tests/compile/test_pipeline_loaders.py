@@ -21,16 +21,18 @@ from tfopt.pipelines.compile import PIPELINES, compile_all
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory) -> dict[str, str]:
     paths = compile_all(str(tmp_path_factory.mktemp("compiled")))
-    assert len(paths) == len(PIPELINES)
-    return {os.path.splitext(os.path.basename(p))[0]: p for p in paths}
+    assert len(paths) == 2 * len(PIPELINES)  # a Kubeflow and a Vertex flavour of each
+    return {os.path.basename(p).removesuffix(".yaml"): p for p in paths}
 
 
 def test_every_pipeline_loads_into_vertex_pipeline_job(compiled):
     from google.cloud import aiplatform
 
-    for name, path in compiled.items():
+    vertex = {k: v for k, v in compiled.items() if k.endswith(".vertex")}
+    assert sorted(vertex) == sorted(f"{name}.vertex" for name in PIPELINES)
+    for name, path in vertex.items():
         with open(path) as fh:
-            doc = yaml.safe_load(fh)
+            doc = next(yaml.safe_load_all(fh))  # 2nd document: platform spec
         declared = doc["root"]["inputDefinitions"]["parameters"]
         # Pressing Run without typing anything: every parameter has a default.
         defaults = {k: p["defaultValue"] for k, p in declared.items() if "defaultValue" in p}
@@ -56,7 +58,7 @@ def test_every_pipeline_loads_back_through_kfp(compiled):
     for name, path in compiled.items():
         loaded = components.load_component_from_file(path)
         with open(path) as fh:
-            doc = yaml.safe_load(fh)
+            doc = next(yaml.safe_load_all(fh))  # 2nd document: platform spec
         assert loaded.name == doc["pipelineInfo"]["name"], name
         assert set(loaded.component_spec.inputs or {}) == set(
             doc["root"]["inputDefinitions"]["parameters"]), name

@@ -10,7 +10,7 @@ def test_compile_writes_every_pipeline(tmp_path, capsys):
     assert cli.main(["compile", "--output-dir", str(tmp_path)]) == 0
     printed = capsys.readouterr().out.split()
     assert str(tmp_path / "optimize.yaml") in printed
-    spec = yaml.safe_load((tmp_path / "optimize.yaml").read_text())
+    spec = next(yaml.safe_load_all((tmp_path / "optimize.yaml").read_text()))
     assert spec["pipelineInfo"]["name"] == "tfopt-optimize"
 
 
