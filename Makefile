@@ -5,7 +5,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 OUTPUT_DIR ?= runs/latest
-PYTEST_ARGS ?=
+# two workers: CI has 2 cores; a module's tests stay in one worker (shared fixtures)
+PYTEST_ARGS ?= -n 2 --dist loadfile
 
 CHECKOV_VENV := build/checkov-venv
 

@@ -27,9 +27,9 @@ def tune(
 ):
     """Search hyperparameters; ``work_dir`` (e.g. gs://...) makes the search resumable.
 
-    Disabled (or ``max_trials=0``), it runs as a no-op whose output the train step ignores.
+    Disabled, it runs as a no-op whose output the train step ignores.
     """
-    if not enabled or max_trials == 0:
+    if not enabled:
         best_hyperparameters.metadata["skipped"] = True
         return
     import shutil

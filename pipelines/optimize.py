@@ -61,8 +61,9 @@ def optimize(
     seed: int = 42,
     validation_fraction: float = 0.1,
     test_fraction: float = 0.2,
-    # hyperparameter search (0 trials = off; the train step then uses the values below)
-    tune_trials: int = 0,
+    # hyperparameter search (off: the train step uses the values below)
+    enable_tuning: bool = False,
+    tune_trials: int = 6,
     tune_algorithm: str = "random",
     tune_search_space: dict = {},  # noqa: B006 - a pipeline default, never mutated
     tune_epochs: int = 10,
@@ -127,7 +128,8 @@ def optimize(
     dataset = data.outputs["dataset"]
 
     tuned = tune(dataset=dataset, search_space=tune_search_space, algorithm=tune_algorithm,
-                 max_trials=tune_trials, epochs=tune_epochs, seed=seed).set_display_name("tune")
+                 max_trials=tune_trials, epochs=tune_epochs, seed=seed,
+                 enabled=enable_tuning).set_display_name("tune")
     baseline = train_step(
         dataset=dataset, hyperparameters=tuned.outputs["best_hyperparameters"], arch=arch,
         width=width, depth=depth, dropout=dropout, optimizer=optimizer,

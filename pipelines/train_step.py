@@ -41,7 +41,7 @@ def _retry(task, retries: int = TRAIN_RETRIES):
 @dsl.pipeline(name="train-step")
 def train_step(
     dataset: Input[Dataset],
-    hyperparameters: Input[Artifact] = None,
+    hyperparameters: Input[Artifact],
     arch: str = "cnn", width: int = 32, depth: int = 2, dropout: float = 0.1,
     optimizer: str = "adam", learning_rate: float = 0.001, scale_learning_rate: bool = False,
     epochs: int = 30, batch_size: int = 64, early_stopping_patience: int = 5, seed: int = 42,
@@ -54,8 +54,10 @@ def train_step(
 ) -> Model:
     """Train on ``target`` and return the trained SavedModel as a ``Model`` artifact.
 
-    ``hyperparameters`` (a tune step's best hyperparameters JSON) overrides the
-    matching training parameters on the ``local`` target; the launchers of the
+    ``hyperparameters`` is a tune step's output: its best hyperparameters override
+    the matching training parameters on the ``local`` target, and a disabled tune
+    step's (skipped) output changes nothing. It is required because KFP's local
+    runner cannot run a sub-pipeline whose optional artifact input is left out; the launchers of the
     other targets take the parameters as given. ``batch_size`` is per replica; ``scale_learning_rate`` multiplies the learning
     rate by the number of replicas. ``gpu_resource`` is the accelerator resource
     of the in-cluster task (``nvidia.com/gpu`` on Kubeflow, the Vertex name such

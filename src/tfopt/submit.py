@@ -200,8 +200,8 @@ def _pipeline_display_name(package_path: str) -> str:
     import yaml
 
     with open(package_path) as fh:
-        doc = yaml.safe_load(fh)
-    return (doc.get("pipelineInfo") or {}).get("name") or "tfopt"
+        doc = next(yaml.safe_load_all(fh), None)  # a Kubeflow package has 2 documents
+    return ((doc or {}).get("pipelineInfo") or {}).get("name") or "tfopt"
 
 
 def prepare(config: SubmitConfig, params_path: str | None, set_params: Mapping[str, Any] | None,

@@ -48,6 +48,8 @@ def test_cli_submit_creates_experiment_and_run(kfp_api, tmp_path, capsys):
     assert run.experiment_id in kfp_api.experiments
     assert run.runtime_config.parameters == {"epochs": 2, "objective": "fastest", "width": 8}
     spec = run.pipeline_spec
+    assert "kubernetes" in spec["platform_spec"]["platforms"]  # kfp-kubernetes settings go too
+    spec = spec["pipeline_spec"]
     assert spec["pipelineInfo"]["name"] == "tfopt-optimize"
     # enable_caching: false reached every task of the submitted spec.
     tasks = spec["root"]["dag"]["tasks"]
@@ -75,7 +77,9 @@ def test_schedule_create_list_delete(kfp_api, tmp_path, capsys):
     assert rr.max_concurrency == "1" or rr.max_concurrency == 1
     assert rr.no_catchup is True and rr.mode == "ENABLE"
     assert rr.runtime_config.parameters == {"epochs": 2, "objective": "fastest"}
-    assert rr.pipeline_spec["pipelineInfo"]["name"] == "tfopt-optimize"
+    rr_spec = rr.pipeline_spec.get("pipeline_spec", rr.pipeline_spec)
+    assert rr_spec["pipelineInfo"]["name"] == "tfopt-optimize"
+    assert "kubernetes" in rr.pipeline_spec["platform_spec"]["platforms"]
     (rid,) = kfp_api.recurring
 
     config = submit.load_submit_config(params)

@@ -7,6 +7,7 @@ from kfp import dsl, local
 from kfp.dsl import Input, Model
 
 from tfopt.components.ingest import ingest
+from tfopt.components.tune import tune
 from tfopt.pipelines.train_step import train_step
 
 
@@ -20,7 +21,9 @@ def model_summary(model: Input[Model]) -> str:
 @dsl.pipeline(name="train-step-local")
 def wrapper(target: str = "local", replicas: int = 1) -> str:
     data = ingest()
-    step = train_step(dataset=data.outputs["dataset"], arch="mlp", width=8, depth=1, epochs=2,
+    no_tuning = tune(dataset=data.outputs["dataset"], enabled=False)
+    step = train_step(dataset=data.outputs["dataset"],
+                      hyperparameters=no_tuning.outputs["best_hyperparameters"], arch="mlp", width=8, depth=1, epochs=2,
                       early_stopping_patience=0, target=target, replicas=replicas)
     return model_summary(model=step.output).output
 
