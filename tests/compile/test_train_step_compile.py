@@ -8,6 +8,7 @@ from kfp.components import load_component_from_file
 
 from tfopt.components._image import BASE_IMAGE, GPU_IMAGE
 from tfopt.components.ingest import ingest
+from tfopt.components.tune import tune
 from tfopt.pipelines import train_step as ts
 
 
@@ -15,7 +16,9 @@ from tfopt.pipelines import train_step as ts
 def demo(target: str = "kubeflow", replicas: int = 4, gpus_per_replica: int = 2,
          accelerator_type: str = "NVIDIA_L4"):
     data = ingest()
-    ts.train_step(dataset=data.outputs["dataset"], epochs=3, target=target, replicas=replicas,
+    tuned = tune(dataset=data.outputs["dataset"], enabled=False)
+    ts.train_step(dataset=data.outputs["dataset"],
+                  hyperparameters=tuned.outputs["best_hyperparameters"], epochs=3, target=target, replicas=replicas,
                   gpus_per_replica=gpus_per_replica, accelerator_type=accelerator_type,
                   cpu="8", memory="32Gi", project="proj", staging_bucket="gs://b/stage")
 

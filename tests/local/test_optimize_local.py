@@ -59,7 +59,8 @@ def test_blessed_run_deploys_the_selected_saved_model_and_smoke_tests_it(blessed
     by_name = {v["name"]: v for v in summary["variants"]}
     f32, i8 = by_name["tflite_float32"], by_name["tflite_int8"]
     assert i8["size_bytes"] < 0.5 * f32["size_bytes"]  # tiny model: fixed overhead weighs
-    assert by_name["pruned"]["sparsity"] == pytest.approx(0.8, abs=0.02)
+    # 80% of the pruned layers; the first conv and the output layer stay dense
+    assert 0.7 <= by_name["pruned"]["sparsity"] < 0.8
     assert by_name["distilled"]["params"] * 8 <= by_name["baseline"]["params"]
 
 
