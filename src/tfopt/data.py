@@ -504,6 +504,9 @@ def load_info(dataset_dir: str) -> DatasetInfo:
 AUTO_SHARD = ("auto", "file", "data", "off")
 
 
+DEFAULT_SHUFFLE_BUFFER = 16_384
+
+
 @dataclass(frozen=True)
 class InputConfig:
     """How a split is fed to training or evaluation.
@@ -518,8 +521,8 @@ class InputConfig:
         cache_budget_bytes: memory budget for ``auto``.
         cache_file: local file prefix for ``auto`` when the split does not fit in
             memory (the split name is appended); "" = do not cache then.
-        shuffle_buffer: examples in the shuffle buffer (0 = the whole split when
-            cached in memory, else up to 10,000).
+        shuffle_buffer: examples in the shuffle buffer (0 = the whole split, up to
+            ``DEFAULT_SHUFFLE_BUFFER``).
         deterministic: keep a fixed element order (same seed, same batches);
             False lets parallel reads return elements as they come (faster).
         drop_remainder: drop the last partial batch (static batch shapes).
@@ -659,7 +662,9 @@ def make_dataset(info: DatasetInfo, split: str, config: InputConfig = InputConfi
                                 deterministic=config.deterministic).unbatch()
         ds = ds.cache() if cached == "memory" else ds.cache(cached)
     if config.shuffle:
-        buffer = config.shuffle_buffer or (count if cached == "memory" else min(count, 10_000))
+        # Bounded: a buffer as large as a big split costs more per example (memory
+        # traffic) and ingest already shuffled the records within windows.
+        buffer = config.shuffle_buffer or min(count, DEFAULT_SHUFFLE_BUFFER)
         ds = ds.shuffle(max(buffer, 1), seed=config.seed, reshuffle_each_iteration=True)
     ds = ds.batch(config.batch_size, drop_remainder=config.drop_remainder,
                   num_parallel_calls=autotune, deterministic=config.deterministic)
