@@ -43,7 +43,7 @@ def skip_if_disabled(output, variant: str, enabled: bool, *inputs) -> bool:
 
 
 @contextlib.contextmanager
-def skip_when_not_applicable(output, variant: str):
+def skip_when_not_applicable(output, variant: str, fmt: str):
     """Turn a ``ModelError`` (the technique does not fit this model: no layer to prune or
     factorize, an op int8 cannot convert ...) into a skipped variant with the reason.
 
@@ -56,7 +56,8 @@ def skip_when_not_applicable(output, variant: str):
         yield
     except ModelError as exc:
         logging.getLogger(__name__).warning("variant %s skipped: %s", variant, exc)
-        output.metadata.update({"variant": variant, "skipped": True, "skip_reason": str(exc)})
+        output.metadata.update({"variant": variant, "format": fmt, "skipped": True,
+                                "not_applicable": True, "skip_reason": str(exc)})
 
 
 def describe_model(artifact, variant: str, fmt: str, base=None, **extra) -> None:
@@ -84,4 +85,17 @@ def candidates_from_inputs(inputs: dict) -> list:
             continue
         out.append(Candidate(name=meta.get("variant", name), path=value.path,
                              format=meta["format"], metadata=dict(meta)))
+    return out
+
+
+def not_applicable_records(inputs: dict) -> list[dict]:
+    """Evaluation records for variants whose technique did not fit the model, so the
+    summary lists them as rejected with the reason (disabled variants stay out)."""
+    out = []
+    for value in inputs.values():
+        meta = getattr(value, "metadata", None)
+        if isinstance(meta, dict) and meta.get("not_applicable"):
+            out.append({"name": meta["variant"], "format": meta.get("format", ""), "path": "",
+                        "error": f"not applicable to this model: {meta['skip_reason']}",
+                        "not_applicable": True})
     return out

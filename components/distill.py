@@ -43,7 +43,7 @@ def distill(
         temperature=temperature, alpha=alpha, labelled_fraction=labelled_fraction,
         unlabeled=unlabeled, augment=augment, epochs=epochs, batch_size=batch_size,
         learning_rate=learning_rate, seed=seed, train_scratch=train_scratch)
-    with _util.skip_when_not_applicable(student_model, variant):
+    with _util.skip_when_not_applicable(student_model, variant, "saved_model"):
         result = distill_lib.distill_model(model.path, dataset.path, student_model.path, config)
         _util.log_metrics(metrics, result.to_dict())
         _util.describe_model(student_model, variant, "saved_model", base=model,

@@ -51,10 +51,11 @@ def evaluate(
         latency_min_seconds=latency_min_seconds, num_threads=num_threads, throughput_batch_size=throughput_batch_size,
         throughput_iterations=throughput_iterations)
     records = evaluate_lib.evaluate_candidates(candidates, dataset.path, config)
+    records += _util.not_applicable_records(inputs)
     fsutil.write_json(evaluations.path, {"dataset": data.load_info(dataset.path).to_summary(),
                                          "candidates": records,
                                          "config": evaluate_lib.config_dict(config)})
-    failed = [r["name"] for r in records if r.get("error")]
+    failed = [r["name"] for r in records if r.get("error") and not r.get("not_applicable")]
     evaluations.metadata.update({"candidates": [r["name"] for r in records], "failed": failed})
     _util.log_metrics(metrics, {"candidates": len(records), "failed": len(failed)})
     for r in records:

@@ -32,7 +32,7 @@ def lowrank(
     config = lowrank_lib.LowRankConfig(rank=rank, energy=energy, layers=layers, epochs=epochs,
                                        batch_size=batch_size, learning_rate=learning_rate,
                                        seed=seed)
-    with _util.skip_when_not_applicable(lowrank_model, variant):
+    with _util.skip_when_not_applicable(lowrank_model, variant, "saved_model"):
         result = lowrank_lib.factorize_model(model.path, dataset.path, lowrank_model.path, config)
         _util.log_metrics(metrics, {**result.metrics, "params": result.params_after,
                                     "params_before": result.params_before,

@@ -34,7 +34,7 @@ def prune(
         target_sparsity=target_sparsity, schedule=schedule, structured_2_4=structured_2_4,
         keep_dense=keep_dense, epochs=epochs, batch_size=batch_size,
         learning_rate=learning_rate, seed=seed)
-    with _util.skip_when_not_applicable(pruned_model, variant):
+    with _util.skip_when_not_applicable(pruned_model, variant, "saved_model"):
         result = prune_lib.prune_model(model.path, dataset.path, pruned_model.path, config)
         _util.log_metrics(metrics, {**result.metrics, "sparsity": result.sparsity,
                                     "model_sparsity": result.model_sparsity, "params": result.params,

@@ -32,7 +32,7 @@ def qat(
     config = qat_lib.QatConfig(preserve_sparsity=preserve_sparsity, epochs=epochs,
                                batch_size=batch_size, learning_rate=learning_rate, seed=seed,
                                representative_samples=representative_samples, int8_io=int8_io)
-    with _util.skip_when_not_applicable(tflite_model, variant):
+    with _util.skip_when_not_applicable(tflite_model, variant, "tflite"):
         result = qat_lib.qat_model(model.path, dataset.path, tflite_model.path, config)
         _util.log_metrics(metrics, {**result.metrics, "size_bytes": result.size_bytes,
                                     "sparsity_before": result.sparsity_before,

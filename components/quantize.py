@@ -34,7 +34,7 @@ def quantize(
         mode=mode, representative_samples=representative_samples, int8_io=int8_io,
         max_accuracy_drop=None if max_accuracy_drop < 0 else max_accuracy_drop,
         fallback=fallback)
-    with _util.skip_when_not_applicable(tflite_model, variant):
+    with _util.skip_when_not_applicable(tflite_model, variant, "tflite"):
         result = quantize_lib.convert_to_tflite(model.path, tflite_model.path, config,
                                                 dataset.path)
         _util.describe_model(tflite_model, variant, "tflite", base=model,

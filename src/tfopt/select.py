@@ -120,6 +120,8 @@ def load_previous(path: str) -> dict | None:
 def rejection_reasons(record: dict, base: dict | None, policy: SelectionPolicy,
                       previous: dict | None = None) -> list[str]:
     """Every target ``record`` misses (empty when it is acceptable)."""
+    if record.get("not_applicable"):
+        return [record["error"]]
     if record.get("error"):
         return [f"failed to evaluate: {record['error']}"]
     if base is None:

@@ -50,6 +50,9 @@ def evaluated(tmp_path_factory):
                                          format="tflite"),
         "pruned": dsl.Model(uri=str(root / "skipped"), metadata={"variant": "pruned",
                                                                  "skipped": True}),
+        "lowrank": dsl.Model(uri=str(root / "not_applicable"), metadata={
+            "variant": "lowrank", "format": "saved_model", "skipped": True,
+            "not_applicable": True, "skip_reason": "the model has no layer to factorize"}),
     }
     evaluations = dsl.Artifact(uri=str(root / "evaluations.json"))
     metrics = dsl.Metrics(uri=str(root / "eval_metrics"))
@@ -63,7 +66,8 @@ def evaluated(tmp_path_factory):
 def test_evaluate_component_records_every_candidate(evaluated):
     payload = json.loads(read(evaluated["evaluations"].path))
     names = [r["name"] for r in payload["candidates"]]
-    assert sorted(names) == ["baseline", "tflite_float16", "tflite_float32", "tflite_int8"]
+    assert sorted(names) == ["baseline", "lowrank", "tflite_float16", "tflite_float32",
+                             "tflite_int8"]  # disabled "pruned" stays out
     by = {r["name"]: r for r in payload["candidates"]}
     assert "cannot load the TFLite model" in by["tflite_float16"]["error"]
     assert by["baseline"]["latency_iterations"] == 30
@@ -71,7 +75,9 @@ def test_evaluate_component_records_every_candidate(evaluated):
     assert payload["config"]["throughput_iterations"] == 3
     assert payload["dataset"]["num_classes"] == 10
     logged = evaluated["metrics"].metadata
-    assert logged["candidates"] == 4 and logged["failed"] == 1
+    assert logged["candidates"] == 5 and logged["failed"] == 1
+    assert by["lowrank"]["error"] == ("not applicable to this model: the model has no layer "
+                                      "to factorize")
     assert logged["tflite_int8.accuracy"] == by["tflite_int8"]["accuracy"]
     assert evaluated["evaluations"].metadata["failed"] == ["tflite_float16"]
 
@@ -103,6 +109,9 @@ def test_select_blesses_and_copies_the_smallest(evaluated, tmp_path):
     assert os.path.exists(summary["model_card"])
     broken = next(v for v in summary["variants"] if v["name"] == "tflite_float16")
     assert broken["rejected_reasons"][0].startswith("failed to evaluate: ModelError")
+    unfit = next(v for v in summary["variants"] if v["name"] == "lowrank")
+    assert unfit["rejected_reasons"] == [
+        "not applicable to this model: the model has no layer to factorize"]
     cm = outs["confusion_matrix"].metadata["confusionMatrix"]
     rows = np.array([r["row"] for r in cm["rows"]])
     assert rows.shape == (10, 10) and rows.sum() == summary["dataset"]["num_test"]
