@@ -1,7 +1,7 @@
 """Distill component: teacher SavedModel -> student SavedModel + metrics (vs scratch)."""
 
 from kfp import dsl
-from kfp.dsl import Dataset, Input, Metrics, Model, Output
+from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
 from tfopt.components._image import COMPONENT_KWARGS
 
@@ -12,6 +12,7 @@ def distill(
     dataset: Input[Dataset],
     student_model: Output[Model],
     metrics: Output[Metrics],
+    tensorboard: Output[Artifact],
     variant: str = "distilled",
     student_arch: str = "cnn",
     student_width: int = 8,
@@ -44,7 +45,8 @@ def distill(
         unlabeled=unlabeled, augment=augment, epochs=epochs, batch_size=batch_size,
         learning_rate=learning_rate, seed=seed, train_scratch=train_scratch)
     with _util.skip_when_not_applicable(student_model, variant, "saved_model"):
-        result = distill_lib.distill_model(model.path, dataset.path, student_model.path, config)
+        result = distill_lib.distill_model(model.path, dataset.path, student_model.path, config,
+            tensorboard_dir=tensorboard.path)
         _util.log_metrics(metrics, result.to_dict())
         _util.describe_model(student_model, variant, "saved_model", base=model,
                              params=result.student_params, sparsity=0.0,

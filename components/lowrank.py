@@ -1,7 +1,7 @@
 """Low-rank component: SavedModel -> SVD-factorized, fine-tuned SavedModel + metrics."""
 
 from kfp import dsl
-from kfp.dsl import Dataset, Input, Metrics, Model, Output
+from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
 from tfopt.components._image import COMPONENT_KWARGS
 
@@ -12,6 +12,7 @@ def lowrank(
     dataset: Input[Dataset],
     lowrank_model: Output[Model],
     metrics: Output[Metrics],
+    tensorboard: Output[Artifact],
     variant: str = "lowrank",
     rank: int = 0,
     energy: float = 0.9,
@@ -33,7 +34,8 @@ def lowrank(
                                        batch_size=batch_size, learning_rate=learning_rate,
                                        seed=seed)
     with _util.skip_when_not_applicable(lowrank_model, variant, "saved_model"):
-        result = lowrank_lib.factorize_model(model.path, dataset.path, lowrank_model.path, config)
+        result = lowrank_lib.factorize_model(model.path, dataset.path, lowrank_model.path, config,
+            tensorboard_dir=tensorboard.path)
         _util.log_metrics(metrics, {**result.metrics, "params": result.params_after,
                                     "params_before": result.params_before,
                                     "factorized_reduction": result.factorized_reduction})

@@ -1,7 +1,7 @@
 """Prune component: SavedModel -> pruned (wrappers stripped) SavedModel + metrics."""
 
 from kfp import dsl
-from kfp.dsl import Dataset, Input, Metrics, Model, Output
+from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
 from tfopt.components._image import COMPONENT_KWARGS
 
@@ -12,6 +12,7 @@ def prune(
     dataset: Input[Dataset],
     pruned_model: Output[Model],
     metrics: Output[Metrics],
+    tensorboard: Output[Artifact],
     variant: str = "pruned",
     target_sparsity: float = 0.8,
     schedule: str = "polynomial",
@@ -35,7 +36,8 @@ def prune(
         keep_dense=keep_dense, epochs=epochs, batch_size=batch_size,
         learning_rate=learning_rate, seed=seed)
     with _util.skip_when_not_applicable(pruned_model, variant, "saved_model"):
-        result = prune_lib.prune_model(model.path, dataset.path, pruned_model.path, config)
+        result = prune_lib.prune_model(model.path, dataset.path, pruned_model.path, config,
+            tensorboard_dir=tensorboard.path)
         _util.log_metrics(metrics, {**result.metrics, "sparsity": result.sparsity,
                                     "model_sparsity": result.model_sparsity, "params": result.params,
                                     **{f"sparsity.{k}": v for k, v in result.layer_sparsity.items()}})

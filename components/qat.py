@@ -1,7 +1,7 @@
 """QAT component: SavedModel -> quantization-aware fine-tuned int8 TFLite + metrics."""
 
 from kfp import dsl
-from kfp.dsl import Dataset, Input, Metrics, Model, Output
+from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
 from tfopt.components._image import COMPONENT_KWARGS
 
@@ -12,6 +12,7 @@ def qat(
     dataset: Input[Dataset],
     tflite_model: Output[Model],
     metrics: Output[Metrics],
+    tensorboard: Output[Artifact],
     variant: str = "qat_int8",
     preserve_sparsity: bool = False,
     epochs: int = 3,
@@ -33,7 +34,8 @@ def qat(
                                batch_size=batch_size, learning_rate=learning_rate, seed=seed,
                                representative_samples=representative_samples, int8_io=int8_io)
     with _util.skip_when_not_applicable(tflite_model, variant, "tflite"):
-        result = qat_lib.qat_model(model.path, dataset.path, tflite_model.path, config)
+        result = qat_lib.qat_model(model.path, dataset.path, tflite_model.path, config,
+            tensorboard_dir=tensorboard.path)
         _util.log_metrics(metrics, {**result.metrics, "size_bytes": result.size_bytes,
                                     "sparsity_before": result.sparsity_before,
                                     "sparsity_after": result.sparsity_after})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import time
 import warnings
 from typing import Any
@@ -52,15 +53,61 @@ def run_local(params: dict[str, Any], output_dir: str, pipeline: str = "optimize
                raise_on_error=True, enable_caching=enable_caching,
                cache_root=os.path.join(output_dir, "cache") if enable_caching else None)
     start = time.perf_counter()
-    with warnings.catch_warnings():  # the local runner warns about non-"python" image names
+    hits = _CacheHits()
+    with warnings.catch_warnings(), hits:  # the local runner warns about non-"python" images
         warnings.filterwarnings("ignore", message=".*non-Python base image.*")
         task = func(**params)
     summary = fsutil.read_json(task.output.path)
+    if enable_caching:
+        summary["cached_steps"] = hits.steps
     summary["serving"] = serving_entry(os.path.dirname(os.path.dirname(task.output.path)))
     summary["wall_seconds"] = round(time.perf_counter() - start, 1)
     summary["params"] = params
     fsutil.write_json(os.path.join(output_dir, "summary.json"), summary)
     return summary
+
+
+class _CacheHits(logging.Filter):
+    """Collect the tasks kfp.local served from its cache, in order.
+
+    kfp 2.17 (``kfp.local.orchestrator.task_executor``) reports a hit only as a
+    root-logger record ``Task <name> cache hit (key=...); skipping execution.``,
+    so this filter sits on the root logger for the duration of the run. Where
+    the root level hides INFO it is lowered for the run, and records below the
+    caller's level are still dropped (root filter + a filter on each handler).
+    """
+
+    _PATTERN = re.compile(r"^Task (\S+) cache hit \(key=")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.steps: list[str] = []
+        self._level = logging.NOTSET
+        self._handlers: list[logging.Handler] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        match = self._PATTERN.match(str(record.msg))
+        if match and match.group(1) not in self.steps:
+            self.steps.append(match.group(1))
+        return record.levelno >= self._level
+
+    def __enter__(self) -> _CacheHits:
+        root = logging.getLogger()
+        self._level = root.level
+        root.addFilter(self)
+        if root.getEffectiveLevel() > logging.INFO:
+            self._handlers = list(root.handlers)
+            for handler in self._handlers:
+                handler.addFilter(self)
+            root.setLevel(logging.INFO)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        root = logging.getLogger()
+        root.removeFilter(self)
+        for handler in self._handlers:
+            handler.removeFilter(self)
+        root.setLevel(self._level)
 
 
 def serving_entry(run_dir: str) -> dict | None:
@@ -91,6 +138,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(format_table(summary))
     verdict = (f"selected: {summary.get('selected')}  blessed: {summary.get('blessed')}"
                if "selected" in summary else "")
+    if args.cache:
+        cached = summary.get("cached_steps") or []
+        print(f"\nreused from cache: {', '.join(cached) if cached else 'none'}")
     print(f"\n{verdict}\nsummary: {os.path.join(os.path.abspath(args.output_dir), 'summary.json')}"
           f"  ({summary['wall_seconds']} s)")
     return 0

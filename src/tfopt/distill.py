@@ -218,9 +218,18 @@ def _build_student(config: DistillConfig, info, mean: float, var: float) -> kera
 
 
 def distill_model(teacher_path: str, dataset_dir: str, output_path: str,
-                  config: DistillConfig = DistillConfig()) -> DistillResult:
-    """Distil the teacher at ``teacher_path`` (only read) into a student saved at ``output_path``."""
+                  config: DistillConfig = DistillConfig(),
+                  tensorboard_dir: str | None = None) -> DistillResult:
+    """Distil the teacher at ``teacher_path`` (only read) into a student saved at ``output_path``.
+
+    ``tensorboard_dir`` gets ``distill/`` and ``scratch/`` runs (TensorBoard scalars).
+    """
+    from tfopt.observe import tensorboard_subdir
     from tfopt.train import feature_stats
+
+    def board(name):
+        sub = tensorboard_subdir(tensorboard_dir, name)
+        return [keras.callbacks.TensorBoard(sub, write_graph=False)] if sub else []
 
     info = data_lib.load_info(dataset_dir)
     teacher = models.load_model(teacher_path)
@@ -254,7 +263,8 @@ def distill_model(teacher_path: str, dataset_dir: str, output_path: str,
     distiller.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
     spe = steps // config.epochs
     verbose = 1 if sys.stdout.isatty() else 2
-    distiller.fit(ds, epochs=config.epochs, steps_per_epoch=spe, verbose=verbose)
+    distiller.fit(ds, epochs=config.epochs, steps_per_epoch=spe, verbose=verbose,
+                  callbacks=board("distill"))
     models.save_model(student, output_path)
 
     xt, yt = data_lib.load_arrays(info, "test")
@@ -271,7 +281,8 @@ def distill_model(teacher_path: str, dataset_dir: str, output_path: str,
             aug = _augment_fn(config, info.feature_shape, float(np.sqrt(var)))
             sds = sds.map(lambda a, b: aug(a, b, 0.0)[:2], num_parallel_calls=tf.data.AUTOTUNE)
         sds = sds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
-        scratch.fit(sds, epochs=config.epochs, steps_per_epoch=spe, verbose=verbose)
+        scratch.fit(sds, epochs=config.epochs, steps_per_epoch=spe, verbose=verbose,
+                    callbacks=board("scratch"))
         scratch_acc = _accuracy(scratch, xt, yt)
     result = DistillResult(
         model_path=output_path, teacher_params=teacher_params, student_params=student_params,

@@ -186,7 +186,8 @@ def factorize(model: keras.Model, layer_plan: dict[str, dict]) -> keras.Model:
 
 
 def factorize_model(model_path: str, dataset_dir: str, output_path: str,
-                    config: LowRankConfig = LowRankConfig()) -> LowRankResult:
+                    config: LowRankConfig = LowRankConfig(),
+                    tensorboard_dir: str | None = None) -> LowRankResult:
     """Factorize, fine-tune and save; the model at ``model_path`` is only read."""
     model, info = load_for_compression(model_path, dataset_dir, "lowrank")
     layer_plan = plan(model, config)
@@ -197,7 +198,7 @@ def factorize_model(model_path: str, dataset_dir: str, output_path: str,
     metrics = {}
     if config.epochs:
         metrics = finetune(new, info, config.epochs, config.batch_size, config.learning_rate,
-                           config.seed)
+                           config.seed, tensorboard_dir=tensorboard_dir)
     models.save_model(new, output_path)
     layers = {n: {k: v for k, v in p.items() if k not in ("a", "b")}
               for n, p in layer_plan.items()}

@@ -43,12 +43,17 @@ def load_for_compression(model_path: str, dataset_dir: str, where: str):
 
 
 def finetune(model: keras.Model, info: data_lib.DatasetInfo, epochs: int, batch_size: int,
-             learning_rate: float, seed: int, callbacks=None, loss=None) -> dict:
+             learning_rate: float, seed: int, callbacks=None, loss=None,
+             tensorboard_dir: str | None = None) -> dict:
     """Compile and fit ``model`` for a fixed number of epochs on the train split.
 
     No early stopping: restoring "best" weights would undo a pruning schedule.
-    Returns the last epoch's metrics (train and validation).
+    Returns the last epoch's metrics (train and validation). ``tensorboard_dir``
+    receives TensorBoard scalars of the fine-tuning.
     """
+    callbacks = list(callbacks or [])
+    if tensorboard_dir:
+        callbacks.append(keras.callbacks.TensorBoard(tensorboard_dir, write_graph=False))
     keras.utils.set_random_seed(seed)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   loss=loss or keras.losses.SparseCategoricalCrossentropy(),
@@ -58,7 +63,7 @@ def finetune(model: keras.Model, info: data_lib.DatasetInfo, epochs: int, batch_
     val_ds = (data_lib.make_dataset(info, "validation", data_lib.InputConfig(batch_size=256))
               if info.counts.get("validation") else None)
     history = model.fit(train_ds, validation_data=val_ds, epochs=epochs,
-                        callbacks=list(callbacks or []), verbose=1 if sys.stdout.isatty() else 2)
+                        callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
     return {k: float(v[-1]) for k, v in history.history.items()}
 
 
@@ -221,7 +226,8 @@ def make_schedule(config: PruneConfig, total_steps: int, spe: int):
 
 
 def prune_model(model_path: str, dataset_dir: str, output_path: str,
-                config: PruneConfig = PruneConfig()) -> PruneResult:
+                config: PruneConfig = PruneConfig(),
+                tensorboard_dir: str | None = None) -> PruneResult:
     """Prune, fine-tune, strip and save; the model at ``model_path`` is only read."""
     import tensorflow_model_optimization as tfmot
 
@@ -250,7 +256,8 @@ def prune_model(model_path: str, dataset_dir: str, output_path: str,
     log.info("pruning %s to %.2f (%s), kept dense: %s", to_prune, config.effective_sparsity,
              config.schedule, dense)
     metrics = finetune(wrapped, info, config.epochs, config.batch_size, config.learning_rate,
-                       config.seed, callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
+                       config.seed, callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
+                       tensorboard_dir=tensorboard_dir)
     stripped = tfmot.sparsity.keras.strip_pruning(wrapped)
     models.save_model(stripped, output_path)
     layer_sparsity = kernel_sparsity(stripped)

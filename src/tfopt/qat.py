@@ -127,7 +127,7 @@ def _prune_preserve_scheme():
 
 
 def qat_model(model_path: str, dataset_dir: str, output_path: str,
-              config: QatConfig = QatConfig()) -> QatResult:
+              config: QatConfig = QatConfig(), tensorboard_dir: str | None = None) -> QatResult:
     """QAT-fine-tune the model at ``model_path`` (only read) and write int8 TFLite."""
     import tensorflow_model_optimization as tfmot
 
@@ -146,7 +146,7 @@ def qat_model(model_path: str, dataset_dir: str, output_path: str,
     with tfmot.quantization.keras.quantize_scope():
         qmodel = tfmot.quantization.keras.quantize_apply(annotated, scheme)
     metrics = finetune(qmodel, info, config.epochs, config.batch_size, config.learning_rate,
-                       config.seed)
+                       config.seed, tensorboard_dir=tensorboard_dir)
     after = [w.numpy() for w in qmodel.weights if w.name.endswith("kernel:0")]
     sparsity_after = _kernel_zero_fraction(after) if after else 0.0
     tmp = tempfile.mkdtemp(prefix="tfopt-qat-")

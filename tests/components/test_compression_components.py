@@ -12,7 +12,7 @@ from kfp import dsl
 sys.path.insert(0, str(Path(__file__).parents[1] / "unit"))
 from _compression_helpers import assert_no_wrappers, trained_cnn  # noqa: E402
 
-from tfopt import models  # noqa: E402
+from tfopt import models, observe  # noqa: E402
 from tfopt._keras import keras, tf  # noqa: E402
 from tfopt.components.distill import distill  # noqa: E402
 from tfopt.components.lowrank import lowrank  # noqa: E402
@@ -38,13 +38,18 @@ def metrics(tmp_path, name="metrics"):
     return dsl.Metrics(uri=str(tmp_path / name))
 
 
+def board(tmp_path, name="tensorboard"):
+    return dsl.Artifact(uri=str(tmp_path / name))
+
+
 @pytest.fixture(scope="module")
 def pruned(tmp_path_factory, inputs):
     base, ds = inputs
     tmp = tmp_path_factory.mktemp("cprune")
     model, m = out(tmp, "pruned"), metrics(tmp)
     prune.python_func(model=base, dataset=ds, pruned_model=model, metrics=m,
-                      target_sparsity=0.7, epochs=2, batch_size=32)
+                      tensorboard=board(tmp), target_sparsity=0.7, epochs=2, batch_size=32)
+    assert observe.event_dirs(str(tmp / "tensorboard"))  # fine-tuning curves for TensorBoard
     return model, m
 
 
@@ -90,7 +95,7 @@ def test_lowrank_component(tmp_path, inputs):
     base, ds = inputs
     model, m = out(tmp_path, "lowrank"), metrics(tmp_path)
     lowrank.python_func(model=base, dataset=ds, lowrank_model=model, metrics=m, rank=8,
-                        epochs=1, batch_size=32)
+                        tensorboard=board(tmp_path), epochs=1, batch_size=32)
     assert set(model.metadata) >= KEYS
     assert model.metadata["variant"] == "lowrank" and model.metadata["sparsity"] == 0.0
     assert model.metadata["layers"]["dense1"]["rank"] == 8
@@ -102,7 +107,9 @@ def test_distill_component(tmp_path, inputs):
     base, ds = inputs
     model, m = out(tmp_path, "student"), metrics(tmp_path)
     distill.python_func(model=base, dataset=ds, student_model=model, metrics=m,
-                        student_arch="mlp", student_width=8, student_depth=1, epochs=2)
+                        tensorboard=board(tmp_path), student_arch="mlp", student_width=8,
+                        student_depth=1, epochs=2)
+    assert observe.event_dirs(str(tmp_path / "tensorboard")) == ["distill/train", "scratch/train"]
     assert set(model.metadata) >= KEYS and model.metadata["variant"] == "distilled"
     assert model.metadata["params"] == 610
     assert {"distilled_accuracy", "scratch_accuracy", "student_params"} <= set(m.metadata)
@@ -114,7 +121,7 @@ def test_qat_component_preserving_sparsity(tmp_path, inputs, pruned):
     model, _ = pruned
     tfl, m = out(tmp_path, "pqat.tflite"), metrics(tmp_path)
     qat.python_func(model=model, dataset=ds, tflite_model=tfl, metrics=m, variant="pqat_int8",
-                    preserve_sparsity=True, epochs=1, batch_size=32)
+                    tensorboard=board(tmp_path), preserve_sparsity=True, epochs=1, batch_size=32)
     meta = tfl.metadata
     assert meta["variant"] == "pqat_int8" and meta["format"] == "tflite"
     assert meta["base"] == "pruned" and meta["sparsity"] == model.metadata["sparsity"]
@@ -129,7 +136,7 @@ def test_disabled_component_is_a_cheap_skip(tmp_path, inputs, component, output)
     base, ds = inputs
     result = out(tmp_path, "o")
     kwargs = {"model": base, "dataset": ds, output: result, "metrics": metrics(tmp_path),
-              "variant": "v", "enabled": False}
+              "tensorboard": board(tmp_path), "variant": "v", "enabled": False}
     component.python_func(**kwargs)
     assert result.metadata == {"variant": "v", "skipped": True,
                                "skip_reason": "disabled by pipeline parameter"}
@@ -153,10 +160,11 @@ def test_a_technique_that_does_not_fit_the_model_skips_the_variant_with_the_reas
                      metadata={"variant": "baseline", "format": "saved_model"})
     result = out(tmp_path, "lowrank")
     lowrank.python_func(model=base, dataset=ds, lowrank_model=result, metrics=metrics(tmp_path),
-                        energy=0.99, epochs=1)
+                        tensorboard=board(tmp_path), energy=0.99, epochs=1)
     assert result.metadata["skipped"] is True
     assert "no layer to factorize" in result.metadata["skip_reason"]
     assert not Path(result.path).exists()  # nothing half-written for the evaluation step
     with pytest.raises(Exception, match="LowRankConfig.energy"):  # bad config still fails
         lowrank.python_func(model=base, dataset=ds, lowrank_model=out(tmp_path, "l2"),
-                            metrics=metrics(tmp_path, "m2"), energy=1.5)
+                            metrics=metrics(tmp_path, "m2"), tensorboard=board(tmp_path, "t2"),
+                            energy=1.5)
