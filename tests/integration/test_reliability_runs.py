@@ -1,0 +1,110 @@
+"""Whole ``tfopt run``s sharing one output root: concurrency, cache reuse, SIGKILL.
+
+One module fixture drives four runs of the fast configuration in the same
+directory (two at once, one killed mid-training, one re-run with --cache);
+the tests assert on what they left behind.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+TFOPT = os.path.join(os.path.dirname(sys.executable), "tfopt")
+FAST = {"arch": "mlp", "width": 16, "depth": 1, "epochs": 2, "early_stopping_patience": 0,
+        "latency_iterations": 10, "representative_samples": 20, "enable_pruning": "false",
+        "enable_distillation": "false", "enable_lowrank": "false", "enable_qat": "false",
+        "enable_tflite_dynamic": "false", "enable_tflite_float16": "false"}
+
+
+def _start(out, log):
+    cmd = [TFOPT, "run", "--output-dir", str(out), "--cache"]
+    for k, v in FAST.items():
+        cmd += ["--set", f"{k}={v}"]
+    return subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def _run_dirs(out):
+    return sorted(os.listdir(out / "artifacts"))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "root"
+    logs = out.parent
+    res = {}
+    procs = [_start(out, logs / f"p{i}.log") for i in (1, 2)]
+    res["concurrent_rc"] = [p.wait(timeout=300) for p in procs]
+    res["concurrent_logs"] = [(logs / f"p{i}.log").read_text() for i in (1, 2)]
+    res["after_concurrent"] = {"runs": _run_dirs(out),
+                               "summary": json.loads((out / "summary.json").read_text()),
+                               "versions": sorted(os.listdir(out / "serving" / "tfopt-model"))}
+    # third run: SIGKILL the whole process group once training has started
+    p3 = _start(out, logs / "p3.log")
+    deadline = time.time() + 120
+    while "Executing task \x1b[96m'train'" not in (logs / "p3.log").read_text() \
+            and "Executing task 'train'" not in (logs / "p3.log").read_text():
+        assert time.time() < deadline and p3.poll() is None, (logs / "p3.log").read_text()
+        time.sleep(0.1)
+    time.sleep(2.0)  # inside model.fit
+    os.killpg(p3.pid, signal.SIGKILL)
+    p3.wait()
+    res["killed_rc"] = p3.returncode
+    res["after_kill"] = {"runs": _run_dirs(out),
+                         "summary": (out / "summary.json").read_text(),
+                         "serving": sorted(os.listdir(out / "serving" / "tfopt-model"))}
+    p4 = _start(out, logs / "p4.log")
+    res["rerun_rc"] = p4.wait(timeout=300)
+    res["rerun_log"] = (logs / "p4.log").read_text()
+    res["out"] = out
+    return res
+
+
+def test_two_concurrent_runs_do_not_interfere(runs):
+    assert runs["concurrent_rc"] == [0, 0], runs["concurrent_logs"]
+    after = runs["after_concurrent"]
+    assert len(after["runs"]) == 2  # one run directory each
+    summary = after["summary"]  # complete JSON of one of the two runs
+    assert summary["selected"] == "baseline" and summary["blessed"] is True
+    run_ids = after["runs"]
+    assert summary["serving"]["version"] in (1, 2)
+    assert after["versions"] == ["1", "2"]
+    for rid in run_ids:  # each run's own artifacts are under its own run directory
+        assert os.path.isdir(runs["out"] / "artifacts" / rid / "train")
+        assert os.path.isdir(runs["out"] / "artifacts" / rid / "deploy-tf-serving")
+
+
+def test_models_config_intact(runs):
+    text = (runs["out"] / "serving" / "models.config").read_text()
+    assert "tfopt-model" in text and "base_path" in text
+
+
+def test_sigkill_mid_training_leaves_nothing_visible(runs):
+    assert runs["killed_rc"] == -signal.SIGKILL
+    after = runs["after_kill"]
+    assert len(after["runs"]) == 3  # the killed run's directory exists, never read
+    summary = json.loads(after["summary"])  # still the complete summary of a finished run
+    assert summary["serving"]["version"] in (1, 2)
+    assert after["serving"] == ["1", "2"]  # no half-written version
+
+
+def test_rerun_after_kill_succeeds_and_reuses_cache(runs):
+    assert runs["rerun_rc"] == 0, runs["rerun_log"][-3000:]
+    summary = json.loads((runs["out"] / "summary.json").read_text())
+    assert summary["serving"]["version"] == 3
+    assert sorted(os.listdir(runs["out"] / "serving" / "tfopt-model")) == ["1", "2", "3"]
+    cached = summary["cached_steps"]
+    assert "ingest" in cached
+    assert "deploy-tf-serving" not in cached and "select" not in cached
+    line = [x for x in runs["rerun_log"].splitlines() if x.startswith("reused from cache:")]
+    assert line == ["reused from cache: " + ", ".join(cached)]
+    # the first runs reported no reuse of the deploy step either
+    for log in runs["concurrent_logs"]:
+        assert "reused from cache:" in log
