@@ -141,7 +141,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.cache:
         cached = summary.get("cached_steps") or []
         print(f"\nreused from cache: {', '.join(cached) if cached else 'none'}")
-    print(f"\n{verdict}\nsummary: {os.path.join(os.path.abspath(args.output_dir), 'summary.json')}"
+    print(f"\n{verdict}")
+    serving = summary.get("serving")
+    if serving:
+        print(f"deployed: {serving['model_name']} version {serving['version']} to "
+              f"{serving['model_base_path']} (smoke test {serving['smoke_test']}); serve it with "
+              f"tfopt serve --model-base-path {serving['model_base_path']} "
+              f"--model-name {serving['model_name']}")
+    elif summary.get("blessed") is False:
+        print("not deployed: no candidate met the selection policy (see rejected reasons)")
+    print(f"summary: {os.path.join(os.path.abspath(args.output_dir), 'summary.json')}"
           f"  ({summary['wall_seconds']} s)")
     return 0
 
