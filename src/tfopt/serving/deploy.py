@@ -113,6 +113,10 @@ def smoke_test(grpc_target: str, rest_url: str, model_name: str, version: int, l
         if state != "AVAILABLE":
             raise AssertionError(f"gRPC GetModelStatus: version {version} is {state}")
         pred = g.predict(model_name, examples, label=label)
+        if pred.version is not None and pred.version > version:
+            # a concurrent, later deploy has taken the label since ours: not our failure;
+            # smoke-test our own version directly
+            pred = g.predict(model_name, examples, version=version)
         if pred.version != version:
             raise AssertionError(f"gRPC Predict on label {label!r} answered version "
                                  f"{pred.version}, expected {version}")
@@ -127,7 +131,7 @@ def smoke_test(grpc_target: str, rest_url: str, model_name: str, version: int, l
         if states.get(str(version)) != "AVAILABLE":
             raise AssertionError(f"REST model status: version {version} is "
                                  f"{states.get(str(version))}")
-        out = rest.predict(model_name, instances=examples, label=label)
+        out = rest.predict(model_name, instances=examples, version=version)
         checks["rest_max_abs_diff"] = compare(np.asarray(out["predictions"], np.float32),
                                               offline, atol, "REST predict")
     finally:
