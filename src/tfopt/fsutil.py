@@ -183,6 +183,31 @@ def makedirs(path: str) -> None:
 
 
 @contextlib.contextmanager
+def _staged(path: str) -> Iterator[str]:
+    """A temporary sibling of ``path`` for the caller to fill and rename into place.
+
+    Makes the parent, clears temporaries left by dead writers, removes the
+    sibling if it is still there afterwards, and turns OS / TensorFlow storage
+    failures into a ``StorageError`` naming ``path`` and the cause.
+    """
+    parent = os.path.dirname(path)
+    tmp = _tmp_sibling(path)
+    try:
+        if parent:
+            makedirs(parent)
+        clean_stale_temporaries(path)
+        yield tmp
+    except Exception as exc:
+        wrapped = _storage_error(path, exc)
+        if wrapped is not None:
+            raise wrapped from exc
+        raise
+    finally:
+        if exists(tmp):
+            remove(tmp)
+
+
+@contextlib.contextmanager
 def atomic_dir(path: str, overwrite: bool = True) -> Iterator[str]:
     """Yield a temporary directory that becomes ``path`` only if the block succeeds.
 
@@ -190,12 +215,7 @@ def atomic_dir(path: str, overwrite: bool = True) -> Iterator[str]:
     ``path`` is replaced only after the new content is complete.
     """
     path = path.rstrip("/")
-    parent = os.path.dirname(path)
-    tmp = _tmp_sibling(path)
-    try:
-        if parent:
-            makedirs(parent)
-        clean_stale_temporaries(path)
+    with _staged(path) as tmp:
         makedirs(tmp)
         yield tmp
         if exists(path):
@@ -206,14 +226,6 @@ def atomic_dir(path: str, overwrite: bool = True) -> Iterator[str]:
             _gfile().rename(tmp, path)
         else:
             os.rename(tmp, path)
-    except Exception as exc:
-        wrapped = _storage_error(path, exc)
-        if wrapped is not None:
-            raise wrapped from exc
-        raise
-    finally:
-        if exists(tmp):
-            remove(tmp)
 
 
 def _replace_existing(tmp: str, path: str) -> None:
@@ -234,13 +246,8 @@ def _replace_existing(tmp: str, path: str) -> None:
 @contextlib.contextmanager
 def atomic_file(path: str, mode: str = "w") -> Iterator[Any]:
     """Open a temporary sibling for writing; rename it to ``path`` on success."""
-    parent = os.path.dirname(path)
-    tmp = _tmp_sibling(path)
     opener = _gfile().GFile if is_remote(path) else open
-    try:
-        if parent:
-            makedirs(parent)
-        clean_stale_temporaries(path)
+    with _staged(path) as tmp:
         with opener(tmp, mode) as fh:
             yield fh
             if not is_remote(path):
@@ -250,14 +257,6 @@ def atomic_file(path: str, mode: str = "w") -> Iterator[Any]:
             _gfile().rename(tmp, path, overwrite=True)
         else:
             os.replace(tmp, path)
-    except Exception as exc:
-        wrapped = _storage_error(path, exc)
-        if wrapped is not None:
-            raise wrapped from exc
-        raise
-    finally:
-        if exists(tmp):
-            remove(tmp)
 
 
 def write_json(path: str, payload: Any) -> None:
