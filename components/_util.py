@@ -20,30 +20,61 @@ def parse_shape(text: str) -> tuple[int, ...]:
 
 
 def log_metrics(metrics, values: dict) -> None:
-    """Log the numeric entries of ``values`` on a KFP ``Metrics`` artifact."""
+    """Log the numeric entries of ``values`` on a KFP ``Metrics`` artifact.
+
+    They also go to the artifact's file as JSON: KFP keeps metrics in metadata
+    only, and kfp.local serves a cached task only while all its output files exist.
+    """
+    from tfopt import fsutil
+
     for key, value in values.items():
         if isinstance(value, bool) or not isinstance(value, int | float):
             continue
         metrics.log_metric(key, float(value))
+    fsutil.write_json(metrics.path, dict(metrics.metadata))
 
 
-def skip_if_disabled(output, variant: str, enabled: bool, *inputs) -> bool:
+def ensure_exists(*artifacts) -> None:
+    """Give each output that nothing was written to an empty directory (see ``mark_skipped``)."""
+    import os
+
+    for artifact in artifacts:
+        if not os.path.exists(artifact.path):
+            os.makedirs(artifact.path)
+
+
+def skip_if_disabled(output, variant: str, enabled: bool, *inputs, also=()) -> bool:
     """Mark ``output`` skipped (and return True) when disabled or an input was skipped.
 
     Disabled variants still run as a cheap no-op step, so the evaluation step
     can take every variant as an optional input without ``dsl.If`` plumbing.
+    ``also``: the step's other outputs (metrics, logs), left as empty directories.
     """
     skipped_input = next((i for i in inputs if i is not None and i.metadata.get("skipped")), None)
     if enabled and skipped_input is None:
         return False
     reason = "disabled by pipeline parameter" if not enabled else (
         f"input {skipped_input.metadata.get('variant', '?')} was skipped")
-    output.metadata.update({"variant": variant, "skipped": True, "skip_reason": reason})
+    mark_skipped(output, also, variant=variant, skip_reason=reason)
     return True
 
 
+def mark_skipped(output, also=(), **metadata) -> None:
+    """Mark ``output`` skipped and write a small file saying why.
+
+    The files matter: kfp.local serves a cached task only while every output
+    artifact it recorded exists, so an output with no file made each cached
+    re-run execute the step and everything downstream of it again.
+    """
+    from tfopt import fsutil
+
+    output.metadata.update({"skipped": True, **metadata})
+    fsutil.write_json(output.path, {"skipped": True, **metadata})
+    ensure_exists(*also)
+
+
 @contextlib.contextmanager
-def skip_when_not_applicable(output, variant: str, fmt: str):
+def skip_when_not_applicable(output, variant: str, fmt: str, also=()):
     """Turn a ``ModelError`` (the technique does not fit this model: no layer to prune or
     factorize, an op int8 cannot convert ...) into a skipped variant with the reason.
 
@@ -56,8 +87,8 @@ def skip_when_not_applicable(output, variant: str, fmt: str):
         yield
     except ModelError as exc:
         logging.getLogger(__name__).warning("variant %s skipped: %s", variant, exc)
-        output.metadata.update({"variant": variant, "format": fmt, "skipped": True,
-                                "not_applicable": True, "skip_reason": str(exc)})
+        mark_skipped(output, also, variant=variant, format=fmt, not_applicable=True,
+                     skip_reason=str(exc))
 
 
 def describe_model(artifact, variant: str, fmt: str, base=None, **extra) -> None:

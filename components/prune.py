@@ -27,7 +27,8 @@ def prune(
     """Magnitude-prune ``model`` (keep_dense: comma-separated names, "auto" or "")."""
     from tfopt.components import _util
 
-    if _util.skip_if_disabled(pruned_model, variant, enabled, model):
+    if _util.skip_if_disabled(pruned_model, variant, enabled, model,
+                               also=(metrics, tensorboard)):
         return
     from tfopt import prune as prune_lib
 
@@ -35,7 +36,8 @@ def prune(
         target_sparsity=target_sparsity, schedule=schedule, structured_2_4=structured_2_4,
         keep_dense=keep_dense, epochs=epochs, batch_size=batch_size,
         learning_rate=learning_rate, seed=seed)
-    with _util.skip_when_not_applicable(pruned_model, variant, "saved_model"):
+    with _util.skip_when_not_applicable(pruned_model, variant, "saved_model",
+                                        also=(metrics, tensorboard)):
         result = prune_lib.prune_model(model.path, dataset.path, pruned_model.path, config,
             tensorboard_dir=tensorboard.path)
         _util.log_metrics(metrics, {**result.metrics, "sparsity": result.sparsity,

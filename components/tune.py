@@ -29,8 +29,11 @@ def tune(
 
     Disabled, it runs as a no-op whose output the train step ignores.
     """
+    from tfopt.components import _util
+
     if not enabled:
-        best_hyperparameters.metadata["skipped"] = True
+        _util.mark_skipped(best_hyperparameters, (metrics, report, tensorboard),
+                           skip_reason="disabled by pipeline parameter")
         return
     import shutil
     import tempfile
@@ -38,7 +41,6 @@ def tune(
     from tfopt import fsutil
     from tfopt import train as train_lib
     from tfopt import tune as tune_lib
-    from tfopt.components import _util
 
     config = tune_lib.TuneConfig(
         algorithm=algorithm, max_trials=max_trials, objective=objective,

@@ -19,6 +19,7 @@ from tfopt.components.lowrank import lowrank  # noqa: E402
 from tfopt.components.prune import prune  # noqa: E402
 from tfopt.components.qat import qat  # noqa: E402
 from tfopt.components.quantize import quantize  # noqa: E402
+from tfopt.fsutil import read_json  # noqa: E402
 
 KEYS = {"variant", "format", "skipped", "params", "sparsity", "notes"}
 
@@ -140,7 +141,9 @@ def test_disabled_component_is_a_cheap_skip(tmp_path, inputs, component, output)
     component.python_func(**kwargs)
     assert result.metadata == {"variant": "v", "skipped": True,
                                "skip_reason": "disabled by pipeline parameter"}
-    assert not Path(result.path).exists()
+    # a small file saying why, never a model; the other outputs exist (kfp.local's cache)
+    assert read_json(result.path) == result.metadata
+    assert Path(kwargs["metrics"].path).is_dir() and Path(kwargs["tensorboard"].path).is_dir()
 
 
 def test_skipped_input_skips_the_output(tmp_path, inputs):
@@ -163,7 +166,8 @@ def test_a_technique_that_does_not_fit_the_model_skips_the_variant_with_the_reas
                         tensorboard=board(tmp_path), energy=0.99, epochs=1)
     assert result.metadata["skipped"] is True
     assert "no layer to factorize" in result.metadata["skip_reason"]
-    assert not Path(result.path).exists()  # nothing half-written for the evaluation step
+    # nothing half-written for the evaluation step: only the file saying why
+    assert read_json(result.path) == result.metadata
     with pytest.raises(Exception, match="LowRankConfig.energy"):  # bad config still fails
         lowrank.python_func(model=base, dataset=ds, lowrank_model=out(tmp_path, "l2"),
                             metrics=metrics(tmp_path, "m2"), tensorboard=board(tmp_path, "t2"),
