@@ -30,6 +30,7 @@ from tfopt import data as data_lib
 from tfopt import fsutil, models
 from tfopt._keras import keras, tf
 from tfopt.config import check_float, check_int
+from tfopt.divergence import StopOnDivergence
 from tfopt.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -264,7 +265,8 @@ def distill_model(teacher_path: str, dataset_dir: str, output_path: str,
     spe = steps // config.epochs
     verbose = 1 if sys.stdout.isatty() else 2
     distiller.fit(ds, epochs=config.epochs, steps_per_epoch=spe, verbose=verbose,
-                  callbacks=board("distill"))
+                  callbacks=[StopOnDivergence("distill", config.learning_rate),
+                             *board("distill")])
     models.save_model(student, output_path)
 
     xt, yt = data_lib.load_arrays(info, "test")

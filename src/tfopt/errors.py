@@ -15,3 +15,7 @@ class DataError(TfoptError, ValueError):
 
 class ModelError(TfoptError, ValueError):
     """A model cannot be loaded or does not fit what the step needs."""
+
+
+class TrainingError(TfoptError, RuntimeError):
+    """Training went wrong in a way a re-run with the same settings would repeat."""

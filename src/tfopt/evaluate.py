@@ -110,6 +110,19 @@ class Predictor:
             self._fn = loaded.signatures["serving_default"]
             self._input = next(iter(self._fn.structured_input_signature[1]))
 
+    def check_fits(self, feature_shape: tuple[int, ...]) -> None:
+        """Fail clearly, before any prediction, when one example's shape is not the model's."""
+        if self.format == "tflite":
+            expected = self._tflite.feature_shape
+        else:
+            expected = tuple(self._fn.structured_input_signature[1][self._input].shape[1:])
+        fits = len(expected) == len(feature_shape) and all(
+            e is None or e == f for e, f in zip(expected, feature_shape, strict=True))
+        if not fits:
+            shown = tuple("?" if e is None else e for e in expected)
+            raise ModelError(f"{self.path}: the model takes inputs of shape {shown}, but the "
+                             f"dataset's examples have shape {tuple(feature_shape)}")
+
     def predict(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
         if self.format == "tflite":
             return self._tflite.predict(x, batch_size)
@@ -302,6 +315,7 @@ def evaluate_model(path: str, fmt: str, dataset_dir: str, config: EvalConfig = E
     classes = info.num_classes
     with PeakMemory() as memory:
         predictor = Predictor(path, fmt, config.num_threads)
+        predictor.check_fits(info.feature_shape)
         confusion = np.zeros((classes, classes), dtype=np.int64)
         loss_sum, count = 0.0, 0
         stream = data_lib.make_dataset(info, "test", data_lib.InputConfig(

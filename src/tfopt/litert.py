@@ -43,6 +43,11 @@ class TFLiteModel:
         self._batch = int(self._input["shape"][0])
 
     @property
+    def feature_shape(self) -> tuple[int, ...]:
+        """The shape of one input example."""
+        return tuple(int(d) for d in self._input["shape"][1:])
+
+    @property
     def input_dtype(self):
         return self._input["dtype"]
 

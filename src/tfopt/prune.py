@@ -23,6 +23,7 @@ from tfopt import data as data_lib
 from tfopt import models
 from tfopt._keras import keras, tf
 from tfopt.config import check_choice, check_float, check_int
+from tfopt.divergence import StopOnDivergence
 from tfopt.errors import ConfigError, ModelError
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def finetune(model: keras.Model, info: data_lib.DatasetInfo, epochs: int, batch_
     Returns the last epoch's metrics (train and validation). ``tensorboard_dir``
     receives TensorBoard scalars of the fine-tuning.
     """
-    callbacks = list(callbacks or [])
+    callbacks = [StopOnDivergence("fine-tuning", learning_rate), *(callbacks or [])]
     if tensorboard_dir:
         callbacks.append(keras.callbacks.TensorBoard(tensorboard_dir, write_graph=False))
     keras.utils.set_random_seed(seed)
