@@ -21,9 +21,10 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from tfopt import data as data_lib
-from tfopt import distribute, fsutil, models
+from tfopt import distribute, fsutil, models, resume
 from tfopt._keras import keras, tf
 from tfopt.config import check_choice, check_float, check_int
+from tfopt.divergence import StopOnDivergence
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,8 @@ def feature_stats(info: data_lib.DatasetInfo, limit: int = 100_000) -> tuple[flo
 
 
 def _callbacks(config: TrainConfig, backup_dir: str, tensorboard_dir: str | None, timer):
-    cbs = [keras.callbacks.BackupAndRestore(backup_dir), timer]
+    cbs = [StopOnDivergence("train", config.learning_rate),  # before the backup: see there
+           keras.callbacks.BackupAndRestore(backup_dir), timer]
     if config.early_stopping_patience:
         cbs.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=config.early_stopping_patience,
@@ -181,6 +183,9 @@ def fit(model: keras.Model, info: data_lib.DatasetInfo, config: TrainConfig, str
         batch_size=global_batch, shuffle=True, seed=config.seed))
     val_ds = data_lib.make_dataset(info, "validation",
                                    data_lib.InputConfig(batch_size=global_batch))
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        train_ds = resume.with_known_batches(train_ds, info.counts["train"], global_batch)
+    resume.skip_epoch_orders(train_ds, resume.completed_epochs(backup_dir))
     timer = ThroughputTimer(info.counts["train"])
     history = model.fit(train_ds, validation_data=val_ds if info.counts["validation"] else None,
                         epochs=config.epochs,

@@ -60,6 +60,39 @@ def test_batches_and_drop_remainder(sharded):
     assert sum(len(y) for _, y in data.make_dataset(sharded, "train", limit=100)) == 100
 
 
+def test_known_batches_match_what_the_pipeline_yields(sharded):
+    # Keras then ends an epoch without a step too many (see tfopt.resume)
+    from tfopt import resume
+
+    n = sharded.counts["train"]
+    ds = resume.with_known_batches(
+        data.make_dataset(sharded, "train", data.InputConfig(batch_size=64)), n, 64)
+    assert int(ds.cardinality()) == sum(1 for _ in ds) == -(-n // 64)
+
+
+@pytest.mark.parametrize("cache", ["memory", "none"])
+def test_skipping_epoch_orders_gives_the_order_an_uninterrupted_run_uses_next(sharded, cache):
+    from tfopt import resume
+
+    def fresh():
+        tf.random.set_seed(1)
+        return data.make_dataset(sharded, "train", data.InputConfig(batch_size=16, shuffle=True,
+                                                                      cache=cache))
+
+    ds = fresh()
+    orders = [_epoch(ds)[1] for _ in range(3)]
+    resumed = fresh()
+    resume.skip_epoch_orders(resumed, 2)
+    np.testing.assert_array_equal(_epoch(resumed)[1], orders[2])
+    assert not np.array_equal(orders[1], orders[2])
+
+
+def test_completed_epochs_without_a_backup_is_zero(tmp_path):
+    from tfopt import resume
+
+    assert resume.completed_epochs(str(tmp_path / "none")) == 0
+
+
 def test_cache_follows_the_memory_budget(sharded, monkeypatch):
     per_split = sharded.counts["train"] * (9 * 4 + 8)
     assert data.cache_mode(sharded, "train", data.InputConfig()) == "memory"
