@@ -19,11 +19,11 @@ rm -rf dist
 "$PYTHON" -m pip wheel --no-deps --wheel-dir dist .
 test -f "dist/tfopt-${VERSION}-py3-none-any.whl"
 
-for kind in base gpu; do
-  suffix=$([ "$kind" = gpu ] && echo "-gpu" || true)
+for suffix in "" "-gpu"; do
   image="${REPO}${suffix}:${VERSION}"
-  docker build --file "images/${kind}/Dockerfile" --build-arg "TFOPT_VERSION=${VERSION}" \
-    --tag "$image" .
+  docker build --file images/Dockerfile --build-arg "TFOPT_VERSION=${VERSION}" \
+    --build-arg "BASE_IMAGE=tensorflow/tensorflow:2.21.0${suffix}" \
+    --build-arg "IMAGE_TITLE=tfopt${suffix}" --tag "$image" .
   if [ "$PUSH" = 1 ]; then docker push "$image"; fi
   echo "built ${image}"
 done

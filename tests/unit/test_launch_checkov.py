@@ -13,6 +13,7 @@ the few listed below, each with its reason.
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -47,9 +48,14 @@ def test_dockerfiles_and_manifests_pass_checkov(tmp_path):
     checkov = _checkov()
     if not checkov:
         pytest.skip("checkov not installed (see this file's docstring)")
-    for kind in ("base", "gpu"):
-        (tmp_path / kind).mkdir()
-        shutil.copy(ROOT / "images" / kind / "Dockerfile", tmp_path / kind / "Dockerfile")
+    # checkov cannot resolve `FROM ${BASE_IMAGE}`: scan each image as build.sh builds it
+    dockerfile = (ROOT / "images" / "Dockerfile").read_text()
+    for flavour in ("cpu", "gpu"):
+        base = "tensorflow/tensorflow:2.21.0" + ("-gpu" if flavour == "gpu" else "")
+        assert "tensorflow/tensorflow:2.21.0${suffix}" in (ROOT / "images/build.sh").read_text()
+        (tmp_path / flavour).mkdir()
+        (tmp_path / flavour / "Dockerfile").write_text(
+            dockerfile.replace("FROM ${BASE_IMAGE}", f"FROM {base}"))
     req = validate.TrainingRequest("kubeflow", 3, 2, "NVIDIA_TESLA_T4")
     cfg = tfjob.TFJobConfig(name="tfopt-train-check", image=GPU_IMAGE, request=req,
                             command=tuple(tfjob.worker_command("gs://b/d", "gs://b/m", {})))
@@ -73,3 +79,12 @@ def test_dockerfiles_and_manifests_pass_checkov(tmp_path):
     high = [c for r in reports for c in r["results"]["failed_checks"]
             if (c.get("severity") or "").upper() in ("HIGH", "CRITICAL")]
     assert not high
+
+
+def test_images_run_as_the_non_root_user_the_pods_expect():
+    text = (ROOT / "images" / "Dockerfile").read_text()
+    users = re.findall(r"^USER\s+(\S+)", text, re.MULTILINE)
+    assert users, "no USER instruction: the image would run as root"
+    uid, _, gid = users[-1].partition(":")
+    assert uid.isdigit() and int(uid) == tfjob.RUN_AS_USER > 0
+    assert gid.isdigit() and int(gid) > 0
