@@ -192,16 +192,20 @@ def canary_split(current: Mapping[str, int], canary_percent: int,
     live = {k: v for k, v in current.items() if v > 0}
     if not live or canary_percent == 100:
         return {new_id: 100}
-    rest = 100 - canary_percent
-    total = sum(live.values())
-    exact = {k: v * rest / total for k, v in live.items()}
-    out = {k: math.floor(v) for k, v in exact.items()}
-    short = rest - sum(out.values())
-    for k in sorted(exact, key=lambda k: (out[k] - exact[k], k))[:short]:
-        out[k] += 1
-    out = {k: v for k, v in out.items() if v > 0}
+    out = _scaled(live, 100 - canary_percent)
     out[new_id] = canary_percent
     return out
+
+
+def _scaled(shares: Mapping[str, int], to: int) -> dict[str, int]:
+    """Positive ``shares`` scaled to sum to ``to``, by largest remainder; zeros dropped."""
+    total = sum(shares.values())
+    exact = {k: v * to / total for k, v in shares.items()}
+    out = {k: math.floor(v) for k, v in exact.items()}
+    short = to - sum(out.values())
+    for k in sorted(exact, key=lambda k: (out[k] - exact[k], k))[:short]:
+        out[k] += 1
+    return {k: v for k, v in out.items() if v > 0}
 
 
 def smoke_requests_needed(canary_percent: int, miss_probability: float = 1e-3,
@@ -427,13 +431,18 @@ def deploy_model(artifact_uri: str, instances: Sequence[Any], config: DeployConf
         found = list(_call("list models", clients.models.list_models, request=v1.ListModelsRequest(
             parent=target.location_path, filter=f'display_name="{config.model_display_name}"')))
         parent_model = found[0].name if found else ""
-    model = v1.Model(display_name=config.model_display_name, artifact_uri=artifact_uri,
-                     container_spec=v1.ModelContainerSpec(image_uri=image), labels=labels)
-    op = _call("upload model", clients.models.upload_model, request=v1.UploadModelRequest(
-        parent=target.location_path, model=model, parent_model=parent_model))
-    uploaded = _call("upload model", op.result, timeout=timeout)
+    # A retried deploy (KFP retries a failed task with the same inputs) finds the
+    # version its first attempt uploaded, same artifact and image, and reuses it.
+    uploaded = _uploaded_version(clients, parent_model, artifact_uri, image)
+    if uploaded is None:
+        model = v1.Model(display_name=config.model_display_name, artifact_uri=artifact_uri,
+                         container_spec=v1.ModelContainerSpec(image_uri=image), labels=labels)
+        op = _call("upload model", clients.models.upload_model, request=v1.UploadModelRequest(
+            parent=target.location_path, model=model, parent_model=parent_model))
+        uploaded = _call("upload model", op.result, timeout=timeout)
+        log.info("uploaded %s@%s (parent %s)", uploaded.model, uploaded.model_version_id,
+                 parent_model or "none: new model")
     version_name = f"{uploaded.model}@{uploaded.model_version_id}"
-    log.info("uploaded %s (parent %s)", version_name, parent_model or "none: new model")
 
     # 2. Endpoint: reuse or create.
     if endpoint_name:
@@ -461,6 +470,17 @@ def deploy_model(artifact_uri: str, instances: Sequence[Any], config: DeployConf
                                           f"current traffic split of {endpoint.name}")
     except ConfigError as exc:
         raise DeployError(f"{exc}; fix the endpoint's split before deploying") from None
+    already = next((dm.id for dm in endpoint.deployed_models
+                    if dm.model == version_name or (dm.model == uploaded.model and
+                                                    dm.model_version_id == uploaded.model_version_id)),
+                   None)
+    if already is not None:
+        # An earlier attempt deployed this version: test and promote (or roll back) that
+        # deployment instead of deploying the version a second time.
+        log.info("%s is already deployed as %s on %s (a retried deploy): not deploying again",
+                 version_name, already, endpoint.name)
+        return _smoke_then_promote(clients, config, endpoint.name, uploaded, already,
+                                   [i for i in deployed_ids if i != already], previous, instances)
     split = validate_traffic_split(canary_split(previous, config.canary_percent),
                                    [*deployed_ids, NEW_DEPLOYED_MODEL], "canary traffic split")
     machine = v1.MachineSpec(machine_type=config.machine_type)
@@ -480,9 +500,23 @@ def deploy_model(artifact_uri: str, instances: Sequence[Any], config: DeployConf
     log.info("deployed %s as %s on %s with traffic %s", version_name, canary_id,
              endpoint.name, applied_canary)
 
-    # 4. Smoke test: predictions until the canary has answered.
-    budget = config.smoke_requests or smoke_requests_needed(split[NEW_DEPLOYED_MODEL])
-    request = v1.PredictRequest(endpoint=endpoint.name)
+    return _smoke_then_promote(clients, config, endpoint.name, uploaded, canary_id,
+                               deployed_ids, applied_canary, instances, restore=previous)
+
+
+def _smoke_then_promote(clients, config: DeployConfig, endpoint: str, uploaded, canary_id: str,
+                        others: list[str], current: dict[str, int], instances: list,
+                        restore: dict[str, int] | None = None) -> DeployResult:
+    """4. Smoke-test the canary ``canary_id`` (``current``: the endpoint's split, ``others``:
+    the other deployed models), then 5. promote it, or roll back to ``restore``
+    (default: the others' current shares, scaled to 100)."""
+    from google.cloud import aiplatform_v1 as v1
+
+    if restore is None:
+        live = {k: v for k, v in current.items() if k != canary_id and v > 0}
+        restore = _scaled(live, 100) if live else {}
+    budget = config.smoke_requests or smoke_requests_needed(max(current.get(canary_id, 0), 1))
+    request = v1.PredictRequest(endpoint=endpoint)
     request.instances.extend(instances)
     sent = answers = 0
     reason = ""
@@ -505,16 +539,21 @@ def deploy_model(artifact_uri: str, instances: Sequence[Any], config: DeployConf
 
     result = DeployResult(
         model=uploaded.model, model_version_id=uploaded.model_version_id,
-        endpoint=endpoint.name, deployed_model_id=canary_id, promoted=not reason,
-        previous_split=previous, canary_split=applied_canary, final_split={}, undeployed=[],
+        endpoint=endpoint, deployed_model_id=canary_id, promoted=not reason,
+        previous_split=restore, canary_split=current, final_split={}, undeployed=[],
         smoke_requests=sent, canary_answers=answers, reason=reason)
-    known_now = [*deployed_ids, canary_id]
+    timeout = config.timeout_s
     if reason:
+        if not restore:  # the canary is all there is: undeploying it would serve nothing
+            log.warning("smoke test failed (%s); %s is the only model on %s, left deployed",
+                        reason, canary_id, endpoint)
+            result.final_split = current
+            return result
         # 5a. Roll back: undeploy the canary, restore the previous split.
         log.warning("smoke test failed (%s); rolling back %s", reason, canary_id)
-        restore = validate_traffic_split(previous, deployed_ids, "restored traffic split")
+        restore = validate_traffic_split(restore, others, "restored traffic split")
         op = _call("undeploy canary", clients.endpoints.undeploy_model,
-                   request=v1.UndeployModelRequest(endpoint=endpoint.name,
+                   request=v1.UndeployModelRequest(endpoint=endpoint,
                                                    deployed_model_id=canary_id,
                                                    traffic_split=restore))
         _call("undeploy canary", op.result, timeout=timeout)
@@ -523,19 +562,37 @@ def deploy_model(artifact_uri: str, instances: Sequence[Any], config: DeployConf
         return result
 
     # 5b. Promote: all traffic to the canary, then retire the previous models.
-    final = validate_traffic_split({canary_id: 100}, known_now, "promoted traffic split")
+    final = validate_traffic_split({canary_id: 100}, [*others, canary_id],
+                                   "promoted traffic split")
     _call("promote canary", clients.endpoints.update_endpoint,
-          endpoint=v1.Endpoint(name=endpoint.name, traffic_split=final),
+          endpoint=v1.Endpoint(name=endpoint, traffic_split=final),
           update_mask={"paths": ["traffic_split"]}, timeout=60)
     result.final_split = final
     if config.undeploy_previous:
-        for old in deployed_ids:
+        for old in others:
             op = _call("undeploy previous model", clients.endpoints.undeploy_model,
-                       request=v1.UndeployModelRequest(endpoint=endpoint.name,
+                       request=v1.UndeployModelRequest(endpoint=endpoint,
                                                        deployed_model_id=old,
                                                        traffic_split={canary_id: 100}))
             _call("undeploy previous model", op.result, timeout=timeout)
             result.undeployed.append(old)
-    log.info("promoted %s to 100%% on %s (undeployed %s)", canary_id, endpoint.name,
+    log.info("promoted %s to 100%% on %s (undeployed %s)", canary_id, endpoint,
              result.undeployed or "none")
     return result
+
+
+def _uploaded_version(clients, parent_model: str, artifact_uri: str, image: str):
+    """The version of ``parent_model`` already holding ``artifact_uri`` served by ``image``,
+    as an ``UploadModelResponse``-like object, or None."""
+    from google.cloud import aiplatform_v1 as v1
+
+    if not parent_model:
+        return None
+    versions = _call("list model versions", clients.models.list_model_versions,
+                     request=v1.ListModelVersionsRequest(name=parent_model))
+    for version in versions:
+        if version.artifact_uri == artifact_uri and version.container_spec.image_uri == image:
+            log.info("%s@%s already holds %s (a retried deploy): not uploading again",
+                     parent_model, version.version_id, artifact_uri)
+            return v1.UploadModelResponse(model=parent_model, model_version_id=version.version_id)
+    return None

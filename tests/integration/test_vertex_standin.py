@@ -81,7 +81,8 @@ def test_second_deploy_is_new_version_canary_then_promoted(standin):
                      machine_type="n1-standard-4", accelerator_type="NVIDIA_TESLA_T4",
                      accelerator_count=1, min_replica_count=1, max_replica_count=3)
     methods = standin.methods_called()
-    assert methods[:5] == ["ListModels", "UploadModel", "ListEndpoints", "DeployModel", "Predict"]
+    assert methods[:6] == ["ListModels", "ListModelVersions", "UploadModel", "ListEndpoints",
+                           "DeployModel", "Predict"]
     assert "CreateEndpoint" not in methods  # the endpoint is reused
     assert methods[-2:] == ["UpdateEndpoint", "UndeployModel"]
     assert standin.requests("UploadModel")[0].parent_model == first.model  # new version
@@ -101,6 +102,47 @@ def test_second_deploy_is_new_version_canary_then_promoted(standin):
     ep = standin.endpoints[result.endpoint]
     assert [d.id for d in ep.deployed_models] == [result.deployed_model_id]
     assert dict(ep.traffic_split) == {result.deployed_model_id: 100}
+
+
+def test_a_retried_deploy_uploads_and_deploys_nothing_twice(standin):
+    first = _deploy(standin, "gs://bucket/model/v1")
+    second = _deploy(standin, "gs://bucket/model/v2")
+    standin.calls.clear()
+    again = _deploy(standin, "gs://bucket/model/v2")  # KFP retries the task: same inputs
+    assert standin.requests("UploadModel") == [] and standin.requests("DeployModel") == []
+    assert (again.model, again.model_version_id) == (second.model, "2")
+    assert again.deployed_model_id == second.deployed_model_id and again.promoted
+    assert len([k for k in standin.models if k.startswith(first.model)]) == 2
+    ep = standin.endpoints[again.endpoint]
+    assert [d.id for d in ep.deployed_models] == [second.deployed_model_id]
+    assert dict(ep.traffic_split) == {second.deployed_model_id: 100}
+
+
+def test_a_retry_after_a_canary_was_left_half_way_finishes_it(standin):
+    # The first attempt died after deploying the canary at 10 % (before the smoke test)
+    first = _deploy(standin, "gs://bucket/model/v1")
+    standin.serve["gs://bucket/model/v2"] = lambda instances: (_ for _ in ()).throw(
+        RuntimeError("killed"))
+    half = _deploy(standin, "gs://bucket/model/v2", canary_percent=10, undeploy_previous=False)
+    assert not half.promoted  # rolled back: put the canary back as a dying attempt leaves it
+    ep = standin.endpoints[half.endpoint]
+    ep.deployed_models.append(v1_deployed(half))
+    ep.traffic_split = {first.deployed_model_id: 90, half.deployed_model_id: 10}
+    del standin.serve["gs://bucket/model/v2"]
+    standin.calls.clear()
+    retried = _deploy(standin, "gs://bucket/model/v2", canary_percent=10)
+    assert standin.requests("UploadModel") == [] and standin.requests("DeployModel") == []
+    assert retried.deployed_model_id == half.deployed_model_id and retried.promoted
+    assert retried.canary_split == {first.deployed_model_id: 90, half.deployed_model_id: 10}
+    assert dict(ep.traffic_split) == {half.deployed_model_id: 100}
+    assert [d.id for d in ep.deployed_models] == [half.deployed_model_id]
+
+
+def v1_deployed(result):
+    from google.cloud import aiplatform_v1 as v1
+
+    return v1.DeployedModel(id=result.deployed_model_id,
+                            model=f"{result.model}@{result.model_version_id}")
 
 
 def test_failing_canary_is_rolled_back_and_previous_split_restored(standin):

@@ -157,6 +157,9 @@ class VertexStandIn:
             "ModelService/GetModel": (v1.GetModelRequest, ser(v1.Model), self.get_model),
             "ModelService/ListModels": (v1.ListModelsRequest, ser(v1.ListModelsResponse),
                                         self.list_models),
+            "ModelService/ListModelVersions": (v1.ListModelVersionsRequest,
+                                               ser(v1.ListModelVersionsResponse),
+                                               self.list_model_versions),
             "EndpointService/CreateEndpoint": (v1.CreateEndpointRequest, lro, self.create_endpoint),
             "EndpointService/GetEndpoint": (v1.GetEndpointRequest, ser(v1.Endpoint),
                                             self.get_endpoint),
@@ -227,6 +230,12 @@ class VertexStandIn:
             if want is None or m.display_name == want:
                 latest[m.name] = m
         return v1.ListModelsResponse(models=list(latest.values()))
+
+    def list_model_versions(self, req, context):
+        versions = [m for k, m in self.models.items() if k.split("@")[0] == req.name]
+        if not versions:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"{req.name} not found")
+        return v1.ListModelVersionsResponse(models=versions)
 
     # ------------------------------------------------------------ endpoints
     def create_endpoint(self, req, context):
