@@ -685,8 +685,11 @@ def iter_arrays(info: DatasetInfo, split: str, batch_size: int = 1024,
 
     Use this for evaluation of splits of any size.
     """
+    from tfopt.integrity import reporting_corruption
+
     config = InputConfig(batch_size=batch_size, cache="none", auto_shard="off")
-    yield from make_dataset(info, split, config, limit=limit).as_numpy_iterator()
+    with reporting_corruption(info, [split]):
+        yield from make_dataset(info, split, config, limit=limit).as_numpy_iterator()
 
 
 def load_arrays(info: DatasetInfo, split: str, limit: int | None = None,

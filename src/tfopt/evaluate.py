@@ -318,9 +318,7 @@ def evaluate_model(path: str, fmt: str, dataset_dir: str, config: EvalConfig = E
         predictor.check_fits(info.feature_shape)
         confusion = np.zeros((classes, classes), dtype=np.int64)
         loss_sum, count = 0.0, 0
-        stream = data_lib.make_dataset(info, "test", data_lib.InputConfig(
-            batch_size=config.batch_size, cache="none"))
-        for x, y in stream.as_numpy_iterator():
+        for x, y in data_lib.iter_arrays(info, "test", config.batch_size):
             probs = predictor.predict(x, config.batch_size)
             if probs.shape != (len(y), classes):
                 raise ModelError(f"{path}: predictions have shape {probs.shape}; expected "

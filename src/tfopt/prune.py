@@ -25,6 +25,7 @@ from tfopt._keras import keras, tf
 from tfopt.config import check_choice, check_float, check_int
 from tfopt.divergence import StopOnDivergence
 from tfopt.errors import ConfigError, ModelError
+from tfopt.integrity import reporting_corruption
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +64,9 @@ def finetune(model: keras.Model, info: data_lib.DatasetInfo, epochs: int, batch_
         batch_size=batch_size, shuffle=True, seed=seed))
     val_ds = (data_lib.make_dataset(info, "validation", data_lib.InputConfig(batch_size=256))
               if info.counts.get("validation") else None)
-    history = model.fit(train_ds, validation_data=val_ds, epochs=epochs,
-                        callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
+    with reporting_corruption(info, ["train", "validation"]):
+        history = model.fit(train_ds, validation_data=val_ds, epochs=epochs,
+                            callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
     return {k: float(v[-1]) for k, v in history.history.items()}
 
 

@@ -25,6 +25,7 @@ from tfopt import distribute, fsutil, models, resume
 from tfopt._keras import keras, tf
 from tfopt.config import check_choice, check_float, check_int
 from tfopt.divergence import StopOnDivergence
+from tfopt.integrity import reporting_corruption
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +110,7 @@ def make_optimizer(name: str, learning_rate: float):
 def feature_stats(info: data_lib.DatasetInfo, limit: int = 100_000) -> tuple[float, float]:
     """Mean and variance of the training features (a bounded sample), for Normalization."""
     total, total_sq, count = 0.0, 0.0, 0
-    ds = data_lib.make_dataset(info, "train", data_lib.InputConfig(batch_size=4096, cache="none"),
-                               limit=limit)
-    for x, _ in ds.as_numpy_iterator():
+    for x, _ in data_lib.iter_arrays(info, "train", 4096, limit):
         x = x.astype(np.float64)
         total += x.sum()
         total_sq += np.square(x).sum()
@@ -187,10 +186,12 @@ def fit(model: keras.Model, info: data_lib.DatasetInfo, config: TrainConfig, str
         train_ds = resume.with_known_batches(train_ds, info.counts["train"], global_batch)
     resume.skip_epoch_orders(train_ds, resume.completed_epochs(backup_dir))
     timer = ThroughputTimer(info.counts["train"])
-    history = model.fit(train_ds, validation_data=val_ds if info.counts["validation"] else None,
-                        epochs=config.epochs,
-                        callbacks=_callbacks(config, backup_dir, tensorboard_dir, timer),
-                        verbose=1 if sys.stdout.isatty() else 2)
+    with reporting_corruption(info, ["train", "validation"]):
+        history = model.fit(train_ds,
+                            validation_data=val_ds if info.counts["validation"] else None,
+                            epochs=config.epochs,
+                            callbacks=_callbacks(config, backup_dir, tensorboard_dir, timer),
+                            verbose=1 if sys.stdout.isatty() else 2)
     return history, timer
 
 

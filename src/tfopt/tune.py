@@ -34,6 +34,7 @@ from tfopt import train as train_lib
 from tfopt._keras import keras
 from tfopt.config import check_choice, check_int, config_from_dict
 from tfopt.errors import ConfigError, DataError, ModelError
+from tfopt.integrity import reporting_corruption
 
 log = logging.getLogger(__name__)
 
@@ -458,8 +459,9 @@ def _fit(model, info, config: train_lib.TrainConfig, strategy, backup_dir: str,
     if tensorboard_dir:
         cbs.append(keras.callbacks.TensorBoard(tensorboard_dir, histogram_freq=0,
                                                write_graph=False, profile_batch=0))
-    return model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
-                     callbacks=cbs + list(callbacks), verbose=0)
+    with reporting_corruption(info, ["train", "validation"]):
+        return model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
+                         callbacks=cbs + list(callbacks), verbose=0)
 
 
 def tune(dataset_dir: str, output_dir: str, config: TuneConfig = TuneConfig(),

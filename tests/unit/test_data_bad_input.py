@@ -165,3 +165,30 @@ def test_load_info_names_a_missing_shard(tmp_path):
     shutil.rmtree(info.path)
     with pytest.raises(DataError, match="not a tfopt dataset"):
         data.load_info(info.path)
+
+
+def test_a_dataset_damaged_after_ingest_names_the_shard(tmp_path):
+    """A bit flip in a shard (CRC mismatch) is a DataError naming that shard, in every
+    reader: training, evaluation and NumPy streaming, instead of TensorFlow's bare
+    'corrupted record at N'."""
+    from tfopt import evaluate, models, train
+
+    ds = str(tmp_path / "digits")
+    info = data.ingest(ds, data.IngestConfig())
+    model = models.save_model(models.build_model(models.ModelConfig(arch="mlp", width=4, depth=1),
+                                                 info.feature_shape, info.num_classes),
+                              str(tmp_path / "m"))
+    for split in ("train", "test"):
+        shard = info.files(split)[0]
+        content = bytearray(open(shard, "rb").read())
+        content[len(content) // 2] ^= 0xFF
+        with open(shard, "wb") as fh:
+            fh.write(content)
+    message = r"train-00000-of-00001\.tfrecord: the dataset is damaged \(corrupted record at \d+\)"
+    with pytest.raises(DataError, match=message + ".*run ingest again"):
+        train.train_model(ds, str(tmp_path / "out"), train.TrainConfig(epochs=1))
+    assert not os.path.exists(tmp_path / "out")
+    with pytest.raises(DataError, match=r"test-00000-of-00001\.tfrecord: the dataset is damaged"):
+        evaluate.evaluate_model(model, "saved_model", ds, evaluate.EvalConfig(latency_iterations=1))
+    with pytest.raises(DataError, match=message):
+        list(data.iter_arrays(data.load_info(ds), "train"))
