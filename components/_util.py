@@ -34,6 +34,27 @@ def log_metrics(metrics, values: dict) -> None:
     fsutil.write_json(metrics.path, dict(metrics.metadata))
 
 
+def train_config(hyperparameters=None, *, arch: str, width: int, depth: int, dropout: float,
+                 **settings):
+    """The ``TrainConfig`` of a training component's flat parameters, tuned values applied."""
+    from tfopt import models
+    from tfopt import train as train_lib
+
+    model = models.ModelConfig(arch=arch, width=width, depth=depth, dropout=dropout)
+    return apply_tuned(train_lib.TrainConfig(model=model, **settings), hyperparameters)
+
+
+def apply_tuned(config, hyperparameters):
+    """``config`` (a ``TrainConfig``) with a tune step's best hyperparameters applied;
+    unchanged when the tune step was absent or disabled."""
+    if hyperparameters is None or hyperparameters.metadata.get("skipped"):
+        return config
+    from tfopt import tune as tune_lib
+
+    return tune_lib.train_config_from_hyperparameters(
+        tune_lib.load_hyperparameters(hyperparameters.path), config)
+
+
 def ensure_exists(*artifacts) -> None:
     """Give each output that nothing was written to an empty directory (see ``mark_skipped``)."""
     import os

@@ -30,21 +30,14 @@ def train(
     backup_dir: str = "",
 ):
     """Train a classifier with the strategy the cluster allows; save a SavedModel."""
-    from tfopt import models
     from tfopt import train as train_lib
     from tfopt.components import _util
 
-    config = train_lib.TrainConfig(
-        model=models.ModelConfig(arch=arch, width=width, depth=depth, dropout=dropout),
-        optimizer=optimizer, learning_rate=learning_rate,
-        scale_learning_rate=scale_learning_rate, epochs=epochs, batch_size=batch_size,
-        early_stopping_patience=early_stopping_patience, seed=seed, precision=precision,
-        xla=xla, profile_batches=profile_batches)
-    if hyperparameters is not None and not hyperparameters.metadata.get("skipped"):
-        from tfopt import tune as tune_lib
-
-        config = tune_lib.train_config_from_hyperparameters(
-            tune_lib.load_hyperparameters(hyperparameters.path), config)
+    config = _util.train_config(
+        hyperparameters, arch=arch, width=width, depth=depth, dropout=dropout,
+        optimizer=optimizer, learning_rate=learning_rate, scale_learning_rate=scale_learning_rate,
+        epochs=epochs, batch_size=batch_size, early_stopping_patience=early_stopping_patience,
+        seed=seed, precision=precision, xla=xla, profile_batches=profile_batches)
     result = train_lib.train_model(dataset.path, model.path, config,
                                    backup_dir=backup_dir or None, tensorboard_dir=tensorboard.path)
     _util.log_metrics(metrics, {**result.metrics, "epochs_run": result.epochs_run,

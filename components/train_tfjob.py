@@ -1,7 +1,7 @@
 """Train launcher for Kubeflow: a TFJob (chief + workers) of the GPU image."""
 
 from kfp import dsl
-from kfp.dsl import Dataset, Input, Metrics, Model, Output
+from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
 from tfopt.components._image import COMPONENT_KWARGS
 
@@ -9,6 +9,7 @@ from tfopt.components._image import COMPONENT_KWARGS
 @dsl.component(**COMPONENT_KWARGS)
 def train_tfjob(
     dataset: Input[Dataset], model: Output[Model], metrics: Output[Metrics],
+    hyperparameters: Input[Artifact] = None,
     arch: str = "cnn", width: int = 32, depth: int = 2, dropout: float = 0.1,
     optimizer: str = "adam", learning_rate: float = 0.001, scale_learning_rate: bool = False,
     epochs: int = 30, batch_size: int = 64, early_stopping_patience: int = 5, seed: int = 42,
@@ -19,14 +20,12 @@ def train_tfjob(
     """Run training as a TFJob, wait for it (logs, timeout, cleanup); return the model URI."""
     from dataclasses import asdict
 
-    from tfopt import models
-    from tfopt import train as train_lib
     from tfopt.components import _image, _util
     from tfopt.launch import tfjob, validate
 
     request = validate.TrainingRequest("kubeflow", replicas, gpus_per_replica, accelerator_type)
-    config = train_lib.TrainConfig(
-        model=models.ModelConfig(arch=arch, width=width, depth=depth, dropout=dropout),
+    config = _util.train_config(
+        hyperparameters, arch=arch, width=width, depth=depth, dropout=dropout,
         optimizer=optimizer, learning_rate=learning_rate, scale_learning_rate=scale_learning_rate,
         epochs=epochs, batch_size=batch_size, early_stopping_patience=early_stopping_patience,
         seed=seed, precision=precision, xla=xla)

@@ -1,7 +1,7 @@
 """Train launcher for Vertex AI: a custom job with chief and worker pools."""
 
 from kfp import dsl
-from kfp.dsl import Dataset, Input, Metrics, Model, Output
+from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
 from tfopt.components._image import COMPONENT_KWARGS
 
@@ -10,6 +10,7 @@ from tfopt.components._image import COMPONENT_KWARGS
 def train_vertex(
     dataset: Input[Dataset], model: Output[Model], metrics: Output[Metrics],
     project: str, location: str, staging_bucket: str,
+    hyperparameters: Input[Artifact] = None,
     arch: str = "cnn", width: int = 32, depth: int = 2, dropout: float = 0.1,
     optimizer: str = "adam", learning_rate: float = 0.001, scale_learning_rate: bool = False,
     epochs: int = 30, batch_size: int = 64, early_stopping_patience: int = 5, seed: int = 42,
@@ -20,14 +21,12 @@ def train_vertex(
     """Run training as a Vertex AI custom job, wait for it; return the model URI."""
     from dataclasses import asdict
 
-    from tfopt import models
-    from tfopt import train as train_lib
     from tfopt.components import _image, _util
     from tfopt.launch import validate, vertex_job
 
     request = validate.TrainingRequest("vertex", replicas, gpus_per_replica, accelerator_type)
-    config = train_lib.TrainConfig(
-        model=models.ModelConfig(arch=arch, width=width, depth=depth, dropout=dropout),
+    config = _util.train_config(
+        hyperparameters, arch=arch, width=width, depth=depth, dropout=dropout,
         optimizer=optimizer, learning_rate=learning_rate, scale_learning_rate=scale_learning_rate,
         epochs=epochs, batch_size=batch_size, early_stopping_patience=early_stopping_patience,
         seed=seed, precision=precision, xla=xla)

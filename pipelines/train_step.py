@@ -55,10 +55,10 @@ def train_step(
     """Train on ``target`` and return the trained SavedModel as a ``Model`` artifact.
 
     ``hyperparameters`` is a tune step's output: its best hyperparameters override
-    the matching training parameters on the ``local`` target, and a disabled tune
-    step's (skipped) output changes nothing. It is required because KFP's local
-    runner cannot run a sub-pipeline whose optional artifact input is left out; the launchers of the
-    other targets take the parameters as given. ``batch_size`` is per replica; ``scale_learning_rate`` multiplies the learning
+    the matching training parameters on every target (the TFJob and Vertex
+    launchers apply them before sending the config to the workers), and a disabled
+    tune step's (skipped) output changes nothing. It is required because KFP's
+    local runner cannot run a sub-pipeline whose optional artifact input is left out. ``batch_size`` is per replica; ``scale_learning_rate`` multiplies the learning
     rate by the number of replicas. ``gpu_resource`` is the accelerator resource
     of the in-cluster task (``nvidia.com/gpu`` on Kubeflow, the Vertex name such
     as ``NVIDIA_TESLA_T4`` on Vertex AI Pipelines).
@@ -88,7 +88,8 @@ def train_step(
         local_uri = artifact_uri(artifact=local.outputs["model"]).set_caching_options(False)
 
     with dsl.Elif(target == "kubeflow", name="train-tfjob"):
-        tfjob = train_tfjob(dataset=dataset, replicas=replicas, gpus_per_replica=gpus_per_replica,
+        tfjob = train_tfjob(dataset=dataset, hyperparameters=hyperparameters,
+                            replicas=replicas, gpus_per_replica=gpus_per_replica,
                             accelerator_type=accelerator_type, namespace=namespace, cpu=cpu,
                             memory=memory, timeout_s=timeout_s, **hp).after(plan)
         tfjob.set_cpu_request("250m").set_memory_request("512Mi").set_memory_limit("1Gi")
@@ -97,7 +98,8 @@ def train_step(
         kubernetes.set_timeout(tfjob, LAUNCHER_TIMEOUT_S)
 
     with dsl.Else(name="train-vertex"):
-        vertex = train_vertex(dataset=dataset, project=project, location=location,
+        vertex = train_vertex(dataset=dataset, hyperparameters=hyperparameters,
+                              project=project, location=location,
                               staging_bucket=staging_bucket, replicas=replicas,
                               gpus_per_replica=gpus_per_replica,
                               accelerator_type=accelerator_type, machine_type=machine_type,

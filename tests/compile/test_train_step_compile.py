@@ -100,6 +100,8 @@ def test_branches_retries_and_caching(compiled):
                                                "backoffMaxDuration": "900s"}
     for launcher in ("train-tfjob", "train-vertex"):
         assert by_name[launcher]["retryPolicy"]["maxRetryCount"] == 1
+        # tuned hyperparameters reach every target, not only the in-cluster one
+        assert "hyperparameters" in by_name[launcher]["inputs"]["artifacts"]
         assert by_name[launcher]["cachingOptions"] == {"enableCache": True}
     assert by_name["train"]["cachingOptions"] == {"enableCache": True}
     # The request check and the URI hand-off always run (cheap, never stale).

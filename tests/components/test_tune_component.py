@@ -9,10 +9,12 @@ import pytest
 from kfp import dsl
 
 from tfopt import data, observe
-from tfopt import tune as tune_lib
+from tfopt.components import _util
 from tfopt.components.tune import tune
 from tfopt.errors import ConfigError
-from tfopt.train import TrainConfig
+from tfopt.fsutil import read_json
+
+TRAIN_PARAMS = dict(arch="cnn", width=32, depth=3, dropout=0.1, epochs=7)
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +51,10 @@ def test_tune_component_outputs_feed_train(dataset, tmp_path):
     assert report.count("| COMPLETED |") == 2 and "(best)" in report
     assert observe.event_dirs(outs["tensorboard"].path) == [
         "trial_0/train", "trial_0/validation", "trial_1/train", "trial_1/validation"]
-    # the train step takes the artifact as is
-    config = tune_lib.train_config_from_hyperparameters(
-        tune_lib.load_hyperparameters(outs["best_hyperparameters"].path), TrainConfig())
+    # every training component (in-cluster, TFJob and Vertex launchers) takes it as is
+    config = _util.train_config(outs["best_hyperparameters"], **TRAIN_PARAMS)
     assert (config.model.arch, config.model.width) == ("mlp", best["width"])
+    assert config.model.depth == 3 and config.epochs == 7  # the rest as the step set it
 
     # re-run on the same work_dir (a retried step): no new trial, same answer
     outs2 = _outputs(tmp_path / "again")
@@ -61,6 +63,15 @@ def test_tune_component_outputs_feed_train(dataset, tmp_path):
     assert outs2["metrics"].metadata["trials_run"] == 0.0
     with open(outs2["best_hyperparameters"].path) as fh:
         assert json.load(fh) == best
+
+
+def test_a_disabled_tune_step_changes_no_training_setting(tmp_path):
+    outs = _outputs(tmp_path)
+    tune.python_func(dataset=dsl.Dataset(uri=str(tmp_path / "unused")), **outs, enabled=False)
+    assert read_json(outs["best_hyperparameters"].path)["skipped"] is True
+    untuned = _util.train_config(None, **TRAIN_PARAMS)
+    assert _util.train_config(outs["best_hyperparameters"], **TRAIN_PARAMS) == untuned
+    assert (untuned.model.arch, untuned.model.width, untuned.epochs) == ("cnn", 32, 7)
 
 
 @pytest.mark.parametrize("params, needle", [

@@ -180,10 +180,9 @@ def test_a_dataset_damaged_after_ingest_names_the_shard(tmp_path):
                               str(tmp_path / "m"))
     for split in ("train", "test"):
         shard = info.files(split)[0]
-        content = bytearray(open(shard, "rb").read())
+        content = bytearray(Path(shard).read_bytes())
         content[len(content) // 2] ^= 0xFF
-        with open(shard, "wb") as fh:
-            fh.write(content)
+        Path(shard).write_bytes(content)
     message = r"train-00000-of-00001\.tfrecord: the dataset is damaged \(corrupted record at \d+\)"
     with pytest.raises(DataError, match=message + ".*run ingest again"):
         train.train_model(ds, str(tmp_path / "out"), train.TrainConfig(epochs=1))
