@@ -168,3 +168,5 @@ def test_sigkilled_step_leaves_nothing_half_written_and_reruns_identically(world
             figures["resumed"] += 1  # continued from the last epoch the killed run backed up
         assert fingerprint(output) == ref, f"{step}: re-run after a kill at {fraction}"
         figures["recovered"] += 1
+    if step == "train":  # the exact-resume path was exercised, not only restarts
+        assert figures["resumed"] >= 1, figures
