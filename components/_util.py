@@ -124,20 +124,28 @@ def describe_model(artifact, variant: str, fmt: str, base=None, **extra) -> None
     artifact.metadata.update(meta)
 
 
-def candidates_from_inputs(inputs: dict) -> list:
-    """Model artifacts among a component's inputs -> evaluation candidates (skipped ones out)."""
-    from tfopt.evaluate import Candidate
+def candidate_models(inputs: dict) -> dict:
+    """Model artifacts among a component's inputs by variant name (skipped ones out).
 
-    out = []
+    Imports nothing heavy: the select step uses it without loading TensorFlow.
+    """
+    out = {}
     for name, value in inputs.items():
         meta = getattr(value, "metadata", None)
         if not hasattr(value, "path") or not isinstance(meta, dict):
             continue
         if meta.get("skipped") or "format" not in meta:  # datasets, outputs, skipped
             continue
-        out.append(Candidate(name=meta.get("variant", name), path=value.path,
-                             format=meta["format"], metadata=dict(meta)))
+        out[meta.get("variant", name)] = value
     return out
+
+
+def candidates_from_inputs(inputs: dict) -> list:
+    """Model artifacts among a component's inputs -> evaluation candidates (skipped ones out)."""
+    from tfopt.evaluate import Candidate
+
+    return [Candidate(name=name, path=a.path, format=a.metadata["format"],
+                      metadata=dict(a.metadata)) for name, a in candidate_models(inputs).items()]
 
 
 def not_applicable_records(inputs: dict) -> list[dict]:

@@ -57,10 +57,7 @@ def select(
     from tfopt import select as select_lib
     from tfopt.components import _util
 
-    # candidate name -> local path (not _util.candidates_from_inputs: that imports TF)
-    paths = {v.metadata.get("variant", k): v.path for k, v in dict(locals()).items()
-             if isinstance(getattr(v, "metadata", None), dict) and v.metadata.get("format")
-             and not v.metadata.get("skipped")}
+    paths = {name: a.path for name, a in _util.candidate_models(dict(locals())).items()}
     policy = select_lib.SelectionPolicy(
         max_accuracy_drop=max_accuracy_drop, max_size_bytes=max_size_bytes,
         max_latency_ms_p99=max_latency_ms_p99, objective=objective,
