@@ -17,9 +17,12 @@ state lives in the process, not in the checkpoint.
 
 from __future__ import annotations
 
+import logging
 import os
 
 from tfopt._keras import tf
+
+log = logging.getLogger(__name__)
 
 # Where BackupAndRestore keeps the checkpoint every worker restores from, and the
 # variable holding the last finished epoch (tf_keras WorkerTrainingState).
@@ -32,7 +35,12 @@ def completed_epochs(backup_dir: str) -> int:
     checkpoint = tf.train.latest_checkpoint(os.path.join(backup_dir, _CHIEF_DIR))
     if checkpoint is None:
         return 0
-    return int(tf.train.load_variable(checkpoint, _SAVED_EPOCH)) + 1
+    try:
+        return int(tf.train.load_variable(checkpoint, _SAVED_EPOCH)) + 1
+    except (tf.errors.NotFoundError, ValueError) as exc:  # another Keras' layout
+        log.warning("%s: cannot read the finished epoch (%s); the resumed run's input "
+                    "order will differ from an uninterrupted run's", checkpoint, exc)
+        return 0
 
 
 def skip_epoch_orders(dataset, epochs: int) -> None:

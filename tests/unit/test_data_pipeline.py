@@ -87,10 +87,14 @@ def test_skipping_epoch_orders_gives_the_order_an_uninterrupted_run_uses_next(sh
     assert not np.array_equal(orders[1], orders[2])
 
 
-def test_completed_epochs_without_a_backup_is_zero(tmp_path):
+def test_completed_epochs_without_a_readable_backup_is_zero(tmp_path, caplog):
     from tfopt import resume
 
     assert resume.completed_epochs(str(tmp_path / "none")) == 0
+    # a checkpoint of another layout: resume without aligning the order, and say so
+    tf.train.Checkpoint(other=tf.Variable(3)).save(str(tmp_path / "b" / "chief" / "ckpt"))
+    assert resume.completed_epochs(str(tmp_path / "b")) == 0
+    assert "cannot read the finished epoch" in caplog.text
 
 
 def test_cache_follows_the_memory_budget(sharded, monkeypatch):
