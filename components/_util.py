@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 
 from tfopt.errors import ConfigError
 
@@ -57,8 +58,6 @@ def apply_tuned(config, hyperparameters):
 
 def ensure_exists(*artifacts) -> None:
     """Give each output that nothing was written to an empty directory (see ``mark_skipped``)."""
-    import os
-
     for artifact in artifacts:
         if not os.path.exists(artifact.path):
             os.makedirs(artifact.path)

@@ -57,8 +57,8 @@ def evaluate(
                                          "config": evaluate_lib.config_dict(config)})
     failed = [r["name"] for r in records if r.get("error") and not r.get("not_applicable")]
     evaluations.metadata.update({"candidates": [r["name"] for r in records], "failed": failed})
-    _util.log_metrics(metrics, {"candidates": len(records), "failed": len(failed)})
-    for r in records:
-        _util.log_metrics(metrics, {f"{r['name']}.{k}": r.get(k) for k in (
-            "accuracy", "f1", "size_bytes", "gzip_bytes", "latency_ms_p50", "latency_ms_p95",
-            "latency_ms_p99", "throughput_per_s", "peak_rss_bytes")})
+    per_candidate = {f"{r['name']}.{k}": r.get(k) for r in records for k in (
+        "accuracy", "f1", "size_bytes", "gzip_bytes", "latency_ms_p50", "latency_ms_p95",
+        "latency_ms_p99", "throughput_per_s", "peak_rss_bytes")}
+    _util.log_metrics(metrics, {"candidates": len(records), "failed": len(failed),
+                                **per_candidate})

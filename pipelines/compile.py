@@ -25,7 +25,8 @@ def pipeline_function(name: str) -> Callable:
     return PIPELINES[name]
 
 
-TARGETS = ("kubeflow", "vertex")
+# Compile target -> file-name suffix: <name>.yaml for Kubeflow, <name>.vertex.yaml for Vertex.
+TARGETS = {"kubeflow": "", "vertex": ".vertex"}
 
 
 def compile_pipeline(name: str, package_path: str, target: str = "kubeflow") -> str:
@@ -55,10 +56,14 @@ def compile_pipeline(name: str, package_path: str, target: str = "kubeflow") -> 
     return package_path
 
 
-def compile_all(output_dir: str) -> list[str]:
-    """Compile every pipeline into ``output_dir/<name>.yaml`` (Kubeflow Pipelines) and
+def compile_targets(name: str, output_dir: str) -> list[str]:
+    """Compile one pipeline into ``output_dir/<name>.yaml`` (Kubeflow Pipelines) and
     ``output_dir/<name>.vertex.yaml`` (Vertex AI Pipelines); return the paths."""
-    fsutil.makedirs(output_dir)
     return [compile_pipeline(name, os.path.join(output_dir, f"{name}{suffix}.yaml"), target)
-            for name in PIPELINES
-            for target, suffix in (("kubeflow", ""), ("vertex", ".vertex"))]
+            for target, suffix in TARGETS.items()]
+
+
+def compile_all(output_dir: str) -> list[str]:
+    """:func:`compile_targets` for every pipeline; return the paths."""
+    fsutil.makedirs(output_dir)
+    return [path for name in PIPELINES for path in compile_targets(name, output_dir)]

@@ -156,13 +156,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_compile(args: argparse.Namespace) -> int:
-    from tfopt.pipelines.compile import PIPELINES, compile_all, compile_pipeline
+    from tfopt.pipelines.compile import PIPELINES, compile_all, compile_targets
 
     if args.pipeline:
-        paths = [compile_pipeline(args.pipeline, os.path.join(args.output_dir,
-                                                              f"{args.pipeline}{suffix}.yaml"),
-                                  target)
-                 for target, suffix in (("kubeflow", ""), ("vertex", ".vertex"))]
+        paths = compile_targets(args.pipeline, args.output_dir)
     else:
         paths = compile_all(args.output_dir)
     for path in paths:
