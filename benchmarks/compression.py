@@ -18,8 +18,12 @@ import time
 
 import numpy as np
 
-from tfopt import data, distill, fsutil, lowrank, models, prune, qat, quantize, train
-from tfopt.evaluate import Predictor
+from tfopt import fsutil
+from tfopt.compression import distill, lowrank, prune, qat
+from tfopt.compression import tflite as tflite_lib
+from tfopt.data import ingest, input_pipeline
+from tfopt.evaluation.runtime import Predictor
+from tfopt.training import models, train
 
 
 def acc(path: str, fmt: str, x, y) -> float:
@@ -35,8 +39,8 @@ def main() -> None:
     start = time.time()
     root = tempfile.mkdtemp(prefix="tfopt-bench-compression-")
     ds = os.path.join(root, "digits")
-    info = data.ingest(ds, data.IngestConfig())
-    x, y = data.load_arrays(info, "test")
+    info = ingest.ingest(ds, ingest.IngestConfig())
+    x, y = input_pipeline.load_arrays(info, "test")
     base = os.path.join(root, "baseline")
     train.train_model(ds, base, train.TrainConfig())
     rows, checks = [], {}
@@ -51,9 +55,9 @@ def main() -> None:
     base_params = models.count_params(models.load_model(base))
     b = row("baseline", base, "saved_model", base_params, 0.0)
     tfl = {}
-    for mode in quantize.MODES:
+    for mode in tflite_lib.MODES:
         p = os.path.join(root, f"{mode}.tflite")
-        quantize.convert_to_tflite(base, p, quantize.QuantizeConfig(mode=mode), ds)
+        tflite_lib.convert_to_tflite(base, p, tflite_lib.QuantizeConfig(mode=mode), ds)
         tfl[mode] = row(f"tflite_{mode}", p, "tflite", base_params)
     f32 = tfl["float32"]
     same = np.array_equal(Predictor(base, "saved_model").predict(x).argmax(1),
@@ -70,7 +74,7 @@ def main() -> None:
     row("pruned", pruned, "saved_model", pr.params, pr.model_sparsity,
         f"pruned layers {pr.sparsity:.4f}")
     pi8 = os.path.join(root, "pruned_int8.tflite")
-    quantize.convert_to_tflite(pruned, pi8, quantize.QuantizeConfig(mode="int8"), ds)
+    tflite_lib.convert_to_tflite(pruned, pi8, tflite_lib.QuantizeConfig(mode="int8"), ds)
     r = row("pruned_int8", pi8, "tflite", pr.params, pr.model_sparsity)
     checks["pruning sparsity within 0.01 of 0.8"] = pr.sparsity
     checks["pruned_int8 gzip <= 12% of float gzip"] = r["gzip_bytes"] / f32["gzip_bytes"]

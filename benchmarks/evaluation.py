@@ -26,7 +26,7 @@ import time
 WORKER = r"""
 import json, sys, time
 t0 = float(sys.argv[1])
-from tfopt import evaluate as ev
+from tfopt.evaluation import evaluate as ev
 spec = json.loads(sys.argv[2])
 cands = [ev.Candidate(c["name"], c["path"], c["format"], {}) for c in spec["candidates"]]
 first = ev.evaluate_candidates(cands, spec["dataset"], ev.EvalConfig())

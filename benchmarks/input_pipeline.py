@@ -30,10 +30,11 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     args = ap.parse_args()
 
-    from tfopt import data, models
     from tfopt._keras import keras
+    from tfopt.data import ingest, input_pipeline
+    from tfopt.training import models
 
-    info = data.ingest(tempfile.mkdtemp(prefix="tfopt-pipe-") + "/d", data.IngestConfig(
+    info = ingest.ingest(tempfile.mkdtemp(prefix="tfopt-pipe-") + "/d", ingest.IngestConfig(
         source="builtin:synthetic", synthetic_examples=args.examples, shard_size=4000))
     n = info.counts["train"]
 
@@ -53,12 +54,12 @@ def main() -> None:
 
     results = {}
     model = new_model()
-    ds = data.make_dataset(info, "train", data.InputConfig(batch_size=args.batch_size,
+    ds = input_pipeline.make_dataset(info, "train", input_pipeline.InputConfig(batch_size=args.batch_size,
                                                            shuffle=True))
     results["tf.data"] = timed(lambda: model.fit(ds, epochs=1, verbose=0))
 
     model = new_model()
-    x, y = data.load_arrays(info, "train")
+    x, y = input_pipeline.load_arrays(info, "train")
     rng = np.random.default_rng(0)
 
     def naive_epoch():

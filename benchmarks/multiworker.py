@@ -41,11 +41,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=6)
     args = parser.parse_args()
-    from tfopt import data
+    from tfopt.data import ingest
 
     with tempfile.TemporaryDirectory() as tmp:
         dataset = os.path.join(tmp, "digits")
-        data.ingest(dataset, data.IngestConfig())
+        ingest.ingest(dataset, ingest.IngestConfig())
         one, wall1 = run(1, dataset, Path(tmp) / "one", args.epochs)
         two, wall2 = run(2, dataset, Path(tmp) / "two", args.epochs)
     print(f"cores: {os.cpu_count()}  epochs: {args.epochs}  global batch: 256")

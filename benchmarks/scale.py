@@ -30,39 +30,40 @@ def _phase(args) -> dict:
     adds ``process_s`` (the whole child, start-up included).
     """
     import tfopt._keras  # noqa: F401  (TensorFlow start-up is not the phase's work)
-    from tfopt import data
+    from tfopt.data import ingest as ingest_lib
+    from tfopt.data import input_pipeline, schema
 
     n = DIGITS * args.scale
     ds_dir = os.path.join(args.workdir, f"data-{args.scale}x")
     start = time.perf_counter()
     if args.phase == "ingest":
-        info = data.ingest(ds_dir, data.IngestConfig(
+        info = ingest_lib.ingest(ds_dir, ingest_lib.IngestConfig(
             source="builtin:synthetic", synthetic_examples=n, shard_size=20_000))
         return {"examples": n, "wall_s": time.perf_counter() - start,
                 "shards": sum(len(s) for s in info.shards.values())}
     if args.phase == "csv_ingest":
-        info = data.ingest(ds_dir + "-csv", data.IngestConfig(
+        info = ingest_lib.ingest(ds_dir + "-csv", ingest_lib.IngestConfig(
             source=args.csv, feature_shape=(8, 8, 1), shard_size=20_000))
         return {"examples": sum(info.counts.values()), "wall_s": time.perf_counter() - start}
     if args.phase == "train":
-        from tfopt import models, train
+        from tfopt.training import models, train
 
         config = train.TrainConfig(
             model=models.ModelConfig(arch="mlp", width=64, depth=2), epochs=args.epochs,
             early_stopping_patience=0, batch_size=64)
         result = train.train_model(ds_dir, os.path.join(args.workdir, f"model-{args.scale}x"),
                                    config)
-        examples = data.load_info(ds_dir).counts["train"] * args.epochs
+        examples = schema.load_info(ds_dir).counts["train"] * args.epochs
         return {"examples": examples, "wall_s": time.perf_counter() - start,
                 "steady_examples_per_s": result.metrics["examples_per_second"],
                 "val_accuracy": result.metrics.get("val_accuracy")}
     if args.phase == "evaluate":
-        from tfopt.evaluate import Predictor
+        from tfopt.evaluation.runtime import Predictor
 
-        info = data.load_info(ds_dir)
+        info = schema.load_info(ds_dir)
         predictor = Predictor(os.path.join(args.workdir, f"model-{args.scale}x"), "saved_model")
         correct = count = 0
-        for x, y in data.iter_arrays(info, "test", batch_size=1024):
+        for x, y in input_pipeline.iter_arrays(info, "test", batch_size=1024):
             correct += int((predictor.predict(x, 1024).argmax(1) == y).sum())
             count += len(y)
         return {"examples": count, "wall_s": time.perf_counter() - start,
@@ -93,11 +94,11 @@ def run_phase(phase: str, scale: int, workdir: str, epochs: int, csv: str = "") 
 def write_csv(path: str, n: int) -> None:
     import numpy as np
 
-    from tfopt import sources
+    from tfopt.data import readers
 
     with open(path, "w") as fh:
         fh.write("label," + ",".join(f"p{i}" for i in range(64)) + "\n")
-        for chunk in sources.read_synthetic(n, (8, 8, 1), 10, 42):
+        for chunk in readers.read_synthetic(n, (8, 8, 1), 10, 42):
             rows = np.concatenate([chunk.y[:, None], chunk.x.reshape(len(chunk.y), -1)], 1)
             np.savetxt(fh, rows, fmt=["%d"] + ["%.4f"] * 64, delimiter=",")
 

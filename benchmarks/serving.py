@@ -20,9 +20,10 @@ import time
 
 import numpy as np
 
-from tfopt import data, models
-from tfopt.serving import client as clients
-from tfopt.serving import repository
+from tfopt.data import ingest, input_pipeline
+from tfopt.deploy.serving import client as clients
+from tfopt.deploy.serving import repository
+from tfopt.training import models
 
 NAME = "digits"
 
@@ -103,8 +104,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=3.0, help="duration of each load level")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        info = data.ingest(f"{tmp}/ds", data.IngestConfig())
-        x, _ = data.load_arrays(info, "test", limit=32)
+        info = ingest.ingest(f"{tmp}/ds", ingest.IngestConfig())
+        x, _ = input_pipeline.load_arrays(info, "test", limit=32)
         srcs = [_model(f"{tmp}/m{i}") for i in range(4)]
         base = f"{tmp}/repo"
         repository.push_model(srcs[0], base, NAME, warmup_examples=x)

@@ -34,8 +34,10 @@ import time
 
 import numpy as np
 
-from tfopt import data, fsutil, models
-from tfopt.serving import repository, server
+from tfopt import fsutil
+from tfopt.data import ingest, input_pipeline
+from tfopt.deploy.serving import repository, server
+from tfopt.training import models
 
 NAME = "digits"
 
@@ -88,8 +90,8 @@ def run_stress(seconds: float = 20.0, clients: int = 4, malformed: float = 0.1,
 
 
 def _run(root, seconds, clients, malformed, swap_every, load_retries, retry_interval, seed):
-    info = data.ingest(os.path.join(root, "ds"), data.IngestConfig())
-    x, _ = data.load_arrays(info, "test", limit=64)
+    info = ingest.ingest(os.path.join(root, "ds"), ingest.IngestConfig())
+    x, _ = input_pipeline.load_arrays(info, "test", limit=64)
     n_swaps = max(2, int(seconds / swap_every))
     sources = [_model(os.path.join(root, f"m{i}"), seed + i) for i in range(n_swaps + 1)]
     base = os.path.join(root, "repo")

@@ -20,12 +20,13 @@ import time
 
 import numpy as np
 
-from tfopt import data, models, tune
-from tfopt import train as train_lib
+from tfopt.data import ingest, input_pipeline, schema
+from tfopt.training import models, tune
+from tfopt.training import train as train_lib
 
 
-def test_accuracy(info: data.DatasetInfo, model_path: str) -> float:
-    x, y = data.load_arrays(info, "test")
+def test_accuracy(info: schema.DatasetInfo, model_path: str) -> float:
+    x, y = input_pipeline.load_arrays(info, "test")
     probabilities = models.load_model(model_path).predict(x, batch_size=512, verbose=0)
     return float(np.mean(np.argmax(probabilities, axis=-1) == y))
 
@@ -40,7 +41,7 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     work = tempfile.mkdtemp(prefix="tfopt-bench-tune-")
     dataset = os.path.join(work, "digits")
-    info = data.ingest(dataset, data.IngestConfig(source="builtin:digits", seed=args.seed))
+    info = ingest.ingest(dataset, ingest.IngestConfig(source="builtin:digits", seed=args.seed))
 
     config = tune.TuneConfig(
         algorithm="random", max_trials=args.trials,

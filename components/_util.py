@@ -38,8 +38,8 @@ def log_metrics(metrics, values: dict) -> None:
 def train_config(hyperparameters=None, *, arch: str, width: int, depth: int, dropout: float,
                  **settings):
     """The ``TrainConfig`` of a training component's flat parameters, tuned values applied."""
-    from tfopt import models
-    from tfopt import train as train_lib
+    from tfopt.training import models
+    from tfopt.training import train as train_lib
 
     model = models.ModelConfig(arch=arch, width=width, depth=depth, dropout=dropout)
     return apply_tuned(train_lib.TrainConfig(model=model, **settings), hyperparameters)
@@ -50,7 +50,7 @@ def apply_tuned(config, hyperparameters):
     unchanged when the tune step was absent or disabled."""
     if hyperparameters is None or hyperparameters.metadata.get("skipped"):
         return config
-    from tfopt import tune as tune_lib
+    from tfopt.training import tune as tune_lib
 
     return tune_lib.train_config_from_hyperparameters(
         tune_lib.load_hyperparameters(hyperparameters.path), config)
@@ -141,7 +141,7 @@ def candidate_models(inputs: dict) -> dict:
 
 def candidates_from_inputs(inputs: dict) -> list:
     """Model artifacts among a component's inputs -> evaluation candidates (skipped ones out)."""
-    from tfopt.evaluate import Candidate
+    from tfopt.evaluation.evaluate import Candidate
 
     return [Candidate(name=name, path=a.path, format=a.metadata["format"],
                       metadata=dict(a.metadata)) for name, a in candidate_models(inputs).items()]

@@ -31,8 +31,8 @@ def deploy_tf_serving(
     import os
     from collections import namedtuple
 
+    from tfopt.deploy.serving import deploy, k8s, warmup
     from tfopt.errors import ModelError
-    from tfopt.serving import deploy, k8s, warmup
 
     if not (blessed and infra_blessed):
         raise ModelError(f"refusing to deploy: blessed={blessed}, infra_blessed={infra_blessed}")

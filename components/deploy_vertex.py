@@ -26,8 +26,9 @@ def deploy_vertex(
     service_account: str = "",
 ):
     """Upload ``model`` (a gs:// SavedModel) and roll it out as a canary; fail on rollback."""
-    from tfopt import data, vertex
     from tfopt.components import _util
+    from tfopt.data import input_pipeline, schema
+    from tfopt.deploy import vertex
 
     config = vertex.DeployConfig(
         model_display_name=model_display_name, endpoint_display_name=endpoint_display_name,
@@ -36,7 +37,7 @@ def deploy_vertex(
         max_replica_count=max_replica_count, canary_percent=canary_percent,
         service_account=service_account, labels={"pipeline": "tfopt"})
     target = vertex.VertexTarget(project=project, region=region).resolve()  # fail before data
-    x, _ = data.load_arrays(data.load_info(dataset.path), "test", limit=smoke_samples)
+    x, _ = input_pipeline.load_arrays(schema.load_info(dataset.path), "test", limit=smoke_samples)
     result = vertex.deploy_model(model.uri, x.tolist(), config, target)
     _util.log_metrics(metrics, {"promoted": int(result.promoted),
                                 "smoke_requests": result.smoke_requests,

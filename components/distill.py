@@ -36,8 +36,8 @@ def distill(
     if _util.skip_if_disabled(student_model, variant, enabled, model,
                                also=(metrics, tensorboard)):
         return
-    from tfopt import distill as distill_lib
-    from tfopt import models
+    from tfopt.compression import distill as distill_lib
+    from tfopt.training import models
 
     config = distill_lib.DistillConfig(
         student=models.ModelConfig(arch=student_arch, width=student_width, depth=student_depth,

@@ -37,9 +37,10 @@ def evaluate(
     throughput_iterations: int = 20,
 ):
     """Measure quality, size, latency, throughput and memory of every candidate."""
-    from tfopt import data, fsutil
-    from tfopt import evaluate as evaluate_lib
+    from tfopt import fsutil
     from tfopt.components import _util
+    from tfopt.data import schema
+    from tfopt.evaluation import evaluate as evaluate_lib
 
     inputs = dict(locals())
     candidates = _util.candidates_from_inputs(inputs)
@@ -52,7 +53,7 @@ def evaluate(
         throughput_iterations=throughput_iterations)
     records = evaluate_lib.evaluate_candidates(candidates, dataset.path, config)
     records += _util.not_applicable_records(inputs)
-    fsutil.write_json(evaluations.path, {"dataset": data.load_info(dataset.path).to_summary(),
+    fsutil.write_json(evaluations.path, {"dataset": schema.load_info(dataset.path).to_summary(),
                                          "candidates": records,
                                          "config": evaluate_lib.config_dict(config)})
     failed = [r["name"] for r in records if r.get("error") and not r.get("not_applicable")]

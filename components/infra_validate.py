@@ -24,7 +24,7 @@ def infra_validate(
     metadata.
     """
     from tfopt.components import _util
-    from tfopt.serving import infravalidate, warmup
+    from tfopt.deploy.serving import infravalidate, warmup
 
     config = infravalidate.InfraValidationConfig(
         model_name=model_name, num_examples=num_examples, latency_requests=latency_requests,

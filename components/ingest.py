@@ -20,14 +20,14 @@ def ingest(
     synthetic_examples: int = 1797,
 ):
     """Read a source, split it (seeded, stratified) and write sharded TFRecords."""
-    from tfopt import data
     from tfopt.components import _util
+    from tfopt.data import ingest as ingest_lib
 
-    config = data.IngestConfig(
+    config = ingest_lib.IngestConfig(
         source=source, label_column=label_column,
         feature_shape=_util.parse_shape(feature_shape), num_classes=num_classes,
         validation_fraction=validation_fraction, test_fraction=test_fraction, seed=seed,
         shard_size=shard_size, synthetic_examples=synthetic_examples)
-    info = data.ingest(dataset.path, config)
+    info = ingest_lib.ingest(dataset.path, config)
     dataset.metadata.update({**info.to_summary(), "content_sha256": info.content_sha256,
                              "feature_shape": list(info.feature_shape)})

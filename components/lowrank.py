@@ -29,7 +29,7 @@ def lowrank(
     if _util.skip_if_disabled(lowrank_model, variant, enabled, model,
                                also=(metrics, tensorboard)):
         return
-    from tfopt import lowrank as lowrank_lib
+    from tfopt.compression import lowrank as lowrank_lib
 
     config = lowrank_lib.LowRankConfig(rank=rank, energy=energy, layers=layers, epochs=epochs,
                                        batch_size=batch_size, learning_rate=learning_rate,

@@ -30,7 +30,7 @@ def prune(
     if _util.skip_if_disabled(pruned_model, variant, enabled, model,
                                also=(metrics, tensorboard)):
         return
-    from tfopt import prune as prune_lib
+    from tfopt.compression import prune as prune_lib
 
     config = prune_lib.PruneConfig(
         target_sparsity=target_sparsity, schedule=schedule, structured_2_4=structured_2_4,

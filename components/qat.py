@@ -29,7 +29,7 @@ def qat(
     if _util.skip_if_disabled(tflite_model, variant, enabled, model,
                                also=(metrics, tensorboard)):
         return
-    from tfopt import qat as qat_lib
+    from tfopt.compression import qat as qat_lib
 
     config = qat_lib.QatConfig(preserve_sparsity=preserve_sparsity, epochs=epochs,
                                batch_size=batch_size, learning_rate=learning_rate, seed=seed,

@@ -28,7 +28,7 @@ def quantize(
 
     if _util.skip_if_disabled(tflite_model, variant, enabled, model):
         return
-    from tfopt import quantize as quantize_lib
+    from tfopt.compression import tflite as quantize_lib
 
     config = quantize_lib.QuantizeConfig(
         mode=mode, representative_samples=representative_samples, int8_io=int8_io,

@@ -54,8 +54,8 @@ def select(
     name is in the summary and in every output artifact's metadata.
     """
     from tfopt import fsutil
-    from tfopt import select as select_lib
     from tfopt.components import _util
+    from tfopt.evaluation import select as select_lib
 
     paths = {name: a.path for name, a in _util.candidate_models(dict(locals())).items()}
     policy = select_lib.SelectionPolicy(

@@ -30,8 +30,8 @@ def train(
     backup_dir: str = "",
 ):
     """Train a classifier with the strategy the cluster allows; save a SavedModel."""
-    from tfopt import train as train_lib
     from tfopt.components import _util
+    from tfopt.training import train as train_lib
 
     config = _util.train_config(
         hyperparameters, arch=arch, width=width, depth=depth, dropout=dropout,

@@ -39,8 +39,8 @@ def tune(
     import tempfile
 
     from tfopt import fsutil
-    from tfopt import train as train_lib
-    from tfopt import tune as tune_lib
+    from tfopt.training import train as train_lib
+    from tfopt.training import tune as tune_lib
 
     config = tune_lib.TuneConfig(
         algorithm=algorithm, max_trials=max_trials, objective=objective,

@@ -12,17 +12,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 @pytest.fixture(scope="session")
 def digits_dir(tmp_path_factory) -> str:
     """builtin:digits ingested with the default split (train 1260 / val 179 / test 358)."""
-    from tfopt import data
+    from tfopt.data import ingest
 
     path = str(tmp_path_factory.mktemp("data") / "digits")
-    data.ingest(path, data.IngestConfig())
+    ingest.ingest(path, ingest.IngestConfig())
     return path
 
 
 @pytest.fixture(scope="session")
 def small_model_dir(tmp_path_factory, digits_dir) -> str:
     """A small MLP trained a few epochs on digits (about 95% test accuracy), as a SavedModel."""
-    from tfopt import models, train
+    from tfopt.training import models, train
 
     path = str(tmp_path_factory.mktemp("models") / "mlp")
     config = train.TrainConfig(model=models.ModelConfig(arch="mlp", width=32, depth=1),

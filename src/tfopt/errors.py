@@ -19,3 +19,7 @@ class ModelError(TfoptError, ValueError):
 
 class TrainingError(TfoptError, RuntimeError):
     """Training went wrong in a way a re-run with the same settings would repeat."""
+
+
+class CloudError(TfoptError):
+    """A remote API (Vertex AI, Kubeflow Pipelines) failed or cannot be reached."""

@@ -12,7 +12,6 @@ from kfp import dsl
 sys.path.insert(0, str(Path(__file__).parents[1] / "unit"))
 from _compression_helpers import assert_no_wrappers, trained_cnn  # noqa: E402
 
-from tfopt import models, observe  # noqa: E402
 from tfopt._keras import keras, tf  # noqa: E402
 from tfopt.components.distill import distill  # noqa: E402
 from tfopt.components.lowrank import lowrank  # noqa: E402
@@ -20,6 +19,8 @@ from tfopt.components.prune import prune  # noqa: E402
 from tfopt.components.qat import qat  # noqa: E402
 from tfopt.components.quantize import quantize  # noqa: E402
 from tfopt.fsutil import read_json  # noqa: E402
+from tfopt.training import models  # noqa: E402
+from tfopt.training import tensorboard as tensorboard_lib
 
 KEYS = {"variant", "format", "skipped", "params", "sparsity", "notes"}
 
@@ -50,7 +51,7 @@ def pruned(tmp_path_factory, inputs):
     model, m = out(tmp, "pruned"), metrics(tmp)
     prune.python_func(model=base, dataset=ds, pruned_model=model, metrics=m,
                       tensorboard=board(tmp), target_sparsity=0.7, epochs=2, batch_size=32)
-    assert observe.event_dirs(str(tmp / "tensorboard"))  # fine-tuning curves for TensorBoard
+    assert tensorboard_lib.event_dirs(str(tmp / "tensorboard"))  # fine-tuning curves for TensorBoard
     return model, m
 
 
@@ -110,7 +111,7 @@ def test_distill_component(tmp_path, inputs):
     distill.python_func(model=base, dataset=ds, student_model=model, metrics=m,
                         tensorboard=board(tmp_path), student_arch="mlp", student_width=8,
                         student_depth=1, epochs=2)
-    assert observe.event_dirs(str(tmp_path / "tensorboard")) == ["distill/train", "scratch/train"]
+    assert tensorboard_lib.event_dirs(str(tmp_path / "tensorboard")) == ["distill/train", "scratch/train"]
     assert set(model.metadata) >= KEYS and model.metadata["variant"] == "distilled"
     assert model.metadata["params"] == 610
     assert {"distilled_accuracy", "scratch_accuracy", "student_params"} <= set(m.metadata)

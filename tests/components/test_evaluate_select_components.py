@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 from kfp import dsl
 
-from tfopt import data, models, quantize
 from tfopt.components.evaluate import evaluate
 from tfopt.components.select import select
+from tfopt.compression import tflite as tflite_lib
+from tfopt.data import ingest, input_pipeline
 from tfopt.errors import ConfigError
+from tfopt.training import models
 
 
 def read(path, mode="r"):
@@ -27,17 +29,17 @@ def evaluated(tmp_path_factory):
     """Run the evaluate component once over baseline, two TFLite variants and a broken one."""
     root = tmp_path_factory.mktemp("evsel")
     ds = str(root / "dataset")
-    info = data.ingest(ds, data.IngestConfig())
-    x, y = data.load_arrays(info, "train")
+    info = ingest.ingest(ds, ingest.IngestConfig())
+    x, y = input_pipeline.load_arrays(info, "train")
     model = models.build_model(models.ModelConfig(arch="mlp", width=16, depth=1, dropout=0.0),
                                info.feature_shape, info.num_classes, float(x.mean()),
                                float(x.var()))
     model.compile("adam", "sparse_categorical_crossentropy")
     model.fit(x, y, epochs=3, batch_size=64, verbose=0)
     sm = models.save_model(model, str(root / "baseline"))
-    quantize.convert_to_tflite(sm, str(root / "f32.tflite"), quantize.QuantizeConfig("float32"))
-    quantize.convert_to_tflite(sm, str(root / "i8.tflite"),
-                               quantize.QuantizeConfig("int8", representative_samples=50), ds)
+    tflite_lib.convert_to_tflite(sm, str(root / "f32.tflite"), tflite_lib.QuantizeConfig("float32"))
+    tflite_lib.convert_to_tflite(sm, str(root / "i8.tflite"),
+                               tflite_lib.QuantizeConfig("int8", representative_samples=50), ds)
     (root / "broken.tflite").write_bytes(b"\x00" * 64)
     cands = {
         "baseline": model_artifact(sm, variant="baseline", format="saved_model",

@@ -6,16 +6,17 @@ import pytest
 import yaml
 from kfp import dsl
 
-from tfopt import data, models
 from tfopt.components.deploy_tf_serving import deploy_tf_serving
 from tfopt.components.infra_validate import infra_validate
+from tfopt.data import ingest
 from tfopt.errors import ModelError
+from tfopt.training import models
 
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
     root = tmp_path_factory.mktemp("serving_components")
-    data.ingest(str(root / "ds"), data.IngestConfig())
+    ingest.ingest(str(root / "ds"), ingest.IngestConfig())
     m = models.build_model(models.ModelConfig(arch="mlp", width=8, depth=1), (8, 8, 1), 10)
     models.save_model(m, str(root / "model"))
     return {"dataset": dsl.Dataset(uri=str(root / "ds")),

@@ -8,11 +8,12 @@ import os
 import pytest
 from kfp import dsl
 
-from tfopt import data, observe
 from tfopt.components import _util
 from tfopt.components.tune import tune
+from tfopt.data import ingest
 from tfopt.errors import ConfigError
 from tfopt.fsutil import read_json
+from tfopt.training import tensorboard as tensorboard_lib
 
 TRAIN_PARAMS = dict(arch="cnn", width=32, depth=3, dropout=0.1, epochs=7)
 
@@ -20,7 +21,7 @@ TRAIN_PARAMS = dict(arch="cnn", width=32, depth=3, dropout=0.1, epochs=7)
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     path = tmp_path_factory.mktemp("tunecomp") / "digits"
-    data.ingest(str(path), data.IngestConfig(source="builtin:digits"))
+    ingest.ingest(str(path), ingest.IngestConfig(source="builtin:digits"))
     return dsl.Dataset(uri=str(path))
 
 
@@ -49,7 +50,7 @@ def test_tune_component_outputs_feed_train(dataset, tmp_path):
     with open(outs["report"].path) as fh:
         report = fh.read()
     assert report.count("| COMPLETED |") == 2 and "(best)" in report
-    assert observe.event_dirs(outs["tensorboard"].path) == [
+    assert tensorboard_lib.event_dirs(outs["tensorboard"].path) == [
         "trial_0/train", "trial_0/validation", "trial_1/train", "trial_1/validation"]
     # every training component (in-cluster, TFJob and Vertex launchers) takes it as is
     config = _util.train_config(outs["best_hyperparameters"], **TRAIN_PARAMS)

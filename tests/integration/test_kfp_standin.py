@@ -8,9 +8,10 @@ import pytest
 import yaml
 from kfp_standin_server import KfpStandIn
 
-from tfopt import cli, schedule, submit
+from tfopt import cli
+from tfopt.client import schedule, submit
+from tfopt.deploy.vertex import CloudError
 from tfopt.errors import ConfigError
-from tfopt.vertex import CloudError
 
 pytestmark = pytest.mark.timeout(120)
 

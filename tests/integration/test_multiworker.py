@@ -1,7 +1,7 @@
 """Real two-process MultiWorkerMirroredStrategy training on loopback (TF_CONFIG).
 
 Each replica is a subprocess running ``python -m tfopt.launch.worker`` (what a
-TFJob or Vertex AI replica runs), i.e. ``tfopt.train.train_model``.
+TFJob or Vertex AI replica runs), i.e. ``tfopt.training.train.train_model``.
 """
 
 import json
@@ -28,18 +28,19 @@ BASE = {"model": {"arch": "cnn", "width": 16, "depth": 2}, "epochs": EPOCHS,
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    from tfopt import data
+    from tfopt.data import ingest
 
     out = str(tmp_path_factory.mktemp("mw") / "digits")
-    data.ingest(out, data.IngestConfig(source="builtin:digits"))
+    ingest.ingest(out, ingest.IngestConfig(source="builtin:digits"))
     return out
 
 
 def test_accuracy(model_dir: str, dataset: str) -> float:
-    from tfopt import data, models
+    from tfopt.data import input_pipeline, schema
+    from tfopt.training import models
 
-    info = data.load_info(dataset)
-    x, y = data.load_arrays(info, "test")
+    info = schema.load_info(dataset)
+    x, y = input_pipeline.load_arrays(info, "test")
     probs = models.load_model(model_dir).predict(x, verbose=0)
     return float(np.mean(np.argmax(probs, axis=1) == y))
 

@@ -18,24 +18,29 @@ import time
 import numpy as np
 import pytest
 
-from tfopt import data, fsutil, models, quantize
-from tfopt.serving import repository
+from tfopt import fsutil
+from tfopt.compression import tflite as tflite_lib
+from tfopt.data import ingest as ingest_lib
+from tfopt.data import schema
+from tfopt.deploy.serving import repository
+from tfopt.training import models
 
 INGEST = dict(source="builtin:synthetic", synthetic_examples=400_000, synthetic_shape=(16,),
               shard_size=20_000)
 STEP = """
     import sys
     import numpy as np
-    from tfopt import data, quantize
+    from tfopt.data import ingest as ingest_lib, schema
+    from tfopt.compression import tflite as tflite_lib
     from tfopt._keras import tf
-    from tfopt.serving import repository
+    from tfopt.deploy.serving import repository
     tf.io.gfile.exists("/")  # finish TensorFlow's lazy start before the clock starts
     step, out, *rest = sys.argv[1:]
     print("start", flush=True)
     if step == "ingest":
-        data.ingest(out, data.IngestConfig(**INGEST))
+        ingest_lib.ingest(out, ingest_lib.IngestConfig(**INGEST))
     elif step == "convert":
-        quantize.convert_to_tflite(rest[0], out, quantize.QuantizeConfig(mode="float32"))
+        tflite_lib.convert_to_tflite(rest[0], out, tflite_lib.QuantizeConfig(mode="float32"))
     else:
         repository.push_model(rest[0], out, "digits", warmup_examples=np.load(rest[1]))
     print("done", flush=True)
@@ -49,14 +54,14 @@ def ref(tmp_path_factory):
     root = tmp_path_factory.mktemp("crash_ref")
     out = {}
     t0 = time.perf_counter()
-    out["ingest_hash"] = data.ingest(str(root / "ds"),
-                                     data.IngestConfig(**INGEST)).content_sha256
+    out["ingest_hash"] = ingest_lib.ingest(str(root / "ds"),
+                                     ingest_lib.IngestConfig(**INGEST)).content_sha256
     out["ingest_s"] = time.perf_counter() - t0
     m = models.build_model(models.ModelConfig(arch="mlp", width=256, depth=2), (8, 8, 1), 10)
     out["model"] = models.save_model(m, str(root / "m"))
     t0 = time.perf_counter()
-    quantize.convert_to_tflite(out["model"], str(root / "m.tflite"),
-                               quantize.QuantizeConfig(mode="float32"))
+    tflite_lib.convert_to_tflite(out["model"], str(root / "m.tflite"),
+                               tflite_lib.QuantizeConfig(mode="float32"))
     out["convert_s"] = time.perf_counter() - t0
     out["tflite"] = (root / "m.tflite").read_bytes()
     x = np.random.default_rng(0).uniform(0, 16, (64, 8, 8, 1)).astype(np.float32)
@@ -108,8 +113,8 @@ def test_sigkilled_ingest_leaves_nothing_half_written_and_reruns_identically(ref
         _kill_during("ingest", out, delay)
         assert _visible(parent) in ([], ["ds"])
         if os.path.exists(out):  # complete, never partial
-            assert data.load_info(out).content_sha256 == ref["ingest_hash"]
-        info = data.ingest(out, data.IngestConfig(**INGEST))
+            assert schema.load_info(out).content_sha256 == ref["ingest_hash"]
+        info = ingest_lib.ingest(out, ingest_lib.IngestConfig(**INGEST))
         assert info.content_sha256 == ref["ingest_hash"]
         assert os.listdir(parent) == ["ds"]  # stale temporaries of the killed run removed
         FIGURES["recovered"] += 1
@@ -125,7 +130,7 @@ def test_sigkilled_tflite_conversion_and_push_leave_nothing_half_written(ref, tm
         assert _visible(parent) in ([], ["m.tflite"])
         if os.path.exists(out):
             assert (parent / "m.tflite").read_bytes() == ref["tflite"]
-        quantize.convert_to_tflite(ref["model"], out, quantize.QuantizeConfig(mode="float32"))
+        tflite_lib.convert_to_tflite(ref["model"], out, tflite_lib.QuantizeConfig(mode="float32"))
         assert (parent / "m.tflite").read_bytes() == ref["tflite"]
         assert os.listdir(parent) == ["m.tflite"]
         FIGURES["recovered"] += 1

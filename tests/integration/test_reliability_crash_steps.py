@@ -8,7 +8,7 @@ succeeds and its output equals the uninterrupted run's. TensorFlow ops are made
 deterministic (``enable_op_determinism``), as a user would to compare runs.
 
 ``train`` resumes from its ``BackupAndRestore`` backup instead of starting over
-(``tfopt.resume`` restores the input order too) and must still end with the
+(``tfopt.training.resume`` restores the input order too) and must still end with the
 uninterrupted run's weights; its model has no dropout, whose masks Keras does not
 checkpoint.
 """
@@ -27,7 +27,8 @@ import time
 import numpy as np
 import pytest
 
-from tfopt import fsutil, models, train
+from tfopt import fsutil
+from tfopt.training import models, train
 
 pytestmark = pytest.mark.slow
 

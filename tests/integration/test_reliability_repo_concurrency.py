@@ -14,9 +14,10 @@ import textwrap
 import numpy as np
 import pytest
 
-from tfopt import data, models
-from tfopt.serving import config as sc
-from tfopt.serving import repository
+from tfopt.data import ingest, input_pipeline
+from tfopt.deploy.serving import config as sc
+from tfopt.deploy.serving import repository
+from tfopt.training import models
 
 NAME = "digits"
 
@@ -24,8 +25,8 @@ NAME = "digits"
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
     root = tmp_path_factory.mktemp("repo_concurrency")
-    info = data.ingest(str(root / "ds"), data.IngestConfig())
-    x, _ = data.load_arrays(info, "test", limit=16)
+    info = ingest.ingest(str(root / "ds"), ingest.IngestConfig())
+    x, _ = input_pipeline.load_arrays(info, "test", limit=16)
     np.save(root / "x.npy", x)
     paths = []
     for i in range(5):
@@ -58,7 +59,7 @@ WAIT = """
 
 PUSHER = WAIT + """
     import json
-    from tfopt.serving import repository
+    from tfopt.deploy.serving import repository
     base, start, *models = sys.argv[1:]
     out = []
     for m in models:
@@ -97,7 +98,7 @@ def test_two_processes_pushing_get_distinct_versions(assets, tmp_path):
 DEPLOYER = WAIT + """
     import json
     import numpy as np
-    from tfopt.serving import deploy
+    from tfopt.deploy.serving import deploy
     base, start, label, xpath, *models = sys.argv[1:]
     x = np.load(xpath)
     out = []
@@ -141,7 +142,7 @@ def test_lock_is_exclusive_across_processes_and_released_on_sigkill(tmp_path):
     holder = _spawn("""
         import sys, time
         from pathlib import Path
-        from tfopt.serving import repository
+        from tfopt.deploy.serving import repository
         with repository.repo_lock(sys.argv[1]):
             print("locked", flush=True)
             time.sleep(1.0)
@@ -158,7 +159,7 @@ def test_lock_is_exclusive_across_processes_and_released_on_sigkill(tmp_path):
 
     killed = _spawn("""
         import sys, time
-        from tfopt.serving import repository
+        from tfopt.deploy.serving import repository
         with repository.repo_lock(sys.argv[1]):
             print("locked", flush=True)
             time.sleep(120)

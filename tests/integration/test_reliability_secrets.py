@@ -19,15 +19,17 @@ FLOW = """
     import numpy as np
     logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    from tfopt import data, models, quantize, train
-    from tfopt.serving import deploy, repository
+    from tfopt.data import ingest, input_pipeline
+    from tfopt.training import models, train
+    from tfopt.compression import tflite
+    from tfopt.deploy.serving import deploy, repository
     root = sys.argv[1]
-    info = data.ingest(root + "/ds", data.IngestConfig())
+    info = ingest.ingest(root + "/ds", ingest.IngestConfig())
     result = train.train_model(root + "/ds", root + "/model", train.TrainConfig(
         model=models.ModelConfig(arch="mlp", width=8, depth=1), epochs=1, batch_size=256))
-    quantize.convert_to_tflite(root + "/model", root + "/model.tflite",
-                               quantize.QuantizeConfig(mode="float32"))
-    x, _ = data.load_arrays(info, "test", limit=8)
+    tflite.convert_to_tflite(root + "/model", root + "/model.tflite",
+                               tflite.QuantizeConfig(mode="float32"))
+    x, _ = input_pipeline.load_arrays(info, "test", limit=8)
     summary = deploy.deploy_local(root + "/model", root + "/repo", "digits", x)
     print("SUMMARY", summary, flush=True)
     """

@@ -19,10 +19,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tfopt import data, models
+from tfopt.data import ingest, input_pipeline
+from tfopt.deploy.serving import client as clients
+from tfopt.deploy.serving import repository, server
 from tfopt.errors import ModelError
-from tfopt.serving import client as clients
-from tfopt.serving import repository, server
+from tfopt.training import models
 
 NAME = "digits"
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,8 +40,8 @@ def _stress_module():
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("reliability_serving")
-    info = data.ingest(str(root / "ds"), data.IngestConfig())
-    x, _ = data.load_arrays(info, "test", limit=8)
+    info = ingest.ingest(str(root / "ds"), ingest.IngestConfig())
+    x, _ = input_pipeline.load_arrays(info, "test", limit=8)
     paths = []
     for i in range(2):
         m = models.build_model(models.ModelConfig(arch="mlp", width=4, depth=1), (8, 8, 1), 10)

@@ -12,11 +12,12 @@ import grpc
 import numpy as np
 import pytest
 
-from tfopt import data, models
 from tfopt._keras import tf
-from tfopt.serving import client as clients
-from tfopt.serving import config as sc
-from tfopt.serving import repository, server
+from tfopt.data import ingest, input_pipeline
+from tfopt.deploy.serving import client as clients
+from tfopt.deploy.serving import config as sc
+from tfopt.deploy.serving import repository, server
+from tfopt.training import models
 
 NAME = "digits"
 
@@ -24,8 +25,8 @@ NAME = "digits"
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("serving_server")
-    info = data.ingest(str(root / "ds"), data.IngestConfig())
-    x, _ = data.load_arrays(info, "test", limit=16)
+    info = ingest.ingest(str(root / "ds"), ingest.IngestConfig())
+    x, _ = input_pipeline.load_arrays(info, "test", limit=16)
     paths = []
     for i in range(3):
         m = models.build_model(models.ModelConfig(arch="mlp", width=8, depth=1), (8, 8, 1), 10)

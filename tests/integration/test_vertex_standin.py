@@ -15,7 +15,8 @@ import yaml
 from google.auth.credentials import AnonymousCredentials
 from vertex_standin_server import StorageStandIn, VertexStandIn
 
-from tfopt import schedule, submit, vertex
+from tfopt.client import schedule, submit
+from tfopt.deploy import vertex
 from tfopt.errors import ConfigError
 
 pytestmark = pytest.mark.timeout(120)

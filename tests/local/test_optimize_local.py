@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from tfopt.cli_pipeline import run_local
+from tfopt.client.local import run_local
 
 # Every step runs, on tiny budgets.
 SMALL = {"arch": "cnn", "width": 8, "depth": 2, "epochs": 4, "early_stopping_patience": 0,

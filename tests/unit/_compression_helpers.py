@@ -6,8 +6,10 @@ import os
 
 import numpy as np
 
-from tfopt import data, fsutil, models, train
+from tfopt import fsutil
 from tfopt._keras import keras, tf
+from tfopt.data import input_pipeline, schema
+from tfopt.training import models, train
 
 WRAPPER_MARKERS = ("PruneLowMagnitude", "Quantize", "prune_low_magnitude", "quant_",
                    "pruning_step", "mask:", "threshold:")
@@ -27,7 +29,7 @@ def trained_cnn(tmp_path_factory, digits_dir: str) -> str:
 
 def pruned_cnn(tmp_path_factory, digits_dir: str) -> str:
     """The tiny CNN pruned to 0.75 (polynomial), trained once per session."""
-    from tfopt import prune
+    from tfopt.compression import prune
 
     path = str(tmp_path_factory.getbasetemp() / "compression_pruned")
     if not os.path.exists(path):
@@ -71,7 +73,7 @@ def assert_no_wrappers(path: str) -> None:
 
 
 def accuracy(path: str, fmt: str, digits_dir: str) -> float:
-    from tfopt.evaluate import Predictor
+    from tfopt.evaluation.runtime import Predictor
 
-    x, y = data.load_arrays(data.load_info(digits_dir), "test")
+    x, y = input_pipeline.load_arrays(schema.load_info(digits_dir), "test")
     return float(np.mean(Predictor(path, fmt).predict(x).argmax(1) == y))

@@ -6,8 +6,8 @@ import os
 
 import numpy as np
 
-from tfopt import data
 from tfopt._keras import tf
+from tfopt.data import input_pipeline, schema
 
 
 def write_csv(path, x: np.ndarray, y: np.ndarray, label_column: str = "label",
@@ -45,11 +45,11 @@ def toy_arrays(n: int = 200, shape=(2, 3), classes: int = 4, seed: int = 0):
     return x, y.astype(np.int64)
 
 
-def all_examples(info: data.DatasetInfo) -> tuple[np.ndarray, np.ndarray]:
+def all_examples(info: schema.DatasetInfo) -> tuple[np.ndarray, np.ndarray]:
     xs, ys = [], []
-    for split in data.SPLITS:
+    for split in schema.SPLITS:
         if info.counts[split]:
-            x, y = data.load_arrays(info, split)
+            x, y = input_pipeline.load_arrays(info, split)
             xs.append(x)
             ys.append(y)
     return np.concatenate(xs), np.concatenate(ys)

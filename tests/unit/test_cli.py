@@ -2,7 +2,7 @@ import pytest
 import yaml
 
 from tfopt import cli
-from tfopt.cli_pipeline import parse_set
+from tfopt.cli.pipeline import parse_set
 from tfopt.errors import ConfigError
 
 

@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 from _data_helpers import all_examples, canonical, toy_arrays, write_csv, write_foreign_tfrecord
 
-from tfopt import data, sources
 from tfopt._keras import tf
+from tfopt.data import codec, ingest, input_pipeline, readers
+from tfopt.data import schema as schema_lib
 from tfopt.errors import ConfigError
 
 
 def test_builtin_digits_schema_and_stratification(digits_dir):
-    info = data.load_info(digits_dir)
+    info = schema_lib.load_info(digits_dir)
     assert info.feature_shape == (8, 8, 1) and info.num_classes == 10
     assert sum(info.counts.values()) == 1797
     assert info.counts == {"train": 1261, "validation": 180, "test": 356}
@@ -25,13 +26,13 @@ def test_builtin_digits_schema_and_stratification(digits_dir):
     assert schema["format"] == "tfopt.dataset/v1"
     assert schema["feature"] == {"name": "x", "shape": [8, 8, 1], "dtype": "float32"}
     assert schema["label"] == {"name": "label", "num_classes": 10}
-    files = [os.path.join(digits_dir, f) for s in data.SPLITS
+    files = [os.path.join(digits_dir, f) for s in schema_lib.SPLITS
              for f in schema["splits"][s]["shards"]]
     digest = hashlib.sha256(b"".join(Path(f).read_bytes() for f in files)).hexdigest()
     assert schema["content_sha256"] == digest
     totals = np.zeros(10, np.int64)
-    for split in data.SPLITS:
-        x, y = data.load_arrays(info, split)
+    for split in schema_lib.SPLITS:
+        x, y = input_pipeline.load_arrays(info, split)
         assert x.shape == (info.counts[split], 8, 8, 1) and x.dtype == np.float32
         assert np.bincount(y, minlength=10).tolist() == schema["splits"][split]["class_counts"]
         totals += np.bincount(y, minlength=10)
@@ -47,29 +48,29 @@ def test_builtin_digits_schema_and_stratification(digits_dir):
 
 
 def test_seeded_split_is_deterministic(tmp_path, digits_dir):
-    cfg = data.IngestConfig(source="builtin:synthetic", synthetic_examples=600,
+    cfg = ingest.IngestConfig(source="builtin:synthetic", synthetic_examples=600,
                             synthetic_shape=(3, 3, 1), shard_size=100)
-    a = data.ingest(str(tmp_path / "a"), cfg)
-    b = data.ingest(str(tmp_path / "b"), cfg)
+    a = ingest.ingest(str(tmp_path / "a"), cfg)
+    b = ingest.ingest(str(tmp_path / "b"), cfg)
     assert a.content_sha256 == b.content_sha256
     assert a.shards == b.shards and len(a.shards["train"]) == 5
-    base = data.load_info(digits_dir)  # seed 42
-    other = data.ingest(str(tmp_path / "c"), data.IngestConfig(seed=7))
+    base = schema_lib.load_info(digits_dir)  # seed 42
+    other = ingest.ingest(str(tmp_path / "c"), ingest.IngestConfig(seed=7))
     assert other.content_sha256 != base.content_sha256
     assert other.class_counts != base.class_counts or other.counts != base.counts or (
-        not np.array_equal(data.load_arrays(other, "test")[1], data.load_arrays(base, "test")[1]))
+        not np.array_equal(input_pipeline.load_arrays(other, "test")[1], input_pipeline.load_arrays(base, "test")[1]))
     # same examples, different assignment and order
     np.testing.assert_array_equal(canonical(*all_examples(base)), canonical(*all_examples(other)))
 
 
 def test_synthetic_is_learnable_and_sized(tmp_path):
-    info = data.ingest(str(tmp_path / "s"), data.IngestConfig(
+    info = ingest.ingest(str(tmp_path / "s"), ingest.IngestConfig(
         source="builtin:synthetic", synthetic_examples=1000, synthetic_shape=(4, 4, 2),
         synthetic_classes=5))
     assert info.feature_shape == (4, 4, 2) and info.num_classes == 5
     assert sum(info.counts.values()) == 1000
-    x, y = data.load_arrays(info, "train")
-    xt, yt = data.load_arrays(info, "test")
+    x, y = input_pipeline.load_arrays(info, "train")
+    xt, yt = input_pipeline.load_arrays(info, "test")
     centroids = np.stack([x[y == k].mean(axis=0) for k in range(5)])
     dist = ((xt[:, None] - centroids[None]) ** 2).reshape(len(xt), 5, -1).sum(-1)
     assert (dist.argmin(1) == yt).mean() > 0.9  # nearest-centroid separates the classes
@@ -83,15 +84,15 @@ def test_npz_mnist_layout_keeps_its_test_split(tmp_path):
     y_test = (np.arange(90) % 3).astype(np.uint8)
     path = tmp_path / "mnist.npz"
     np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
-    info = data.ingest(str(tmp_path / "d"), data.IngestConfig(source=str(path)))
+    info = ingest.ingest(str(tmp_path / "d"), ingest.IngestConfig(source=str(path)))
     assert info.feature_shape == (6, 6, 1) and info.num_classes == 3
     assert info.counts["test"] == 90
     assert info.counts["train"] + info.counts["validation"] == 300
     assert info.counts["validation"] == 30  # 2 of every 20 per class
-    xt, yt = data.load_arrays(info, "test")
+    xt, yt = input_pipeline.load_arrays(info, "test")
     np.testing.assert_array_equal(canonical(xt, yt), canonical(x_test, y_test))
-    xs = np.concatenate([data.load_arrays(info, s)[0] for s in ("train", "validation")])
-    ys = np.concatenate([data.load_arrays(info, s)[1] for s in ("train", "validation")])
+    xs = np.concatenate([input_pipeline.load_arrays(info, s)[0] for s in ("train", "validation")])
+    ys = np.concatenate([input_pipeline.load_arrays(info, s)[1] for s in ("train", "validation")])
     np.testing.assert_array_equal(canonical(xs, ys), canonical(x_train, y_train))
 
 
@@ -99,8 +100,8 @@ def test_npz_compressed_x_y_through_file_url(tmp_path, monkeypatch):
     x, y = toy_arrays(250)
     path = tmp_path / "xy.npz"
     np.savez_compressed(path, x=x, y=y)
-    monkeypatch.setattr(sources, "CHUNK_ROWS", 64)  # several chunks per member
-    info = data.ingest(str(tmp_path / "d"), data.IngestConfig(source=f"file://{path}"))
+    monkeypatch.setattr(readers, "CHUNK_ROWS", 64)  # several chunks per member
+    info = ingest.ingest(str(tmp_path / "d"), ingest.IngestConfig(source=f"file://{path}"))
     assert info.feature_shape == (2, 3, 1)  # 2-D rows are grey images: channel added
     np.testing.assert_array_equal(canonical(*all_examples(info)),
                                   canonical(x[..., None], y))
@@ -109,14 +110,14 @@ def test_npz_compressed_x_y_through_file_url(tmp_path, monkeypatch):
 def test_csv_label_column_and_shape(tmp_path, monkeypatch):
     x, y = toy_arrays(300, shape=(2, 2))
     path = write_csv(tmp_path / "t.csv", x, y, label_column="target", label_at=2)
-    monkeypatch.setattr(sources, "CHUNK_ROWS", 100)
-    cfg = data.IngestConfig(source=path, label_column="target", feature_shape=(2, 2),
+    monkeypatch.setattr(readers, "CHUNK_ROWS", 100)
+    cfg = ingest.IngestConfig(source=path, label_column="target", feature_shape=(2, 2),
                             num_classes=6)
-    info = data.ingest(str(tmp_path / "d"), cfg)
+    info = ingest.ingest(str(tmp_path / "d"), cfg)
     assert info.feature_shape == (2, 2) and info.num_classes == 6
     assert len(info.class_counts["train"]) == 6
     np.testing.assert_array_equal(canonical(*all_examples(info)), canonical(x, y))
-    flat = data.ingest(str(tmp_path / "flat"), data.IngestConfig(
+    flat = ingest.ingest(str(tmp_path / "flat"), ingest.IngestConfig(
         source=f"file://{path}", label_column="target"))
     assert flat.feature_shape == (4,)
 
@@ -127,14 +128,14 @@ def test_foreign_tfrecords_by_glob_list_and_reingest(tmp_path):
     a = write_foreign_tfrecord(tmp_path / "part-a.tfrecord", x[:half], y[:half])
     b = write_foreign_tfrecord(tmp_path / "part-b.tfrecord", x[half:], y[half:])
     cfg = dict(feature_column="pixels", label_column="digit")
-    by_glob = data.ingest(str(tmp_path / "g"), data.IngestConfig(
+    by_glob = ingest.ingest(str(tmp_path / "g"), ingest.IngestConfig(
         source=str(tmp_path / "part-*.tfrecord"), **cfg))
-    by_list = data.ingest(str(tmp_path / "l"), data.IngestConfig(source=f"{a},{b}", **cfg))
+    by_list = ingest.ingest(str(tmp_path / "l"), ingest.IngestConfig(source=f"{a},{b}", **cfg))
     assert by_glob.content_sha256 == by_list.content_sha256
     np.testing.assert_array_equal(canonical(*all_examples(by_glob)), canonical(x, y))
     # a tfopt dataset is itself a TFRecord source; its schema gives the shape
-    digits = data.ingest(str(tmp_path / "digits"), data.IngestConfig())
-    again = data.ingest(str(tmp_path / "again"), data.IngestConfig(source=digits.path))
+    digits = ingest.ingest(str(tmp_path / "digits"), ingest.IngestConfig())
+    again = ingest.ingest(str(tmp_path / "again"), ingest.IngestConfig(source=digits.path))
     assert again.feature_shape == (8, 8, 1)
     np.testing.assert_array_equal(canonical(*all_examples(again)),
                                   canonical(*all_examples(digits)))
@@ -144,7 +145,7 @@ def test_encoder_writes_valid_examples():
     x = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
     spec = {"x": tf.io.FixedLenFeature([], tf.string), "label": tf.io.FixedLenFeature([], tf.int64)}
     for label in (0, 9, 127, 128, 70_000, 2**40):
-        raw = data.encode_example(x, label)
+        raw = codec.encode_example(x, label)
         ex = tf.train.Example.FromString(raw)
         assert list(ex.features.feature["label"].int64_list.value) == [label]
         got = np.frombuffer(ex.features.feature["x"].bytes_list.value[0], np.float32)
@@ -154,10 +155,10 @@ def test_encoder_writes_valid_examples():
 
 
 def test_shards_roll_and_window_is_bounded(tmp_path):
-    cfg = data.IngestConfig(source="builtin:synthetic", synthetic_examples=500,
+    cfg = ingest.IngestConfig(source="builtin:synthetic", synthetic_examples=500,
                             synthetic_shape=(16, 16, 1), shard_size=64, shuffle_window=1000,
                             buffer_bytes=16 << 10)  # 16 KiB: 16 examples per window
-    info = data.ingest(str(tmp_path / "d"), cfg)
+    info = ingest.ingest(str(tmp_path / "d"), cfg)
     train = info.files("train")
     assert len(train) == -(-info.counts["train"] // 64)
     assert [os.path.basename(f) for f in train][0] == f"train-00000-of-{len(train):05d}.tfrecord"
@@ -171,5 +172,5 @@ def test_shards_roll_and_window_is_bounded(tmp_path):
 ])
 def test_bad_config_names_the_field(tmp_path, kwargs, field):
     with pytest.raises(ConfigError, match=field):
-        data.ingest(str(tmp_path / "d"), data.IngestConfig(**kwargs))
+        ingest.ingest(str(tmp_path / "d"), ingest.IngestConfig(**kwargs))
     assert not os.path.exists(tmp_path / "d")

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from _data_helpers import canonical
 
-from tfopt import data
 from tfopt._keras import tf
+from tfopt.data import ingest, input_pipeline
 from tfopt.errors import ConfigError
 
 
@@ -18,7 +18,7 @@ from tfopt.errors import ConfigError
 def sharded(tmp_path_factory):
     """600 synthetic 3x3x1 examples in 50-example shards (train has 9)."""
     path = str(tmp_path_factory.mktemp("pipe") / "syn")
-    return data.ingest(path, data.IngestConfig(
+    return ingest.ingest(path, ingest.IngestConfig(
         source="builtin:synthetic", synthetic_examples=600, synthetic_shape=(3, 3, 1),
         shard_size=50, synthetic_classes=3))
 
@@ -31,9 +31,9 @@ def _epoch(ds):
 @pytest.mark.parametrize("cache", ["memory", "none", "file"])
 def test_every_example_once_per_epoch(sharded, tmp_path, cache):
     cache = str(tmp_path / "c") if cache == "file" else cache
-    config = data.InputConfig(batch_size=32, shuffle=True, cache=cache)
-    ds = data.make_dataset(sharded, "train", config)
-    ref = canonical(*data.load_arrays(sharded, "train"))
+    config = input_pipeline.InputConfig(batch_size=32, shuffle=True, cache=cache)
+    ds = input_pipeline.make_dataset(sharded, "train", config)
+    ref = canonical(*input_pipeline.load_arrays(sharded, "train"))
     first, second = _epoch(ds), _epoch(ds)
     for x, y in (first, second):
         assert x.shape[1:] == (3, 3, 1) and x.dtype == np.float32 and y.dtype == np.int64
@@ -45,8 +45,8 @@ def test_every_example_once_per_epoch(sharded, tmp_path, cache):
 
 def test_seeded_order_is_deterministic(sharded):
     def order(seed):
-        cfg = data.InputConfig(batch_size=16, shuffle=True, seed=seed, cache="none")
-        return _epoch(data.make_dataset(sharded, "train", cfg))[0]
+        cfg = input_pipeline.InputConfig(batch_size=16, shuffle=True, seed=seed, cache="none")
+        return _epoch(input_pipeline.make_dataset(sharded, "train", cfg))[0]
 
     np.testing.assert_array_equal(order(3), order(3))
     assert not np.array_equal(order(3), order(4))
@@ -54,29 +54,29 @@ def test_seeded_order_is_deterministic(sharded):
 
 def test_batches_and_drop_remainder(sharded):
     n = sharded.counts["train"]
-    sizes = [len(y) for _, y in data.make_dataset(
-        sharded, "train", data.InputConfig(batch_size=64, drop_remainder=True))]
+    sizes = [len(y) for _, y in input_pipeline.make_dataset(
+        sharded, "train", input_pipeline.InputConfig(batch_size=64, drop_remainder=True))]
     assert sizes == [64] * (n // 64)
-    assert sum(len(y) for _, y in data.make_dataset(sharded, "train", limit=100)) == 100
+    assert sum(len(y) for _, y in input_pipeline.make_dataset(sharded, "train", limit=100)) == 100
 
 
 def test_known_batches_match_what_the_pipeline_yields(sharded):
-    # Keras then ends an epoch without a step too many (see tfopt.resume)
-    from tfopt import resume
+    # Keras then ends an epoch without a step too many (see tfopt.training.resume)
+    from tfopt.training import resume
 
     n = sharded.counts["train"]
     ds = resume.with_known_batches(
-        data.make_dataset(sharded, "train", data.InputConfig(batch_size=64)), n, 64)
+        input_pipeline.make_dataset(sharded, "train", input_pipeline.InputConfig(batch_size=64)), n, 64)
     assert int(ds.cardinality()) == sum(1 for _ in ds) == -(-n // 64)
 
 
 @pytest.mark.parametrize("cache", ["memory", "none"])
 def test_skipping_epoch_orders_gives_the_order_an_uninterrupted_run_uses_next(sharded, cache):
-    from tfopt import resume
+    from tfopt.training import resume
 
     def fresh():
         tf.random.set_seed(1)
-        return data.make_dataset(sharded, "train", data.InputConfig(batch_size=16, shuffle=True,
+        return input_pipeline.make_dataset(sharded, "train", input_pipeline.InputConfig(batch_size=16, shuffle=True,
                                                                       cache=cache))
 
     ds = fresh()
@@ -88,7 +88,7 @@ def test_skipping_epoch_orders_gives_the_order_an_uninterrupted_run_uses_next(sh
 
 
 def test_completed_epochs_without_a_readable_backup_is_zero(tmp_path, caplog):
-    from tfopt import resume
+    from tfopt.training import resume
 
     assert resume.completed_epochs(str(tmp_path / "none")) == 0
     # a checkpoint of another layout: resume without aligning the order, and say so
@@ -99,25 +99,25 @@ def test_completed_epochs_without_a_readable_backup_is_zero(tmp_path, caplog):
 
 def test_cache_follows_the_memory_budget(sharded, monkeypatch):
     per_split = sharded.counts["train"] * (9 * 4 + 8)
-    assert data.cache_mode(sharded, "train", data.InputConfig()) == "memory"
-    small = data.InputConfig(cache_budget_bytes=per_split - 1)
-    assert data.cache_mode(sharded, "train", small) == "none"
-    to_file = data.InputConfig(cache_budget_bytes=per_split - 1, cache_file="/tmp/x/c")
-    assert data.cache_mode(sharded, "train", to_file) == "/tmp/x/c-train"
+    assert input_pipeline.cache_mode(sharded, "train", input_pipeline.InputConfig()) == "memory"
+    small = input_pipeline.InputConfig(cache_budget_bytes=per_split - 1)
+    assert input_pipeline.cache_mode(sharded, "train", small) == "none"
+    to_file = input_pipeline.InputConfig(cache_budget_bytes=per_split - 1, cache_file="/tmp/x/c")
+    assert input_pipeline.cache_mode(sharded, "train", to_file) == "/tmp/x/c-train"
     monkeypatch.setenv("TF_CONFIG", json.dumps({
         "cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}))
-    assert data.cache_mode(sharded, "train", to_file) == "/tmp/x/c-train-worker1"
+    assert input_pipeline.cache_mode(sharded, "train", to_file) == "/tmp/x/c-train-worker1"
     with pytest.raises(ConfigError, match="cache_file"):
-        data.InputConfig(cache_file="gs://bucket/c")
+        input_pipeline.InputConfig(cache_file="gs://bucket/c")
 
 
 def test_auto_shard_policy_choice():
-    assert data.auto_shard_policy(8, 4) == "FILE"
-    assert data.auto_shard_policy(4, 4) == "FILE"
-    assert data.auto_shard_policy(1, 2) == "DATA"
-    assert data.auto_shard_policy(1, 2, "off") == "OFF"
+    assert input_pipeline.auto_shard_policy(8, 4) == "FILE"
+    assert input_pipeline.auto_shard_policy(4, 4) == "FILE"
+    assert input_pipeline.auto_shard_policy(1, 2) == "DATA"
+    assert input_pipeline.auto_shard_policy(1, 2, "off") == "OFF"
     with pytest.raises(ConfigError, match="auto_shard"):
-        data.InputConfig(auto_shard="rows")
+        input_pipeline.InputConfig(auto_shard="rows")
 
 
 @pytest.mark.parametrize("workers, policy", [(3, "FILE"), (20, "DATA")])
@@ -125,9 +125,9 @@ def test_workers_get_disjoint_parts(sharded, workers, policy):
     from tensorflow.python.data.experimental.ops.distribute import _AutoShardDataset
 
     # cache="none": in one process the workers' in-memory caches would be one resource
-    config = data.InputConfig(batch_size=8, num_workers=workers, cache="none",
+    config = input_pipeline.InputConfig(batch_size=8, num_workers=workers, cache="none",
                               shuffle=policy == "FILE")
-    ds = data.make_dataset(sharded, "train", config)
+    ds = input_pipeline.make_dataset(sharded, "train", config)
     assert ds.options().experimental_distribute.auto_shard_policy == getattr(
         tf.data.experimental.AutoShardPolicy, policy)
     # what tf.distribute does to the dataset on each worker
@@ -135,23 +135,23 @@ def test_workers_get_disjoint_parts(sharded, workers, policy):
     parts = [p for p in parts if len(p[1])]
     x = np.concatenate([p[0] for p in parts])
     y = np.concatenate([p[1] for p in parts])
-    np.testing.assert_array_equal(canonical(x, y), canonical(*data.load_arrays(sharded, "train")))
+    np.testing.assert_array_equal(canonical(x, y), canonical(*input_pipeline.load_arrays(sharded, "train")))
     if policy == "FILE":  # whole shards per worker: 9 shards over 3 workers
         assert sorted(len(p[1]) for p in parts) == [120, 150, 150]
 
 
 def test_iter_arrays_streams_in_batches(sharded):
-    batches = list(data.iter_arrays(sharded, "test", batch_size=40))
+    batches = list(input_pipeline.iter_arrays(sharded, "test", batch_size=40))
     assert max(len(y) for _, y in batches) == 40
     x, y = np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
-    xl, yl = data.load_arrays(sharded, "test")
+    xl, yl = input_pipeline.load_arrays(sharded, "test")
     np.testing.assert_array_equal(x, xl)
     np.testing.assert_array_equal(y, yl)
-    assert sum(len(y) for _, y in data.iter_arrays(sharded, "test", limit=30)) == 30
+    assert sum(len(y) for _, y in input_pipeline.iter_arrays(sharded, "test", limit=30)) == 30
 
 
 def test_representative_samples_are_bounded_and_span_shards(sharded):
-    samples = list(data.representative_samples(sharded, limit=60, seed=1))
+    samples = list(input_pipeline.representative_samples(sharded, limit=60, seed=1))
     assert len(samples) == 60
     assert all(len(s) == 1 and s[0].shape == (1, 3, 3, 1) and s[0].dtype == np.float32
                for s in samples)
@@ -163,7 +163,7 @@ def test_representative_samples_are_bounded_and_span_shards(sharded):
             shard_of[ex.features.feature["x"].bytes_list.value[0]] = i
     hit = {shard_of[s[0].tobytes()] for s in samples}
     assert len(hit) >= 4
-    again = list(data.representative_samples(sharded, limit=60, seed=1))
+    again = list(input_pipeline.representative_samples(sharded, limit=60, seed=1))
     assert all(np.array_equal(a[0], b[0]) for a, b in zip(samples, again, strict=True))
     with pytest.raises(ConfigError, match="limit"):
-        next(data.representative_samples(sharded, limit=0))
+        next(input_pipeline.representative_samples(sharded, limit=0))

@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 from _compression_helpers import assert_no_wrappers, assert_unchanged, snapshot, trained_cnn
 
-from tfopt import data, distill, models
 from tfopt._keras import keras, tf
+from tfopt.compression import distill
+from tfopt.data import input_pipeline, schema
 from tfopt.errors import ConfigError, DataError
+from tfopt.training import models
 
 STUDENT = models.ModelConfig(arch="mlp", width=8, depth=1, dropout=0.0)
 
@@ -23,7 +25,7 @@ def run(tmp_path_factory, digits_dir, cnn):
     """10% labels, an unlabeled .npz as extra transfer data, augmentation on."""
     before = snapshot(cnn)
     tmp = tmp_path_factory.mktemp("distill")
-    x, _ = data.load_arrays(data.load_info(digits_dir), "validation")
+    x, _ = input_pipeline.load_arrays(schema.load_info(digits_dir), "validation")
     np.savez(tmp / "unlabeled.npz", x=x)
     result = distill.distill_model(cnn, digits_dir, str(tmp / "student"), distill.DistillConfig(
         student=STUDENT, labelled_fraction=0.1, unlabeled=str(tmp / "unlabeled.npz"),
@@ -43,7 +45,7 @@ def test_student_is_saved_alone_and_is_smaller(run):
 
 def test_transfer_set_has_the_labelled_share_and_the_unlabeled_inputs(run, digits_dir):
     result, _, unlabeled = run
-    info = data.load_info(digits_dir)
+    info = schema.load_info(digits_dir)
     assert result.transfer_examples == info.counts["train"] + unlabeled
     assert result.labelled_examples == pytest.approx(0.1 * info.counts["train"], abs=10)
     assert result.scratch_accuracy is not None and 0.0 < result.scratch_accuracy <= 1.0

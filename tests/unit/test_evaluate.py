@@ -5,9 +5,11 @@ import os
 import numpy as np
 import pytest
 
-from tfopt import data, models, quantize
-from tfopt import evaluate as ev
+from tfopt.compression import tflite as tflite_lib
+from tfopt.data import ingest, input_pipeline
 from tfopt.errors import ConfigError, ModelError
+from tfopt.evaluation import evaluate as ev
+from tfopt.training import models
 
 
 @pytest.fixture(scope="module")
@@ -15,8 +17,8 @@ def zoo(tmp_path_factory):
     """digits + a tiny trained mlp (SavedModel) + float32 / int8 TFLite + a sparse copy."""
     root = tmp_path_factory.mktemp("eval_zoo")
     ds = str(root / "ds")
-    info = data.ingest(ds, data.IngestConfig())
-    x, y = data.load_arrays(info, "train")
+    info = ingest.ingest(ds, ingest.IngestConfig())
+    x, y = input_pipeline.load_arrays(info, "train")
     model = models.build_model(models.ModelConfig(arch="mlp", width=16, depth=1, dropout=0.0),
                                info.feature_shape, info.num_classes, float(x.mean()),
                                float(x.var()))
@@ -24,14 +26,14 @@ def zoo(tmp_path_factory):
     model.fit(x, y, epochs=3, batch_size=64, verbose=0)
     sm = models.save_model(model, str(root / "sm"))
     t32, t8 = str(root / "f32.tflite"), str(root / "i8.tflite")
-    quantize.convert_to_tflite(sm, t32, quantize.QuantizeConfig(mode="float32"))
-    quantize.convert_to_tflite(sm, t8, quantize.QuantizeConfig(mode="int8",
+    tflite_lib.convert_to_tflite(sm, t32, tflite_lib.QuantizeConfig(mode="float32"))
+    tflite_lib.convert_to_tflite(sm, t8, tflite_lib.QuantizeConfig(mode="int8",
                                                                representative_samples=50), ds)
     sparse = models.clone_model(model)
     kernel = sparse.get_layer("dense1").kernel
     kernel.assign(np.zeros(kernel.shape, np.float32))
     sparse_path = models.save_model(sparse, str(root / "sparse"))
-    xt, yt = data.load_arrays(info, "test")
+    xt, yt = input_pipeline.load_arrays(info, "test")
     expected = float(np.mean(model.predict(xt, verbose=0).argmax(1) == yt))
     return {"root": root, "ds": ds, "sm": sm, "t32": t32, "t8": t8, "sparse": sparse_path,
             "params": models.count_params(model), "accuracy": expected, "num_test": len(yt)}

@@ -77,14 +77,15 @@ def test_real_efbig_from_file_size_limit_during_ingest(tmp_path):
     out = tmp_path / "ds"
     proc = _run("""
         import json, resource, signal, sys
-        from tfopt import data, fsutil
+        from tfopt.data import ingest, schema
+        from tfopt import fsutil
         out = sys.argv[1]
-        first = data.ingest(out, data.IngestConfig(source="builtin:synthetic",
+        first = ingest.ingest(out, ingest.IngestConfig(source="builtin:synthetic",
                             synthetic_examples=200, synthetic_shape=(4,)))
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of a kill
         resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))
         try:
-            data.ingest(out, data.IngestConfig(source="builtin:synthetic",
+            ingest.ingest(out, ingest.IngestConfig(source="builtin:synthetic",
                         synthetic_examples=5000, synthetic_shape=(16,)))
         except fsutil.StorageError as exc:
             print(json.dumps({"errno": exc.errno, "msg": str(exc), "path": exc.filename,
@@ -94,9 +95,9 @@ def test_real_efbig_from_file_size_limit_during_ingest(tmp_path):
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["errno"] == errno.EFBIG and report["path"] == str(out)
     assert str(out) in report["msg"] and "File too large" in report["msg"]
-    from tfopt import data
+    from tfopt.data import schema
 
-    assert data.load_info(str(out)).content_sha256 == report["hash"]  # previous intact
+    assert schema.load_info(str(out)).content_sha256 == report["hash"]  # previous intact
     assert _names(tmp_path) == ["ds"]
 
 

@@ -14,10 +14,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tfopt import models, params, quantize
+from tfopt.client import params
+from tfopt.compression import tflite as tflite_lib
+from tfopt.deploy.serving import deploy, repository, server
 from tfopt.errors import ConfigError, ModelError, TfoptError
-from tfopt.evaluate import Predictor
-from tfopt.serving import deploy, repository, server
+from tfopt.evaluation.runtime import Predictor
+from tfopt.training import models
 
 SPECS = params.pipeline_inputs()
 _TYPES = {"String": str, "Integer": int, "Float": (float, int), "Boolean": bool}
@@ -71,7 +73,7 @@ def saved(tmp_path_factory):
     m = models.build_model(models.ModelConfig(arch="mlp", width=8, depth=1), (8, 8, 1), 10)
     path = models.save_model(m, str(root / "good"))
     tfl = str(root / "good.tflite")
-    quantize.convert_to_tflite(path, tfl, quantize.QuantizeConfig(mode="float32"))
+    tflite_lib.convert_to_tflite(path, tfl, tflite_lib.QuantizeConfig(mode="float32"))
     return {"dir": path, "tflite": tfl, "root": root}
 
 
@@ -126,7 +128,7 @@ _TFLITE_CHECK = """
     import json, sys
     import numpy as np
     from tfopt.errors import TfoptError
-    from tfopt.evaluate import Predictor
+    from tfopt.evaluation.runtime import Predictor
     for path in sys.argv[1:]:
         try:
             p = Predictor(path, "tflite")
@@ -173,13 +175,14 @@ def test_names_used_for_files_reject_traversal(saved, tmp_path, name):
 
 
 def test_enormous_values_are_rejected_by_configs_and_servers(tmp_path):
-    from tfopt import data, train
+    from tfopt.data import ingest
+    from tfopt.training import train
 
     for kw in ({"epochs": 10**9}, {"batch_size": 10**12}, {"learning_rate": 1e30}):
         with pytest.raises(ConfigError, match=next(iter(kw))):
             train.TrainConfig(**kw)
     with pytest.raises(ConfigError, match="synthetic_examples"):
-        data.IngestConfig(source="builtin:synthetic", synthetic_examples=10**12)
+        ingest.IngestConfig(source="builtin:synthetic", synthetic_examples=10**12)
     with pytest.raises(ConfigError, match="max_request_bytes"):
         server.ModelServer(str(tmp_path), "digits", max_request_bytes=1 << 40)
     with pytest.raises(ConfigError, match="max_load_retries"):

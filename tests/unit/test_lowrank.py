@@ -13,9 +13,11 @@ from _compression_helpers import (
     trained_cnn,
 )
 
-from tfopt import data, lowrank, models
 from tfopt._keras import keras
+from tfopt.compression import lowrank
+from tfopt.data import input_pipeline, schema
 from tfopt.errors import ConfigError, ModelError
+from tfopt.training import models
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +70,7 @@ def test_factors_are_the_truncated_svd_of_the_trained_kernel(cnn, digits_dir):
     assert np.linalg.norm(w - approx) == pytest.approx(np.linalg.norm(s[20:]), rel=1e-3)
     assert plan["dense1"]["energy"] == pytest.approx(np.sum(s[:20] ** 2) / np.sum(s ** 2))
     # before fine-tuning the factorized model is the original with W replaced by A @ B
-    x, _ = data.load_arrays(data.load_info(digits_dir), "test", limit=64)
+    x, _ = input_pipeline.load_arrays(schema.load_info(digits_dir), "test", limit=64)
     new = lowrank.factorize(model, plan)
     reference = models.clone_model(model)
     layer = reference.get_layer("dense1")

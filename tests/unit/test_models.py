@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from tfopt import models
 from tfopt._keras import tf
 from tfopt.errors import ConfigError, ModelError
+from tfopt.training import models
 
 
 @pytest.mark.parametrize("arch", ["mlp", "cnn"])

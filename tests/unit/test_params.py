@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from tfopt import params
+from tfopt.client import params
 from tfopt.errors import ConfigError
 
 

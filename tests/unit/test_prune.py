@@ -13,8 +13,9 @@ from _compression_helpers import (
     trained_cnn,
 )
 
-from tfopt import models, prune
+from tfopt.compression import common, prune
 from tfopt.errors import ConfigError, ModelError
+from tfopt.training import models
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +80,7 @@ def test_structured_2_4_zeroes_two_of_every_four_weights(tmp_path, digits_dir, c
 
 def test_shared_pruned_model_reaches_its_target(tmp_path_factory, digits_dir):
     path = pruned_cnn(tmp_path_factory, digits_dir)
-    sparsity = prune.kernel_sparsity(models.load_model(path))
+    sparsity = common.kernel_sparsity(models.load_model(path))
     assert sparsity["dense1"] == pytest.approx(0.75, abs=0.01)
 
 

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 from _compression_helpers import accuracy, assert_unchanged, pruned_cnn, snapshot, trained_cnn
 
-from tfopt import models, qat, quantize
 from tfopt._keras import keras, tf
+from tfopt.compression import qat
+from tfopt.compression import tflite as tflite_lib
 from tfopt.errors import ConfigError, ModelError
+from tfopt.training import models
 
 
 @pytest.fixture(scope="module")
@@ -30,12 +32,12 @@ def qat_run(tmp_path_factory, digits_dir, cnn):
 def _assert_plain_int8(path: str) -> None:
     """An int8 TFLite model: integer kernels, no fake-quant or wrapper leftovers."""
     content = Path(path).read_bytes()
-    ops = quantize.op_types(content)
+    ops = tflite_lib.op_types(content)
     assert "FULLY_CONNECTED" in ops and "CONV_2D" in ops
     assert not [o for o in ops if "FAKE_QUANT" in o or o.startswith("FLEX")], ops
     weights = _weight_tensors(path)
     assert len(weights) == 4 and all(t["dtype"] == np.int8 for t in weights)
-    assert quantize.float_ops_in_int8(content) == []
+    assert tflite_lib.float_ops_in_int8(content) == []
 
 
 def _weight_tensors(path: str) -> list[dict]:

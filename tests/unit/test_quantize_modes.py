@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 from _compression_helpers import accuracy, trained_cnn
 
-from tfopt import data, models, quantize
 from tfopt._keras import keras, tf
+from tfopt.compression import tflite as tflite_lib
+from tfopt.data import input_pipeline, schema
 from tfopt.errors import ConfigError
-from tfopt.evaluate import Predictor
+from tfopt.evaluation.runtime import Predictor
+from tfopt.training import models
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +23,9 @@ def cnn(tmp_path_factory, digits_dir):
 def converted(tmp_path_factory, digits_dir, cnn):
     out = tmp_path_factory.mktemp("tflite")
     results = {}
-    for mode in quantize.MODES:
-        results[mode] = quantize.convert_to_tflite(
-            cnn, str(out / f"{mode}.tflite"), quantize.QuantizeConfig(mode=mode), digits_dir)
+    for mode in tflite_lib.MODES:
+        results[mode] = tflite_lib.convert_to_tflite(
+            cnn, str(out / f"{mode}.tflite"), tflite_lib.QuantizeConfig(mode=mode), digits_dir)
     return results
 
 
@@ -36,7 +38,7 @@ def test_every_mode_converts_with_the_expected_size(converted):
 
 
 def test_float16_gives_the_same_argmax_on_every_test_example(converted, digits_dir, cnn):
-    x, _ = data.load_arrays(data.load_info(digits_dir), "test")
+    x, _ = input_pipeline.load_arrays(schema.load_info(digits_dir), "test")
     ref = Predictor(cnn, "saved_model").predict(x).argmax(1)
     got = Predictor(converted["float16"].path, "tflite").predict(x).argmax(1)
     np.testing.assert_array_equal(got, ref)
@@ -54,9 +56,9 @@ def test_int8_keeps_accuracy_and_runs_integer_kernels(converted, digits_dir, cnn
 
 
 def test_int8_io_and_representative_samples(tmp_path, digits_dir, cnn):
-    res = quantize.convert_to_tflite(
+    res = tflite_lib.convert_to_tflite(
         cnn, str(tmp_path / "io.tflite"),
-        quantize.QuantizeConfig(mode="int8", int8_io=True, representative_samples=20),
+        tflite_lib.QuantizeConfig(mode="int8", int8_io=True, representative_samples=20),
         digits_dir)
     interp = tf.lite.Interpreter(model_path=res.path)
     assert interp.get_input_details()[0]["dtype"] == np.int8
@@ -66,7 +68,7 @@ def test_int8_io_and_representative_samples(tmp_path, digits_dir, cnn):
 
 
 def test_accuracy_within_the_limit_is_recorded(tmp_path, digits_dir, cnn):
-    res = quantize.convert_to_tflite(cnn, str(tmp_path / "ok.tflite"), quantize.QuantizeConfig(
+    res = tflite_lib.convert_to_tflite(cnn, str(tmp_path / "ok.tflite"), tflite_lib.QuantizeConfig(
         max_accuracy_drop=5.0), digits_dir)
     assert res.mode == "int8" and res.fallback == ""
     assert res.accuracy_drop is not None and res.accuracy_drop <= 5.0
@@ -93,8 +95,8 @@ def outlier(tmp_path_factory, cnn):
 
 
 def test_accuracy_drop_over_the_limit_falls_back_to_selective(tmp_path, digits_dir, outlier):
-    res = quantize.convert_to_tflite(outlier, str(tmp_path / "sel.tflite"),
-                                     quantize.QuantizeConfig(max_accuracy_drop=1.0), digits_dir)
+    res = tflite_lib.convert_to_tflite(outlier, str(tmp_path / "sel.tflite"),
+                                     tflite_lib.QuantizeConfig(max_accuracy_drop=1.0), digits_dir)
     assert res.mode == "int8" and res.fallback == "selective"
     assert res.denylisted and any("dense1" in n for n in res.denylisted)
     assert any("> 1" in n for n in res.notes)  # the first drop, recorded
@@ -104,18 +106,18 @@ def test_accuracy_drop_over_the_limit_falls_back_to_selective(tmp_path, digits_d
 
 
 def test_accuracy_drop_over_the_limit_falls_back_to_float16(tmp_path, digits_dir, outlier):
-    res = quantize.convert_to_tflite(
+    res = tflite_lib.convert_to_tflite(
         outlier, str(tmp_path / "f16.tflite"),
-        quantize.QuantizeConfig(max_accuracy_drop=1.0, fallback="float16"), digits_dir)
+        tflite_lib.QuantizeConfig(max_accuracy_drop=1.0, fallback="float16"), digits_dir)
     assert res.mode == "float16" and res.requested_mode == "int8"
     assert res.fallback == "float16" and res.accuracy_drop <= 0.5
     assert "fell back to float16" in res.notes
 
 
 def test_fallback_none_keeps_int8_and_records_the_drop(tmp_path, digits_dir, outlier):
-    res = quantize.convert_to_tflite(
+    res = tflite_lib.convert_to_tflite(
         outlier, str(tmp_path / "i8.tflite"),
-        quantize.QuantizeConfig(max_accuracy_drop=1.0, fallback="none"), digits_dir)
+        tflite_lib.QuantizeConfig(max_accuracy_drop=1.0, fallback="none"), digits_dir)
     assert res.mode == "int8" and res.accuracy_drop > 1.0
     assert any("kept int8" in n for n in res.notes)
 
@@ -132,8 +134,8 @@ def _erf_model(path: str) -> str:
 def test_unconvertible_op_tries_every_fallback_then_raises_conversion_error(tmp_path,
                                                                             digits_dir):
     path = _erf_model(str(tmp_path / "erf"))
-    with pytest.raises(quantize.ConversionError) as info:
-        quantize.convert_to_tflite(path, str(tmp_path / "erf.tflite"), quantize.QuantizeConfig(),
+    with pytest.raises(tflite_lib.ConversionError) as info:
+        tflite_lib.convert_to_tflite(path, str(tmp_path / "erf.tflite"), tflite_lib.QuantizeConfig(),
                                    digits_dir)
     text = str(info.value)
     assert "int8 conversion failed" in text and "float kernels failed" in text
@@ -147,8 +149,8 @@ def test_op_without_int8_kernel_is_kept_in_float_and_noted(tmp_path, digits_dir)
     h = keras.layers.Lambda(lambda t: tf.math.cos(t))(h)
     out = keras.layers.Activation("softmax", name="probabilities")(keras.layers.Dense(10)(h))
     models.save_model(keras.Model(inputs, out), str(tmp_path / "cos"))
-    res = quantize.convert_to_tflite(str(tmp_path / "cos"), str(tmp_path / "cos.tflite"),
-                                     quantize.QuantizeConfig(), digits_dir)
+    res = tflite_lib.convert_to_tflite(str(tmp_path / "cos"), str(tmp_path / "cos.tflite"),
+                                     tflite_lib.QuantizeConfig(), digits_dir)
     assert res.float_ops == ["COS"]
     assert any("COS" in n for n in res.notes)
 
@@ -159,4 +161,4 @@ def test_op_without_int8_kernel_is_kept_in_float_and_noted(tmp_path, digits_dir)
 ])
 def test_bad_config_is_refused(kwargs):
     with pytest.raises(ConfigError):
-        quantize.QuantizeConfig(**kwargs)
+        tflite_lib.QuantizeConfig(**kwargs)

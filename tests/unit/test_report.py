@@ -1,4 +1,4 @@
-"""tfopt.report / tfopt.modelcard / select_and_report: content people read, files written."""
+"""tfopt.reporting.report / tfopt.reporting.modelcard / select_and_report: content people read, files written."""
 
 import base64
 import json
@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from tfopt import modelcard, report
-from tfopt import select as sel
+from tfopt.evaluation import select as sel
+from tfopt.reporting import modelcard, report
 
 CM = [[5, 1], [2, 4]]
 

@@ -1,12 +1,12 @@
-"""tfopt.select: targets, objectives, reasons, the previous-model gate, the summary contract."""
+"""tfopt.evaluation.select: targets, objectives, reasons, the previous-model gate, the summary contract."""
 
 import json
 
 import pytest
 
-from tfopt import select as sel
 from tfopt.errors import ConfigError
-from tfopt.summary import SUMMARY_FIELDS, format_table
+from tfopt.evaluation import select as sel
+from tfopt.reporting.summary import SUMMARY_FIELDS, format_table
 
 
 def rec(name, accuracy, size, p50, p99=None, **extra):

@@ -3,8 +3,8 @@
 import pytest
 from google.protobuf import text_format
 
+from tfopt.deploy.serving import config as sc
 from tfopt.errors import ConfigError
-from tfopt.serving import config as sc
 
 
 def test_model_config_round_trip_with_labels(tmp_path):

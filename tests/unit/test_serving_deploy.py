@@ -5,18 +5,19 @@ import os
 import numpy as np
 import pytest
 
-from tfopt import data, models
 from tfopt._keras import tf
+from tfopt.data import ingest, input_pipeline
+from tfopt.deploy.serving import config as sc
+from tfopt.deploy.serving import deploy, infravalidate, repository
 from tfopt.errors import ConfigError
-from tfopt.serving import config as sc
-from tfopt.serving import deploy, infravalidate, repository
+from tfopt.training import models
 
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
     root = tmp_path_factory.mktemp("serving_deploy")
-    info = data.ingest(str(root / "ds"), data.IngestConfig())
-    x, _ = data.load_arrays(info, "test", limit=16)
+    info = ingest.ingest(str(root / "ds"), ingest.IngestConfig())
+    x, _ = input_pipeline.load_arrays(info, "test", limit=16)
     paths = []
     for i in range(2):
         m = models.build_model(models.ModelConfig(arch="mlp", width=8, depth=1), (8, 8, 1), 10)

@@ -6,9 +6,9 @@ import pytest
 import yaml
 from kubernetes import client
 
+from tfopt.deploy.serving import config as sc
+from tfopt.deploy.serving import k8s
 from tfopt.errors import ConfigError
-from tfopt.serving import config as sc
-from tfopt.serving import k8s
 
 
 def _cfg(**kw):

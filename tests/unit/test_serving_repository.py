@@ -5,16 +5,17 @@ import os
 import numpy as np
 import pytest
 
-from tfopt import data, models
+from tfopt.data import ingest, input_pipeline
+from tfopt.deploy.serving import repository, warmup
 from tfopt.errors import DataError, ModelError
-from tfopt.serving import repository, warmup
+from tfopt.training import models
 
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
     root = tmp_path_factory.mktemp("serving_repo")
-    info = data.ingest(str(root / "ds"), data.IngestConfig())
-    x, _ = data.load_arrays(info, "test", limit=8)
+    info = ingest.ingest(str(root / "ds"), ingest.IngestConfig())
+    x, _ = input_pipeline.load_arrays(info, "test", limit=8)
     paths = []
     for i in range(2):
         m = models.build_model(models.ModelConfig(arch="mlp", width=8, depth=1), (8, 8, 1), 10)

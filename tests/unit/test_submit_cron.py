@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from tfopt import schedule, submit
+from tfopt.client import schedule, submit
 from tfopt.errors import ConfigError
 
 

@@ -7,8 +7,9 @@ import time
 
 import pytest
 
-from tfopt import evaluate, models, train
 from tfopt.errors import ConfigError
+from tfopt.evaluation import evaluate
+from tfopt.training import models, train
 
 
 def test_small_model_learns_digits(small_model_dir, digits_dir):
@@ -34,7 +35,7 @@ def test_train_writes_metrics_tensorboard_and_stops_early(tmp_path, digits_dir):
 
 _KILLABLE = """
 import sys
-from tfopt import models, train
+from tfopt.training import models, train
 cfg = train.TrainConfig(model=models.ModelConfig(arch="mlp", width=16, depth=1), epochs=6,
                         early_stopping_patience=0, batch_size=16)
 train.train_model(sys.argv[1], sys.argv[2], cfg, backup_dir=sys.argv[3])

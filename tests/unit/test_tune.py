@@ -1,4 +1,4 @@
-"""Hyperparameter search (tfopt.tune) and TensorBoard layout helpers (tfopt.observe)."""
+"""Hyperparameter search (tfopt.training.tune) and TensorBoard layout helpers (tfopt.training.tensorboard)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import os
 
 import pytest
 
-from tfopt import data, fsutil, observe, tune
+from tfopt import fsutil
 from tfopt._keras import keras
+from tfopt.data import ingest, schema
 from tfopt.errors import ConfigError, DataError
-from tfopt.train import TrainConfig
+from tfopt.training import tensorboard, tune
+from tfopt.training.train import TrainConfig
 
 TINY_SPACE = {"arch": ["mlp"], "width": [8, 16],
               "learning_rate": {"min": 1e-3, "max": 1e-2, "sampling": "log"}}
@@ -20,7 +22,7 @@ TINY_BASE = {"epochs": 1, "early_stopping_patience": 0}
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("tune") / "digits")
-    data.ingest(path, data.IngestConfig(source="builtin:digits"))
+    ingest.ingest(path, ingest.IngestConfig(source="builtin:digits"))
     return path
 
 
@@ -122,14 +124,14 @@ def test_train_config_from_hyperparameters():
 
 def test_observe_helpers(tmp_path):
     root = str(tmp_path / "tb")
-    assert observe.tensorboard_subdir(None, "train") is None
-    path = observe.tensorboard_subdir(root, "QAT fine-tune")
+    assert tensorboard.tensorboard_subdir(None, "train") is None
+    path = tensorboard.tensorboard_subdir(root, "QAT fine-tune")
     assert path == os.path.join(root, "QAT_fine-tune") and os.path.isdir(path)
     for bad in ("", "  ", "///"):
         with pytest.raises(ConfigError, match="step_name"):
-            observe.safe_name(bad)
-    assert observe.event_dirs(str(tmp_path / "missing")) == []
-    assert observe.logdir_spec({"train": "/a", "prune step": "/b"}) == \
+            tensorboard.safe_name(bad)
+    assert tensorboard.event_dirs(str(tmp_path / "missing")) == []
+    assert tensorboard.logdir_spec({"train": "/a", "prune step": "/b"}) == \
         "train:/a,prune_step:/b"
 
 
@@ -142,14 +144,14 @@ def _no_search_written(out):
 
 def test_bad_input_fails_before_any_trial(digits, tmp_path):
     no_val = str(tmp_path / "noval")
-    data.ingest(no_val, data.IngestConfig(source="builtin:digits", validation_fraction=0.0))
+    ingest.ingest(no_val, ingest.IngestConfig(source="builtin:digits", validation_fraction=0.0))
     out = str(tmp_path / "search")
     with pytest.raises(DataError, match="validation split"):
         tune.tune(no_val, out, tiny())
     assert _no_search_written(out)
     flat = str(tmp_path / "flat")
-    data.ingest(flat, data.IngestConfig(source="builtin:synthetic", synthetic_examples=200))
-    if len(data.load_info(flat).feature_shape) != 3:
+    ingest.ingest(flat, ingest.IngestConfig(source="builtin:synthetic", synthetic_examples=200))
+    if len(schema.load_info(flat).feature_shape) != 3:
         with pytest.raises(ConfigError, match="cnn"):
             tune.tune(flat, out, tiny(search_space={"arch": ["cnn", "mlp"]}))
         assert _no_search_written(out)
@@ -181,9 +183,9 @@ def test_random_search_resumes_and_extends(digits, tmp_path):
     assert metrics["best_val_accuracy"] == result.best_score
     assert (metrics["trials_completed"], metrics["trials_run"]) == (2, 2)
     # one TensorBoard run per trial, with real epoch scalars
-    assert observe.event_dirs(tb) == ["trial_0/train", "trial_0/validation",
+    assert tensorboard.event_dirs(tb) == ["trial_0/train", "trial_0/validation",
                                       "trial_1/train", "trial_1/validation"]
-    scalars = observe.read_scalars(os.path.join(tb, "trial_0", "validation"))
+    scalars = tensorboard.read_scalars(os.path.join(tb, "trial_0", "validation"))
     assert scalars["epoch_accuracy"][0][0] == 0
     assert scalars["epoch_accuracy"][0][1] == pytest.approx(
         result.trials[0]["metrics"]["val_accuracy"], abs=1e-6)

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tfopt import vertex
+from tfopt.deploy import vertex
 from tfopt.errors import ConfigError
 
 

@@ -2,6 +2,6 @@
 
 Every launcher validates its request first (:mod:`tfopt.launch.validate`),
 so bad input fails before anything is submitted. The replicas run
-:mod:`tfopt.launch.worker`, which calls :func:`tfopt.train.train_model` with
+:mod:`tfopt.launch.worker`, which calls :func:`tfopt.training.train.train_model` with
 the ``TF_CONFIG`` the operator (or Vertex AI) sets.
 """

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from kubeflow.training import models as ktm
 from kubernetes import client as k8s
 
-from tfopt.config import check_int, check_str
+from tfopt.checks import check_int, check_str
 from tfopt.errors import ConfigError, TfoptError
 from tfopt.launch import validate
 

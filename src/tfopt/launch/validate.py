@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 
 from tfopt import distribute
-from tfopt.config import check_choice, check_int, check_str
+from tfopt.checks import check_choice, check_int, check_str
 from tfopt.errors import ConfigError
 
 TARGETS = ("local", "kubeflow", "vertex")

@@ -16,7 +16,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 
-from tfopt.config import check_int, check_str
+from tfopt.checks import check_int, check_str
 from tfopt.errors import ConfigError
 from tfopt.launch import validate
 from tfopt.launch.tfjob import LaunchError

@@ -1,7 +1,7 @@
 """Entry point of every replica of a TFJob or Vertex AI custom job.
 
 ``python -m tfopt.launch.worker --dataset D --model M --config '{...}'`` trains
-with :func:`tfopt.train.train_model` under the strategy ``TF_CONFIG`` asks for;
+with :func:`tfopt.training.train.train_model` under the strategy ``TF_CONFIG`` asks for;
 the chief writes the model, the backup and (with ``--result``) a JSON summary.
 """
 
@@ -30,8 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         from tfopt import distribute, fsutil
-        from tfopt import train as train_lib
-        from tfopt.config import config_from_dict
+        from tfopt.checks import config_from_dict
+        from tfopt.training import train as train_lib
 
         cluster = distribute.parse_tf_config()  # fail fast on a malformed TF_CONFIG
         config = config_from_dict(train_lib.TrainConfig, json.loads(args.config))

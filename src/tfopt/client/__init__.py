@@ -1,0 +1,1 @@
+"""Client layer: run, submit and schedule pipelines (the only library code besides cli/ that imports kfp)."""

@@ -1,0 +1,113 @@
+"""Run a pipeline locally with KFP's local runner and collect its summary."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+import warnings
+from typing import Any
+
+from tfopt import fsutil
+
+log = logging.getLogger(__name__)
+
+
+def run_local(params: dict[str, Any], output_dir: str, pipeline: str = "optimize",
+              enable_caching: bool = False) -> dict:
+    """Run a pipeline with KFP's local SubprocessRunner; write ``output_dir/summary.json``.
+
+    Artifacts stay under ``output_dir/artifacts/<run>/``; the summary's paths
+    point there. Returns the summary.
+    """
+    from kfp import local
+
+    from tfopt.client.params import validate_params
+    from tfopt.pipelines.compile import pipeline_function
+
+    params = validate_params(params, pipeline)
+    func = pipeline_function(pipeline)
+    output_dir = os.path.abspath(output_dir)
+    if "serving_base_path" in func.component_spec.inputs and not params.get("serving_base_path"):
+        # a repository that outlives the run, so versions increase run after run
+        params["serving_base_path"] = os.path.join(output_dir, "serving")
+    os.makedirs(output_dir, exist_ok=True)
+    local.init(runner=local.SubprocessRunner(use_venv=False),
+               pipeline_root=os.path.join(output_dir, "artifacts"),
+               raise_on_error=True, enable_caching=enable_caching,
+               cache_root=os.path.join(output_dir, "cache") if enable_caching else None)
+    start = time.perf_counter()
+    hits = _CacheHits()
+    with warnings.catch_warnings(), hits:  # the local runner warns about non-"python" images
+        warnings.filterwarnings("ignore", message=".*non-Python base image.*")
+        task = func(**params)
+    summary = fsutil.read_json(task.output.path)
+    if enable_caching:
+        summary["cached_steps"] = hits.steps
+    summary["serving"] = serving_entry(os.path.dirname(os.path.dirname(task.output.path)))
+    summary["wall_seconds"] = round(time.perf_counter() - start, 1)
+    summary["params"] = params
+    fsutil.write_json(os.path.join(output_dir, "summary.json"), summary)
+    return summary
+
+
+class _CacheHits(logging.Filter):
+    """Collect the tasks kfp.local served from its cache, in order.
+
+    kfp 2.17 (``kfp.local.orchestrator.task_executor``) reports a hit only as a
+    root-logger record ``Task <name> cache hit (key=...); skipping execution.``,
+    so this filter sits on the root logger for the duration of the run. Where
+    the root level hides INFO it is lowered for the run, and records below the
+    caller's level are still dropped (root filter + a filter on each handler).
+    """
+
+    _PATTERN = re.compile(r"^Task (\S+) cache hit \(key=")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.steps: list[str] = []
+        self._level = logging.NOTSET
+        self._handlers: list[logging.Handler] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        match = self._PATTERN.match(str(record.msg))
+        if match and match.group(1) not in self.steps:
+            self.steps.append(match.group(1))
+        return record.levelno >= self._level
+
+    def __enter__(self) -> _CacheHits:
+        root = logging.getLogger()
+        self._level = root.level
+        root.addFilter(self)
+        if root.getEffectiveLevel() > logging.INFO:
+            self._handlers = list(root.handlers)
+            for handler in self._handlers:
+                handler.addFilter(self)
+            root.setLevel(logging.INFO)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        root = logging.getLogger()
+        root.removeFilter(self)
+        for handler in self._handlers:
+            handler.removeFilter(self)
+        root.setLevel(self._level)
+
+
+def serving_entry(run_dir: str) -> dict | None:
+    """The TF Serving deployment of a local run, from its deploy step's executor output.
+
+    ``None`` when the deploy branch did not run (not blessed, or another target).
+    """
+    for root, _, files in os.walk(run_dir):
+        if os.path.basename(root) == "deploy-tf-serving" and "executor_output.json" in files:
+            out = fsutil.read_json(os.path.join(root, "executor_output.json"))
+            for artifact in out.get("artifacts", {}).get("manifests", {}).get("artifacts", []):
+                meta = artifact.get("metadata", {})
+                entry = {k: meta.get(k) for k in ("model_base_path", "model_name", "version",
+                                                  "grpc_port", "rest_port", "smoke_test")}
+                for key in ("version", "grpc_port", "rest_port"):  # metadata numbers are floats
+                    entry[key] = int(entry[key]) if entry[key] is not None else None
+                return entry
+    return None

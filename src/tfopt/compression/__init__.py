@@ -1,0 +1,1 @@
+"""Compression stage: pruning, distillation, low-rank factorization, QAT and TFLite conversion."""

@@ -1,0 +1,299 @@
+"""Knowledge distillation into a smaller student, reported next to the same student from scratch.
+
+Loss per batch (Hinton et al.)::
+
+    alpha * CE(labels, student) + (1 - alpha) * T^2 * KL(softmax(teacher/T) || softmax(student/T))
+
+tfopt models output probabilities; their logits are taken from the input of a
+final softmax ``Activation`` when there is one, else as ``log(p)``
+(``softmax(log p / T) == softmax(z / T)`` exactly). The teacher is frozen.
+
+The transfer set is the train split, plus optionally an unlabeled set (a
+dataset directory or an ``.npz`` of inputs) and input augmentation (small
+random shifts and Gaussian noise); the teacher labels everything on the fly,
+and the hard-label term applies only to examples with a label (a mask).
+``labelled_fraction`` keeps labels on a seeded, stratified share of the train
+split (the little-labelled-data setting). The baseline student is trained on
+exactly those labelled examples with the same seed and the same number of steps.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from tfopt import fsutil
+from tfopt._keras import keras, tf
+from tfopt.checks import check_float, check_int
+from tfopt.data import input_pipeline, schema
+from tfopt.errors import DataError
+from tfopt.training import models
+from tfopt.training.divergence import StopOnDivergence
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """How to distil.
+
+    Attributes:
+        student: architecture of the student (a built-in model).
+        temperature: softening temperature T, > 0.
+        alpha: weight of the hard-label term, in [0, 1].
+        labelled_fraction: share of the train split whose labels are used, in (0, 1].
+        unlabeled: extra transfer inputs: a dataset directory (its train split) or an
+            ``.npz`` with an ``x`` array; "" = none.
+        augment: random shifts (up to ``shift`` pixels, images only) and Gaussian noise
+            (``noise`` times the feature std) on the transfer inputs.
+        epochs / batch_size / learning_rate / seed: training of both students.
+        train_scratch: also train the same student from scratch on the labelled examples.
+    """
+
+    student: models.ModelConfig = field(
+        default_factory=lambda: models.ModelConfig(arch="cnn", width=8, depth=2, dropout=0.0))
+    temperature: float = 4.0
+    alpha: float = 0.1
+    labelled_fraction: float = 1.0
+    unlabeled: str = ""
+    augment: bool = False
+    shift: int = 1
+    noise: float = 0.05
+    epochs: int = 30
+    batch_size: int = 64
+    learning_rate: float = 3e-3
+    seed: int = 42
+    train_scratch: bool = True
+
+    def __post_init__(self):
+        name = "DistillConfig"
+        if isinstance(self.student, dict):
+            object.__setattr__(self, "student", models.ModelConfig(**self.student))
+        check_float(name, "temperature", self.temperature, 0.0, 1000.0, low_open=True)
+        check_float(name, "alpha", self.alpha, 0.0, 1.0)
+        check_float(name, "labelled_fraction", self.labelled_fraction, 0.0, 1.0, low_open=True)
+        check_int(name, "shift", self.shift, 0, 64)
+        check_float(name, "noise", self.noise, 0.0, 10.0)
+        check_int(name, "epochs", self.epochs, 1, 100_000)
+        check_int(name, "batch_size", self.batch_size, 1, 1 << 20)
+        check_float(name, "learning_rate", self.learning_rate, 0.0, 10.0, low_open=True)
+        check_int(name, "seed", self.seed, 0, 2**31 - 1)
+
+
+@dataclass(frozen=True)
+class DistillResult:
+    """Both students on the test split, and what they were trained on."""
+
+    model_path: str
+    teacher_params: int
+    student_params: int
+    compression: float
+    teacher_accuracy: float
+    distilled_accuracy: float
+    scratch_accuracy: float | None
+    labelled_examples: int
+    transfer_examples: int
+    steps: int
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def logits_model(model: keras.Model) -> keras.Model:
+    """Return a model giving logits: the input of a final softmax, else ``log(p)``."""
+    last = model.layers[-1]
+    act = getattr(last, "activation", None)
+    if isinstance(last, keras.layers.Activation) and getattr(act, "__name__", "") == "softmax":
+        return keras.Model(model.inputs, last.input)
+    p = model.outputs[0]
+    return keras.Model(model.inputs, tf.math.log(tf.clip_by_value(p, 1e-12, 1.0)))
+
+
+class Distiller(keras.Model):
+    """Trains ``student`` against a frozen ``teacher`` on (x, label, mask) batches."""
+
+    def __init__(self, student: keras.Model, teacher: keras.Model, temperature: float,
+                 alpha: float):
+        super().__init__()
+        self.student = student
+        self.student_logits = logits_model(student)
+        self.teacher_logits = logits_model(teacher)
+        self.teacher_logits.trainable = False
+        self.temperature = float(temperature)
+        self.alpha = float(alpha)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+
+    def call(self, x, training=False):
+        return self.student(x, training=training)
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker]
+
+    def distill_loss(self, teacher_logits, student_logits, labels, mask):
+        t = self.temperature
+        p_teacher = tf.nn.softmax(teacher_logits / t)
+        log_p_student = tf.nn.log_softmax(student_logits / t)
+        kl = tf.reduce_sum(p_teacher * (tf.math.log(p_teacher + 1e-12) - log_p_student), -1)
+        ce = keras.losses.sparse_categorical_crossentropy(labels, student_logits,
+                                                             from_logits=True)
+        hard = tf.reduce_sum(ce * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
+        return self.alpha * hard + (1.0 - self.alpha) * t * t * tf.reduce_mean(kl)
+
+    def train_step(self, batch):
+        x, labels, mask = batch
+        teacher_logits = self.teacher_logits(x, training=False)
+        with tf.GradientTape() as tape:
+            student_logits = self.student_logits(x, training=True)
+            loss = self.distill_loss(teacher_logits, student_logits, labels, mask)
+        grads = tape.gradient(loss, self.student.trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, self.student.trainable_variables, strict=True))
+        self.loss_tracker.update_state(loss)
+        return {"loss": self.loss_tracker.result()}
+
+
+def labelled_mask(y: np.ndarray, fraction: float, seed: int, num_classes: int) -> np.ndarray:
+    """A seeded, per-class share of ``fraction`` of the examples (at least one per class)."""
+    if fraction >= 1.0:
+        return np.ones(len(y), np.float32)
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(len(y), np.float32)
+    for c in range(num_classes):
+        idx = np.flatnonzero(y == c)
+        if len(idx):
+            take = max(1, round(len(idx) * fraction))
+            mask[rng.choice(idx, take, replace=False)] = 1.0
+    return mask
+
+
+def load_unlabeled(source: str, feature_shape: tuple[int, ...]) -> np.ndarray:
+    """Inputs from a dataset directory (train split) or an ``.npz`` (``x`` or its only array)."""
+    if source.endswith(".npz"):
+        if not fsutil.exists(source):
+            raise DataError(f"{source}: unlabeled .npz not found")
+        with np.load(source) as npz:
+            key = "x" if "x" in npz.files else (npz.files[0] if len(npz.files) == 1 else None)
+            if key is None:
+                raise DataError(f"{source}: expected an array 'x' (has {npz.files})")
+            x = np.asarray(npz[key], np.float32)
+    else:
+        info = schema.load_info(source)
+        x, _ = input_pipeline.load_arrays(info, "train")
+    if tuple(x.shape[1:]) != tuple(feature_shape):
+        raise DataError(f"{source}: unlabeled inputs have shape {tuple(x.shape[1:])}; the "
+                        f"model takes {tuple(feature_shape)}")
+    return x
+
+
+def _augment_fn(config: DistillConfig, feature_shape, std: float):
+    image = len(feature_shape) == 3 and config.shift > 0
+
+    def aug(x, y, m):
+        if image:
+            s = config.shift
+            padded = tf.pad(x, [[s, s], [s, s], [0, 0]])
+            x = tf.image.random_crop(padded, tf.shape(x))
+        if config.noise:
+            x = x + tf.random.normal(tf.shape(x), stddev=config.noise * std)
+        return x, y, m
+
+    return aug
+
+
+def _steps(n: int, config: DistillConfig) -> int:
+    return max(1, math.ceil(n / config.batch_size)) * config.epochs
+
+
+def _accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(model.predict(x, batch_size=512, verbose=0).argmax(1) == y))
+
+
+def _build_student(config: DistillConfig, info, mean: float, var: float) -> keras.Model:
+    keras.utils.set_random_seed(config.seed)
+    return models.build_model(config.student, info.feature_shape, info.num_classes, mean, var,
+                              name="student")
+
+
+def distill_model(teacher_path: str, dataset_dir: str, output_path: str,
+                  config: DistillConfig = DistillConfig(),
+                  tensorboard_dir: str | None = None) -> DistillResult:
+    """Distil the teacher at ``teacher_path`` (only read) into a student saved at ``output_path``.
+
+    ``tensorboard_dir`` gets ``distill/`` and ``scratch/`` runs (TensorBoard scalars).
+    """
+    from tfopt.training.tensorboard import tensorboard_subdir
+    from tfopt.training.train import feature_stats
+
+    def board(name):
+        sub = tensorboard_subdir(tensorboard_dir, name)
+        return [keras.callbacks.TensorBoard(sub, write_graph=False)] if sub else []
+
+    info = schema.load_info(dataset_dir)
+    teacher = models.load_model(teacher_path)
+    models.check_compatible(teacher, info.feature_shape, info.num_classes, "distill teacher")
+    x, y = input_pipeline.load_arrays(info, "train")
+    mask = labelled_mask(y, config.labelled_fraction, config.seed, info.num_classes)
+    x_all, y_all, m_all = x, y, mask
+    notes = []
+    if config.unlabeled:
+        xu = load_unlabeled(config.unlabeled, info.feature_shape)
+        x_all = np.concatenate([x, xu])
+        y_all = np.concatenate([y, np.zeros(len(xu), y.dtype)])
+        m_all = np.concatenate([mask, np.zeros(len(xu), np.float32)])
+        notes.append(f"{len(xu)} unlabeled transfer examples from {config.unlabeled}")
+    mean, var = feature_stats(info)
+    student = _build_student(config, info, mean, var)
+    teacher_params, student_params = models.count_params(teacher), models.count_params(student)
+    if student_params >= teacher_params:
+        notes.append(f"student ({student_params} params) is not smaller than the teacher "
+                     f"({teacher_params})")
+    steps = _steps(len(x_all), config)
+    # transfer set: every input with its (maybe unused) label and the label mask
+    ds = tf.data.Dataset.from_tensor_slices((x_all.astype(np.float32), y_all.astype(np.int64),
+                                             m_all))
+    ds = ds.shuffle(len(x_all), seed=config.seed, reshuffle_each_iteration=True).repeat()
+    if config.augment:
+        ds = ds.map(_augment_fn(config, info.feature_shape, float(np.sqrt(var))),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
+    distiller = Distiller(student, teacher, config.temperature, config.alpha)
+    distiller.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+    spe = steps // config.epochs
+    verbose = 1 if sys.stdout.isatty() else 2
+    distiller.fit(ds, epochs=config.epochs, steps_per_epoch=spe, verbose=verbose,
+                  callbacks=[StopOnDivergence("distill", config.learning_rate),
+                             *board("distill")])
+    models.save_model(student, output_path)
+
+    xt, yt = input_pipeline.load_arrays(info, "test")
+    scratch_acc = None
+    if config.train_scratch:
+        scratch = _build_student(config, info, mean, var)
+        scratch.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                        loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+        keep = mask > 0
+        sds = tf.data.Dataset.from_tensor_slices((x[keep], y[keep]))
+        sds = sds.shuffle(int(keep.sum()), seed=config.seed,
+                          reshuffle_each_iteration=True).repeat()
+        if config.augment:
+            aug = _augment_fn(config, info.feature_shape, float(np.sqrt(var)))
+            sds = sds.map(lambda a, b: aug(a, b, 0.0)[:2], num_parallel_calls=tf.data.AUTOTUNE)
+        sds = sds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
+        scratch.fit(sds, epochs=config.epochs, steps_per_epoch=spe, verbose=verbose,
+                    callbacks=board("scratch"))
+        scratch_acc = _accuracy(scratch, xt, yt)
+    result = DistillResult(
+        model_path=output_path, teacher_params=teacher_params, student_params=student_params,
+        compression=teacher_params / student_params, teacher_accuracy=_accuracy(teacher, xt, yt),
+        distilled_accuracy=_accuracy(student, xt, yt), scratch_accuracy=scratch_acc,
+        labelled_examples=int(mask.sum()), transfer_examples=len(x_all), steps=spe * config.epochs,
+        notes=notes)
+    log.info("distilled student %.4f vs scratch %s (teacher %.4f), %d labelled of %d",
+             result.distilled_accuracy, scratch_acc, result.teacher_accuracy,
+             result.labelled_examples, result.transfer_examples)
+    return result

@@ -1,0 +1,213 @@
+"""Low-rank factorization: truncated SVD of Dense and 1x1 Conv kernels, then fine-tuning.
+
+A kernel ``W`` (``m x n``) becomes ``A @ B`` with ``A = U_r sqrt(S_r)`` (``m x r``)
+and ``B = sqrt(S_r) V_r^T`` (``r x n``): the layer is replaced by a two-layer
+``Sequential`` with the original name (first layer without bias, second with
+the original bias and activation), both initialised from the factors, so the
+factorized model starts as the best rank-``r`` approximation of the trained
+one. ``r`` is given directly or chosen per layer as the smallest rank keeping
+``energy`` of the squared singular values. Layers where rank ``r`` would not
+save parameters (``r (m + n) >= m n``) are left as they are.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from tfopt._keras import keras
+from tfopt.checks import check_float, check_int
+from tfopt.compression.common import finetune, load_for_compression
+from tfopt.errors import ConfigError, ModelError
+from tfopt.training import models
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LowRankConfig:
+    """How to factorize.
+
+    Attributes:
+        rank: rank of every factorized layer; 0 = chosen per layer by ``energy``.
+        energy: share of the squared singular values kept when ``rank`` is 0, in (0, 1].
+        layers: names of layers to factorize; ``()`` = every Dense / 1x1 Conv2D layer
+            where the rank saves parameters.
+        epochs / batch_size / learning_rate / seed: fine-tuning (``epochs=0``: none).
+    """
+
+    rank: int = 0
+    energy: float = 0.9
+    layers: tuple[str, ...] = ()
+    epochs: int = 5
+    batch_size: int = 64
+    learning_rate: float = 5e-4
+    seed: int = 42
+
+    def __post_init__(self):
+        name = "LowRankConfig"
+        if isinstance(self.layers, str):
+            object.__setattr__(self, "layers",
+                               tuple(n.strip() for n in self.layers.split(",") if n.strip()))
+        object.__setattr__(self, "layers", tuple(self.layers))
+        check_int(name, "rank", self.rank, 0, 1 << 20)
+        check_float(name, "energy", self.energy, 0.0, 1.0, low_open=True)
+        check_int(name, "epochs", self.epochs, 0, 100_000)
+        check_int(name, "batch_size", self.batch_size, 1, 1 << 20)
+        check_float(name, "learning_rate", self.learning_rate, 0.0, 10.0, low_open=True)
+        check_int(name, "seed", self.seed, 0, 2**31 - 1)
+
+
+@dataclass(frozen=True)
+class LowRankResult:
+    """Per-layer ``{rank, max_rank, params_before, params_after, energy}`` and totals."""
+
+    model_path: str
+    layers: dict[str, dict]
+    params_before: int
+    params_after: int
+    factorized_params_before: int
+    factorized_params_after: int
+    metrics: dict
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def factorized_reduction(self) -> float:
+        return self.factorized_params_before / max(self.factorized_params_after, 1)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "factorized_reduction": self.factorized_reduction}
+
+
+def _matrix(layer) -> np.ndarray | None:
+    """The kernel as an ``m x n`` matrix for Dense / 1x1 Conv2D, else ``None``."""
+    if isinstance(layer, keras.layers.Dense) and len(layer.kernel.shape) == 2:
+        return layer.kernel.numpy()
+    if isinstance(layer, keras.layers.Conv2D) and not isinstance(
+            layer, keras.layers.Conv2DTranspose | keras.layers.DepthwiseConv2D) and (
+            tuple(layer.kernel_size) == (1, 1) and layer.groups == 1):
+        k = layer.kernel.numpy()
+        return k.reshape(k.shape[2], k.shape[3])
+    return None
+
+
+def energy_rank(s: np.ndarray, energy: float) -> int:
+    """Smallest rank whose singular values keep ``energy`` of the sum of squares."""
+    cum = np.cumsum(s.astype(np.float64) ** 2)
+    return int(min(len(s), np.searchsorted(cum / cum[-1], energy - 1e-12) + 1))
+
+
+def plan(model: keras.Model, config: LowRankConfig) -> dict[str, dict]:
+    """Rank and SVD factors per layer; every bad input fails here, before training."""
+    candidates = {la.name: la for la in model.layers if _matrix(la) is not None}
+    names = {la.name for la in model.layers}
+    for n in config.layers:
+        if n not in names:
+            raise ConfigError(f"LowRankConfig.layers names {n!r}, which the model does not "
+                              f"have; layers: {', '.join(sorted(names))}")
+        if n not in candidates:
+            raise ModelError(f"layer {n!r} ({type(model.get_layer(n)).__name__}) cannot be "
+                             "factorized: only Dense and 1x1 Conv2D layers can")
+    if not candidates:
+        raise ModelError("the model has no layer to factorize (no Dense or 1x1 Conv2D layer)")
+    chosen = config.layers or tuple(candidates)
+    out, too_large = {}, []
+    for n in chosen:
+        w = _matrix(candidates[n])
+        m, k = w.shape
+        max_rank = min(m, k)
+        if config.rank > max_rank:
+            too_large.append(f"{n} ({m}x{k}, max rank {max_rank})")
+            continue
+        u, s, vt = np.linalg.svd(w.astype(np.float64), full_matrices=False)
+        r = config.rank or energy_rank(s, config.energy)
+        before, after = m * k, r * (m + k)
+        if after >= before:
+            if config.layers:
+                raise ConfigError(f"rank {r} for layer {n!r} ({m}x{k}) saves no parameters: "
+                                  f"{after} >= {before}; use a rank below "
+                                  f"{before // (m + k) + (1 if before % (m + k) else 0)}")
+            continue
+        root = np.sqrt(s[:r])
+        out[n] = {"rank": r, "max_rank": max_rank, "params_before": before,
+                  "params_after": after,
+                  "energy": float(np.sum(s[:r] ** 2) / np.sum(s ** 2)),
+                  "a": (u[:, :r] * root).astype(np.float32),
+                  "b": (root[:, None] * vt[:r]).astype(np.float32)}
+    if too_large and (config.layers or not out):
+        raise ConfigError(f"LowRankConfig.rank={config.rank} is larger than layer(s) allow: "
+                          + "; ".join(too_large))
+    if not out:
+        raise ModelError("the model has no layer to factorize: no Dense / 1x1 Conv2D layer "
+                         "where the rank saves parameters "
+                         f"(candidates: {', '.join(candidates)})")
+    return out
+
+
+def _factorized_layer(layer, r: int):
+    cfg = layer.get_config()
+    if isinstance(layer, keras.layers.Dense):
+        first = keras.layers.Dense(r, use_bias=False, name=f"{layer.name}_a")
+        second = keras.layers.Dense(cfg["units"], activation=cfg["activation"],
+                                    use_bias=cfg["use_bias"], name=f"{layer.name}_b")
+    else:
+        first = keras.layers.Conv2D(r, 1, strides=cfg["strides"], padding=cfg["padding"],
+                                    data_format=cfg["data_format"],
+                                    dilation_rate=cfg["dilation_rate"], use_bias=False,
+                                    name=f"{layer.name}_a")
+        second = keras.layers.Conv2D(cfg["filters"], 1, data_format=cfg["data_format"],
+                                     activation=cfg["activation"], use_bias=cfg["use_bias"],
+                                     name=f"{layer.name}_b")
+    return keras.Sequential([first, second], name=layer.name)
+
+
+def factorize(model: keras.Model, layer_plan: dict[str, dict]) -> keras.Model:
+    """A new model with the planned layers replaced by SVD-initialised factor pairs."""
+
+    def clone(layer):
+        if layer.name in layer_plan:
+            return _factorized_layer(layer, layer_plan[layer.name]["rank"])
+        return layer.__class__.from_config(layer.get_config())
+
+    new = keras.models.clone_model(model, clone_function=clone)
+    for layer in new.layers:
+        old = model.get_layer(layer.name)
+        if layer.name in layer_plan:
+            p = layer_plan[layer.name]
+            first, second = layer.layers
+            first.set_weights([p["a"].reshape(first.kernel.shape)])
+            second.set_weights([p["b"].reshape(second.kernel.shape),
+                                *old.get_weights()[1:]])
+        elif old.get_weights():
+            layer.set_weights(old.get_weights())
+    return new
+
+
+def factorize_model(model_path: str, dataset_dir: str, output_path: str,
+                    config: LowRankConfig = LowRankConfig(),
+                    tensorboard_dir: str | None = None) -> LowRankResult:
+    """Factorize, fine-tune and save; the model at ``model_path`` is only read."""
+    model, info = load_for_compression(model_path, dataset_dir, "lowrank")
+    layer_plan = plan(model, config)
+    new = factorize(model, layer_plan)
+    notes = [f"{n}: rank {p['rank']} of {p['max_rank']}, energy {p['energy']:.3f}, "
+             f"{p['params_before']} -> {p['params_after']} kernel params"
+             for n, p in layer_plan.items()]
+    metrics = {}
+    if config.epochs:
+        metrics = finetune(new, info, config.epochs, config.batch_size, config.learning_rate,
+                           config.seed, tensorboard_dir=tensorboard_dir)
+    models.save_model(new, output_path)
+    layers = {n: {k: v for k, v in p.items() if k not in ("a", "b")}
+              for n, p in layer_plan.items()}
+    result = LowRankResult(
+        model_path=output_path, layers=layers, params_before=models.count_params(model),
+        params_after=models.count_params(new),
+        factorized_params_before=sum(p["params_before"] for p in layers.values()),
+        factorized_params_after=sum(p["params_after"] for p in layers.values()),
+        metrics=metrics, notes=notes)
+    log.info("factorized %s: %d -> %d params", list(layers), result.params_before,
+             result.params_after)
+    return result

@@ -1,0 +1,214 @@
+"""Magnitude pruning with tfmot: schedule, optional 2:4 structure, fine-tuning, strip.
+
+``prune_model`` loads any tf_keras SavedModel, copies it (the input is never
+modified), wraps the prunable layers (Conv/Dense kernels) except those kept
+dense, fine-tunes on the train split while the schedule raises the sparsity,
+strips the pruning wrappers and saves a plain SavedModel. The schedule's
+steps come from the number of epochs and the size of the train split.
+
+Also home of the small helpers the other compression modules share
+(:func:`load_for_compression`, :func:`finetune`, :func:`kernel_sparsity`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from tfopt._keras import keras
+from tfopt.checks import check_choice, check_float, check_int
+from tfopt.compression.common import (
+    finetune,
+    kernel_of,
+    kernel_sparsity,
+    load_for_compression,
+    model_sparsity,
+    steps_per_epoch,
+)
+from tfopt.errors import ConfigError, ModelError
+from tfopt.training import models
+
+log = logging.getLogger(__name__)
+
+SCHEDULES = ("polynomial", "constant")
+AUTO = "auto"  # keep_dense default: the first conv layer and the output layer
+
+
+# --- pruning ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """How to prune.
+
+    Attributes:
+        target_sparsity: fraction of kernel weights set to zero in each pruned layer, in [0, 1).
+        schedule: ``polynomial`` (sparsity rises from 0 to the target over the first
+            ``ramp_fraction`` of fine-tuning) or ``constant`` (target from step 0).
+        structured_2_4: 2:4 structured sparsity (2 zeros in every block of 4 weights along
+            the input channels); the sparsity is then 0.5 whatever ``target_sparsity`` says.
+        keep_dense: names of layers left dense; ``("auto",)`` = the first conv layer and the
+            output layer (the last layer with a kernel); ``()`` prunes every prunable layer.
+        epochs / batch_size / learning_rate / seed: fine-tuning.
+        ramp_fraction: share of the fine-tuning steps over which a polynomial schedule ramps up.
+    """
+
+    target_sparsity: float = 0.8
+    schedule: str = "polynomial"
+    structured_2_4: bool = False
+    keep_dense: tuple[str, ...] = (AUTO,)
+    epochs: int = 10
+    batch_size: int = 64
+    learning_rate: float = 5e-4
+    seed: int = 42
+    ramp_fraction: float = 0.6
+
+    def __post_init__(self):
+        name = "PruneConfig"
+        if isinstance(self.keep_dense, str):
+            names = tuple(n.strip() for n in self.keep_dense.split(",") if n.strip())
+            object.__setattr__(self, "keep_dense", names)
+        object.__setattr__(self, "keep_dense", tuple(self.keep_dense))
+        check_float(name, "target_sparsity", self.target_sparsity, 0.0, 1.0, high_open=True)
+        check_choice(name, "schedule", self.schedule, SCHEDULES)
+        check_int(name, "epochs", self.epochs, 1, 100_000)
+        check_int(name, "batch_size", self.batch_size, 1, 1 << 20)
+        check_float(name, "learning_rate", self.learning_rate, 0.0, 10.0, low_open=True)
+        check_int(name, "seed", self.seed, 0, 2**31 - 1)
+        check_float(name, "ramp_fraction", self.ramp_fraction, 0.0, 1.0, low_open=True)
+
+    @property
+    def effective_sparsity(self) -> float:
+        return 0.5 if self.structured_2_4 else self.target_sparsity
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """What pruning reached.
+
+    Attributes:
+        sparsity: zeros over the kernels of the pruned layers (tracks the target).
+        model_sparsity: zeros over every weight of the saved model.
+        layer_sparsity: per-layer kernel sparsity, pruned and dense layers alike.
+        pruned_layers / dense_layers: which layers were pruned or kept dense.
+    """
+
+    model_path: str
+    target_sparsity: float
+    sparsity: float
+    model_sparsity: float
+    layer_sparsity: dict[str, float]
+    pruned_layers: list[str]
+    dense_layers: list[str]
+    params: int
+    metrics: dict
+    schedule: dict
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _prunable(layer) -> bool:
+    from tensorflow_model_optimization.python.core.sparsity.keras.prune_registry import (
+        PruneRegistry,
+    )
+
+    return kernel_of(layer) is not None and PruneRegistry.supports(layer)
+
+
+def plan_layers(model: keras.Model, keep_dense: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """(layers to prune, layers kept dense); fails when nothing would be pruned."""
+    with_kernel = [layer for layer in model.layers if kernel_of(layer) is not None]
+    names = {layer.name for layer in model.layers}
+    keep = set()
+    for entry in keep_dense:
+        if entry == AUTO:
+            convs = [la for la in with_kernel if isinstance(la, keras.layers.Conv2D)]
+            if convs:
+                keep.add(convs[0].name)
+            if with_kernel:
+                keep.add(with_kernel[-1].name)
+        elif entry not in names:
+            raise ConfigError(f"PruneConfig.keep_dense names layer {entry!r}, which the model "
+                              f"does not have; layers: {', '.join(sorted(names))}")
+        else:
+            keep.add(entry)
+    prune = [la.name for la in with_kernel if la.name not in keep and _prunable(la)]
+    if not prune:
+        raise ModelError(
+            "the model has no layer to prune: prunable layers (Dense/Conv with a kernel) are "
+            f"{[la.name for la in with_kernel if _prunable(la)] or 'none'}, kept dense: "
+            f"{sorted(keep) or 'none'}")
+    return prune, sorted(keep & {la.name for la in with_kernel})
+
+
+def make_schedule(config: PruneConfig, total_steps: int, spe: int):
+    """The tfmot pruning schedule and its steps, derived from epochs and data size."""
+    import tensorflow_model_optimization as tfmot
+
+    frequency = max(1, min(100, spe // 2))
+    if config.schedule == "constant":
+        sched = tfmot.sparsity.keras.ConstantSparsity(
+            config.effective_sparsity, begin_step=0, frequency=frequency)
+        return sched, {"kind": "constant", "begin_step": 0, "end_step": -1,
+                       "frequency": frequency, "total_steps": total_steps}
+    end = max(frequency, int(total_steps * config.ramp_fraction) // frequency * frequency)
+    end = min(end, max(frequency, (total_steps - 1) // frequency * frequency))
+    sched = tfmot.sparsity.keras.PolynomialDecay(
+        initial_sparsity=0.0, final_sparsity=config.effective_sparsity, begin_step=0,
+        end_step=end, frequency=frequency)
+    return sched, {"kind": "polynomial", "begin_step": 0, "end_step": end,
+                   "frequency": frequency, "total_steps": total_steps}
+
+
+def prune_model(model_path: str, dataset_dir: str, output_path: str,
+                config: PruneConfig = PruneConfig(),
+                tensorboard_dir: str | None = None) -> PruneResult:
+    """Prune, fine-tune, strip and save; the model at ``model_path`` is only read."""
+    import tensorflow_model_optimization as tfmot
+
+    model, info = load_for_compression(model_path, dataset_dir, "prune")
+    to_prune, dense = plan_layers(model, config.keep_dense)
+    spe = steps_per_epoch(info, config.batch_size)
+    total = spe * config.epochs
+    schedule, sched_info = make_schedule(config, total, spe)
+    notes = []
+    if config.structured_2_4 and config.target_sparsity != 0.5:
+        notes.append(f"2:4 structured sparsity fixes sparsity at 0.5 "
+                     f"(target_sparsity={config.target_sparsity} ignored)")
+    kwargs = {"pruning_schedule": schedule}
+    if config.structured_2_4:
+        kwargs["sparsity_m_by_n"] = (2, 4)
+
+    def wrap(layer):
+        if layer.name in to_prune:
+            return tfmot.sparsity.keras.prune_low_magnitude(layer, **kwargs)
+        return layer  # layers of the private copy: their weights are kept as they are
+
+    try:
+        wrapped = keras.models.clone_model(model, clone_function=wrap)
+    except ValueError as exc:
+        raise ModelError(f"prune: cannot wrap the model for pruning ({exc})") from None
+    log.info("pruning %s to %.2f (%s), kept dense: %s", to_prune, config.effective_sparsity,
+             config.schedule, dense)
+    metrics = finetune(wrapped, info, config.epochs, config.batch_size, config.learning_rate,
+                       config.seed, callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
+                       tensorboard_dir=tensorboard_dir)
+    stripped = tfmot.sparsity.keras.strip_pruning(wrapped)
+    models.save_model(stripped, output_path)
+    layer_sparsity = kernel_sparsity(stripped)
+    pruned_zeros = sum(int(np.sum(kernel_of(stripped.get_layer(n)).numpy() == 0))
+                       for n in to_prune)
+    pruned_total = sum(int(np.prod(kernel_of(stripped.get_layer(n)).shape)) for n in to_prune)
+    result = PruneResult(
+        model_path=output_path, target_sparsity=config.effective_sparsity,
+        sparsity=pruned_zeros / pruned_total, model_sparsity=model_sparsity(stripped),
+        layer_sparsity=layer_sparsity, pruned_layers=to_prune, dense_layers=dense,
+        params=models.count_params(stripped), metrics=metrics, schedule=sched_info,
+        notes=notes)
+    log.info("pruned: sparsity %.4f (target %.2f), per layer %s", result.sparsity,
+             result.target_sparsity, layer_sparsity)
+    return result

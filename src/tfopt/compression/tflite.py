@@ -1,0 +1,363 @@
+"""SavedModel -> TFLite: float32, dynamic-range, float16 and full-integer int8.
+
+Full-integer conversion calibrates on a bounded sample of the training
+split (``representative_samples`` examples), as the TFLite docs recommend.
+
+int8 never crashes a pipeline for a fixable reason: when the conversion
+fails, or the accuracy drop measured on the validation split exceeds
+``max_accuracy_drop``, it falls back step by step and records every step in
+``QuantizeResult.notes``:
+
+1. selective quantization: int8 with float builtin kernels allowed (failed
+   conversion), or the layers with the largest quantization error (found by
+   TFLite's QuantizationDebugger) kept in float (accuracy drop);
+2. float16 (``fallback="float16"`` goes straight here).
+
+Only when every step fails does :class:`ConversionError` reach the caller
+(the component then marks its output skipped with the reason).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from tfopt import fsutil
+from tfopt._keras import tf
+from tfopt.checks import check_choice, check_float, check_int
+from tfopt.data import input_pipeline, schema
+from tfopt.errors import ConfigError, ModelError
+
+log = logging.getLogger(__name__)
+
+MODES = ("float32", "dynamic", "float16", "int8")
+FALLBACKS = ("selective", "float16", "none")
+
+
+class ConversionError(ModelError):
+    """No TFLite model could be produced (after every allowed fallback)."""
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """How to convert.
+
+    Attributes:
+        mode: ``float32`` (no quantization), ``dynamic`` (int8 weights),
+            ``float16`` (float16 weights) or ``int8`` (weights and activations).
+        representative_samples: calibration examples drawn from the train split (int8).
+        int8_io: int8 input/output tensors (for integer-only accelerators);
+            only with ``mode="int8"``.
+        max_accuracy_drop: int8 only: accuracy points the int8 model may lose against
+            the SavedModel on the validation split before falling back; ``None`` = no check.
+        fallback: int8 only: ``selective`` (keep offending ops/layers in float, then
+            float16), ``float16`` (straight to float16) or ``none`` (fail instead).
+        check_samples: validation examples used for the accuracy check.
+        max_denylisted: most layers selective quantization may keep in float.
+    """
+
+    mode: str = "int8"
+    representative_samples: int = 200
+    int8_io: bool = False
+    max_accuracy_drop: float | None = None
+    fallback: str = "selective"
+    check_samples: int = 2000
+    max_denylisted: int = 4
+
+    def __post_init__(self):
+        check_choice("QuantizeConfig", "mode", self.mode, MODES)
+        check_int("QuantizeConfig", "representative_samples", self.representative_samples,
+                  1, 100_000)
+        if self.int8_io and self.mode != "int8":
+            raise ConfigError(f"QuantizeConfig.int8_io=True is not allowed with "
+                              f"mode={self.mode!r}: integer input/output needs mode 'int8'")
+        if self.max_accuracy_drop is not None:
+            check_float("QuantizeConfig", "max_accuracy_drop", self.max_accuracy_drop, 0.0, 100.0)
+        check_choice("QuantizeConfig", "fallback", self.fallback, FALLBACKS)
+        check_int("QuantizeConfig", "check_samples", self.check_samples, 1, 10_000_000)
+        check_int("QuantizeConfig", "max_denylisted", self.max_denylisted, 1, 1000)
+
+
+@dataclass(frozen=True)
+class QuantizeResult:
+    """What was written.
+
+    Attributes:
+        mode: the mode actually produced (``int8``, or ``float16`` after a fallback).
+        requested_mode: the mode asked for.
+        fallback: ``""``, ``"selective"`` or ``"float16"``.
+        accuracy_drop: validation accuracy points lost against the SavedModel (when checked).
+        float_ops: op types left in float inside an int8 model.
+        denylisted: layers (tensor names) selective quantization kept in float.
+        notes: what was done and why, for people.
+    """
+
+    path: str
+    mode: str
+    size_bytes: int
+    notes: list[str] = field(default_factory=list)
+    requested_mode: str = ""
+    fallback: str = ""
+    accuracy_drop: float | None = None
+    float_ops: list[str] = field(default_factory=list)
+    denylisted: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def representative_dataset(dataset_dir: str, samples: int) -> Callable[[], Iterator[list]]:
+    """A calibration generator over a bounded sample of the training split."""
+    info = schema.load_info(dataset_dir)
+    x, _ = input_pipeline.load_arrays(info, "train", limit=samples)
+
+    def gen():
+        for i in range(len(x)):
+            yield [x[i:i + 1].astype(np.float32)]
+
+    return gen
+
+
+def make_converter(saved_model_dir: str, config: QuantizeConfig, dataset_dir: str | None,
+                   float_builtins: bool = False):
+    """A configured ``TFLiteConverter``; ``float_builtins`` lets int8 keep float kernels."""
+    if not fsutil.exists(f"{saved_model_dir}/saved_model.pb"):
+        raise ModelError(f"{saved_model_dir}: not a SavedModel directory (no saved_model.pb)")
+    if config.mode == "int8" and not dataset_dir:
+        raise ConfigError("int8 conversion needs dataset_dir for the representative dataset")
+    converter = tf.lite.TFLiteConverter.from_saved_model(
+        saved_model_dir, signature_keys=["serving_default"])
+    if config.mode == "float32":
+        return converter
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if config.mode == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif config.mode == "int8":
+        converter.representative_dataset = representative_dataset(
+            dataset_dir, config.representative_samples)
+        ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if float_builtins:
+            ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)
+        converter.target_spec.supported_ops = ops
+        if config.int8_io:
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+    return converter
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:300] if text else ''}"
+
+
+def _convert(converter) -> bytes:
+    try:
+        return converter.convert()
+    except Exception as exc:  # the converter raises ConverterError, RuntimeError and others
+        raise ConversionError(_first_line(exc)) from None
+
+
+def op_types(content: bytes) -> list[str]:
+    """Op types of a TFLite flatbuffer (empty when they cannot be read)."""
+    try:
+        interp = tf.lite.Interpreter(model_content=content)
+        return sorted({d["op_name"] for d in interp._get_ops_details()})
+    except Exception:  # introspection is best effort
+        return []
+
+
+
+def float_ops_in_int8(content: bytes) -> list[str]:
+    """Ops an int8 model runs in float: those fed through DEQUANTIZE (best effort)."""
+    try:
+        interp = tf.lite.Interpreter(model_content=content)
+        details = interp._get_ops_details()
+        tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    except Exception:
+        return []
+    out = set()
+    for op in details:
+        if op["op_name"] in ("QUANTIZE", "DEQUANTIZE"):
+            continue
+        ins = [tensors[i] for i in op["inputs"] if i in tensors]
+        if any(t["dtype"] == np.float32 for t in ins):
+            out.add(op["op_name"])
+    return sorted(out)
+
+
+def _accuracy_drop(saved_model_dir: str, content: bytes, dataset_dir: str,
+                   config: QuantizeConfig) -> float:
+    """Validation accuracy points lost by ``content`` against the SavedModel."""
+    import os
+    import tempfile
+
+    from tfopt.evaluation.runtime import Predictor
+
+    info = schema.load_info(dataset_dir)
+    split = "validation" if info.counts.get("validation") else "train"
+    x, y = input_pipeline.load_arrays(info, split, limit=config.check_samples)
+    ref = Predictor(saved_model_dir, "saved_model").predict(x).argmax(1)
+    fd, tmp = tempfile.mkstemp(suffix=".tflite")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(content)
+        got = Predictor(tmp, "tflite").predict(x).argmax(1)
+    finally:
+        os.remove(tmp)
+    return float((np.mean(ref == y) - np.mean(got == y)) * 100.0)
+
+
+def _worst_layers(converter, dataset_dir: str, config: QuantizeConfig) -> list[str]:
+    """Tensor names ordered by quantization error (mean squared error), worst first.
+
+    Absolute error rather than RMSE / scale: a layer whose activation range is
+    blown up by an outlier has a large scale, so RMSE / scale would hide it.
+    """
+    gen = representative_dataset(dataset_dir, min(config.representative_samples, 100))
+    debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=gen)
+    debugger.run()
+    buf = io.StringIO()
+    debugger.layer_statistics_dump(buf)
+    rows = list(csv.DictReader(io.StringIO(buf.getvalue())))
+
+    def score(row):
+        try:
+            return float(row["mean_squared_error"])
+        except (KeyError, ValueError):
+            return 0.0
+
+    rows.sort(key=score, reverse=True)
+    return [r["tensor_name"] for r in rows if r.get("tensor_name")]
+
+
+def _selective(saved_model_dir: str, dataset_dir: str, config: QuantizeConfig,
+               notes: list[str]) -> tuple[bytes, list[str], float | None] | None:
+    """Keep the worst layers in float until the drop fits; ``None`` when it never does."""
+    converter = make_converter(saved_model_dir, config, dataset_dir, float_builtins=True)
+    try:
+        ranked = _worst_layers(converter, dataset_dir, config)
+    except Exception as exc:  # the debugger is experimental
+        notes.append(f"selective quantization unavailable ({_first_line(exc)})")
+        return None
+    count = 1
+    while count <= min(config.max_denylisted, len(ranked)):
+        deny = ranked[:count]
+        options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=deny)
+        gen = representative_dataset(dataset_dir, min(config.representative_samples, 100))
+        try:
+            debugger = tf.lite.experimental.QuantizationDebugger(
+                converter=make_converter(saved_model_dir, config, dataset_dir, True),
+                debug_dataset=gen, debug_options=options)
+            content = debugger.get_nondebug_quantized_model()
+        except Exception as exc:
+            notes.append(f"selective quantization with {count} float layer(s) failed "
+                         f"({_first_line(exc)})")
+            return None
+        drop = _accuracy_drop(saved_model_dir, content, dataset_dir, config)
+        notes.append(f"selective int8 keeping {count} layer(s) in float: drop {drop:.2f} points")
+        if drop <= config.max_accuracy_drop + 1e-9:
+            return content, deny, drop
+        count *= 2
+    return None
+
+
+def _float16(saved_model_dir: str, config: QuantizeConfig, notes: list[str]) -> bytes:
+    f16 = QuantizeConfig(mode="float16")
+    try:
+        content = _convert(make_converter(saved_model_dir, f16, None))
+    except ConversionError as exc:
+        notes.append(f"float16 fallback failed ({exc})")
+        raise ConversionError(f"{saved_model_dir}: no TFLite model could be produced: "
+                              + "; ".join(notes)) from None
+    if config.int8_io:
+        notes.append("float16 fallback has float32 input/output (int8_io not possible)")
+    return content
+
+
+def _convert_int8(saved_model_dir: str, config: QuantizeConfig, dataset_dir: str,
+                  notes: list[str]) -> tuple[bytes, str, str, float | None, list[str]]:
+    """int8 with its fallbacks -> (content, mode, fallback, drop, denylisted)."""
+    check = config.max_accuracy_drop is not None
+    try:
+        content = _convert(make_converter(saved_model_dir, config, dataset_dir))
+    except ConversionError as exc:
+        if config.fallback == "none":
+            raise ConversionError(f"{saved_model_dir}: TFLite int8 conversion failed "
+                                  f"({exc}); fallback='none'") from None
+        notes.append(f"int8 conversion failed ({exc})")
+        if config.fallback == "selective":
+            try:
+                content = _convert(make_converter(saved_model_dir, config, dataset_dir, True))
+                notes.append("fell back to int8 with float kernels for ops that have no int8 "
+                             "kernel")
+                drop = _accuracy_drop(saved_model_dir, content, dataset_dir, config) \
+                    if check else None
+                if not check or drop <= config.max_accuracy_drop + 1e-9:
+                    return content, "int8", "selective", drop, []
+                notes.append(f"int8 with float kernels: drop {drop:.2f} points > "
+                             f"{config.max_accuracy_drop:g}")
+            except ConversionError as exc2:
+                notes.append(f"int8 with float kernels failed ({exc2})")
+        notes.append("fell back to float16")
+        content = _float16(saved_model_dir, config, notes)
+        drop = _accuracy_drop(saved_model_dir, content, dataset_dir, config) if check else None
+        return content, "float16", "float16", drop, []
+    if not check:
+        return content, "int8", "", None, []
+    drop = _accuracy_drop(saved_model_dir, content, dataset_dir, config)
+    if drop <= config.max_accuracy_drop + 1e-9:
+        notes.append(f"int8 accuracy drop {drop:.2f} points <= {config.max_accuracy_drop:g}")
+        return content, "int8", "", drop, []
+    notes.append(f"int8 accuracy drop {drop:.2f} points > {config.max_accuracy_drop:g}")
+    if config.fallback == "none":
+        notes.append("kept int8 (fallback='none')")
+        return content, "int8", "", drop, []
+    if config.fallback == "selective":
+        chosen = _selective(saved_model_dir, dataset_dir, config, notes)
+        if chosen is not None:
+            sel, deny, sel_drop = chosen
+            notes.append(f"selective quantization kept in float: {', '.join(deny)}")
+            return sel, "int8", "selective", sel_drop, deny
+    notes.append("fell back to float16")
+    content = _float16(saved_model_dir, config, notes)
+    return content, "float16", "float16", \
+        _accuracy_drop(saved_model_dir, content, dataset_dir, config), []
+
+
+def convert_to_tflite(saved_model_dir: str, output_path: str,
+                      config: QuantizeConfig = QuantizeConfig(),
+                      dataset_dir: str | None = None) -> QuantizeResult:
+    """Convert a SavedModel (``serving_default``) to a ``.tflite`` file, atomically.
+
+    Raises:
+        ModelError: not a SavedModel.
+        ConversionError: no model could be produced, fallbacks included.
+    """
+    notes: list[str] = []
+    mode, fallback, drop, deny, float_ops = config.mode, "", None, [], []
+    if config.mode == "int8":
+        content, mode, fallback, drop, deny = _convert_int8(
+            saved_model_dir, config, dataset_dir, notes)
+        if mode == "int8":
+            float_ops = float_ops_in_int8(content)
+            if float_ops:
+                notes.append(f"ops run in float inside the int8 model: {', '.join(float_ops)}")
+    else:
+        try:
+            content = _convert(make_converter(saved_model_dir, config, dataset_dir))
+        except ConversionError as exc:
+            raise ConversionError(f"{saved_model_dir}: TFLite {config.mode} conversion failed "
+                                  f"({exc})") from None
+    with fsutil.atomic_file(output_path, "wb") as fh:
+        fh.write(content)
+    for note in notes:
+        log.info("%s: %s", output_path, note)
+    log.info("wrote %s (%s, %d bytes)", output_path, mode, len(content))
+    return QuantizeResult(path=output_path, mode=mode, size_bytes=len(content), notes=notes,
+                          requested_mode=config.mode, fallback=fallback, accuracy_drop=drop,
+                          float_ops=float_ops, denylisted=deny)

@@ -1,0 +1,251 @@
+"""tf.data input pipelines over a dataset artifact: parallel reads, cache, seeded shuffle,
+prefetch, sharding across workers."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from tfopt import fsutil
+from tfopt.checks import check_choice, check_int, check_str
+from tfopt.data.schema import FEATURE_KEY, LABEL_KEY, DatasetInfo
+from tfopt.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+
+# --- input pipelines ------------------------------------------------------------
+
+
+AUTO_SHARD = ("auto", "file", "data", "off")
+
+
+DEFAULT_SHUFFLE_BUFFER = 16_384
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """How a split is fed to training or evaluation.
+
+    Attributes:
+        batch_size: examples per batch (global batch under a strategy).
+        shuffle: shuffle shard order and examples (seeded) every epoch.
+        seed: shuffle seed.
+        cache: ``auto`` caches in memory when the split fits ``cache_budget_bytes``,
+            else to ``cache_file`` when set, else not at all; ``memory``; ``none``;
+            or a local file path prefix to cache to disk.
+        cache_budget_bytes: memory budget for ``auto``.
+        cache_file: local file prefix for ``auto`` when the split does not fit in
+            memory (the split name is appended); "" = do not cache then.
+        shuffle_buffer: examples in the shuffle buffer (0 = the whole split, up to
+            ``DEFAULT_SHUFFLE_BUFFER``).
+        deterministic: keep a fixed element order (same seed, same batches);
+            False lets parallel reads return elements as they come (faster).
+        drop_remainder: drop the last partial batch (static batch shapes).
+        auto_shard: how a multi-worker strategy splits the data across workers:
+            ``auto`` (``file`` when there are at least as many shards as
+            workers, else ``data``), ``file``, ``data`` or ``off``.
+        num_workers: workers for ``auto``; 0 reads them from ``TF_CONFIG``.
+        read_parallelism: shards read at the same time (interleave cycle length).
+    """
+
+    batch_size: int = 64
+    shuffle: bool = False
+    seed: int = 42
+    cache: str = "auto"
+    cache_budget_bytes: int = 1 << 30
+    cache_file: str = ""
+    shuffle_buffer: int = 0
+    deterministic: bool = True
+    drop_remainder: bool = False
+    auto_shard: str = "auto"
+    num_workers: int = 0
+    read_parallelism: int = 8
+
+    def __post_init__(self):
+        check_int("InputConfig", "batch_size", self.batch_size, 1, 1 << 20)
+        check_int("InputConfig", "seed", self.seed, 0, 2**63 - 1)
+        check_int("InputConfig", "cache_budget_bytes", self.cache_budget_bytes, 0)
+        check_int("InputConfig", "shuffle_buffer", self.shuffle_buffer, 0)
+        check_int("InputConfig", "num_workers", self.num_workers, 0, 100_000)
+        check_int("InputConfig", "read_parallelism", self.read_parallelism, 1, 1024)
+        check_choice("InputConfig", "auto_shard", self.auto_shard, AUTO_SHARD)
+        if self.cache not in ("auto", "memory", "none"):
+            check_str("InputConfig", "cache", self.cache)
+            if fsutil.is_remote(self.cache):
+                raise ConfigError(f"InputConfig.cache={self.cache!r} is not allowed: "
+                                  "cache to a local file, 'memory', 'auto' or 'none'")
+        if self.cache_file and fsutil.is_remote(self.cache_file):
+            raise ConfigError(f"InputConfig.cache_file={self.cache_file!r} is not allowed: "
+                              "expected a local path")
+
+
+def auto_shard_policy(num_files: int, num_workers: int, requested: str = "auto") -> str:
+    """The ``tf.data`` auto-shard policy name for a split of ``num_files`` shards.
+
+    ``FILE`` (each worker reads whole shards, no wasted reads) when there are
+    at least as many shards as workers, else ``DATA`` (every worker reads
+    everything and keeps every n-th element). ``OFF`` leaves sharding to the caller.
+    """
+    check_choice("auto_shard_policy", "requested", requested, AUTO_SHARD)
+    if requested != "auto":
+        return requested.upper()
+    return "FILE" if num_files >= max(num_workers, 1) else "DATA"
+
+
+def _num_workers(config: InputConfig) -> int:
+    if config.num_workers:
+        return config.num_workers
+    from tfopt import distribute
+
+    return distribute.parse_tf_config().num_workers
+
+
+def cache_mode(info: DatasetInfo, split: str, config: InputConfig) -> str:
+    """``memory``, ``none`` or a cache file path: what ``make_dataset`` does for ``split``."""
+    approx = info.counts[split] * (int(np.prod(info.feature_shape)) * 4 + 8)
+    prefix = config.cache
+    if config.cache == "auto":
+        if approx <= config.cache_budget_bytes:
+            return "memory"
+        prefix = config.cache_file
+        if not prefix:
+            return "none"
+    elif config.cache in ("memory", "none"):
+        return config.cache
+    from tfopt import distribute
+
+    cluster = distribute.parse_tf_config()  # workers sharing a disk get their own files
+    worker = f"-{cluster.task_type}{cluster.task_index}" if cluster.num_workers > 1 else ""
+    return f"{prefix}-{split}{worker}"
+
+
+def _records(info: DatasetInfo, split: str, config: InputConfig, limit: int | None,
+             cycle_length: int | None = None):
+    from tfopt._keras import tf
+
+    files = info.files(split)
+    files_ds = tf.data.Dataset.from_tensor_slices(files)
+    if config.shuffle and len(files) > 1:
+        files_ds = files_ds.shuffle(len(files), seed=config.seed, reshuffle_each_iteration=True)
+    ds = files_ds.interleave(
+        lambda f: tf.data.TFRecordDataset(f, buffer_size=1 << 20),
+        cycle_length=cycle_length or min(len(files), config.read_parallelism),
+        block_length=1, num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=config.deterministic)
+    if limit is not None:
+        ds = ds.take(limit)
+    return ds
+
+
+def _parser(info: DatasetInfo):
+    from tfopt._keras import tf
+
+    shape = list(info.feature_shape)
+    spec = {FEATURE_KEY: tf.io.FixedLenFeature([], tf.string),
+            LABEL_KEY: tf.io.FixedLenFeature([], tf.int64)}
+
+    def parse_batch(records):
+        ex = tf.io.parse_example(records, spec)
+        x = tf.reshape(tf.io.decode_raw(ex[FEATURE_KEY], tf.float32), [-1, *shape])
+        return x, ex[LABEL_KEY]
+
+    return parse_batch
+
+
+def make_dataset(info: DatasetInfo, split: str, config: InputConfig = InputConfig(),
+                 limit: int | None = None):
+    """A ``tf.data`` pipeline over one split yielding ``(x, label)`` batches.
+
+    interleave over shards (parallel reads) -> [parse -> cache] -> seeded
+    shuffle -> batch -> [vectorized parse] -> prefetch, all AUTOTUNE. Uncached
+    splits shuffle the serialized records and parse whole batches at once.
+    Under a multi-worker strategy the data is auto-sharded with
+    :func:`auto_shard_policy`.
+    """
+    from tfopt._keras import tf
+
+    files = info.files(split)
+    count = info.counts[split] if limit is None else min(limit, info.counts[split])
+    parse_batch = _parser(info)
+    ds = _records(info, split, config, limit)
+    cached = cache_mode(info, split, config)
+    autotune = tf.data.AUTOTUNE
+    if cached != "none":
+        if cached != "memory":
+            os.makedirs(os.path.dirname(os.path.abspath(cached)), exist_ok=True)
+        ds = ds.batch(1024).map(parse_batch, num_parallel_calls=autotune,
+                                deterministic=config.deterministic).unbatch()
+        ds = ds.cache() if cached == "memory" else ds.cache(cached)
+    if config.shuffle:
+        # Bounded: a buffer as large as a big split costs more per example (memory
+        # traffic) and ingest already shuffled the records within windows.
+        buffer = config.shuffle_buffer or min(count, DEFAULT_SHUFFLE_BUFFER)
+        ds = ds.shuffle(max(buffer, 1), seed=config.seed, reshuffle_each_iteration=True)
+    ds = ds.batch(config.batch_size, drop_remainder=config.drop_remainder,
+                  num_parallel_calls=autotune, deterministic=config.deterministic)
+    if cached == "none":
+        ds = ds.map(parse_batch, num_parallel_calls=autotune,
+                    deterministic=config.deterministic)
+    options = tf.data.Options()
+    options.deterministic = config.deterministic
+    policy = auto_shard_policy(len(files), _num_workers(config), config.auto_shard)
+    options.experimental_distribute.auto_shard_policy = getattr(
+        tf.data.experimental.AutoShardPolicy, policy)
+    return ds.with_options(options).prefetch(autotune)
+
+
+def iter_arrays(info: DatasetInfo, split: str, batch_size: int = 1024,
+                limit: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Stream one split as NumPy ``(x, y)`` batches in file order (memory: one batch).
+
+    Use this for evaluation of splits of any size.
+    """
+    from tfopt.data.integrity import reporting_corruption
+
+    config = InputConfig(batch_size=batch_size, cache="none", auto_shard="off")
+    with reporting_corruption(info, [split]):
+        yield from make_dataset(info, split, config, limit=limit).as_numpy_iterator()
+
+
+def load_arrays(info: DatasetInfo, split: str, limit: int | None = None,
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """One split (or its first ``limit`` examples) as NumPy arrays.
+
+    Holds the whole result in memory: pass ``limit`` for large splits, or
+    stream with :func:`iter_arrays`.
+    """
+    xs, ys = [], []
+    for x, y in iter_arrays(info, split, limit=limit):
+        xs.append(x)
+        ys.append(y)
+    if not xs:
+        raise DataError(f"{info.path}: split {split!r} is empty")
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def representative_samples(info: DatasetInfo, split: str = "train", limit: int = 200,
+                           seed: int = 0) -> Iterator[list[np.ndarray]]:
+    """A bounded calibration sample for int8 conversion: a generator of ``[x]``
+    with ``x`` float32 of shape ``[1, *feature_shape]``.
+
+    Reads all shards round-robin and shuffles in a buffer of at most
+    ``4 * limit`` examples, so the sample spans the whole split while memory
+    stays bounded. Use as
+    ``converter.representative_dataset = lambda: representative_samples(info, limit=200)``.
+    """
+    check_int("representative_samples", "limit", limit, 1, 1_000_000)
+    from tfopt._keras import tf
+
+    files = info.files(split)
+    config = InputConfig(shuffle=True, seed=seed, cache="none")
+    ds = _records(info, split, config, None, cycle_length=len(files))
+    ds = ds.shuffle(min(4 * limit, max(info.counts[split], 1)), seed=seed).take(limit)
+    ds = ds.batch(256).map(_parser(info)).prefetch(tf.data.AUTOTUNE)
+    for x, _ in ds.as_numpy_iterator():
+        for i in range(len(x)):
+            yield [x[i:i + 1]]

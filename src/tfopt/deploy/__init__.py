@@ -1,0 +1,1 @@
+"""Deploy stage: TensorFlow Serving (repository, server, validation, Kubernetes) and Vertex AI."""

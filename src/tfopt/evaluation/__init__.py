@@ -1,0 +1,1 @@
+"""Evaluation stage: model runtimes, the evaluation of every candidate, the variant registry and selection."""

@@ -1,0 +1,281 @@
+"""Selection policy: which candidate meets the targets, and why the others do not.
+
+A candidate is acceptable when it evaluated without error, loses at most
+``max_accuracy_drop`` points against the baseline, fits ``max_size_bytes`` and
+``max_latency_ms_p99``, and (when a previously blessed model's evaluation is
+given) changes accuracy by at least ``min_accuracy_change`` points against it,
+as TFX's Evaluator does with a change threshold. Among acceptable candidates
+the objective picks one; ``blessed`` is true exactly when one was picked.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+
+from tfopt import fsutil
+from tfopt.checks import check_choice, check_float, check_int, check_str
+from tfopt.errors import ConfigError
+from tfopt.reporting.summary import build_summary
+
+log = logging.getLogger(__name__)
+
+OBJECTIVES = ("smallest", "fastest", "most_accurate")
+
+
+# Deploy target -> formats it can serve (TF Serving and Vertex load SavedModels).
+DEPLOY_TARGET_FORMATS = {"tf_serving": ("saved_model",), "vertex": ("saved_model",),
+                         "tflite": ("tflite",), "none": ()}
+
+
+@dataclass(frozen=True)
+class SelectionPolicy:
+    """Targets a candidate must meet, and how to choose among those that do.
+
+    Attributes:
+        max_accuracy_drop: accuracy points a candidate may lose against the baseline.
+        max_size_bytes: largest allowed file size (0 = no limit).
+        max_latency_ms_p99: largest allowed batch-1 p99 latency (0 = no limit).
+        objective: ``smallest`` (size), ``fastest`` (p50 latency) or ``most_accurate``.
+        previous: path of a previously blessed model's ``summary.json`` (or an
+            evaluation JSON / record) to compare with; empty = no comparison.
+        min_accuracy_change: accuracy points a candidate must gain over the
+            previous model (negative = the regression allowed); used with ``previous``.
+        deploy_target: where the pick goes, which decides the formats it may have:
+            ``tf_serving`` / ``vertex`` serve SavedModels, ``tflite`` (edge) takes
+            ``.tflite`` files, ``none`` accepts any format.
+    """
+
+    max_accuracy_drop: float = 1.0
+    max_size_bytes: int = 0
+    max_latency_ms_p99: float = 0.0
+    objective: str = "smallest"
+    previous: str = ""
+    min_accuracy_change: float = 0.0
+    deploy_target: str = "none"
+
+    def __post_init__(self):
+        check_float("SelectionPolicy", "max_accuracy_drop", self.max_accuracy_drop, 0.0, 100.0)
+        check_int("SelectionPolicy", "max_size_bytes", self.max_size_bytes, 0)
+        check_float("SelectionPolicy", "max_latency_ms_p99", self.max_latency_ms_p99, 0.0)
+        check_choice("SelectionPolicy", "objective", self.objective, OBJECTIVES)
+        check_str("SelectionPolicy", "previous", self.previous, allow_empty=True)
+        check_float("SelectionPolicy", "min_accuracy_change", self.min_accuracy_change,
+                    -100.0, 100.0)
+        check_choice("SelectionPolicy", "deploy_target", self.deploy_target,
+                     tuple(DEPLOY_TARGET_FORMATS))
+
+    @property
+    def formats(self) -> tuple[str, ...]:
+        """Candidate formats the deploy target can take (empty = any)."""
+        return DEPLOY_TARGET_FORMATS[self.deploy_target]
+
+
+@dataclass
+class Selection:
+    """The outcome: records with ``rejected_reasons``, the pick and why."""
+
+    records: list[dict]
+    selected: str | None
+    blessed: bool
+    reasons: dict[str, list[str]] = field(default_factory=dict)
+    reason: str = ""
+    policy: dict = field(default_factory=dict)
+    previous: dict | None = None
+
+
+def load_previous(path: str) -> dict | None:
+    """The previously blessed model's record from a summary / evaluation JSON.
+
+    Accepts a ``summary.json`` (its ``selected`` variant; None when nothing was
+    blessed), a directory holding one, an evaluations JSON with ``candidates``
+    and ``selected``, or a single record with ``accuracy``.
+    """
+    if fsutil.exists(os.path.join(path, "summary.json")):
+        path = os.path.join(path, "summary.json")
+    if not fsutil.exists(path):
+        raise ConfigError(f"SelectionPolicy.previous={path!r} is not allowed: no such file")
+    try:
+        payload = fsutil.read_json(path)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: not a JSON file ({exc})") from None
+    if isinstance(payload, dict) and "accuracy" in payload:
+        return payload
+    records = (payload.get("variants") or payload.get("candidates")) if isinstance(
+        payload, dict) else None
+    if records is None:
+        raise ConfigError(f"{path}: expected a tfopt summary.json (variants, selected), an "
+                          "evaluations JSON (candidates, selected) or a record with accuracy")
+    if not payload.get("selected") or payload.get("blessed") is False:
+        log.warning("%s: the previous run blessed no model; nothing to compare with", path)
+        return None
+    record = next((r for r in records if r.get("name") == payload["selected"]), None)
+    if record is None or record.get("accuracy") is None:
+        raise ConfigError(f"{path}: selected variant {payload['selected']!r} has no record "
+                          "with an accuracy")
+    return dict(record, dataset=payload.get("dataset"))
+
+
+def rejection_reasons(record: dict, base: dict | None, policy: SelectionPolicy,
+                      previous: dict | None = None) -> list[str]:
+    """Every target ``record`` misses (empty when it is acceptable)."""
+    if record.get("not_applicable"):
+        return [record["error"]]
+    if record.get("error"):
+        return [f"failed to evaluate: {record['error']}"]
+    if base is None:
+        return ["baseline failed to evaluate, so the accuracy drop cannot be checked"]
+    reasons = []
+    if policy.formats and record.get("format") not in policy.formats:
+        reasons.append(f"format {record.get('format')} cannot be deployed to "
+                       f"{policy.deploy_target} (takes {', '.join(policy.formats)})")
+    drop = (base["accuracy"] - record["accuracy"]) * 100
+    if drop > policy.max_accuracy_drop + 1e-9:
+        reasons.append(f"accuracy drop {drop:.2f} points > {policy.max_accuracy_drop:g}")
+    if policy.max_size_bytes and record["size_bytes"] > policy.max_size_bytes:
+        reasons.append(f"size {record['size_bytes']} bytes > {policy.max_size_bytes}")
+    if policy.max_latency_ms_p99 and record["latency_ms_p99"] > policy.max_latency_ms_p99:
+        reasons.append(f"p99 latency {record['latency_ms_p99']:.3f} ms > "
+                       f"{policy.max_latency_ms_p99:g} ms")
+    if previous is not None:
+        change = (record["accuracy"] - previous["accuracy"]) * 100
+        if change < policy.min_accuracy_change - 1e-9:
+            reasons.append(f"accuracy change {change:+.2f} points vs the previously blessed "
+                           f"model ({previous['accuracy'] * 100:.2f}%) < "
+                           f"{policy.min_accuracy_change:+g}")
+    return reasons
+
+
+_KEYS = {"smallest": ("size_bytes", lambda r: (r["size_bytes"], -r["accuracy"])),
+         "fastest": ("latency_ms_p50", lambda r: (r["latency_ms_p50"], -r["accuracy"])),
+         "most_accurate": ("accuracy", lambda r: (-r["accuracy"], r["size_bytes"]))}
+
+
+def select_candidate(records: list[dict], baseline: str, policy: SelectionPolicy) -> Selection:
+    """Apply ``policy``; the baseline itself is a candidate like any other.
+
+    Raises:
+        ConfigError: no records, or no record named ``baseline``.
+    """
+    if not records:
+        raise ConfigError("no candidate to select from: the evaluation produced no records")
+    check_choice("SelectionPolicy", "objective", policy.objective, OBJECTIVES)
+    base = next((r for r in records if r["name"] == baseline), None)
+    if base is None:
+        raise ConfigError(f"baseline {baseline!r} is not among the candidates: "
+                          f"{', '.join(r['name'] for r in records)}")
+    if base.get("error"):
+        base = None
+    previous = load_previous(policy.previous) if policy.previous else None
+    reasons = {r["name"]: rejection_reasons(r, base, policy, previous) for r in records}
+    ok = [r for r in records if not reasons[r["name"]]]
+    metric, key = _KEYS[policy.objective]
+    best = min(ok, key=key) if ok else None
+    if best is None:
+        reason = "no candidate meets the policy"
+    else:
+        others = len(ok) - 1
+        reason = (f"{best['name']} is the {policy.objective.replace('_', ' ')} of "
+                  f"{len(ok)} acceptable candidate{'s' if len(ok) != 1 else ''} "
+                  f"({metric} {best[metric]:.6g})"
+                  + ("" if others else "; the only one"))
+    out = [dict(r, rejected_reasons=reasons[r["name"]]) for r in records]
+    return Selection(out, best["name"] if best else None, best is not None, reasons, reason,
+                     asdict(policy), previous)
+
+
+def summarize(pipeline: str, dataset: dict, baseline: str, selection: Selection,
+              **extra) -> dict:
+    """``summary.json`` payload: the variants plus ``selected`` / ``blessed`` and ``extra``."""
+    prev = selection.previous
+    return build_summary(pipeline, dataset, baseline, selection.records,
+                         selected=selection.selected, blessed=selection.blessed,
+                         selection_reason=selection.reason, policy=selection.policy,
+                         previous=({k: prev.get(k) for k in ("name", "accuracy", "path")}
+                                   if prev else None), **extra)
+
+
+# --- the select step: summary, reports, model card, the selected model -------------
+
+
+@dataclass
+class SelectOutputs:
+    """What :func:`select_and_report` wrote and decided."""
+
+    summary: dict
+    selection: Selection
+    record: dict | None  # the selected candidate's full evaluation record
+
+
+def copy_model(src: str, dst: str) -> None:
+    """Copy a SavedModel directory or a model file to ``dst`` atomically."""
+    if not fsutil.exists(src):
+        raise ConfigError(f"selected model {src!r} does not exist (anymore)")
+    files = fsutil.iter_files(src)
+    single = files == [src]
+
+    def copy_one(a: str, fh) -> None:
+        opener = _gfile_open if fsutil.is_remote(a) else open
+        with opener(a, "rb") as rh:
+            for chunk in iter(lambda: rh.read(1 << 20), b""):
+                fh.write(chunk)
+
+    if single:
+        with fsutil.atomic_file(dst, "wb") as fh:
+            copy_one(src, fh)
+        return
+    with fsutil.atomic_dir(dst) as tmp:
+        for f in files:
+            rel = os.path.relpath(f, src)
+            target = os.path.join(tmp, rel)
+            fsutil.makedirs(os.path.dirname(target))
+            opener = _gfile_open if fsutil.is_remote(target) else open
+            with opener(target, "wb") as fh:
+                copy_one(f, fh)
+
+
+def _gfile_open(path: str, mode: str):
+    from tfopt._keras import tf
+
+    return tf.io.gfile.GFile(path, mode)
+
+
+def select_and_report(evaluations: dict, baseline: str, policy: SelectionPolicy,
+                      pipeline: str, summary_path: str, markdown_path: str, html_path: str,
+                      model_card_path: str, selected_model_path: str | None = None,
+                      model_paths: dict[str, str] | None = None) -> SelectOutputs:
+    """The whole select step: apply the policy, write summary, reports, card and model.
+
+    Args:
+        evaluations: the evaluation step's payload (``dataset``, ``candidates``).
+        baseline: name of the baseline candidate.
+        policy: the selection policy.
+        pipeline: pipeline name recorded in the summary.
+        summary_path / markdown_path / html_path / model_card_path: outputs.
+        selected_model_path: where to copy the selected model (None = no copy).
+        model_paths: candidate name -> readable path here (overrides the path the
+            evaluation step recorded, which may be local to its container).
+    """
+    from tfopt.reporting import modelcard, report
+
+    records = evaluations.get("candidates") or []
+    selection = select_candidate(records, baseline, policy)
+    record = next((r for r in selection.records if r["name"] == selection.selected), None)
+    dataset = {k: v for k, v in (evaluations.get("dataset") or {}).items()
+               if k in ("name", "num_train", "num_validation", "num_test", "num_classes",
+                        "content_sha256")}
+    summary = summarize(pipeline, dataset, baseline, selection, report_html=html_path,
+                        model_card=model_card_path,
+                        evaluation=evaluations.get("config"))
+    report.write_reports(summary, markdown_path, html_path,
+                         record.get("confusion_matrix") if record else None)
+    with fsutil.atomic_file(model_card_path) as fh:
+        fh.write(modelcard.model_card(summary, record))
+    if record is not None and selected_model_path:
+        src = (model_paths or {}).get(record["name"]) or record["path"]
+        if not fsutil.exists(src) and record.get("uri"):
+            src = record["uri"]
+        copy_model(src, selected_model_path)
+    fsutil.write_json(summary_path, summary)
+    return SelectOutputs(summary, selection, record)

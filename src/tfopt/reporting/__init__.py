@@ -1,0 +1,1 @@
+"""Reporting stage: summary.json, the HTML / Markdown report and the model card."""

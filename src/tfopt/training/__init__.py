@@ -1,0 +1,1 @@
+"""Training stage: model builders, training with tf.distribute, hyperparameter search, callbacks, TensorBoard folders."""

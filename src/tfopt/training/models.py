@@ -1,0 +1,135 @@
+"""tf_keras model builders and the SavedModel hand-off between steps.
+
+Every model takes raw features on input ``x`` (a Normalization layer inside
+holds the training statistics) and returns class probabilities on output
+``probabilities``, so TF Serving clients send raw data and every exported
+artifact has the same explicit ``serving_default`` signature.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from tfopt import fsutil
+from tfopt._keras import keras, tf
+from tfopt.checks import check_choice, check_float, check_int
+from tfopt.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+INPUT_NAME = "x"
+OUTPUT_NAME = "probabilities"
+ARCHITECTURES = ("mlp", "cnn")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of a built-in model.
+
+    Attributes:
+        arch: ``mlp`` (dense layers) or ``cnn`` (conv blocks, then a dense head).
+        width: units of the first dense layer / filters of the first conv layer.
+        depth: number of hidden dense layers (mlp) or conv layers (cnn).
+        dropout: dropout rate before the output layer.
+    """
+
+    arch: str = "cnn"
+    width: int = 32
+    depth: int = 2
+    dropout: float = 0.1
+
+    def __post_init__(self):
+        check_choice("ModelConfig", "arch", self.arch, ARCHITECTURES)
+        check_int("ModelConfig", "width", self.width, 1, 8192)
+        check_int("ModelConfig", "depth", self.depth, 1, 16)
+        check_float("ModelConfig", "dropout", self.dropout, 0.0, 1.0, high_open=True)
+
+
+def build_model(config: ModelConfig, input_shape: tuple[int, ...], num_classes: int,
+                mean: float = 0.0, variance: float = 1.0, name: str | None = None) -> keras.Model:
+    """Build an uncompiled classifier; ``mean``/``variance`` normalize the raw input."""
+    inputs = keras.Input(shape=tuple(input_shape), name=INPUT_NAME, dtype="float32")
+    x = keras.layers.Normalization(axis=None, mean=mean, variance=variance,
+                                   name="normalize")(inputs)
+    if config.arch == "cnn":
+        if len(input_shape) != 3:
+            raise ModelError(f"arch 'cnn' needs image inputs (height, width, channels); "
+                             f"got shape {tuple(input_shape)}; use arch 'mlp'")
+        filters = config.width
+        for i in range(config.depth):
+            x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu",
+                                    name=f"conv{i + 1}")(x)
+            if min(x.shape[1], x.shape[2]) >= 4 and i % 2 == 1:
+                x = keras.layers.MaxPooling2D(2, name=f"pool{i + 1}")(x)
+            filters *= 2
+        x = keras.layers.Flatten(name="flatten")(x)
+        x = keras.layers.Dense(config.width * 4, activation="relu", name="dense1")(x)
+    else:
+        x = keras.layers.Flatten(name="flatten")(x)
+        units = config.width
+        for i in range(config.depth):
+            x = keras.layers.Dense(units, activation="relu", name=f"dense{i + 1}")(x)
+            units = max(units // 2, 8)
+    if config.dropout:
+        x = keras.layers.Dropout(config.dropout, name="dropout")(x)
+    logits = keras.layers.Dense(num_classes, name="logits")(x)
+    outputs = keras.layers.Activation("softmax", dtype="float32", name=OUTPUT_NAME)(logits)
+    return keras.Model(inputs, outputs, name=name or f"{config.arch}_classifier")
+
+
+def count_params(model: keras.Model) -> int:
+    return int(sum(np.prod(w.shape) for w in model.weights))
+
+
+def serving_function(model: keras.Model):
+    """The explicit ``serving_default`` signature: ``x`` in, ``probabilities`` out."""
+    shape = [None, *model.input_shape[1:]]
+
+    @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)])
+    def serve(x):
+        return {OUTPUT_NAME: tf.cast(model(x, training=False), tf.float32)}
+
+    return serve
+
+
+def save_model(model: keras.Model, path: str) -> str:
+    """Write ``model`` as a SavedModel at ``path`` atomically, with ``serving_default``."""
+    with fsutil.atomic_dir(path) as tmp:
+        model.save(tmp, save_format="tf", include_optimizer=False,
+                   signatures={"serving_default": serving_function(model)})
+    return path
+
+
+def load_model(path: str, compile: bool = False) -> keras.Model:
+    """Load a tf_keras SavedModel with a clear error for anything else."""
+    if not fsutil.exists(os.path.join(path, "saved_model.pb")):
+        raise ModelError(f"{path}: not a SavedModel directory (no saved_model.pb)")
+    try:
+        return keras.models.load_model(path, compile=compile)
+    except Exception as exc:  # TF raises many types for a corrupt model
+        raise ModelError(f"{path}: cannot load the model ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+
+
+def clone_model(model: keras.Model) -> keras.Model:
+    """A copy with the same weights, so the input model is never modified."""
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def check_compatible(model: keras.Model, feature_shape: tuple[int, ...], num_classes: int,
+                     where: str) -> None:
+    """Fail when a model's input or output does not fit the dataset."""
+    in_shape = tuple(model.input_shape[1:])
+    out = model.output_shape[-1]
+    if in_shape != tuple(feature_shape):
+        raise ModelError(f"{where}: model input shape {in_shape} does not match the dataset's "
+                         f"feature shape {tuple(feature_shape)}")
+    if out != num_classes:
+        raise ModelError(f"{where}: model has {out} outputs but the dataset has "
+                         f"{num_classes} classes")
