@@ -46,9 +46,16 @@ def main() -> None:
     rows, checks = [], {}
 
     def row(name, path, fmt, params=None, sparsity=None, extra=""):
-        r = {"name": name, "format": fmt, "accuracy": acc(path, fmt, x, y),
-             "size_bytes": fsutil.size_bytes(path), "gzip_bytes": fsutil.gzip_bytes(path),
-             "params": params, "sparsity": sparsity, "extra": extra}
+        r = {
+            "name": name,
+            "format": fmt,
+            "accuracy": acc(path, fmt, x, y),
+            "size_bytes": fsutil.size_bytes(path),
+            "gzip_bytes": fsutil.gzip_bytes(path),
+            "params": params,
+            "sparsity": sparsity,
+            "extra": extra,
+        }
         rows.append(r)
         return r
 
@@ -60,9 +67,10 @@ def main() -> None:
         tflite_lib.convert_to_tflite(base, p, tflite_lib.QuantizeConfig(mode=mode), ds)
         tfl[mode] = row(f"tflite_{mode}", p, "tflite", base_params)
     f32 = tfl["float32"]
-    same = np.array_equal(Predictor(base, "saved_model").predict(x).argmax(1),
-                          Predictor(os.path.join(root, "float16.tflite"), "tflite")
-                          .predict(x).argmax(1))
+    same = np.array_equal(
+        Predictor(base, "saved_model").predict(x).argmax(1),
+        Predictor(os.path.join(root, "float16.tflite"), "tflite").predict(x).argmax(1),
+    )
     checks["float16 <= 55% of float size"] = tfl["float16"]["size_bytes"] / f32["size_bytes"]
     checks["float16 same argmax on every test example"] = bool(same)
     for mode in ("dynamic", "int8"):
@@ -71,8 +79,14 @@ def main() -> None:
 
     pruned = os.path.join(root, "pruned")
     pr = prune.prune_model(base, ds, pruned, prune.PruneConfig(target_sparsity=0.8, epochs=8))
-    row("pruned", pruned, "saved_model", pr.params, pr.model_sparsity,
-        f"pruned layers {pr.sparsity:.4f}")
+    row(
+        "pruned",
+        pruned,
+        "saved_model",
+        pr.params,
+        pr.model_sparsity,
+        f"pruned layers {pr.sparsity:.4f}",
+    )
     pi8 = os.path.join(root, "pruned_int8.tflite")
     tflite_lib.convert_to_tflite(pruned, pi8, tflite_lib.QuantizeConfig(mode="int8"), ds)
     r = row("pruned_int8", pi8, "tflite", pr.params, pr.model_sparsity)
@@ -85,16 +99,22 @@ def main() -> None:
     r = row("qat_int8", qp, "tflite", base_params)
     checks["qat_int8 drop <= 0.3 pts"] = b["accuracy"] - r["accuracy"]
     pq = os.path.join(root, "pqat_int8.tflite")
-    pqr = qat.qat_model(pruned, ds, pq, qat.QatConfig(preserve_sparsity=True, epochs=3,
-                                                      learning_rate=1e-4))
-    r = row("pqat_int8", pq, "tflite", pr.params, pr.model_sparsity,
-            f"kernel sparsity {pqr.sparsity_before:.3f} -> {pqr.sparsity_after:.3f}")
+    pqr = qat.qat_model(
+        pruned, ds, pq, qat.QatConfig(preserve_sparsity=True, epochs=3, learning_rate=1e-4)
+    )
+    r = row(
+        "pqat_int8",
+        pq,
+        "tflite",
+        pr.params,
+        pr.model_sparsity,
+        f"kernel sparsity {pqr.sparsity_before:.3f} -> {pqr.sparsity_after:.3f}",
+    )
     checks["pqat_int8 gzip / float gzip"] = r["gzip_bytes"] / f32["gzip_bytes"]
 
     lr_path = os.path.join(root, "lowrank")
     lres = lowrank.factorize_model(base, ds, lr_path, lowrank.LowRankConfig(rank=32, epochs=5))
-    r = row("lowrank", lr_path, "saved_model", lres.params_after, 0.0,
-            "; ".join(lres.notes))
+    r = row("lowrank", lr_path, "saved_model", lres.params_after, 0.0, "; ".join(lres.notes))
     checks["lowrank >= 2x fewer params in factorized layers"] = lres.factorized_reduction
     checks["lowrank drop <= 1 pt"] = b["accuracy"] - r["accuracy"]
 
@@ -103,35 +123,53 @@ def main() -> None:
     for frac in (0.1, 1.0):
         runs = []
         for seed in seeds:
-            res = distill.distill_model(base, ds, os.path.join(root, f"student-{frac}-{seed}"),
-                                        distill.DistillConfig(labelled_fraction=frac, seed=seed,
-                                                              epochs=20))
+            res = distill.distill_model(
+                base,
+                ds,
+                os.path.join(root, f"student-{frac}-{seed}"),
+                distill.DistillConfig(labelled_fraction=frac, seed=seed, epochs=20),
+            )
             runs.append(res)
         dist[frac] = {
             "distilled": [r.distilled_accuracy * 100 for r in runs],
             "scratch": [r.scratch_accuracy * 100 for r in runs],
-            "labelled": runs[0].labelled_examples, "student_params": runs[0].student_params,
-            "compression": runs[0].compression}
-    row("distilled", os.path.join(root, f"student-1.0-{seeds[0]}"), "saved_model",
-        dist[1.0]["student_params"], 0.0, f"seed {seeds[0]}, all labels")
+            "labelled": runs[0].labelled_examples,
+            "student_params": runs[0].student_params,
+            "compression": runs[0].compression,
+        }
+    row(
+        "distilled",
+        os.path.join(root, f"student-1.0-{seeds[0]}"),
+        "saved_model",
+        dist[1.0]["student_params"],
+        0.0,
+        f"seed {seeds[0]}, all labels",
+    )
     checks["distillation student compression >= 8x"] = dist[0.1]["compression"]
-    checks["10% labels: distilled mean - scratch mean >= 3 pts"] = (
-        np.mean(dist[0.1]["distilled"]) - np.mean(dist[0.1]["scratch"]))
+    checks["10% labels: distilled mean - scratch mean >= 3 pts"] = np.mean(
+        dist[0.1]["distilled"]
+    ) - np.mean(dist[0.1]["scratch"])
 
     print("\n| variant | format | accuracy % | size bytes | gzip bytes | params | sparsity |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for r in rows:
         sp = "" if r["sparsity"] is None else f"{r['sparsity']:.3f}"
-        print(f"| {r['name']} | {r['format']} | {r['accuracy']:.2f} | {r['size_bytes']} | "
-              f"{r['gzip_bytes']} | {r['params'] or ''} | {sp} |")
-    print("\n| distillation | labelled | distilled % (per seed) | scratch % (per seed) | "
-          "distilled mean | scratch mean |")
+        print(
+            f"| {r['name']} | {r['format']} | {r['accuracy']:.2f} | {r['size_bytes']} | "
+            f"{r['gzip_bytes']} | {r['params'] or ''} | {sp} |"
+        )
+    print(
+        "\n| distillation | labelled | distilled % (per seed) | scratch % (per seed) | "
+        "distilled mean | scratch mean |"
+    )
     print("|---|---:|---|---|---:|---:|")
     for frac, d in dist.items():
-        print(f"| {frac:.0%} labels | {d['labelled']} | "
-              f"{', '.join(f'{v:.2f}' for v in d['distilled'])} | "
-              f"{', '.join(f'{v:.2f}' for v in d['scratch'])} | "
-              f"{np.mean(d['distilled']):.2f} | {np.mean(d['scratch']):.2f} |")
+        print(
+            f"| {frac:.0%} labels | {d['labelled']} | "
+            f"{', '.join(f'{v:.2f}' for v in d['distilled'])} | "
+            f"{', '.join(f'{v:.2f}' for v in d['scratch'])} | "
+            f"{np.mean(d['distilled']):.2f} | {np.mean(d['scratch']):.2f} |"
+        )
     print("\n| check | measured |")
     print("|---|---:|")
     for k, v in checks.items():

@@ -49,44 +49,66 @@ def main() -> int:
     if not out:
         out = tempfile.mkdtemp(prefix="tfopt-evalbench-")
         tfopt = os.path.join(os.path.dirname(sys.executable), "tfopt")
-        subprocess.run([tfopt, "run", "--output-dir", out, *args.extra], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [tfopt, "run", "--output-dir", out, *args.extra],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     with open(os.path.join(out, "summary.json")) as fh:
         summary = json.load(fh)
-    schemas = sorted(glob.glob(os.path.join(out, "artifacts", "**", "schema.json"),
-                               recursive=True), key=os.path.getmtime)
+    schemas = sorted(
+        glob.glob(os.path.join(out, "artifacts", "**", "schema.json"), recursive=True),
+        key=os.path.getmtime,
+    )
     if not schemas:
         print(f"{out}: no dataset artifact (schema.json) found", file=sys.stderr)
         return 1
-    spec = {"dataset": os.path.dirname(schemas[-1]),
-            "candidates": [{"name": v["name"], "path": v["path"], "format": v["format"]}
-                           for v in summary["variants"]]}
-    proc = subprocess.run([sys.executable, "-c", WORKER, repr(time.time()), json.dumps(spec)],
-                          capture_output=True, text=True, check=True)
-    result = json.loads(next(line[7:] for line in proc.stdout.splitlines()
-                             if line.startswith("RESULT ")))
+    spec = {
+        "dataset": os.path.dirname(schemas[-1]),
+        "candidates": [
+            {"name": v["name"], "path": v["path"], "format": v["format"]}
+            for v in summary["variants"]
+        ],
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", WORKER, repr(time.time()), json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result = json.loads(
+        next(line[7:] for line in proc.stdout.splitlines() if line.startswith("RESULT "))
+    )
     wall = summary.get("wall_seconds")
     step = result["step_seconds"]
     print(f"cores: {os.cpu_count()}  load average: {os.getloadavg()[0]:.2f}")
     print(f"default run wall time: {wall} s ({len(spec['candidates'])} variants)")
     print(f"evaluate step (fresh process, TF import + evaluation): {step:.1f} s")
     if wall:
-        print(f"evaluation / rest of the run: {step / (wall - step) * 100:.1f}%  "
-              f"(share of the whole run: {step / wall * 100:.1f}%)")
-    print(f"{'variant':<16} {'eval s':>7} {'p50 #1 ms':>10} {'p50 #2 ms':>10} {'diff':>7} "
-          f"{'p99 ms':>8} {'ex/s':>10} {'peak MiB':>9} {'+MiB':>6}")
+        print(
+            f"evaluation / rest of the run: {step / (wall - step) * 100:.1f}%  "
+            f"(share of the whole run: {step / wall * 100:.1f}%)"
+        )
+    print(
+        f"{'variant':<16} {'eval s':>7} {'p50 #1 ms':>10} {'p50 #2 ms':>10} {'diff':>7} "
+        f"{'p99 ms':>8} {'ex/s':>10} {'peak MiB':>9} {'+MiB':>6}"
+    )
     worst = 0.0
     for a, b in zip(result["first"], result["second"], strict=True):
         if a.get("error"):
             print(f"{a['name']:<16} error: {a['error']}")
             continue
-        diff = abs(a["latency_ms_p50"] - b["latency_ms_p50"]) / min(a["latency_ms_p50"],
-                                                                    b["latency_ms_p50"])
+        diff = abs(a["latency_ms_p50"] - b["latency_ms_p50"]) / min(
+            a["latency_ms_p50"], b["latency_ms_p50"]
+        )
         worst = max(worst, diff)
-        print(f"{a['name']:<16} {a['eval_seconds']:7.2f} {a['latency_ms_p50']:10.4f} "
-              f"{b['latency_ms_p50']:10.4f} {diff * 100:6.1f}% {a['latency_ms_p99']:8.4f} "
-              f"{a['throughput_per_s']:10.0f} {a['peak_rss_bytes'] / 2**20:9.0f} "
-              f"{a['memory_bytes'] / 2**20:6.1f}")
+        print(
+            f"{a['name']:<16} {a['eval_seconds']:7.2f} {a['latency_ms_p50']:10.4f} "
+            f"{b['latency_ms_p50']:10.4f} {diff * 100:6.1f}% {a['latency_ms_p99']:8.4f} "
+            f"{a['throughput_per_s']:10.0f} {a['peak_rss_bytes'] / 2**20:9.0f} "
+            f"{a['memory_bytes'] / 2**20:6.1f}"
+        )
     print(f"largest p50 difference between the two passes: {worst * 100:.1f}% (target <= 15%)")
     return 0
 

@@ -47,8 +47,11 @@ def measure(keras, tf, strategy, precision: str, xla: bool, args) -> tuple[float
         batch = args.batch * replicas
         with strategy.scope():
             model = build(keras, args.image)
-            model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
-                          loss="sparse_categorical_crossentropy", jit_compile=xla)
+            model.compile(
+                optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+                loss="sparse_categorical_crossentropy",
+                jit_compile=xla,
+            )
         x = tf.random.uniform((batch, args.image, args.image, 3))
         y = tf.random.uniform((batch,), maxval=100, dtype=tf.int32)
         ds = tf.data.Dataset.from_tensors((x, y)).repeat().prefetch(tf.data.AUTOTUNE)
@@ -78,16 +81,23 @@ def main() -> int:
     for gpu in gpus:
         tf.config.experimental.set_memory_growth(gpu, True)
     names = [tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in gpus]
-    print(f"GPUs: {len(gpus)} ({', '.join(names)}); TF {tf.__version__}; "
-          f"batch/GPU {args.batch}; image {args.image}x{args.image}x3")
+    print(
+        f"GPUs: {len(gpus)} ({', '.join(names)}); TF {tf.__version__}; "
+        f"batch/GPU {args.batch}; image {args.image}x{args.image}x3"
+    )
     one = tf.distribute.OneDeviceStrategy("/gpu:0")
-    rows = [("fp32", one, "float32", False), ("mixed_float16", one, "mixed_float16", False),
-            ("fp32 + XLA", one, "float32", True),
-            ("mixed_float16 + XLA", one, "mixed_float16", True)]
+    rows = [
+        ("fp32", one, "float32", False),
+        ("mixed_float16", one, "mixed_float16", False),
+        ("fp32 + XLA", one, "float32", True),
+        ("mixed_float16 + XLA", one, "mixed_float16", True),
+    ]
     if len(gpus) > 1:
         mirrored = tf.distribute.MirroredStrategy()
-        rows += [(f"Mirrored x{len(gpus)} fp32", mirrored, "float32", False),
-                 (f"Mirrored x{len(gpus)} mixed_float16", mirrored, "mixed_float16", False)]
+        rows += [
+            (f"Mirrored x{len(gpus)} fp32", mirrored, "float32", False),
+            (f"Mirrored x{len(gpus)} mixed_float16", mirrored, "mixed_float16", False),
+        ]
     print(f"{'setting':<30} {'step ms':>9} {'images/s':>10} {'vs fp32':>8}")
     base = None
     for label, strategy, precision, xla in rows:

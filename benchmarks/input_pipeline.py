@@ -34,14 +34,23 @@ def main() -> None:
     from tfopt.data import ingest, input_pipeline
     from tfopt.training import models
 
-    info = ingest.ingest(tempfile.mkdtemp(prefix="tfopt-pipe-") + "/d", ingest.IngestConfig(
-        source="builtin:synthetic", synthetic_examples=args.examples, shard_size=4000))
+    info = ingest.ingest(
+        tempfile.mkdtemp(prefix="tfopt-pipe-") + "/d",
+        ingest.IngestConfig(
+            source="builtin:synthetic", synthetic_examples=args.examples, shard_size=4000
+        ),
+    )
     n = info.counts["train"]
 
     def new_model():
         keras.utils.set_random_seed(0)
-        model = models.build_model(models.ModelConfig(arch="mlp", width=64, depth=2),
-                                   info.feature_shape, info.num_classes, 8.0, 16.0)
+        model = models.build_model(
+            models.ModelConfig(arch="mlp", width=64, depth=2),
+            info.feature_shape,
+            info.num_classes,
+            8.0,
+            16.0,
+        )
         model.compile("adam", "sparse_categorical_crossentropy")
         return model
 
@@ -54,8 +63,9 @@ def main() -> None:
 
     results = {}
     model = new_model()
-    ds = input_pipeline.make_dataset(info, "train", input_pipeline.InputConfig(batch_size=args.batch_size,
-                                                           shuffle=True))
+    ds = input_pipeline.make_dataset(
+        info, "train", input_pipeline.InputConfig(batch_size=args.batch_size, shuffle=True)
+    )
     results["tf.data"] = timed(lambda: model.fit(ds, epochs=1, verbose=0))
 
     model = new_model()
@@ -65,13 +75,14 @@ def main() -> None:
     def naive_epoch():
         order = rng.permutation(n)
         for i in range(0, n, args.batch_size):
-            idx = order[i:i + args.batch_size]
+            idx = order[i : i + args.batch_size]
             model.train_on_batch(x[idx], y[idx])
 
     results["naive"] = timed(naive_epoch)
     model = new_model()
-    results["fit(numpy)"] = timed(lambda: model.fit(x, y, batch_size=args.batch_size, epochs=1,
-                                                    shuffle=True, verbose=0))
+    results["fit(numpy)"] = timed(
+        lambda: model.fit(x, y, batch_size=args.batch_size, epochs=1, shuffle=True, verbose=0)
+    )
     print(f"train examples: {n}, batch {args.batch_size}, timed epochs {args.epochs}")
     for name, rate in results.items():
         print(f"{name:<11} {rate:>9.0f} examples/s")

@@ -37,8 +37,11 @@ def main() -> int:
     out = args.output_dir or tempfile.mkdtemp(prefix="tfopt-bench-")
     tfopt = os.path.join(os.path.dirname(sys.executable), "tfopt")
     start = time.perf_counter()
-    proc = subprocess.Popen([tfopt, "run", "--output-dir", out, *args.extra],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [tfopt, "run", "--output-dir", out, *args.extra],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     ps, peak = psutil.Process(proc.pid), 0
     while proc.poll() is None:
         peak = max(peak, tree_rss(ps))
@@ -57,10 +60,14 @@ def main() -> int:
     print(f"variants: {len(summary['variants'])}  selected: {summary.get('selected')}")
     print(f"float baseline test accuracy: {base['accuracy'] * 100:.2f}%")
     if f32 and i8:
-        print(f"int8 / float32 TFLite size: {i8['size_bytes'] / f32['size_bytes'] * 100:.1f}% "
-              f"({i8['size_bytes']} / {f32['size_bytes']} bytes)")
-        print(f"int8 accuracy drop vs float TFLite: "
-              f"{(f32['accuracy'] - i8['accuracy']) * 100:.2f} points")
+        print(
+            f"int8 / float32 TFLite size: {i8['size_bytes'] / f32['size_bytes'] * 100:.1f}% "
+            f"({i8['size_bytes']} / {f32['size_bytes']} bytes)"
+        )
+        print(
+            f"int8 accuracy drop vs float TFLite: "
+            f"{(f32['accuracy'] - i8['accuracy']) * 100:.2f} points"
+        )
     return 0
 
 

@@ -25,11 +25,17 @@ import mw_helpers as mw  # noqa: E402
 
 def run(n: int, dataset: str, workdir: Path, epochs: int) -> tuple[float, float]:
     workdir.mkdir()
-    config = {"model": {"arch": "cnn", "width": 16}, "epochs": epochs,
-              "batch_size": 256 // n, "early_stopping_patience": 0, "learning_rate": 0.01}
+    config = {
+        "model": {"arch": "cnn", "width": 16},
+        "epochs": epochs,
+        "batch_size": 256 // n,
+        "early_stopping_patience": 0,
+        "learning_rate": 0.01,
+    }
     start = time.perf_counter()
-    procs = mw.start_cluster(n, dataset, str(workdir / "model"), config, workdir,
-                             result=str(workdir / "result.json"))
+    procs = mw.start_cluster(
+        n, dataset, str(workdir / "model"), config, workdir, result=str(workdir / "result.json")
+    )
     codes = mw.wait_all(procs, 1200)
     if codes != [0] * n:
         raise SystemExit(f"{n}-worker run failed: {codes}; see {workdir}")

@@ -37,26 +37,42 @@ def _phase(args) -> dict:
     ds_dir = os.path.join(args.workdir, f"data-{args.scale}x")
     start = time.perf_counter()
     if args.phase == "ingest":
-        info = ingest_lib.ingest(ds_dir, ingest_lib.IngestConfig(
-            source="builtin:synthetic", synthetic_examples=n, shard_size=20_000))
-        return {"examples": n, "wall_s": time.perf_counter() - start,
-                "shards": sum(len(s) for s in info.shards.values())}
+        info = ingest_lib.ingest(
+            ds_dir,
+            ingest_lib.IngestConfig(
+                source="builtin:synthetic", synthetic_examples=n, shard_size=20_000
+            ),
+        )
+        return {
+            "examples": n,
+            "wall_s": time.perf_counter() - start,
+            "shards": sum(len(s) for s in info.shards.values()),
+        }
     if args.phase == "csv_ingest":
-        info = ingest_lib.ingest(ds_dir + "-csv", ingest_lib.IngestConfig(
-            source=args.csv, feature_shape=(8, 8, 1), shard_size=20_000))
+        info = ingest_lib.ingest(
+            ds_dir + "-csv",
+            ingest_lib.IngestConfig(source=args.csv, feature_shape=(8, 8, 1), shard_size=20_000),
+        )
         return {"examples": sum(info.counts.values()), "wall_s": time.perf_counter() - start}
     if args.phase == "train":
         from tfopt.training import models, train
 
         config = train.TrainConfig(
-            model=models.ModelConfig(arch="mlp", width=64, depth=2), epochs=args.epochs,
-            early_stopping_patience=0, batch_size=64)
-        result = train.train_model(ds_dir, os.path.join(args.workdir, f"model-{args.scale}x"),
-                                   config)
+            model=models.ModelConfig(arch="mlp", width=64, depth=2),
+            epochs=args.epochs,
+            early_stopping_patience=0,
+            batch_size=64,
+        )
+        result = train.train_model(
+            ds_dir, os.path.join(args.workdir, f"model-{args.scale}x"), config
+        )
         examples = schema.load_info(ds_dir).counts["train"] * args.epochs
-        return {"examples": examples, "wall_s": time.perf_counter() - start,
-                "steady_examples_per_s": result.metrics["examples_per_second"],
-                "val_accuracy": result.metrics.get("val_accuracy")}
+        return {
+            "examples": examples,
+            "wall_s": time.perf_counter() - start,
+            "steady_examples_per_s": result.metrics["examples_per_second"],
+            "val_accuracy": result.metrics.get("val_accuracy"),
+        }
     if args.phase == "evaluate":
         from tfopt.evaluation.runtime import Predictor
 
@@ -66,14 +82,30 @@ def _phase(args) -> dict:
         for x, y in input_pipeline.iter_arrays(info, "test", batch_size=1024):
             correct += int((predictor.predict(x, 1024).argmax(1) == y).sum())
             count += len(y)
-        return {"examples": count, "wall_s": time.perf_counter() - start,
-                "accuracy": correct / count}
+        return {
+            "examples": count,
+            "wall_s": time.perf_counter() - start,
+            "accuracy": correct / count,
+        }
     raise SystemExit(f"unknown phase {args.phase}")
 
 
 def run_phase(phase: str, scale: int, workdir: str, epochs: int, csv: str = "") -> dict:
-    cmd = [sys.executable, __file__, "--child", "--phase", phase, "--scale", str(scale),
-           "--workdir", workdir, "--epochs", str(epochs), "--csv", csv]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--phase",
+        phase,
+        "--scale",
+        str(scale),
+        "--workdir",
+        workdir,
+        "--epochs",
+        str(epochs),
+        "--csv",
+        csv,
+    ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     out_path = os.path.join(workdir, f"{phase}-{scale}.json")
     start = time.perf_counter()
@@ -122,31 +154,41 @@ def main() -> None:
         return
     workdir = args.workdir or tempfile.mkdtemp(prefix="tfopt-scale-")
     results: dict = {"epochs": args.epochs, "phases": {}}
-    print(f"{'phase':<11}{'scale':>6}{'examples':>10}{'work s':>9}{'ex/s':>10}"
-          f"{'process s':>11}{'peak RSS MB':>13}  notes")
+    print(
+        f"{'phase':<11}{'scale':>6}{'examples':>10}{'work s':>9}{'ex/s':>10}"
+        f"{'process s':>11}{'peak RSS MB':>13}  notes"
+    )
     for scale in [int(s) for s in args.scales.split(",")]:
         for phase in ("ingest", "train", "evaluate"):
             r = run_phase(phase, scale, workdir, args.epochs)
             results["phases"][f"{phase}-{scale}x"] = r
             notes = ""
             if phase == "train":
-                notes = (f"steady {r['steady_examples_per_s']:.0f} ex/s "
-                         f"({1e6 / r['steady_examples_per_s']:.1f} us/ex), "
-                         f"val_acc {r['val_accuracy']:.3f}")
+                notes = (
+                    f"steady {r['steady_examples_per_s']:.0f} ex/s "
+                    f"({1e6 / r['steady_examples_per_s']:.1f} us/ex), "
+                    f"val_acc {r['val_accuracy']:.3f}"
+                )
             elif phase == "evaluate":
                 notes = f"accuracy {r['accuracy']:.3f}"
-            print(f"{phase:<11}{scale:>5}x{r['examples']:>10}{r['wall_s']:>9.2f}"
-                  f"{r['examples_per_s']:>10.0f}{r['process_s']:>11.1f}"
-                  f"{r['peak_rss_mb']:>13.0f}  {notes}", flush=True)
+            print(
+                f"{phase:<11}{scale:>5}x{r['examples']:>10}{r['wall_s']:>9.2f}"
+                f"{r['examples_per_s']:>10.0f}{r['process_s']:>11.1f}"
+                f"{r['peak_rss_mb']:>13.0f}  {notes}",
+                flush=True,
+            )
     if args.csv_scale:
         csv = os.path.join(workdir, f"synthetic-{args.csv_scale}x.csv")
         write_csv(csv, DIGITS * args.csv_scale)
         r = run_phase("csv_ingest", args.csv_scale, workdir, args.epochs, csv)
         r["csv_bytes"] = os.path.getsize(csv)
         results["phases"][f"csv_ingest-{args.csv_scale}x"] = r
-        print(f"{'csv_ingest':<11}{args.csv_scale:>5}x{r['examples']:>10}{r['wall_s']:>9.2f}"
-              f"{r['examples_per_s']:>10.0f}{r['process_s']:>11.1f}{r['peak_rss_mb']:>13.0f}  "
-              f"{r['csv_bytes'] / 1e6:.0f} MB CSV", flush=True)
+        print(
+            f"{'csv_ingest':<11}{args.csv_scale:>5}x{r['examples']:>10}{r['wall_s']:>9.2f}"
+            f"{r['examples_per_s']:>10.0f}{r['process_s']:>11.1f}{r['peak_rss_mb']:>13.0f}  "
+            f"{r['csv_bytes'] / 1e6:.0f} MB CSV",
+            flush=True,
+        )
     ph = results["phases"]
     scales = [int(s) for s in args.scales.split(",")]
     if {10, 100} <= set(scales):

@@ -33,8 +33,9 @@ def _model(path: str) -> str:
     return models.save_model(m, path)
 
 
-def _load(api: str, grpc_target: str, rest_url: str, x: np.ndarray, concurrency: int,
-          seconds: float) -> dict:
+def _load(
+    api: str, grpc_target: str, rest_url: str, x: np.ndarray, concurrency: int, seconds: float
+) -> dict:
     lat: list[float] = []
     errors = [0]
     lock = threading.Lock()
@@ -74,9 +75,15 @@ def _load(api: str, grpc_target: str, rest_url: str, x: np.ndarray, concurrency:
         t.join()
     elapsed = time.perf_counter() - t0
     ms = np.array(lat) * 1000
-    return {"api": api, "concurrency": concurrency, "requests": len(lat),
-            "rps": len(lat) / elapsed, "p50_ms": float(np.percentile(ms, 50)),
-            "p99_ms": float(np.percentile(ms, 99)), "errors": errors[0]}
+    return {
+        "api": api,
+        "concurrency": concurrency,
+        "requests": len(lat),
+        "rps": len(lat) / elapsed,
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "errors": errors[0],
+    }
 
 
 def _wait_version(g: clients.GrpcClient, version: int, timeout: float = 120) -> None:
@@ -84,7 +91,8 @@ def _wait_version(g: clients.GrpcClient, version: int, timeout: float = 120) -> 
     while time.monotonic() < deadline:
         st = g.status(NAME)
         if st.get(version) == "AVAILABLE" and all(
-                s == "END" for v, s in st.items() if v != version):
+            s == "END" for v, s in st.items() if v != version
+        ):
             return
         time.sleep(0.02)
     raise TimeoutError(f"version {version} not swapped in")
@@ -109,11 +117,27 @@ def main(argv=None) -> int:
         srcs = [_model(f"{tmp}/m{i}") for i in range(4)]
         base = f"{tmp}/repo"
         repository.push_model(srcs[0], base, NAME, warmup_examples=x)
-        proc = subprocess.Popen([sys.executable, "-m", "tfopt.cli", "serve",
-                                 "--model-base-path", base, "--model-name", NAME,
-                                 "--grpc-port", "0", "--rest-port", "0",
-                                 "--poll-seconds", "0.2"],
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tfopt.cli",
+                "serve",
+                "--model-base-path",
+                base,
+                "--model-name",
+                NAME,
+                "--grpc-port",
+                "0",
+                "--rest-port",
+                "0",
+                "--poll-seconds",
+                "0.2",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         try:
             line = proc.stdout.readline()
             fields = dict(f.split("=", 1) for f in line.split()[1:])
@@ -125,14 +149,17 @@ def main(argv=None) -> int:
                     rows.append(_load(api, grpc_target, rest_url, x, c, args.seconds))
                     print(rows[-1], flush=True)
             g = clients.GrpcClient(grpc_target)
-            steady = next(r["p50_ms"] for r in rows if r["api"] == "grpc"
-                          and r["concurrency"] == 1)
+            steady = next(r["p50_ms"] for r in rows if r["api"] == "grpc" and r["concurrency"] == 1)
             first_warm = _first_request(g, srcs[1], base, x, warm=True)
             first_cold = _first_request(g, srcs[2], base, x, warm=False)
             # Swap under load: 4 gRPC + 4 REST clients while version 4 replaces version 3.
             results: list[dict] = []
-            loaders = [threading.Thread(target=lambda a=a: results.append(
-                _load(a, grpc_target, rest_url, x, 4, 3.0))) for a in ("grpc", "rest")]
+            loaders = [
+                threading.Thread(
+                    target=lambda a=a: results.append(_load(a, grpc_target, rest_url, x, 4, 3.0))
+                )
+                for a in ("grpc", "rest")
+            ]
             for t in loaders:
                 t.start()
             time.sleep(0.5)
@@ -147,15 +174,20 @@ def main(argv=None) -> int:
     print("\n| API | concurrency | requests/s | p50 ms | p99 ms | failed |")
     print("|---|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['api']} | {r['concurrency']} | {r['rps']:.0f} | {r['p50_ms']:.2f} | "
-              f"{r['p99_ms']:.2f} | {r['errors']} |")
-    print(f"\nsteady gRPC p50 {steady:.2f} ms; first request after load: with warmup "
-          f"{first_warm:.2f} ms ({first_warm / steady:.1f}x), without warmup "
-          f"{first_cold:.2f} ms ({first_cold / steady:.1f}x)")
+        print(
+            f"| {r['api']} | {r['concurrency']} | {r['rps']:.0f} | {r['p50_ms']:.2f} | "
+            f"{r['p99_ms']:.2f} | {r['errors']} |"
+        )
+    print(
+        f"\nsteady gRPC p50 {steady:.2f} ms; first request after load: with warmup "
+        f"{first_warm:.2f} ms ({first_warm / steady:.1f}x), without warmup "
+        f"{first_cold:.2f} ms ({first_cold / steady:.1f}x)"
+    )
     swap_requests = sum(r["requests"] for r in results)
     swap_failed = sum(r["errors"] for r in results)
-    print(f"swap under load (4 gRPC + 4 REST clients): {swap_requests} requests, "
-          f"{swap_failed} failed")
+    print(
+        f"swap under load (4 gRPC + 4 REST clients): {swap_requests} requests, {swap_failed} failed"
+    )
     return 1 if swap_failed else 0
 
 

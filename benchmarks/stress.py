@@ -42,11 +42,22 @@ from tfopt.training import models
 NAME = "digits"
 
 MALFORMED = [
-    b"", b"{", b"[]", b"null", b'{"instances": []}', b'{"instances": "abc"}',
-    b'{"instances": [[1, 2, 3]]}', b'{"inputs": {"y": [1]}}', b'{"signature_name": 5}',
-    b'{"instances": [1], "inputs": [1]}', b'{"instances": [["a"]]}',
-    b'{"instances": [[[[true]]]]}', b'{"instances": [{"x": 1, "z": 2}]}',
-    b"\xff\xfe\x00garbage", b"[" * 5000 + b"]" * 5000, b'{"instances": [[1e999]]}',
+    b"",
+    b"{",
+    b"[]",
+    b"null",
+    b'{"instances": []}',
+    b'{"instances": "abc"}',
+    b'{"instances": [[1, 2, 3]]}',
+    b'{"inputs": {"y": [1]}}',
+    b'{"signature_name": 5}',
+    b'{"instances": [1], "inputs": [1]}',
+    b'{"instances": [["a"]]}',
+    b'{"instances": [[[[true]]]]}',
+    b'{"instances": [{"x": 1, "z": 2}]}',
+    b"\xff\xfe\x00garbage",
+    b"[" * 5000 + b"]" * 5000,
+    b'{"instances": [[1e999]]}',
 ]
 
 
@@ -63,9 +74,11 @@ def _broken_version(good: str, base: str, version: int) -> str:
     target = os.path.join(repository.model_dir(base, NAME), str(version))
     with fsutil.atomic_dir(target, overwrite=False) as tmp:
         shutil.copytree(good, tmp, dirs_exist_ok=True)
-        data_file = next(os.path.join(tmp, "variables", f)
-                         for f in os.listdir(os.path.join(tmp, "variables"))
-                         if f.startswith("variables.data"))
+        data_file = next(
+            os.path.join(tmp, "variables", f)
+            for f in os.listdir(os.path.join(tmp, "variables"))
+            if f.startswith("variables.data")
+        )
         with open(data_file, "r+b") as fh:
             fh.truncate(max(1, os.path.getsize(data_file) // 3))
     return target
@@ -75,15 +88,23 @@ def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-def run_stress(seconds: float = 20.0, clients: int = 4, malformed: float = 0.1,
-               swap_every: float = 2.0, load_retries: int = 2, retry_interval: float = 0.5,
-               seed: int = 0, workdir: str | None = None) -> dict:
+def run_stress(
+    seconds: float = 20.0,
+    clients: int = 4,
+    malformed: float = 0.1,
+    swap_every: float = 2.0,
+    load_retries: int = 2,
+    retry_interval: float = 0.5,
+    seed: int = 0,
+    workdir: str | None = None,
+) -> dict:
     """Run the stress scenario; returns the figures (see the module docstring)."""
     own = workdir is None
     root = workdir or tempfile.mkdtemp(prefix="tfopt-stress-")
     try:
-        return _run(root, seconds, clients, malformed, swap_every, load_retries,
-                    retry_interval, seed)
+        return _run(
+            root, seconds, clients, malformed, swap_every, load_retries, retry_interval, seed
+        )
     finally:
         if own:
             shutil.rmtree(root, ignore_errors=True)
@@ -96,9 +117,14 @@ def _run(root, seconds, clients, malformed, swap_every, load_retries, retry_inte
     sources = [_model(os.path.join(root, f"m{i}"), seed + i) for i in range(n_swaps + 1)]
     base = os.path.join(root, "repo")
     repository.push_model(sources[0], base, NAME, warmup_examples=x[:4])
-    srv = server.ModelServer(base, NAME, poll_seconds=0.1, max_request_bytes=1 << 20,
-                             max_load_retries=load_retries,
-                             load_retry_interval_s=retry_interval).start()
+    srv = server.ModelServer(
+        base,
+        NAME,
+        poll_seconds=0.1,
+        max_request_bytes=1 << 20,
+        max_load_retries=load_retries,
+        load_retry_interval_s=retry_interval,
+    ).start()
     records: list[tuple[float, float, bool, int]] = []  # start, latency, well_formed, status
     swaps: list[tuple[float, float]] = []
     lock = threading.Lock()
@@ -117,7 +143,7 @@ def _run(root, seconds, clients, malformed, swap_every, load_retries, retry_inte
             else:
                 k = r.randint(1, 4)
                 j = r.randrange(len(x) - k)
-                body = json.dumps({"instances": x[j:j + k].tolist()}).encode()
+                body = json.dumps({"instances": x[j : j + k].tolist()}).encode()
             t0 = time.perf_counter()
             try:
                 conn.request("POST", path, body, {"Content-Type": "application/json"})
@@ -160,9 +186,12 @@ def _run(root, seconds, clients, malformed, swap_every, load_retries, retry_inte
                     time.sleep(0.05)
                 broken["served_during"].add(srv.resolve(NAME).version)
                 st = srv.model_status(NAME, v).model_version_status[0]
-                broken["status"] = {"state": st.state, "error_code": st.status.error_code,
-                                    "error_message": st.status.error_message,
-                                    "attempts": srv._models[NAME].failed[v][1]}
+                broken["status"] = {
+                    "state": st.state,
+                    "error_code": st.status.error_code,
+                    "error_message": st.status.error_message,
+                    "attempts": srv._models[NAME].failed[v][1],
+                }
                 swaps.append((t0, time.perf_counter()))
                 continue
             t0 = time.perf_counter()
@@ -203,19 +232,24 @@ def _run(root, seconds, clients, malformed, swap_every, load_retries, retry_inte
     steady = [r[1] * 1e3 for r in ok if not in_swap(r[0])]
     during = [r[1] * 1e3 for r in ok if in_swap(r[0])]
     return {
-        "seconds": round(elapsed, 1), "clients": clients,
-        "requests": len(records), "well_formed": len(good), "served": len(ok),
+        "seconds": round(elapsed, 1),
+        "clients": clients,
+        "requests": len(records),
+        "well_formed": len(good),
+        "served": len(ok),
         "well_formed_failed": len(good) - len(ok),
         "malformed": len(bad),
         "malformed_4xx": sum(1 for r in bad if 400 <= r[3] < 500),
         "malformed_5xx_or_dropped": sum(1 for r in bad if not 400 <= r[3] < 500),
-        "swaps": len(swaps), "final_version": final_version,
+        "swaps": len(swaps),
+        "final_version": final_version,
         "requests_during_swaps": len(during),
         "p50_ms_steady": round(_percentile(steady, 50), 2),
         "p99_ms_steady": round(_percentile(steady, 99), 2),
         "p50_ms_swapping": round(_percentile(during, 50), 2),
         "p99_ms_swapping": round(_percentile(during, 99), 2),
-        "broken_version": broken["version"], "broken_status": broken["status"],
+        "broken_version": broken["version"],
+        "broken_status": broken["status"],
         "served_while_broken": sorted(broken["served_during"]),
         "versions_known": {s.version: s.state for s in status_after.model_version_status},
         "rps": round(len(records) / elapsed, 1),
@@ -230,8 +264,9 @@ def main() -> None:
     p.add_argument("--swap-every", type=float, default=2.0)
     p.add_argument("--load-retries", type=int, default=2)
     args = p.parse_args()
-    result = run_stress(args.seconds, args.clients, args.malformed, args.swap_every,
-                        args.load_retries)
+    result = run_stress(
+        args.seconds, args.clients, args.malformed, args.swap_every, args.load_retries
+    )
     print(json.dumps(result, indent=2))
 
 

@@ -44,19 +44,25 @@ def main() -> int:
     info = ingest.ingest(dataset, ingest.IngestConfig(source="builtin:digits", seed=args.seed))
 
     config = tune.TuneConfig(
-        algorithm="random", max_trials=args.trials,
-        base=train_lib.TrainConfig(epochs=args.trial_epochs, early_stopping_patience=3,
-                                   seed=args.seed))
+        algorithm="random",
+        max_trials=args.trials,
+        base=train_lib.TrainConfig(
+            epochs=args.trial_epochs, early_stopping_patience=3, seed=args.seed
+        ),
+    )
     start = time.perf_counter()
     result = tune.tune(dataset, os.path.join(work, "search"), config)
     search_seconds = time.perf_counter() - start
 
     defaults = train_lib.TrainConfig(seed=args.seed)
     tuned = tune.train_config_from_hyperparameters(result.best_hyperparameters, defaults)
-    figures = {"trials": len(result.trials), "trial_epochs": args.trial_epochs,
-               "search_seconds": round(search_seconds, 1),
-               "best_hyperparameters": result.best_hyperparameters,
-               "best_val_accuracy": result.best_score}
+    figures = {
+        "trials": len(result.trials),
+        "trial_epochs": args.trial_epochs,
+        "search_seconds": round(search_seconds, 1),
+        "best_hyperparameters": result.best_hyperparameters,
+        "best_val_accuracy": result.best_score,
+    }
     for name, cfg in (("defaults", defaults), ("tuned", tuned)):
         start = time.perf_counter()
         trained = train_lib.train_model(dataset, os.path.join(work, name), cfg)

@@ -39,7 +39,9 @@ def use_secrets(task, secrets: Mapping[str, Mapping[str, str]]):
             if not isinstance(key, str) or not _SECRET_KEY.match(key):
                 raise ConfigError(f"use_secrets: secret {name!r}: key {key!r} is not allowed")
             if not isinstance(env, str) or not _ENV_NAME.match(env):
-                raise ConfigError(f"use_secrets: secret {name!r}: environment variable {env!r} "
-                                  "must be UPPER_CASE letters, digits and '_'")
+                raise ConfigError(
+                    f"use_secrets: secret {name!r}: environment variable {env!r} "
+                    "must be UPPER_CASE letters, digits and '_'"
+                )
         kubernetes.use_secret_as_env(task, secret_name=name, secret_key_to_env=dict(keys))
     return task

@@ -17,7 +17,9 @@ def parse_shape(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(p) for p in text.split(",") if p.strip())
     except ValueError:
-        raise ConfigError(f"shape {text!r} is not allowed: expected integers like '28,28,1'") from None
+        raise ConfigError(
+            f"shape {text!r} is not allowed: expected integers like '28,28,1'"
+        ) from None
 
 
 def log_metrics(metrics, values: dict) -> None:
@@ -35,8 +37,9 @@ def log_metrics(metrics, values: dict) -> None:
     fsutil.write_json(metrics.path, dict(metrics.metadata))
 
 
-def train_config(hyperparameters=None, *, arch: str, width: int, depth: int, dropout: float,
-                 **settings):
+def train_config(
+    hyperparameters=None, *, arch: str, width: int, depth: int, dropout: float, **settings
+):
     """The ``TrainConfig`` of a training component's flat parameters, tuned values applied."""
     from tfopt.training import models
     from tfopt.training import train as train_lib
@@ -53,7 +56,8 @@ def apply_tuned(config, hyperparameters):
     from tfopt.training import tune as tune_lib
 
     return tune_lib.train_config_from_hyperparameters(
-        tune_lib.load_hyperparameters(hyperparameters.path), config)
+        tune_lib.load_hyperparameters(hyperparameters.path), config
+    )
 
 
 def ensure_exists(*artifacts) -> None:
@@ -73,8 +77,11 @@ def skip_if_disabled(output, variant: str, enabled: bool, *inputs, also=()) -> b
     skipped_input = next((i for i in inputs if i is not None and i.metadata.get("skipped")), None)
     if enabled and skipped_input is None:
         return False
-    reason = "disabled by pipeline parameter" if not enabled else (
-        f"input {skipped_input.metadata.get('variant', '?')} was skipped")
+    reason = (
+        "disabled by pipeline parameter"
+        if not enabled
+        else (f"input {skipped_input.metadata.get('variant', '?')} was skipped")
+    )
     mark_skipped(output, also, variant=variant, skip_reason=reason)
     return True
 
@@ -107,8 +114,9 @@ def skip_when_not_applicable(output, variant: str, fmt: str, also=()):
         yield
     except ModelError as exc:
         logging.getLogger(__name__).warning("variant %s skipped: %s", variant, exc)
-        mark_skipped(output, also, variant=variant, format=fmt, not_applicable=True,
-                     skip_reason=str(exc))
+        mark_skipped(
+            output, also, variant=variant, format=fmt, not_applicable=True, skip_reason=str(exc)
+        )
 
 
 def describe_model(artifact, variant: str, fmt: str, base=None, **extra) -> None:
@@ -143,8 +151,10 @@ def candidates_from_inputs(inputs: dict) -> list:
     """Model artifacts among a component's inputs -> evaluation candidates (skipped ones out)."""
     from tfopt.evaluation.evaluate import Candidate
 
-    return [Candidate(name=name, path=a.path, format=a.metadata["format"],
-                      metadata=dict(a.metadata)) for name, a in candidate_models(inputs).items()]
+    return [
+        Candidate(name=name, path=a.path, format=a.metadata["format"], metadata=dict(a.metadata))
+        for name, a in candidate_models(inputs).items()
+    ]
 
 
 def not_applicable_records(inputs: dict) -> list[dict]:
@@ -154,7 +164,13 @@ def not_applicable_records(inputs: dict) -> list[dict]:
     for value in inputs.values():
         meta = getattr(value, "metadata", None)
         if isinstance(meta, dict) and meta.get("not_applicable"):
-            out.append({"name": meta["variant"], "format": meta.get("format", ""), "path": "",
-                        "error": f"not applicable to this model: {meta['skip_reason']}",
-                        "not_applicable": True})
+            out.append(
+                {
+                    "name": meta["variant"],
+                    "format": meta.get("format", ""),
+                    "path": "",
+                    "error": f"not applicable to this model: {meta['skip_reason']}",
+                    "not_applicable": True,
+                }
+            )
     return out

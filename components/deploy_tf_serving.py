@@ -36,12 +36,25 @@ def deploy_tf_serving(
 
     if not (blessed and infra_blessed):
         raise ModelError(f"refusing to deploy: blessed={blessed}, infra_blessed={infra_blessed}")
-    model_base_path = model_base_path or os.path.join(os.path.dirname(manifests.path),
-                                                      "model_repository")
+    model_base_path = model_base_path or os.path.join(
+        os.path.dirname(manifests.path), "model_repository"
+    )
     examples = warmup.examples_from_dataset(dataset.path, "test", limit=max(smoke_examples, 16))
-    result = deploy.deploy(model.path, model_base_path, examples, deploy.DeployConfig(
-        model_name=model_name, label=label, smoke_examples=smoke_examples))
-    deploy.write_k8s_manifests(manifests.path, model_base_path, model_name, variant=variant,
-                               namespace=namespace, replicas=replicas)
-    manifests.metadata.update({**result.summary(), "variant": variant, "image": k8s.IMAGES[variant]})
+    result = deploy.deploy(
+        model.path,
+        model_base_path,
+        examples,
+        deploy.DeployConfig(model_name=model_name, label=label, smoke_examples=smoke_examples),
+    )
+    deploy.write_k8s_manifests(
+        manifests.path,
+        model_base_path,
+        model_name,
+        variant=variant,
+        namespace=namespace,
+        replicas=replicas,
+    )
+    manifests.metadata.update(
+        {**result.summary(), "variant": variant, "image": k8s.IMAGES[variant]}
+    )
     return namedtuple("DeployOutputs", ["version", "smoke_test"])(result.version, result.smoke_test)

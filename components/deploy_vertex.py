@@ -31,18 +31,31 @@ def deploy_vertex(
     from tfopt.deploy import vertex
 
     config = vertex.DeployConfig(
-        model_display_name=model_display_name, endpoint_display_name=endpoint_display_name,
-        machine_type=machine_type, accelerator_type=accelerator_type,
-        accelerator_count=accelerator_count, min_replica_count=min_replica_count,
-        max_replica_count=max_replica_count, canary_percent=canary_percent,
-        service_account=service_account, labels={"pipeline": "tfopt"})
+        model_display_name=model_display_name,
+        endpoint_display_name=endpoint_display_name,
+        machine_type=machine_type,
+        accelerator_type=accelerator_type,
+        accelerator_count=accelerator_count,
+        min_replica_count=min_replica_count,
+        max_replica_count=max_replica_count,
+        canary_percent=canary_percent,
+        service_account=service_account,
+        labels={"pipeline": "tfopt"},
+    )
     target = vertex.VertexTarget(project=project, region=region).resolve()  # fail before data
     x, _ = input_pipeline.load_arrays(schema.load_info(dataset.path), "test", limit=smoke_samples)
     result = vertex.deploy_model(model.uri, x.tolist(), config, target)
-    _util.log_metrics(metrics, {"promoted": int(result.promoted),
-                                "smoke_requests": result.smoke_requests,
-                                "canary_answers": result.canary_answers})
-    endpoint.uri = f"https://{result.endpoint.split('/')[3]}-aiplatform.googleapis.com/v1/{result.endpoint}"
+    _util.log_metrics(
+        metrics,
+        {
+            "promoted": int(result.promoted),
+            "smoke_requests": result.smoke_requests,
+            "canary_answers": result.canary_answers,
+        },
+    )
+    endpoint.uri = (
+        f"https://{result.endpoint.split('/')[3]}-aiplatform.googleapis.com/v1/{result.endpoint}"
+    )
     endpoint.metadata.update({"resourceName": result.endpoint, **result.to_dict()})
     if not result.promoted:
         raise vertex.DeployError(f"canary rolled back: {result.reason}")

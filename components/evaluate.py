@@ -48,18 +48,38 @@ def evaluate(
     for cand in candidates:
         cand.metadata.setdefault("uri", uris.get(cand.path))
     config = evaluate_lib.EvalConfig(
-        latency_iterations=latency_iterations, latency_warmup=latency_warmup,
-        latency_min_seconds=latency_min_seconds, num_threads=num_threads, throughput_batch_size=throughput_batch_size,
-        throughput_iterations=throughput_iterations)
+        latency_iterations=latency_iterations,
+        latency_warmup=latency_warmup,
+        latency_min_seconds=latency_min_seconds,
+        num_threads=num_threads,
+        throughput_batch_size=throughput_batch_size,
+        throughput_iterations=throughput_iterations,
+    )
     records = evaluate_lib.evaluate_candidates(candidates, dataset.path, config)
     records += _util.not_applicable_records(inputs)
-    fsutil.write_json(evaluations.path, {"dataset": schema.load_info(dataset.path).to_summary(),
-                                         "candidates": records,
-                                         "config": evaluate_lib.config_dict(config)})
+    fsutil.write_json(
+        evaluations.path,
+        {
+            "dataset": schema.load_info(dataset.path).to_summary(),
+            "candidates": records,
+            "config": evaluate_lib.config_dict(config),
+        },
+    )
     failed = [r["name"] for r in records if r.get("error") and not r.get("not_applicable")]
     evaluations.metadata.update({"candidates": [r["name"] for r in records], "failed": failed})
-    per_candidate = {f"{r['name']}.{k}": r.get(k) for r in records for k in (
-        "accuracy", "f1", "size_bytes", "gzip_bytes", "latency_ms_p50", "latency_ms_p95",
-        "latency_ms_p99", "throughput_per_s", "peak_rss_bytes")}
-    _util.log_metrics(metrics, {"candidates": len(records), "failed": len(failed),
-                                **per_candidate})
+    per_candidate = {
+        f"{r['name']}.{k}": r.get(k)
+        for r in records
+        for k in (
+            "accuracy",
+            "f1",
+            "size_bytes",
+            "gzip_bytes",
+            "latency_ms_p50",
+            "latency_ms_p95",
+            "latency_ms_p99",
+            "throughput_per_s",
+            "peak_rss_bytes",
+        )
+    }
+    _util.log_metrics(metrics, {"candidates": len(records), "failed": len(failed), **per_candidate})

@@ -27,8 +27,12 @@ def infra_validate(
     from tfopt.deploy.serving import infravalidate, warmup
 
     config = infravalidate.InfraValidationConfig(
-        model_name=model_name, num_examples=num_examples, latency_requests=latency_requests,
-        atol=atol, load_timeout_s=load_timeout_s)
+        model_name=model_name,
+        num_examples=num_examples,
+        latency_requests=latency_requests,
+        atol=atol,
+        load_timeout_s=load_timeout_s,
+    )
     examples = warmup.examples_from_dataset(dataset.path, "test", limit=num_examples)
     result = infravalidate.infra_validate(model.path, examples, config)
     _util.log_metrics(metrics, {**result.metrics(), "infra_blessed": int(result.infra_blessed)})

@@ -24,10 +24,21 @@ def ingest(
     from tfopt.data import ingest as ingest_lib
 
     config = ingest_lib.IngestConfig(
-        source=source, label_column=label_column,
-        feature_shape=_util.parse_shape(feature_shape), num_classes=num_classes,
-        validation_fraction=validation_fraction, test_fraction=test_fraction, seed=seed,
-        shard_size=shard_size, synthetic_examples=synthetic_examples)
+        source=source,
+        label_column=label_column,
+        feature_shape=_util.parse_shape(feature_shape),
+        num_classes=num_classes,
+        validation_fraction=validation_fraction,
+        test_fraction=test_fraction,
+        seed=seed,
+        shard_size=shard_size,
+        synthetic_examples=synthetic_examples,
+    )
     info = ingest_lib.ingest(dataset.path, config)
-    dataset.metadata.update({**info.to_summary(), "content_sha256": info.content_sha256,
-                             "feature_shape": list(info.feature_shape)})
+    dataset.metadata.update(
+        {
+            **info.to_summary(),
+            "content_sha256": info.content_sha256,
+            "feature_shape": list(info.feature_shape),
+        }
+    )

@@ -26,21 +26,41 @@ def lowrank(
     """Factorize Dense / 1x1 Conv kernels (rank 0: by retained ``energy``); fine-tune."""
     from tfopt.components import _util
 
-    if _util.skip_if_disabled(lowrank_model, variant, enabled, model,
-                               also=(metrics, tensorboard)):
+    if _util.skip_if_disabled(lowrank_model, variant, enabled, model, also=(metrics, tensorboard)):
         return
     from tfopt.compression import lowrank as lowrank_lib
 
-    config = lowrank_lib.LowRankConfig(rank=rank, energy=energy, layers=layers, epochs=epochs,
-                                       batch_size=batch_size, learning_rate=learning_rate,
-                                       seed=seed)
-    with _util.skip_when_not_applicable(lowrank_model, variant, "saved_model",
-                                        also=(metrics, tensorboard)):
-        result = lowrank_lib.factorize_model(model.path, dataset.path, lowrank_model.path, config,
-            tensorboard_dir=tensorboard.path)
-        _util.log_metrics(metrics, {**result.metrics, "params": result.params_after,
-                                    "params_before": result.params_before,
-                                    "factorized_reduction": result.factorized_reduction})
-        _util.describe_model(lowrank_model, variant, "saved_model", base=model,
-                             params=result.params_after, sparsity=0.0, layers=result.layers,
-                             notes=result.notes)
+    config = lowrank_lib.LowRankConfig(
+        rank=rank,
+        energy=energy,
+        layers=layers,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+    )
+    with _util.skip_when_not_applicable(
+        lowrank_model, variant, "saved_model", also=(metrics, tensorboard)
+    ):
+        result = lowrank_lib.factorize_model(
+            model.path, dataset.path, lowrank_model.path, config, tensorboard_dir=tensorboard.path
+        )
+        _util.log_metrics(
+            metrics,
+            {
+                **result.metrics,
+                "params": result.params_after,
+                "params_before": result.params_before,
+                "factorized_reduction": result.factorized_reduction,
+            },
+        )
+        _util.describe_model(
+            lowrank_model,
+            variant,
+            "saved_model",
+            base=model,
+            params=result.params_after,
+            sparsity=0.0,
+            layers=result.layers,
+            notes=result.notes,
+        )

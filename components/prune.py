@@ -27,22 +27,44 @@ def prune(
     """Magnitude-prune ``model`` (keep_dense: comma-separated names, "auto" or "")."""
     from tfopt.components import _util
 
-    if _util.skip_if_disabled(pruned_model, variant, enabled, model,
-                               also=(metrics, tensorboard)):
+    if _util.skip_if_disabled(pruned_model, variant, enabled, model, also=(metrics, tensorboard)):
         return
     from tfopt.compression import prune as prune_lib
 
     config = prune_lib.PruneConfig(
-        target_sparsity=target_sparsity, schedule=schedule, structured_2_4=structured_2_4,
-        keep_dense=keep_dense, epochs=epochs, batch_size=batch_size,
-        learning_rate=learning_rate, seed=seed)
-    with _util.skip_when_not_applicable(pruned_model, variant, "saved_model",
-                                        also=(metrics, tensorboard)):
-        result = prune_lib.prune_model(model.path, dataset.path, pruned_model.path, config,
-            tensorboard_dir=tensorboard.path)
-        _util.log_metrics(metrics, {**result.metrics, "sparsity": result.sparsity,
-                                    "model_sparsity": result.model_sparsity, "params": result.params,
-                                    **{f"sparsity.{k}": v for k, v in result.layer_sparsity.items()}})
-        _util.describe_model(pruned_model, variant, "saved_model", base=model, params=result.params,
-                             sparsity=result.model_sparsity, pruned_sparsity=result.sparsity,
-                             layer_sparsity=result.layer_sparsity, notes=result.notes)
+        target_sparsity=target_sparsity,
+        schedule=schedule,
+        structured_2_4=structured_2_4,
+        keep_dense=keep_dense,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+    )
+    with _util.skip_when_not_applicable(
+        pruned_model, variant, "saved_model", also=(metrics, tensorboard)
+    ):
+        result = prune_lib.prune_model(
+            model.path, dataset.path, pruned_model.path, config, tensorboard_dir=tensorboard.path
+        )
+        _util.log_metrics(
+            metrics,
+            {
+                **result.metrics,
+                "sparsity": result.sparsity,
+                "model_sparsity": result.model_sparsity,
+                "params": result.params,
+                **{f"sparsity.{k}": v for k, v in result.layer_sparsity.items()},
+            },
+        )
+        _util.describe_model(
+            pruned_model,
+            variant,
+            "saved_model",
+            base=model,
+            params=result.params,
+            sparsity=result.model_sparsity,
+            pruned_sparsity=result.sparsity,
+            layer_sparsity=result.layer_sparsity,
+            notes=result.notes,
+        )

@@ -26,20 +26,34 @@ def qat(
     """QAT (pruning-preserving with ``preserve_sparsity``, for pqat_int8) -> int8 TFLite."""
     from tfopt.components import _util
 
-    if _util.skip_if_disabled(tflite_model, variant, enabled, model,
-                               also=(metrics, tensorboard)):
+    if _util.skip_if_disabled(tflite_model, variant, enabled, model, also=(metrics, tensorboard)):
         return
     from tfopt.compression import qat as qat_lib
 
-    config = qat_lib.QatConfig(preserve_sparsity=preserve_sparsity, epochs=epochs,
-                               batch_size=batch_size, learning_rate=learning_rate, seed=seed,
-                               representative_samples=representative_samples, int8_io=int8_io)
-    with _util.skip_when_not_applicable(tflite_model, variant, "tflite",
-                                        also=(metrics, tensorboard)):
-        result = qat_lib.qat_model(model.path, dataset.path, tflite_model.path, config,
-            tensorboard_dir=tensorboard.path)
-        _util.log_metrics(metrics, {**result.metrics, "size_bytes": result.size_bytes,
-                                    "sparsity_before": result.sparsity_before,
-                                    "sparsity_after": result.sparsity_after})
-        _util.describe_model(tflite_model, variant, "tflite", base=model, quantization="int8",
-                             notes=result.notes)
+    config = qat_lib.QatConfig(
+        preserve_sparsity=preserve_sparsity,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        representative_samples=representative_samples,
+        int8_io=int8_io,
+    )
+    with _util.skip_when_not_applicable(
+        tflite_model, variant, "tflite", also=(metrics, tensorboard)
+    ):
+        result = qat_lib.qat_model(
+            model.path, dataset.path, tflite_model.path, config, tensorboard_dir=tensorboard.path
+        )
+        _util.log_metrics(
+            metrics,
+            {
+                **result.metrics,
+                "size_bytes": result.size_bytes,
+                "sparsity_before": result.sparsity_before,
+                "sparsity_after": result.sparsity_after,
+            },
+        )
+        _util.describe_model(
+            tflite_model, variant, "tflite", base=model, quantization="int8", notes=result.notes
+        )

@@ -31,12 +31,20 @@ def quantize(
     from tfopt.compression import tflite as quantize_lib
 
     config = quantize_lib.QuantizeConfig(
-        mode=mode, representative_samples=representative_samples, int8_io=int8_io,
+        mode=mode,
+        representative_samples=representative_samples,
+        int8_io=int8_io,
         max_accuracy_drop=None if max_accuracy_drop < 0 else max_accuracy_drop,
-        fallback=fallback)
+        fallback=fallback,
+    )
     with _util.skip_when_not_applicable(tflite_model, variant, "tflite"):
-        result = quantize_lib.convert_to_tflite(model.path, tflite_model.path, config,
-                                                dataset.path)
-        _util.describe_model(tflite_model, variant, "tflite", base=model,
-                             quantization=result.mode, fallback=result.fallback or None,
-                             notes=result.notes)
+        result = quantize_lib.convert_to_tflite(model.path, tflite_model.path, config, dataset.path)
+        _util.describe_model(
+            tflite_model,
+            variant,
+            "tflite",
+            base=model,
+            quantization=result.mode,
+            fallback=result.fallback or None,
+            notes=result.notes,
+        )

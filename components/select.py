@@ -59,27 +59,72 @@ def select(
 
     paths = {name: a.path for name, a in _util.candidate_models(dict(locals())).items()}
     policy = select_lib.SelectionPolicy(
-        max_accuracy_drop=max_accuracy_drop, max_size_bytes=max_size_bytes,
-        max_latency_ms_p99=max_latency_ms_p99, objective=objective,
-        previous=previous_summary, min_accuracy_change=min_accuracy_change,
-        deploy_target=deploy_target)
+        max_accuracy_drop=max_accuracy_drop,
+        max_size_bytes=max_size_bytes,
+        max_latency_ms_p99=max_latency_ms_p99,
+        objective=objective,
+        previous=previous_summary,
+        min_accuracy_change=min_accuracy_change,
+        deploy_target=deploy_target,
+    )
     out = select_lib.select_and_report(
-        fsutil.read_json(evaluations.path), baseline, policy, pipeline_name, summary.path,
-        report_markdown.path, report_html.path, model_card.path, selected_model.path, paths)
+        fsutil.read_json(evaluations.path),
+        baseline,
+        policy,
+        pipeline_name,
+        summary.path,
+        report_markdown.path,
+        report_html.path,
+        model_card.path,
+        selected_model.path,
+        paths,
+    )
     rec, blessed, name = out.record, out.selection.blessed, out.selection.selected or ""
     values = {}
     if rec is not None:
         confusion_matrix.log_confusion_matrix(
-            [str(i) for i in range(len(rec["confusion_matrix"]))], rec["confusion_matrix"])
-        values = {k: rec.get(k) for k in (
-            "accuracy", "loss", "precision", "recall", "f1", "size_bytes", "gzip_bytes",
-            "latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "throughput_per_s")}
-        selected_model.metadata.update({k: rec.get(k) for k in (
-            "format", "params", "sparsity", "accuracy", "size_bytes", "base", "quantization")
-            if rec.get(k) is not None})
-    _util.log_metrics(metrics, {**values, "blessed": int(blessed), "candidates": len(
-        out.summary["variants"]), "acceptable": sum(
-            not v["rejected_reasons"] for v in out.summary["variants"])})
+            [str(i) for i in range(len(rec["confusion_matrix"]))], rec["confusion_matrix"]
+        )
+        values = {
+            k: rec.get(k)
+            for k in (
+                "accuracy",
+                "loss",
+                "precision",
+                "recall",
+                "f1",
+                "size_bytes",
+                "gzip_bytes",
+                "latency_ms_p50",
+                "latency_ms_p95",
+                "latency_ms_p99",
+                "throughput_per_s",
+            )
+        }
+        selected_model.metadata.update(
+            {
+                k: rec.get(k)
+                for k in (
+                    "format",
+                    "params",
+                    "sparsity",
+                    "accuracy",
+                    "size_bytes",
+                    "base",
+                    "quantization",
+                )
+                if rec.get(k) is not None
+            }
+        )
+    _util.log_metrics(
+        metrics,
+        {
+            **values,
+            "blessed": int(blessed),
+            "candidates": len(out.summary["variants"]),
+            "acceptable": sum(not v["rejected_reasons"] for v in out.summary["variants"]),
+        },
+    )
     selected_model.metadata.update({"variant": name, "selected": bool(rec), "blessed": blessed})
     for artifact in (summary, report_html, report_markdown, model_card):
         artifact.metadata.update({"selected": name, "blessed": blessed})

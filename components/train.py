@@ -34,13 +34,43 @@ def train(
     from tfopt.training import train as train_lib
 
     config = _util.train_config(
-        hyperparameters, arch=arch, width=width, depth=depth, dropout=dropout,
-        optimizer=optimizer, learning_rate=learning_rate, scale_learning_rate=scale_learning_rate,
-        epochs=epochs, batch_size=batch_size, early_stopping_patience=early_stopping_patience,
-        seed=seed, precision=precision, xla=xla, profile_batches=profile_batches)
-    result = train_lib.train_model(dataset.path, model.path, config,
-                                   backup_dir=backup_dir or None, tensorboard_dir=tensorboard.path)
-    _util.log_metrics(metrics, {**result.metrics, "epochs_run": result.epochs_run,
-                                "params": result.params, "replicas": result.replicas})
-    model.metadata.update({"variant": "baseline", "format": "saved_model",
-                           "params": result.params, "strategy": result.strategy})
+        hyperparameters,
+        arch=arch,
+        width=width,
+        depth=depth,
+        dropout=dropout,
+        optimizer=optimizer,
+        learning_rate=learning_rate,
+        scale_learning_rate=scale_learning_rate,
+        epochs=epochs,
+        batch_size=batch_size,
+        early_stopping_patience=early_stopping_patience,
+        seed=seed,
+        precision=precision,
+        xla=xla,
+        profile_batches=profile_batches,
+    )
+    result = train_lib.train_model(
+        dataset.path,
+        model.path,
+        config,
+        backup_dir=backup_dir or None,
+        tensorboard_dir=tensorboard.path,
+    )
+    _util.log_metrics(
+        metrics,
+        {
+            **result.metrics,
+            "epochs_run": result.epochs_run,
+            "params": result.params,
+            "replicas": result.replicas,
+        },
+    )
+    model.metadata.update(
+        {
+            "variant": "baseline",
+            "format": "saved_model",
+            "params": result.params,
+            "strategy": result.strategy,
+        }
+    )

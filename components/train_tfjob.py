@@ -8,14 +8,30 @@ from tfopt.components._image import COMPONENT_KWARGS
 
 @dsl.component(**COMPONENT_KWARGS)
 def train_tfjob(
-    dataset: Input[Dataset], model: Output[Model], metrics: Output[Metrics],
+    dataset: Input[Dataset],
+    model: Output[Model],
+    metrics: Output[Metrics],
     hyperparameters: Input[Artifact] = None,
-    arch: str = "cnn", width: int = 32, depth: int = 2, dropout: float = 0.1,
-    optimizer: str = "adam", learning_rate: float = 0.001, scale_learning_rate: bool = False,
-    epochs: int = 30, batch_size: int = 64, early_stopping_patience: int = 5, seed: int = 42,
-    precision: str = "float32", xla: bool = False,
-    replicas: int = 2, gpus_per_replica: int = 1, accelerator_type: str = "NVIDIA_TESLA_T4",
-    namespace: str = "kubeflow", cpu: str = "4", memory: str = "16Gi", timeout_s: int = 21600,
+    arch: str = "cnn",
+    width: int = 32,
+    depth: int = 2,
+    dropout: float = 0.1,
+    optimizer: str = "adam",
+    learning_rate: float = 0.001,
+    scale_learning_rate: bool = False,
+    epochs: int = 30,
+    batch_size: int = 64,
+    early_stopping_patience: int = 5,
+    seed: int = 42,
+    precision: str = "float32",
+    xla: bool = False,
+    replicas: int = 2,
+    gpus_per_replica: int = 1,
+    accelerator_type: str = "NVIDIA_TESLA_T4",
+    namespace: str = "kubeflow",
+    cpu: str = "4",
+    memory: str = "16Gi",
+    timeout_s: int = 21600,
 ) -> str:
     """Run training as a TFJob, wait for it (logs, timeout, cleanup); return the model URI."""
     from dataclasses import asdict
@@ -25,14 +41,39 @@ def train_tfjob(
 
     request = validate.TrainingRequest("kubeflow", replicas, gpus_per_replica, accelerator_type)
     config = _util.train_config(
-        hyperparameters, arch=arch, width=width, depth=depth, dropout=dropout,
-        optimizer=optimizer, learning_rate=learning_rate, scale_learning_rate=scale_learning_rate,
-        epochs=epochs, batch_size=batch_size, early_stopping_patience=early_stopping_patience,
-        seed=seed, precision=precision, xla=xla)
-    result = tfjob.train_on_kubeflow(dataset.uri, model.uri, asdict(config), request,
-                                     _image.GPU_IMAGE, namespace=namespace, cpu=cpu,
-                                     memory=memory, timeout_s=timeout_s)
+        hyperparameters,
+        arch=arch,
+        width=width,
+        depth=depth,
+        dropout=dropout,
+        optimizer=optimizer,
+        learning_rate=learning_rate,
+        scale_learning_rate=scale_learning_rate,
+        epochs=epochs,
+        batch_size=batch_size,
+        early_stopping_patience=early_stopping_patience,
+        seed=seed,
+        precision=precision,
+        xla=xla,
+    )
+    result = tfjob.train_on_kubeflow(
+        dataset.uri,
+        model.uri,
+        asdict(config),
+        request,
+        _image.GPU_IMAGE,
+        namespace=namespace,
+        cpu=cpu,
+        memory=memory,
+        timeout_s=timeout_s,
+    )
     _util.log_metrics(metrics, {**result.get("metrics", {}), "replicas": result.get("replicas", 0)})
-    model.metadata.update({"variant": "baseline", "format": "saved_model", "target": "kubeflow",
-                           "params": result.get("params", 0)})
+    model.metadata.update(
+        {
+            "variant": "baseline",
+            "format": "saved_model",
+            "target": "kubeflow",
+            "params": result.get("params", 0),
+        }
+    )
     return model.uri

@@ -32,8 +32,11 @@ def tune(
     from tfopt.components import _util
 
     if not enabled:
-        _util.mark_skipped(best_hyperparameters, (metrics, report, tensorboard),
-                           skip_reason="disabled by pipeline parameter")
+        _util.mark_skipped(
+            best_hyperparameters,
+            (metrics, report, tensorboard),
+            skip_reason="disabled by pipeline parameter",
+        )
         return
     import shutil
     import tempfile
@@ -43,11 +46,18 @@ def tune(
     from tfopt.training import tune as tune_lib
 
     config = tune_lib.TuneConfig(
-        algorithm=algorithm, max_trials=max_trials, objective=objective,
+        algorithm=algorithm,
+        max_trials=max_trials,
+        objective=objective,
         search_space=tune_lib.DEFAULT_SEARCH_SPACE if search_space is None else search_space,
-        base=train_lib.TrainConfig(epochs=epochs, early_stopping_patience=early_stopping_patience,
-                                   optimizer=optimizer, seed=seed),
-        hyperband_factor=hyperband_factor)
+        base=train_lib.TrainConfig(
+            epochs=epochs,
+            early_stopping_patience=early_stopping_patience,
+            optimizer=optimizer,
+            seed=seed,
+        ),
+        hyperband_factor=hyperband_factor,
+    )
     out = work_dir or tempfile.mkdtemp(prefix="tfopt-tune-")
     try:
         result = tune_lib.tune(dataset.path, out, config, tensorboard_dir=tensorboard.path)
@@ -58,6 +68,11 @@ def tune(
     with fsutil.atomic_file(report.path) as fh:
         fh.write(result.to_markdown())
     _util.log_metrics(metrics, result.metrics())
-    best_hyperparameters.metadata.update({
-        "objective": result.objective, "score": result.best_score,
-        "trial_id": result.best_trial_id, **result.best_hyperparameters})
+    best_hyperparameters.metadata.update(
+        {
+            "objective": result.objective,
+            "score": result.best_score,
+            "trial_id": result.best_trial_id,
+            **result.best_hyperparameters,
+        }
+    )

@@ -41,8 +41,9 @@ def compile_pipeline(name: str, package_path: str, target: str = "kubeflow") -> 
     from tfopt.errors import ConfigError
 
     if target not in TARGETS:
-        raise ConfigError(f"compile target {target!r} is not allowed: expected one of "
-                          f"{', '.join(TARGETS)}")
+        raise ConfigError(
+            f"compile target {target!r} is not allowed: expected one of {', '.join(TARGETS)}"
+        )
     func = pipeline_function(name)
     with tempfile.TemporaryDirectory() as tmp:
         local = os.path.join(tmp, "pipeline.yaml")
@@ -59,8 +60,10 @@ def compile_pipeline(name: str, package_path: str, target: str = "kubeflow") -> 
 def compile_targets(name: str, output_dir: str) -> list[str]:
     """Compile one pipeline into ``output_dir/<name>.yaml`` (Kubeflow Pipelines) and
     ``output_dir/<name>.vertex.yaml`` (Vertex AI Pipelines); return the paths."""
-    return [compile_pipeline(name, os.path.join(output_dir, f"{name}{suffix}.yaml"), target)
-            for target, suffix in TARGETS.items()]
+    return [
+        compile_pipeline(name, os.path.join(output_dir, f"{name}{suffix}.yaml"), target)
+        for target, suffix in TARGETS.items()
+    ]
 
 
 def compile_all(output_dir: str) -> list[str]:

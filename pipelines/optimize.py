@@ -47,11 +47,11 @@ def _gate(condition, name: str):
 @dsl.pipeline(
     name=PIPELINE_NAME,
     description="Train a TensorFlow classifier, compress it (TFLite float32 / dynamic / float16 / "
-                "int8, pruning, distillation, low-rank factorization, quantization-aware "
-                "training), evaluate every candidate on the test split, select one against "
-                "accuracy / size / latency targets and deploy it (TF Serving or Vertex AI) only "
-                "when it is blessed. Every parameter has a default: the built-in digits dataset "
-                "runs as is.",
+    "int8, pruning, distillation, low-rank factorization, quantization-aware "
+    "training), evaluate every candidate on the test split, select one against "
+    "accuracy / size / latency targets and deploy it (TF Serving or Vertex AI) only "
+    "when it is blessed. Every parameter has a default: the built-in digits dataset "
+    "runs as is.",
 )
 def optimize(
     # data
@@ -122,40 +122,106 @@ def optimize(
     vertex_machine_type: str = "n1-standard-2",
     canary_percent: int = 10,
 ) -> Artifact:
-    data = ingest(source=source, label_column=label_column, feature_shape=feature_shape,
-                  seed=seed, validation_fraction=validation_fraction,
-                  test_fraction=test_fraction).set_display_name("ingest")
+    data = ingest(
+        source=source,
+        label_column=label_column,
+        feature_shape=feature_shape,
+        seed=seed,
+        validation_fraction=validation_fraction,
+        test_fraction=test_fraction,
+    ).set_display_name("ingest")
     dataset = data.outputs["dataset"]
 
-    tuned = tune(dataset=dataset, search_space=tune_search_space, algorithm=tune_algorithm,
-                 max_trials=tune_trials, epochs=tune_epochs, seed=seed,
-                 enabled=enable_tuning).set_display_name("tune")
-    baseline = train_step(
-        dataset=dataset, hyperparameters=tuned.outputs["best_hyperparameters"], arch=arch,
-        width=width, depth=depth, dropout=dropout, optimizer=optimizer,
-        learning_rate=learning_rate, scale_learning_rate=scale_learning_rate, epochs=epochs,
-        batch_size=batch_size, early_stopping_patience=early_stopping_patience, seed=seed,
-        precision=precision, xla=xla, target=training_target, replicas=replicas,
-        gpus_per_replica=gpus_per_replica, accelerator_type=accelerator_type,
-    ).set_display_name("train").output
+    tuned = tune(
+        dataset=dataset,
+        search_space=tune_search_space,
+        algorithm=tune_algorithm,
+        max_trials=tune_trials,
+        epochs=tune_epochs,
+        seed=seed,
+        enabled=enable_tuning,
+    ).set_display_name("tune")
+    baseline = (
+        train_step(
+            dataset=dataset,
+            hyperparameters=tuned.outputs["best_hyperparameters"],
+            arch=arch,
+            width=width,
+            depth=depth,
+            dropout=dropout,
+            optimizer=optimizer,
+            learning_rate=learning_rate,
+            scale_learning_rate=scale_learning_rate,
+            epochs=epochs,
+            batch_size=batch_size,
+            early_stopping_patience=early_stopping_patience,
+            seed=seed,
+            precision=precision,
+            xla=xla,
+            target=training_target,
+            replicas=replicas,
+            gpus_per_replica=gpus_per_replica,
+            accelerator_type=accelerator_type,
+        )
+        .set_display_name("train")
+        .output
+    )
 
     def to_tflite(model, variant: str, mode: str, enabled=True):
         # int8 falls back (selective, then float16) when it loses more than the policy allows
-        return quantize(model=model, dataset=dataset, variant=variant, mode=mode,
-                        representative_samples=representative_samples, enabled=enabled,
-                        max_accuracy_drop=max_accuracy_drop,
-                        ).set_display_name(variant.replace("_", "-")).outputs["tflite_model"]
+        return (
+            quantize(
+                model=model,
+                dataset=dataset,
+                variant=variant,
+                mode=mode,
+                representative_samples=representative_samples,
+                enabled=enabled,
+                max_accuracy_drop=max_accuracy_drop,
+            )
+            .set_display_name(variant.replace("_", "-"))
+            .outputs["tflite_model"]
+        )
 
-    pruned = prune(model=baseline, dataset=dataset, target_sparsity=target_sparsity,
-                   epochs=prune_epochs, seed=seed, enabled=enable_pruning
-                   ).set_display_name("prune").outputs["pruned_model"]
-    distilled = distill(model=baseline, dataset=dataset, student_width=student_width,
-                        temperature=distill_temperature, alpha=distill_alpha,
-                        epochs=distill_epochs, seed=seed, enabled=enable_distillation
-                        ).set_display_name("distill").outputs["student_model"]
-    factorized = lowrank(model=baseline, dataset=dataset, rank=lowrank_rank, energy=lowrank_energy,
-                         epochs=lowrank_epochs, seed=seed, enabled=enable_lowrank
-                         ).set_display_name("lowrank").outputs["lowrank_model"]
+    pruned = (
+        prune(
+            model=baseline,
+            dataset=dataset,
+            target_sparsity=target_sparsity,
+            epochs=prune_epochs,
+            seed=seed,
+            enabled=enable_pruning,
+        )
+        .set_display_name("prune")
+        .outputs["pruned_model"]
+    )
+    distilled = (
+        distill(
+            model=baseline,
+            dataset=dataset,
+            student_width=student_width,
+            temperature=distill_temperature,
+            alpha=distill_alpha,
+            epochs=distill_epochs,
+            seed=seed,
+            enabled=enable_distillation,
+        )
+        .set_display_name("distill")
+        .outputs["student_model"]
+    )
+    factorized = (
+        lowrank(
+            model=baseline,
+            dataset=dataset,
+            rank=lowrank_rank,
+            energy=lowrank_energy,
+            epochs=lowrank_epochs,
+            seed=seed,
+            enabled=enable_lowrank,
+        )
+        .set_display_name("lowrank")
+        .outputs["lowrank_model"]
+    )
     candidates = {
         "tflite_float32": to_tflite(baseline, "tflite_float32", "float32", enable_tflite_float32),
         "tflite_dynamic": to_tflite(baseline, "tflite_dynamic", "dynamic", enable_tflite_dynamic),
@@ -167,42 +233,72 @@ def optimize(
         "distilled_int8": to_tflite(distilled, "distilled_int8", "int8"),
         "lowrank": factorized,
         "lowrank_int8": to_tflite(factorized, "lowrank_int8", "int8"),
-        "qat_int8": qat(model=baseline, dataset=dataset, epochs=qat_epochs, seed=seed,
-                        representative_samples=representative_samples, enabled=enable_qat,
-                        ).set_display_name("qat-int8").outputs["tflite_model"],
-        "pqat_int8": qat(model=pruned, dataset=dataset, variant="pqat_int8",
-                         preserve_sparsity=True, epochs=qat_epochs, seed=seed,
-                         representative_samples=representative_samples, enabled=enable_qat,
-                         ).set_display_name("pqat-int8").outputs["tflite_model"],
+        "qat_int8": qat(
+            model=baseline,
+            dataset=dataset,
+            epochs=qat_epochs,
+            seed=seed,
+            representative_samples=representative_samples,
+            enabled=enable_qat,
+        )
+        .set_display_name("qat-int8")
+        .outputs["tflite_model"],
+        "pqat_int8": qat(
+            model=pruned,
+            dataset=dataset,
+            variant="pqat_int8",
+            preserve_sparsity=True,
+            epochs=qat_epochs,
+            seed=seed,
+            representative_samples=representative_samples,
+            enabled=enable_qat,
+        )
+        .set_display_name("pqat-int8")
+        .outputs["tflite_model"],
     }
 
-    evaluated = evaluate(dataset=dataset, baseline=baseline, latency_iterations=latency_iterations,
-                         **candidates).set_display_name("evaluate")
+    evaluated = evaluate(
+        dataset=dataset, baseline=baseline, latency_iterations=latency_iterations, **candidates
+    ).set_display_name("evaluate")
     selected = select(
-        evaluations=evaluated.outputs["evaluations"], pipeline_name=PIPELINE_NAME,
-        max_accuracy_drop=max_accuracy_drop, max_size_bytes=max_size_bytes,
-        max_latency_ms_p99=max_latency_ms_p99, objective=objective,
-        previous_summary=previous_summary, min_accuracy_change=min_accuracy_change,
-        deploy_target=deploy_target, baseline_model=baseline, **candidates,
+        evaluations=evaluated.outputs["evaluations"],
+        pipeline_name=PIPELINE_NAME,
+        max_accuracy_drop=max_accuracy_drop,
+        max_size_bytes=max_size_bytes,
+        max_latency_ms_p99=max_latency_ms_p99,
+        objective=objective,
+        previous_summary=previous_summary,
+        min_accuracy_change=min_accuracy_change,
+        deploy_target=deploy_target,
+        baseline_model=baseline,
+        **candidates,
     ).set_display_name("select")
     selected.set_caching_options(False)  # cheap, and previous_summary may change outside
 
     with _gate(selected.outputs["Output"] == True, "blessed"):  # noqa: E712
         with _gate(deploy_target == "tf_serving", "tf-serving"):
-            infra = infra_validate(model=selected.outputs["selected_model"], dataset=dataset,
-                                   model_name=model_name).set_display_name("infra-validate")
+            infra = infra_validate(
+                model=selected.outputs["selected_model"], dataset=dataset, model_name=model_name
+            ).set_display_name("infra-validate")
             infra.set_caching_options(False)
             with _gate(infra.outputs["Output"] == True, "infra-blessed"):  # noqa: E712
                 deploy_tf_serving(
-                    model=selected.outputs["selected_model"], dataset=dataset,
-                    model_base_path=serving_base_path, model_name=model_name,
-                    variant=serving_variant, blessed=selected.outputs["Output"],
+                    model=selected.outputs["selected_model"],
+                    dataset=dataset,
+                    model_base_path=serving_base_path,
+                    model_name=model_name,
+                    variant=serving_variant,
+                    blessed=selected.outputs["Output"],
                     infra_blessed=infra.outputs["Output"],
                 ).set_display_name("deploy-tf-serving").set_caching_options(False)
         with _gate(deploy_target == "vertex", "vertex"):
             deploy_vertex(
-                model=selected.outputs["selected_model"], dataset=dataset, project=project,
-                region=region, model_display_name=model_name,
-                machine_type=vertex_machine_type, canary_percent=canary_percent,
+                model=selected.outputs["selected_model"],
+                dataset=dataset,
+                project=project,
+                region=region,
+                model_display_name=model_name,
+                machine_type=vertex_machine_type,
+                canary_percent=canary_percent,
             ).set_display_name("deploy-vertex").set_caching_options(False)
     return selected.outputs["summary"]

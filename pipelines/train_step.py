@@ -34,23 +34,41 @@ GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSc
 
 
 def _retry(task, retries: int = TRAIN_RETRIES):
-    return task.set_retry(retries, backoff_duration="60s", backoff_factor=2.0,
-                          backoff_max_duration="900s")
+    return task.set_retry(
+        retries, backoff_duration="60s", backoff_factor=2.0, backoff_max_duration="900s"
+    )
 
 
 @dsl.pipeline(name="train-step")
 def train_step(
     dataset: Input[Dataset],
     hyperparameters: Input[Artifact],
-    arch: str = "cnn", width: int = 32, depth: int = 2, dropout: float = 0.1,
-    optimizer: str = "adam", learning_rate: float = 0.001, scale_learning_rate: bool = False,
-    epochs: int = 30, batch_size: int = 64, early_stopping_patience: int = 5, seed: int = 42,
-    precision: str = "float32", xla: bool = False,
-    target: str = "local", replicas: int = 1, gpus_per_replica: int = 0,
-    accelerator_type: str = "NVIDIA_TESLA_T4", gpu_resource: str = "nvidia.com/gpu",
-    cpu: str = "4", memory: str = "16Gi", namespace: str = "kubeflow",
-    timeout_s: int = 21600, project: str = "", location: str = "us-central1",
-    staging_bucket: str = "", machine_type: str = "n1-standard-8",
+    arch: str = "cnn",
+    width: int = 32,
+    depth: int = 2,
+    dropout: float = 0.1,
+    optimizer: str = "adam",
+    learning_rate: float = 0.001,
+    scale_learning_rate: bool = False,
+    epochs: int = 30,
+    batch_size: int = 64,
+    early_stopping_patience: int = 5,
+    seed: int = 42,
+    precision: str = "float32",
+    xla: bool = False,
+    target: str = "local",
+    replicas: int = 1,
+    gpus_per_replica: int = 0,
+    accelerator_type: str = "NVIDIA_TESLA_T4",
+    gpu_resource: str = "nvidia.com/gpu",
+    cpu: str = "4",
+    memory: str = "16Gi",
+    namespace: str = "kubeflow",
+    timeout_s: int = 21600,
+    project: str = "",
+    location: str = "us-central1",
+    staging_bucket: str = "",
+    machine_type: str = "n1-standard-8",
 ) -> Model:
     """Train on ``target`` and return the trained SavedModel as a ``Model`` artifact.
 
@@ -63,21 +81,41 @@ def train_step(
     of the in-cluster task (``nvidia.com/gpu`` on Kubeflow, the Vertex name such
     as ``NVIDIA_TESLA_T4`` on Vertex AI Pipelines).
     """
-    hp = dict(arch=arch, width=width, depth=depth, dropout=dropout, optimizer=optimizer,
-              learning_rate=learning_rate, scale_learning_rate=scale_learning_rate,
-              epochs=epochs, batch_size=batch_size,
-              early_stopping_patience=early_stopping_patience, seed=seed,
-              precision=precision, xla=xla)
-    plan = plan_training(target=target, replicas=replicas, gpus_per_replica=gpus_per_replica,
-                         accelerator_type=accelerator_type).set_caching_options(False)
+    hp = dict(
+        arch=arch,
+        width=width,
+        depth=depth,
+        dropout=dropout,
+        optimizer=optimizer,
+        learning_rate=learning_rate,
+        scale_learning_rate=scale_learning_rate,
+        epochs=epochs,
+        batch_size=batch_size,
+        early_stopping_patience=early_stopping_patience,
+        seed=seed,
+        precision=precision,
+        xla=xla,
+    )
+    plan = plan_training(
+        target=target,
+        replicas=replicas,
+        gpus_per_replica=gpus_per_replica,
+        accelerator_type=accelerator_type,
+    ).set_caching_options(False)
     plan.set_display_name("check-training-request")
 
     with dsl.If(target == "local", name="train-in-cluster"):
         local = train(dataset=dataset, hyperparameters=hyperparameters, **hp).after(plan)
         local.set_container_image(GPU_IMAGE)  # CUDA-enabled TensorFlow; runs on CPU nodes too
-        (local.set_cpu_request(cpu).set_cpu_limit(cpu).set_memory_request(memory)
-         .set_memory_limit(memory).set_accelerator_type(gpu_resource)
-         .set_accelerator_limit(gpus_per_replica).set_caching_options(True))
+        (
+            local.set_cpu_request(cpu)
+            .set_cpu_limit(cpu)
+            .set_memory_request(memory)
+            .set_memory_limit(memory)
+            .set_accelerator_type(gpu_resource)
+            .set_accelerator_limit(gpus_per_replica)
+            .set_caching_options(True)
+        )
         # KFP 2.17.3 does not pass channels used only in resources into the
         # condition's sub-DAG; registering them does.
         local.register_pipeline_channels([cpu, memory, gpu_resource, gpus_per_replica])
@@ -88,30 +126,48 @@ def train_step(
         local_uri = artifact_uri(artifact=local.outputs["model"]).set_caching_options(False)
 
     with dsl.Elif(target == "kubeflow", name="train-tfjob"):
-        tfjob = train_tfjob(dataset=dataset, hyperparameters=hyperparameters,
-                            replicas=replicas, gpus_per_replica=gpus_per_replica,
-                            accelerator_type=accelerator_type, namespace=namespace, cpu=cpu,
-                            memory=memory, timeout_s=timeout_s, **hp).after(plan)
+        tfjob = train_tfjob(
+            dataset=dataset,
+            hyperparameters=hyperparameters,
+            replicas=replicas,
+            gpus_per_replica=gpus_per_replica,
+            accelerator_type=accelerator_type,
+            namespace=namespace,
+            cpu=cpu,
+            memory=memory,
+            timeout_s=timeout_s,
+            **hp,
+        ).after(plan)
         tfjob.set_cpu_request("250m").set_memory_request("512Mi").set_memory_limit("1Gi")
         tfjob.set_caching_options(True)
         _retry(tfjob, 1)
         kubernetes.set_timeout(tfjob, LAUNCHER_TIMEOUT_S)
 
     with dsl.Else(name="train-vertex"):
-        vertex = train_vertex(dataset=dataset, hyperparameters=hyperparameters,
-                              project=project, location=location,
-                              staging_bucket=staging_bucket, replicas=replicas,
-                              gpus_per_replica=gpus_per_replica,
-                              accelerator_type=accelerator_type, machine_type=machine_type,
-                              timeout_s=timeout_s, **hp).after(plan)
+        vertex = train_vertex(
+            dataset=dataset,
+            hyperparameters=hyperparameters,
+            project=project,
+            location=location,
+            staging_bucket=staging_bucket,
+            replicas=replicas,
+            gpus_per_replica=gpus_per_replica,
+            accelerator_type=accelerator_type,
+            machine_type=machine_type,
+            timeout_s=timeout_s,
+            **hp,
+        ).after(plan)
         vertex.set_cpu_request("250m").set_memory_request("512Mi").set_memory_limit("1Gi")
         vertex.set_caching_options(True)
         _retry(vertex, 1)
         kubernetes.set_timeout(vertex, LAUNCHER_TIMEOUT_S)
 
     chosen = dsl.OneOf(local_uri.output, tfjob.outputs["Output"], vertex.outputs["Output"])
-    trained = dsl.importer(artifact_uri=chosen, artifact_class=Model, reimport=False,
-                           metadata={"format": "saved_model", "variant": "baseline",
-                                     "target": target})
+    trained = dsl.importer(
+        artifact_uri=chosen,
+        artifact_class=Model,
+        reimport=False,
+        metadata={"format": "saved_model", "variant": "baseline", "target": target},
+    )
     trained.set_display_name("trained-model")
     return trained.output

@@ -25,7 +25,11 @@ def small_model_dir(tmp_path_factory, digits_dir) -> str:
     from tfopt.training import models, train
 
     path = str(tmp_path_factory.mktemp("models") / "mlp")
-    config = train.TrainConfig(model=models.ModelConfig(arch="mlp", width=32, depth=1),
-                               epochs=8, early_stopping_patience=0, batch_size=32)
+    config = train.TrainConfig(
+        model=models.ModelConfig(arch="mlp", width=32, depth=1),
+        epochs=8,
+        early_stopping_patience=0,
+        batch_size=32,
+    )
     train.train_model(digits_dir, path, config)
     return path

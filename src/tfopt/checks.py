@@ -26,17 +26,24 @@ def check_choice(owner: str, field: str, value: Any, choices: Collection[Any]) -
         _fail(owner, field, value, "one of " + ", ".join(repr(c) for c in choices))
 
 
-def check_int(owner: str, field: str, value: Any, low: int | None = None,
-              high: int | None = None) -> None:
+def check_int(
+    owner: str, field: str, value: Any, low: int | None = None, high: int | None = None
+) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         _fail(owner, field, value, "an integer")
     if (low is not None and value < low) or (high is not None and value > high):
         _fail(owner, field, value, f"an integer in [{low}, {high}]")
 
 
-def check_float(owner: str, field: str, value: Any, low: float | None = None,
-                high: float | None = None, low_open: bool = False,
-                high_open: bool = False) -> None:
+def check_float(
+    owner: str,
+    field: str,
+    value: Any,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         _fail(owner, field, value, "a finite number")
     too_low = low is not None and (value <= low if low_open else value < low)
@@ -59,7 +66,8 @@ def config_from_dict(cls: type, values: dict[str, Any]):
     if unknown:
         raise ConfigError(
             f"{cls.__name__}: unknown key(s) {', '.join(unknown)}; "
-            f"allowed: {', '.join(sorted(names))}")
+            f"allowed: {', '.join(sorted(names))}"
+        )
     return cls(**values)
 
 
@@ -79,5 +87,6 @@ def check_reachable(address: str, what: str, timeout_s: float = 5.0) -> None:
         with socket.create_connection((host, int(port)), timeout=timeout_s):
             pass
     except OSError as exc:
-        raise CloudError(f"cannot reach {what} at {address!r} ({host}:{port}): "
-                          f"{exc.strerror or exc}") from None
+        raise CloudError(
+            f"cannot reach {what} at {address!r} ({host}:{port}): {exc.strerror or exc}"
+        ) from None

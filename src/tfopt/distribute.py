@@ -31,8 +31,9 @@ class ClusterSpec:
     @property
     def is_chief(self) -> bool:
         # With an explicit chief only it writes; otherwise worker 0 does (Keras' rule).
-        return self.task_type == "chief" or (self.task_type == "worker" and self.task_index == 0
-                                             and not self.has_chief)
+        return self.task_type == "chief" or (
+            self.task_type == "worker" and self.task_index == 0 and not self.has_chief
+        )
 
 
 def parse_tf_config(raw: str | None = None) -> ClusterSpec:
@@ -49,21 +50,32 @@ def parse_tf_config(raw: str | None = None) -> ClusterSpec:
     cluster, task = cfg["cluster"], cfg.get("task", {})
     for kind, hosts in cluster.items():
         if kind not in _TASK_TYPES:
-            raise ConfigError(f"TF_CONFIG cluster has unknown task type {kind!r}; "
-                              f"allowed: {', '.join(_TASK_TYPES)}")
+            raise ConfigError(
+                f"TF_CONFIG cluster has unknown task type {kind!r}; "
+                f"allowed: {', '.join(_TASK_TYPES)}"
+            )
         if not isinstance(hosts, list) or not all(isinstance(h, str) and ":" in h for h in hosts):
             raise ConfigError(f"TF_CONFIG cluster.{kind} must be a list of 'host:port' strings")
     if "ps" in cluster:
-        raise ConfigError("TF_CONFIG names parameter servers; tfopt trains with "
-                          "MultiWorkerMirroredStrategy (chief and workers only)")
+        raise ConfigError(
+            "TF_CONFIG names parameter servers; tfopt trains with "
+            "MultiWorkerMirroredStrategy (chief and workers only)"
+        )
     if not isinstance(task, dict) or task.get("type") not in cluster:
-        raise ConfigError(f"TF_CONFIG task.type={task.get('type') if isinstance(task, dict) else task!r}"
-                          f" must name a task type of the cluster ({', '.join(cluster)})")
+        raise ConfigError(
+            f"TF_CONFIG task.type={task.get('type') if isinstance(task, dict) else task!r}"
+            f" must name a task type of the cluster ({', '.join(cluster)})"
+        )
     index = task.get("index", 0)
-    if isinstance(index, bool) or not isinstance(index, int) or not (
-            0 <= index < len(cluster[task["type"]])):
-        raise ConfigError(f"TF_CONFIG task.index={index!r} is out of range for "
-                          f"{len(cluster[task['type']])} {task['type']} task(s)")
+    if (
+        isinstance(index, bool)
+        or not isinstance(index, int)
+        or not (0 <= index < len(cluster[task["type"]]))
+    ):
+        raise ConfigError(
+            f"TF_CONFIG task.index={index!r} is out of range for "
+            f"{len(cluster[task['type']])} {task['type']} task(s)"
+        )
     workers = len(cluster.get("chief", [])) + len(cluster.get("worker", []))
     return ClusterSpec(workers, task["type"], index, has_chief="chief" in cluster)
 
@@ -89,8 +101,12 @@ def choose_strategy(memory_growth: bool = True):
     spec = parse_tf_config()
     num_gpus = configure_gpus(memory_growth)
     if spec.num_workers > 1:
-        log.info("MultiWorkerMirroredStrategy: %d workers, this is %s:%d",
-                 spec.num_workers, spec.task_type, spec.task_index)
+        log.info(
+            "MultiWorkerMirroredStrategy: %d workers, this is %s:%d",
+            spec.num_workers,
+            spec.task_type,
+            spec.task_index,
+        )
         return tf.distribute.MultiWorkerMirroredStrategy(), spec
     if num_gpus > 1:
         log.info("MirroredStrategy over %d GPUs", num_gpus)

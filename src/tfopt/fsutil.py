@@ -27,11 +27,22 @@ from tfopt.errors import TfoptError
 log = logging.getLogger(__name__)
 
 # Errors of the storage itself (not of the data): reported as StorageError.
-STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM,
-                  errno.EROFS, errno.EIO}
-_TF_STORAGE_MESSAGES = {"No space left on device": errno.ENOSPC,
-                        "Disk quota exceeded": errno.EDQUOT, "File too large": errno.EFBIG,
-                        "Permission denied": errno.EACCES, "Read-only file system": errno.EROFS}
+STORAGE_ERRNOS = {
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EFBIG,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.EIO,
+}
+_TF_STORAGE_MESSAGES = {
+    "No space left on device": errno.ENOSPC,
+    "Disk quota exceeded": errno.EDQUOT,
+    "File too large": errno.EFBIG,
+    "Permission denied": errno.EACCES,
+    "Read-only file system": errno.EROFS,
+}
 # A temporary sibling left by a process of another host is removed after this long.
 STALE_TMP_SECONDS = 24 * 3600
 _HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
@@ -70,9 +81,12 @@ def _storage_error(path: str, exc: BaseException) -> StorageError | None:
         detail = f" ({str(exc).splitlines()[0][:300]})"
     else:
         detail = ""
-    return StorageError(code, f"cannot write {path}: {errno.errorcode.get(code, code)} "
-                              f"{os.strerror(code)}{detail}; the previous content is intact",
-                        path)
+    return StorageError(
+        code,
+        f"cannot write {path}: {errno.errorcode.get(code, code)} "
+        f"{os.strerror(code)}{detail}; the previous content is intact",
+        path,
+    )
 
 
 def _gfile():
@@ -129,8 +143,9 @@ def clean_stale_temporaries(path: str) -> list[str]:
         names = os.listdir(head or ".")
     except OSError:
         return []
-    pattern = re.compile(r"^\." + re.escape(tail)
-                         + r"\.tmp-[0-9a-f]{8}(?:-([0-9a-f]{6})-(\d+))?(\.old)?$")
+    pattern = re.compile(
+        r"^\." + re.escape(tail) + r"\.tmp-[0-9a-f]{8}(?:-([0-9a-f]{6})-(\d+))?(\.old)?$"
+    )
     removed = []
     now = time.time()
     for name in sorted(names, key=lambda n: not n.endswith(".old")):  # .old first

@@ -39,18 +39,28 @@ def test_every_pipeline_loads_into_vertex_pipeline_job(compiled):
         assert sorted(defaults) == sorted(declared), name
         # Vertex checks names and types of the values it is given against the spec.
         job = aiplatform.PipelineJob(
-            display_name=f"{name}-check", template_path=path, parameter_values=defaults,
-            pipeline_root="gs://bucket/root", project="test-project",
-            location="us-central1", credentials=AnonymousCredentials())
+            display_name=f"{name}-check",
+            template_path=path,
+            parameter_values=defaults,
+            pipeline_root="gs://bucket/root",
+            project="test-project",
+            location="us-central1",
+            credentials=AnonymousCredentials(),
+        )
         spec = job._gca_resource.pipeline_spec
         assert spec["pipelineInfo"]["name"] == doc["pipelineInfo"]["name"], name
         assert doc["pipelineInfo"].get("description"), f"{name}: no description for the console"
         assert sorted(job._gca_resource.runtime_config.parameter_values) == sorted(declared)
         with pytest.raises(ValueError):
-            aiplatform.PipelineJob(display_name="x", template_path=path,
-                                   parameter_values={"no_such_parameter": 1},
-                                   pipeline_root="gs://bucket/root", project="test-project",
-                                   location="us-central1", credentials=AnonymousCredentials())
+            aiplatform.PipelineJob(
+                display_name="x",
+                template_path=path,
+                parameter_values={"no_such_parameter": 1},
+                pipeline_root="gs://bucket/root",
+                project="test-project",
+                location="us-central1",
+                credentials=AnonymousCredentials(),
+            )
         assert job._gca_resource.runtime_config.gcs_output_directory == "gs://bucket/root"
 
 
@@ -61,5 +71,6 @@ def test_every_pipeline_loads_back_through_kfp(compiled):
             doc = next(yaml.safe_load_all(fh))  # 2nd document: platform spec
         assert loaded.name == doc["pipelineInfo"]["name"], name
         assert set(loaded.component_spec.inputs or {}) == set(
-            doc["root"]["inputDefinitions"]["parameters"]), name
+            doc["root"]["inputDefinitions"]["parameters"]
+        ), name
         assert all(spec.optional for spec in (loaded.component_spec.inputs or {}).values()), name

@@ -13,14 +13,27 @@ from tfopt.pipelines import train_step as ts
 
 
 @dsl.pipeline(name="train-step-demo")
-def demo(target: str = "kubeflow", replicas: int = 4, gpus_per_replica: int = 2,
-         accelerator_type: str = "NVIDIA_L4"):
+def demo(
+    target: str = "kubeflow",
+    replicas: int = 4,
+    gpus_per_replica: int = 2,
+    accelerator_type: str = "NVIDIA_L4",
+):
     data = ingest()
     tuned = tune(dataset=data.outputs["dataset"], enabled=False)
-    ts.train_step(dataset=data.outputs["dataset"],
-                  hyperparameters=tuned.outputs["best_hyperparameters"], epochs=3, target=target, replicas=replicas,
-                  gpus_per_replica=gpus_per_replica, accelerator_type=accelerator_type,
-                  cpu="8", memory="32Gi", project="proj", staging_bucket="gs://b/stage")
+    ts.train_step(
+        dataset=data.outputs["dataset"],
+        hyperparameters=tuned.outputs["best_hyperparameters"],
+        epochs=3,
+        target=target,
+        replicas=replicas,
+        gpus_per_replica=gpus_per_replica,
+        accelerator_type=accelerator_type,
+        cpu="8",
+        memory="32Gi",
+        project="proj",
+        staging_bucket="gs://b/stage",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +45,12 @@ def compiled(tmp_path_factory):
 
 
 def dag_tasks(spec):
-    return {(comp, name): task for comp, c in spec["components"].items() if "dag" in c
-            for name, task in c["dag"]["tasks"].items()}
+    return {
+        (comp, name): task
+        for comp, c in spec["components"].items()
+        if "dag" in c
+        for name, task in c["dag"]["tasks"].items()
+    }
 
 
 def test_root_parameters_flow_into_train_step(compiled):
@@ -56,19 +73,28 @@ def test_in_cluster_task_resources(compiled):
     train = spec["deploymentSpec"]["executors"]["exec-train"]["container"]
     assert train["image"] == GPU_IMAGE
     res = train["resources"]
-    assert res["accelerator"]["resourceType"] == "{{$.inputs.parameters['pipelinechannel--gpu_resource']}}"
-    assert res["accelerator"]["resourceCount"] == \
-        "{{$.inputs.parameters['pipelinechannel--gpus_per_replica']}}"
+    assert (
+        res["accelerator"]["resourceType"]
+        == "{{$.inputs.parameters['pipelinechannel--gpu_resource']}}"
+    )
+    assert (
+        res["accelerator"]["resourceCount"]
+        == "{{$.inputs.parameters['pipelinechannel--gpus_per_replica']}}"
+    )
     for key in ("resourceCpuRequest", "resourceCpuLimit"):
         assert res[key] == "{{$.inputs.parameters['pipelinechannel--cpu']}}"
     for key in ("resourceMemoryRequest", "resourceMemoryLimit"):
         assert res[key] == "{{$.inputs.parameters['pipelinechannel--memory']}}"
     # The channels the resources use reach the condition's sub-DAG (KFP does not do it alone).
-    branch = next(c for c in spec["components"].values()
-                  if "dag" in c and "train" in c["dag"]["tasks"])
-    assert {"pipelinechannel--gpus_per_replica", "pipelinechannel--cpu",
-            "pipelinechannel--memory", "pipelinechannel--gpu_resource"} <= set(
-        branch["inputDefinitions"]["parameters"])
+    branch = next(
+        c for c in spec["components"].values() if "dag" in c and "train" in c["dag"]["tasks"]
+    )
+    assert {
+        "pipelinechannel--gpus_per_replica",
+        "pipelinechannel--cpu",
+        "pipelinechannel--memory",
+        "pipelinechannel--gpu_resource",
+    } <= set(branch["inputDefinitions"]["parameters"])
     launcher = spec["deploymentSpec"]["executors"]["exec-train-tfjob"]["container"]
     assert launcher["image"] == BASE_IMAGE
     assert launcher["resources"]["resourceMemoryLimit"] == "1Gi"
@@ -79,9 +105,11 @@ def test_kubernetes_platform_spec(compiled):
     execs = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     train = execs["exec-train"]
     assert train["nodeSelector"]["nodeSelectorJson"] == {
-        "componentInputParameter": "pipelinechannel--plan-training-node_selector"}
-    assert train["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists",
-                                     "effect": "NoSchedule"}]
+        "componentInputParameter": "pipelinechannel--plan-training-node_selector"
+    }
+    assert train["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    ]
     assert int(train["activeDeadlineSeconds"]) == ts.TRAIN_TIMEOUT_S
     for name in ("exec-train-tfjob", "exec-train-vertex"):
         assert int(execs[name]["activeDeadlineSeconds"]) == ts.LAUNCHER_TIMEOUT_S
@@ -91,13 +119,19 @@ def test_branches_retries_and_caching(compiled):
     _, spec, _ = compiled
     tasks = dag_tasks(spec)
     by_name = {name: task for (_, name), task in tasks.items()}
-    conditions = sorted(t["triggerPolicy"]["condition"] for t in by_name.values()
-                        if "triggerPolicy" in t and "condition" in t["triggerPolicy"])
+    conditions = sorted(
+        t["triggerPolicy"]["condition"]
+        for t in by_name.values()
+        if "triggerPolicy" in t and "condition" in t["triggerPolicy"]
+    )
     assert any("== 'local'" in c and "!" not in c for c in conditions)
     assert any("== 'kubeflow'" in c for c in conditions)
-    assert by_name["train"]["retryPolicy"] == {"maxRetryCount": 2, "backoffDuration": "60s",
-                                               "backoffFactor": 2.0,
-                                               "backoffMaxDuration": "900s"}
+    assert by_name["train"]["retryPolicy"] == {
+        "maxRetryCount": 2,
+        "backoffDuration": "60s",
+        "backoffFactor": 2.0,
+        "backoffMaxDuration": "900s",
+    }
     for launcher in ("train-tfjob", "train-vertex"):
         assert by_name[launcher]["retryPolicy"]["maxRetryCount"] == 1
         # tuned hyperparameters reach every target, not only the in-cluster one

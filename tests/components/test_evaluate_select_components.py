@@ -31,45 +31,77 @@ def evaluated(tmp_path_factory):
     ds = str(root / "dataset")
     info = ingest.ingest(ds, ingest.IngestConfig())
     x, y = input_pipeline.load_arrays(info, "train")
-    model = models.build_model(models.ModelConfig(arch="mlp", width=16, depth=1, dropout=0.0),
-                               info.feature_shape, info.num_classes, float(x.mean()),
-                               float(x.var()))
+    model = models.build_model(
+        models.ModelConfig(arch="mlp", width=16, depth=1, dropout=0.0),
+        info.feature_shape,
+        info.num_classes,
+        float(x.mean()),
+        float(x.var()),
+    )
     model.compile("adam", "sparse_categorical_crossentropy")
     model.fit(x, y, epochs=3, batch_size=64, verbose=0)
     sm = models.save_model(model, str(root / "baseline"))
     tflite_lib.convert_to_tflite(sm, str(root / "f32.tflite"), tflite_lib.QuantizeConfig("float32"))
-    tflite_lib.convert_to_tflite(sm, str(root / "i8.tflite"),
-                               tflite_lib.QuantizeConfig("int8", representative_samples=50), ds)
+    tflite_lib.convert_to_tflite(
+        sm,
+        str(root / "i8.tflite"),
+        tflite_lib.QuantizeConfig("int8", representative_samples=50),
+        ds,
+    )
     (root / "broken.tflite").write_bytes(b"\x00" * 64)
     cands = {
-        "baseline": model_artifact(sm, variant="baseline", format="saved_model",
-                                   params=models.count_params(model)),
-        "tflite_float32": model_artifact(root / "f32.tflite", variant="tflite_float32",
-                                         format="tflite", base="baseline"),
-        "tflite_int8": model_artifact(root / "i8.tflite", variant="tflite_int8",
-                                      format="tflite", quantization="int8"),
-        "tflite_float16": model_artifact(root / "broken.tflite", variant="tflite_float16",
-                                         format="tflite"),
-        "pruned": dsl.Model(uri=str(root / "skipped"), metadata={"variant": "pruned",
-                                                                 "skipped": True}),
-        "lowrank": dsl.Model(uri=str(root / "not_applicable"), metadata={
-            "variant": "lowrank", "format": "saved_model", "skipped": True,
-            "not_applicable": True, "skip_reason": "the model has no layer to factorize"}),
+        "baseline": model_artifact(
+            sm, variant="baseline", format="saved_model", params=models.count_params(model)
+        ),
+        "tflite_float32": model_artifact(
+            root / "f32.tflite", variant="tflite_float32", format="tflite", base="baseline"
+        ),
+        "tflite_int8": model_artifact(
+            root / "i8.tflite", variant="tflite_int8", format="tflite", quantization="int8"
+        ),
+        "tflite_float16": model_artifact(
+            root / "broken.tflite", variant="tflite_float16", format="tflite"
+        ),
+        "pruned": dsl.Model(
+            uri=str(root / "skipped"), metadata={"variant": "pruned", "skipped": True}
+        ),
+        "lowrank": dsl.Model(
+            uri=str(root / "not_applicable"),
+            metadata={
+                "variant": "lowrank",
+                "format": "saved_model",
+                "skipped": True,
+                "not_applicable": True,
+                "skip_reason": "the model has no layer to factorize",
+            },
+        ),
     }
     evaluations = dsl.Artifact(uri=str(root / "evaluations.json"))
     metrics = dsl.Metrics(uri=str(root / "eval_metrics"))
     dataset = dsl.Dataset(uri=ds, metadata=info.to_summary())
-    evaluate.python_func(dataset=dataset, evaluations=evaluations, metrics=metrics,
-                         latency_iterations=30, latency_warmup=5, latency_min_seconds=0.0, throughput_iterations=3,
-                         **cands)
+    evaluate.python_func(
+        dataset=dataset,
+        evaluations=evaluations,
+        metrics=metrics,
+        latency_iterations=30,
+        latency_warmup=5,
+        latency_min_seconds=0.0,
+        throughput_iterations=3,
+        **cands,
+    )
     return {"root": root, "evaluations": evaluations, "metrics": metrics, "cands": cands}
 
 
 def test_evaluate_component_records_every_candidate(evaluated):
     payload = json.loads(read(evaluated["evaluations"].path))
     names = [r["name"] for r in payload["candidates"]]
-    assert sorted(names) == ["baseline", "lowrank", "tflite_float16", "tflite_float32",
-                             "tflite_int8"]  # disabled "pruned" stays out
+    assert sorted(names) == [
+        "baseline",
+        "lowrank",
+        "tflite_float16",
+        "tflite_float32",
+        "tflite_int8",
+    ]  # disabled "pruned" stays out
     by = {r["name"]: r for r in payload["candidates"]}
     assert "cannot load the TFLite model" in by["tflite_float16"]["error"]
     assert by["baseline"]["latency_iterations"] == 30
@@ -78,23 +110,31 @@ def test_evaluate_component_records_every_candidate(evaluated):
     assert payload["dataset"]["num_classes"] == 10
     logged = evaluated["metrics"].metadata
     assert logged["candidates"] == 5 and logged["failed"] == 1
-    assert by["lowrank"]["error"] == ("not applicable to this model: the model has no layer "
-                                      "to factorize")
+    assert by["lowrank"]["error"] == (
+        "not applicable to this model: the model has no layer to factorize"
+    )
     assert logged["tflite_int8.accuracy"] == by["tflite_int8"]["accuracy"]
     assert evaluated["evaluations"].metadata["failed"] == ["tflite_float16"]
 
 
 def run_select(evaluated, tmp_path, **params):
-    outs = {"summary": dsl.Artifact(uri=str(tmp_path / "summary.json")),
-            "report_markdown": dsl.Markdown(uri=str(tmp_path / "report.md")),
-            "report_html": dsl.HTML(uri=str(tmp_path / "report.html")),
-            "model_card": dsl.Markdown(uri=str(tmp_path / "model_card.md")),
-            "metrics": dsl.Metrics(uri=str(tmp_path / "metrics")),
-            "confusion_matrix": dsl.ClassificationMetrics(uri=str(tmp_path / "cm")),
-            "selected_model": dsl.Model(uri=str(tmp_path / "selected_model"))}
+    outs = {
+        "summary": dsl.Artifact(uri=str(tmp_path / "summary.json")),
+        "report_markdown": dsl.Markdown(uri=str(tmp_path / "report.md")),
+        "report_html": dsl.HTML(uri=str(tmp_path / "report.html")),
+        "model_card": dsl.Markdown(uri=str(tmp_path / "model_card.md")),
+        "metrics": dsl.Metrics(uri=str(tmp_path / "metrics")),
+        "confusion_matrix": dsl.ClassificationMetrics(uri=str(tmp_path / "cm")),
+        "selected_model": dsl.Model(uri=str(tmp_path / "selected_model")),
+    }
     cands = evaluated["cands"]
-    result = select.python_func(evaluations=evaluated["evaluations"], baseline_model=cands[
-        "baseline"], tflite_int8=cands["tflite_int8"], **outs, **params)
+    result = select.python_func(
+        evaluations=evaluated["evaluations"],
+        baseline_model=cands["baseline"],
+        tflite_int8=cands["tflite_int8"],
+        **outs,
+        **params,
+    )
     return result, outs
 
 
@@ -113,20 +153,27 @@ def test_select_blesses_and_copies_the_smallest(evaluated, tmp_path):
     assert broken["rejected_reasons"][0].startswith("failed to evaluate: ModelError")
     unfit = next(v for v in summary["variants"] if v["name"] == "lowrank")
     assert unfit["rejected_reasons"] == [
-        "not applicable to this model: the model has no layer to factorize"]
+        "not applicable to this model: the model has no layer to factorize"
+    ]
     cm = outs["confusion_matrix"].metadata["confusionMatrix"]
     rows = np.array([r["row"] for r in cm["rows"]])
     assert rows.shape == (10, 10) and rows.sum() == summary["dataset"]["num_test"]
     assert outs["metrics"].metadata["blessed"] == 1.0
     assert outs["metrics"].metadata["accuracy"] == pytest.approx(
-        next(v["accuracy"] for v in summary["variants"] if v["name"] == "tflite_int8"))
+        next(v["accuracy"] for v in summary["variants"] if v["name"] == "tflite_int8")
+    )
     assert "data:image/png;base64" in read(outs["report_html"].path)
     assert "# Model card: `tflite_int8`" in read(outs["model_card"].path)
 
 
 def test_select_most_accurate_copies_a_saved_model_dir(evaluated, tmp_path):
-    result, outs = run_select(evaluated, tmp_path, max_accuracy_drop=50.0,
-                              objective="most_accurate", max_size_bytes=10_000_000)
+    result, outs = run_select(
+        evaluated,
+        tmp_path,
+        max_accuracy_drop=50.0,
+        objective="most_accurate",
+        max_size_bytes=10_000_000,
+    )
     summary = json.loads(read(outs["summary"].path))
     ok = [v for v in summary["variants"] if not v["rejected_reasons"]]
     best = max(v["accuracy"] for v in ok)

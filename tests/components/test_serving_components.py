@@ -19,31 +19,44 @@ def assets(tmp_path_factory):
     ingest.ingest(str(root / "ds"), ingest.IngestConfig())
     m = models.build_model(models.ModelConfig(arch="mlp", width=8, depth=1), (8, 8, 1), 10)
     models.save_model(m, str(root / "model"))
-    return {"dataset": dsl.Dataset(uri=str(root / "ds")),
-            "model": dsl.Model(uri=str(root / "model"))}
+    return {
+        "dataset": dsl.Dataset(uri=str(root / "ds")),
+        "model": dsl.Model(uri=str(root / "model")),
+    }
 
 
 def test_infra_validate_component(assets, tmp_path):
     metrics = dsl.Metrics(uri=str(tmp_path / "metrics"))
-    out = infra_validate.python_func(model=assets["model"], dataset=assets["dataset"],
-                                     metrics=metrics, model_name="digits", num_examples=4,
-                                     latency_requests=5)
+    out = infra_validate.python_func(
+        model=assets["model"],
+        dataset=assets["dataset"],
+        metrics=metrics,
+        model_name="digits",
+        num_examples=4,
+        latency_requests=5,
+    )
     assert out is True and metrics.metadata["reason"] == "ok"
     assert metrics.metadata["infra_blessed"] == 1.0
     assert metrics.metadata["warmup_requests"] == 4.0
     assert metrics.metadata["latency_ms_p50"] > 0
     bad_metrics = dsl.Metrics(uri=str(tmp_path / "m2"))
-    bad = infra_validate.python_func(model=dsl.Model(uri=str(tmp_path / "none")),
-                                     dataset=assets["dataset"], metrics=bad_metrics)
+    bad = infra_validate.python_func(
+        model=dsl.Model(uri=str(tmp_path / "none")), dataset=assets["dataset"], metrics=bad_metrics
+    )
     assert bad is False and bad_metrics.metadata["reason"]
 
 
 def test_deploy_component_pushes_smoke_tests_and_writes_manifests(assets, tmp_path):
     manifests = dsl.Artifact(uri=str(tmp_path / "manifests"))
     base = str(tmp_path / "repo")
-    out = deploy_tf_serving.python_func(model=assets["model"], dataset=assets["dataset"],
-                                        manifests=manifests, model_base_path=base,
-                                        model_name="digits", variant="gpu")
+    out = deploy_tf_serving.python_func(
+        model=assets["model"],
+        dataset=assets["dataset"],
+        manifests=manifests,
+        model_base_path=base,
+        model_name="digits",
+        variant="gpu",
+    )
     assert (out.version, out.smoke_test) == (1, "passed")
     assert os.path.isdir(os.path.join(base, "digits", "1"))
     with open(os.path.join(manifests.path, "tfserving-digits.yaml")) as fh:
@@ -57,7 +70,11 @@ def test_deploy_component_pushes_smoke_tests_and_writes_manifests(assets, tmp_pa
 def test_deploy_component_refuses_unblessed(assets, tmp_path):
     with pytest.raises(ModelError, match="infra_blessed=False"):
         deploy_tf_serving.python_func(
-            model=assets["model"], dataset=assets["dataset"],
-            manifests=dsl.Artifact(uri=str(tmp_path / "m")), model_base_path=str(tmp_path),
-            blessed=True, infra_blessed=False)
+            model=assets["model"],
+            dataset=assets["dataset"],
+            manifests=dsl.Artifact(uri=str(tmp_path / "m")),
+            model_base_path=str(tmp_path),
+            blessed=True,
+            infra_blessed=False,
+        )
     assert not os.path.exists(os.path.join(tmp_path, "model"))

@@ -26,17 +26,26 @@ def dataset(tmp_path_factory):
 
 
 def _outputs(tmp_path):
-    return {"best_hyperparameters": dsl.Artifact(uri=str(tmp_path / "best.json")),
-            "metrics": dsl.Metrics(uri=str(tmp_path / "metrics")),
-            "report": dsl.Markdown(uri=str(tmp_path / "report.md")),
-            "tensorboard": dsl.Artifact(uri=str(tmp_path / "tb"))}
+    return {
+        "best_hyperparameters": dsl.Artifact(uri=str(tmp_path / "best.json")),
+        "metrics": dsl.Metrics(uri=str(tmp_path / "metrics")),
+        "report": dsl.Markdown(uri=str(tmp_path / "report.md")),
+        "tensorboard": dsl.Artifact(uri=str(tmp_path / "tb")),
+    }
 
 
 def test_tune_component_outputs_feed_train(dataset, tmp_path):
     outs = _outputs(tmp_path)
     work = str(tmp_path / "work")
-    tune.python_func(dataset=dataset, **outs, search_space={"arch": ["mlp"], "width": [8, 16]},
-                     max_trials=2, epochs=1, early_stopping_patience=0, work_dir=work)
+    tune.python_func(
+        dataset=dataset,
+        **outs,
+        search_space={"arch": ["mlp"], "width": [8, 16]},
+        max_trials=2,
+        epochs=1,
+        early_stopping_patience=0,
+        work_dir=work,
+    )
 
     with open(outs["best_hyperparameters"].path) as fh:
         best = json.load(fh)
@@ -51,7 +60,11 @@ def test_tune_component_outputs_feed_train(dataset, tmp_path):
         report = fh.read()
     assert report.count("| COMPLETED |") == 2 and "(best)" in report
     assert tensorboard_lib.event_dirs(outs["tensorboard"].path) == [
-        "trial_0/train", "trial_0/validation", "trial_1/train", "trial_1/validation"]
+        "trial_0/train",
+        "trial_0/validation",
+        "trial_1/train",
+        "trial_1/validation",
+    ]
     # every training component (in-cluster, TFJob and Vertex launchers) takes it as is
     config = _util.train_config(outs["best_hyperparameters"], **TRAIN_PARAMS)
     assert (config.model.arch, config.model.width) == ("mlp", best["width"])
@@ -59,8 +72,15 @@ def test_tune_component_outputs_feed_train(dataset, tmp_path):
 
     # re-run on the same work_dir (a retried step): no new trial, same answer
     outs2 = _outputs(tmp_path / "again")
-    tune.python_func(dataset=dataset, **outs2, search_space={"arch": ["mlp"], "width": [8, 16]},
-                     max_trials=2, epochs=1, early_stopping_patience=0, work_dir=work)
+    tune.python_func(
+        dataset=dataset,
+        **outs2,
+        search_space={"arch": ["mlp"], "width": [8, 16]},
+        max_trials=2,
+        epochs=1,
+        early_stopping_patience=0,
+        work_dir=work,
+    )
     assert outs2["metrics"].metadata["trials_run"] == 0.0
     with open(outs2["best_hyperparameters"].path) as fh:
         assert json.load(fh) == best
@@ -75,11 +95,14 @@ def test_a_disabled_tune_step_changes_no_training_setting(tmp_path):
     assert (untuned.model.arch, untuned.model.width, untuned.epochs) == ("cnn", 32, 7)
 
 
-@pytest.mark.parametrize("params, needle", [
-    ({"search_space": {}}, "search space is empty"),
-    ({"max_trials": 0}, "max_trials=0"),
-    ({"objective": "val_precision"}, "objective='val_precision'"),
-])
+@pytest.mark.parametrize(
+    "params, needle",
+    [
+        ({"search_space": {}}, "search space is empty"),
+        ({"max_trials": 0}, "max_trials=0"),
+        ({"objective": "val_precision"}, "objective='val_precision'"),
+    ],
+)
 def test_tune_component_rejects_bad_input_before_any_trial(dataset, tmp_path, params, needle):
     outs = _outputs(tmp_path)
     with pytest.raises(ConfigError, match="is not allowed") as err:

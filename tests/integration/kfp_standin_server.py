@@ -39,8 +39,9 @@ class KfpStandIn:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def _send(self, status: int, obj=None):
-                body = json.dumps(_API.sanitize_for_serialization(obj) if obj is not None
-                                  else {}).encode()
+                body = json.dumps(
+                    _API.sanitize_for_serialization(obj) if obj is not None else {}
+                ).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -85,7 +86,7 @@ class KfpStandIn:
         base = "/apis/v2beta1/"
         if not path.startswith(base):
             return 404, None
-        res = path[len(base):]
+        res = path[len(base) :]
         if verb == "GET" and res == "healthz":
             self.calls.append((verb, path, query))
             return 200, kfp_server_api.V2beta1GetHealthzResponse(multi_user=False)
@@ -96,10 +97,14 @@ class KfpStandIn:
                 if query.get("filter"):
                     preds = json.loads(query["filter"])["predicates"]
                     wanted = {p["stringValue"] for p in preds if p["key"] == "display_name"}
-                found = [e for e in self.experiments.values()
-                         if wanted is None or e.display_name in wanted]
+                found = [
+                    e
+                    for e in self.experiments.values()
+                    if wanted is None or e.display_name in wanted
+                ]
                 return 200, kfp_server_api.V2beta1ListExperimentsResponse(
-                    experiments=found or None, total_size=len(found))
+                    experiments=found or None, total_size=len(found)
+                )
             exp = _parse(data, "V2beta1Experiment")
             self.calls.append((verb, path, exp))
             exp.experiment_id = str(uuid.uuid4())
@@ -127,7 +132,8 @@ class KfpStandIn:
             self.calls.append((verb, path, query))
             found = list(self.recurring.values())
             return 200, kfp_server_api.V2beta1ListRecurringRunsResponse(
-                recurring_runs=found or None, total_size=len(found))
+                recurring_runs=found or None, total_size=len(found)
+            )
         if res.startswith("recurringruns/") and verb == "DELETE":
             rid = res.split("/", 1)[1]
             self.calls.append((verb, path, None))

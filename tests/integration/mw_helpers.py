@@ -32,15 +32,38 @@ def tf_configs(n: int) -> list[str]:
     return [json.dumps({"cluster": cluster, "task": {"type": t, "index": i}}) for t, i in tasks]
 
 
-def start_worker(dataset: str, model: str, config: dict, log_path: Path, tf_config: str = "",
-                 backup_dir: str = "", result: str = "", tmpdir: str = "") -> subprocess.Popen:
-    env = {**os.environ, "TF_CONFIG": tf_config, "TF_CPP_MIN_LOG_LEVEL": "2",
-           "CUDA_VISIBLE_DEVICES": "", "TF_NUM_INTEROP_THREADS": "1",
-           "TF_NUM_INTRAOP_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+def start_worker(
+    dataset: str,
+    model: str,
+    config: dict,
+    log_path: Path,
+    tf_config: str = "",
+    backup_dir: str = "",
+    result: str = "",
+    tmpdir: str = "",
+) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "TF_CONFIG": tf_config,
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "CUDA_VISIBLE_DEVICES": "",
+        "TF_NUM_INTEROP_THREADS": "1",
+        "TF_NUM_INTRAOP_THREADS": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
     if tmpdir:
         env["TMPDIR"] = tmpdir
-    cmd = [sys.executable, "-m", "tfopt.launch.worker", "--dataset", dataset, "--model", model,
-           "--config", json.dumps(config)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tfopt.launch.worker",
+        "--dataset",
+        dataset,
+        "--model",
+        model,
+        "--config",
+        json.dumps(config),
+    ]
     if backup_dir:
         cmd += ["--backup-dir", backup_dir]
     if result:
@@ -49,13 +72,25 @@ def start_worker(dataset: str, model: str, config: dict, log_path: Path, tf_conf
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
-def start_cluster(n: int, dataset: str, model: str, config: dict, workdir: Path,
-                  backup_dir: str = "", result: str = "", tag: str = "run") -> list[subprocess.Popen]:
+def start_cluster(
+    n: int,
+    dataset: str,
+    model: str,
+    config: dict,
+    workdir: Path,
+    backup_dir: str = "",
+    result: str = "",
+    tag: str = "run",
+) -> list[subprocess.Popen]:
     configs = tf_configs(n) if n > 1 else [""]
     tmp = workdir / "tmp"
     tmp.mkdir(exist_ok=True)
-    return [start_worker(dataset, model, config, workdir / f"{tag}-{i}.log", c, backup_dir,
-                         result, str(tmp)) for i, c in enumerate(configs)]
+    return [
+        start_worker(
+            dataset, model, config, workdir / f"{tag}-{i}.log", c, backup_dir, result, str(tmp)
+        )
+        for i, c in enumerate(configs)
+    ]
 
 
 def wait_all(procs: list[subprocess.Popen], timeout: float) -> list[int]:

@@ -25,9 +25,11 @@ def kfp_api(monkeypatch):
 
 
 def _params(tmp_path, host, **submit_extra) -> str:
-    doc = {"epochs": 2, "objective": "fastest",
-           "submit": {"target": "kfp", "host": host, "experiment": "tfopt-nightly",
-                      **submit_extra}}
+    doc = {
+        "epochs": 2,
+        "objective": "fastest",
+        "submit": {"target": "kfp", "host": host, "experiment": "tfopt-nightly", **submit_extra},
+    }
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(doc))
     return str(path)
@@ -35,13 +37,14 @@ def _params(tmp_path, host, **submit_extra) -> str:
 
 def test_cli_submit_creates_experiment_and_run(kfp_api, tmp_path, capsys):
     params = _params(tmp_path, kfp_api.url, enable_caching=False)
-    assert cli.main(["submit", "--params", params, "--set", "width=8",
-                     "--run-name", "smoke"]) == 0
+    assert cli.main(["submit", "--params", params, "--set", "width=8", "--run-name", "smoke"]) == 0
     assert kfp_api.paths() == [
         "GET /apis/v2beta1/healthz",  # tfopt's reachability check
         "GET /apis/v2beta1/healthz",  # kfp.Client's own
-        "GET /apis/v2beta1/experiments", "POST /apis/v2beta1/experiments",
-        "POST /apis/v2beta1/runs"]
+        "GET /apis/v2beta1/experiments",
+        "POST /apis/v2beta1/experiments",
+        "POST /apis/v2beta1/runs",
+    ]
     exp = kfp_api.bodies("POST", "/apis/v2beta1/experiments")[0]
     assert exp.display_name == "tfopt-nightly"
     run = kfp_api.bodies("POST", "/apis/v2beta1/runs")[0]
@@ -54,8 +57,9 @@ def test_cli_submit_creates_experiment_and_run(kfp_api, tmp_path, capsys):
     assert spec["pipelineInfo"]["name"] == "tfopt-optimize"
     # enable_caching: false reached every task of the submitted spec.
     tasks = spec["root"]["dag"]["tasks"]
-    assert tasks and all(t["cachingOptions"].get("enableCache", False) is False
-                         for t in tasks.values())
+    assert tasks and all(
+        t["cachingOptions"].get("enableCache", False) is False for t in tasks.values()
+    )
     out = capsys.readouterr().out
     assert f"submitted kfp run {run.run_id}" in out
 
@@ -70,8 +74,12 @@ def test_second_submit_reuses_experiment(kfp_api, tmp_path):
 
 def test_schedule_create_list_delete(kfp_api, tmp_path, capsys):
     params = _params(tmp_path, kfp_api.url)
-    assert cli.main(["schedule", "--params", params, "--cron", "30 2 * * 1-5",
-                     "--name", "tfopt-weekdays"]) == 0
+    assert (
+        cli.main(
+            ["schedule", "--params", params, "--cron", "30 2 * * 1-5", "--name", "tfopt-weekdays"]
+        )
+        == 0
+    )
     rr = kfp_api.bodies("POST", "/apis/v2beta1/recurringruns")[0]
     assert rr.trigger.cron_schedule.cron == "0 30 2 * * 1-5"  # KFP's six fields, seconds first
     assert rr.display_name == "tfopt-weekdays"
@@ -101,8 +109,9 @@ def test_bad_input_creates_nothing(kfp_api, tmp_path, capsys):
     with pytest.raises(ConfigError, match="6 field"):
         schedule.create_schedule(params, cron="0 0 2 * * *")
     with pytest.raises(ConfigError, match="KFP recurring runs use the cluster's clock"):
-        schedule.create_schedule(params, cron="@daily",
-                                 schedule_overrides={"time_zone": "Asia/Tokyo"})
+        schedule.create_schedule(
+            params, cron="@daily", schedule_overrides={"time_zone": "Asia/Tokyo"}
+        )
     # A params file naming unknown parameters.
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"epoch": 3, "submit": {"target": "kfp", "host": kfp_api.url}}))

@@ -22,8 +22,13 @@ EPOCHS = 6  # kill/resume test
 ACC_EPOCHS = 14  # accuracy test: long enough that both runs converge (about 97-99%)
 # Same global batch (256) for one worker and for two workers of 128 each, so the
 # runs take the same number of steps and should land on the same accuracy.
-BASE = {"model": {"arch": "cnn", "width": 16, "depth": 2}, "epochs": EPOCHS,
-        "learning_rate": 0.01, "early_stopping_patience": 0, "seed": 7}
+BASE = {
+    "model": {"arch": "cnn", "width": 16, "depth": 2},
+    "epochs": EPOCHS,
+    "learning_rate": 0.01,
+    "early_stopping_patience": 0,
+    "seed": 7,
+}
 
 
 @pytest.fixture(scope="module")
@@ -56,15 +61,28 @@ def test_two_workers_match_single_worker(dataset, tmp_path):
     one = tmp_path / "one"
     one.mkdir()
     base = {**BASE, "epochs": ACC_EPOCHS}
-    procs = mw.start_cluster(1, dataset, str(one / "model"), {**base, "batch_size": 256}, one,
-                             result=str(one / "result.json"))
+    procs = mw.start_cluster(
+        1,
+        dataset,
+        str(one / "model"),
+        {**base, "batch_size": 256},
+        one,
+        result=str(one / "result.json"),
+    )
     assert mw.wait_all(procs, 300) == [0], (one / "run-0.log").read_text()[-3000:]
 
     two = tmp_path / "two"
     two.mkdir()
     backup = str(two / "backup")
-    procs = mw.start_cluster(2, dataset, str(two / "model"), {**base, "batch_size": 128}, two,
-                             backup_dir=backup, result=str(two / "result.json"))
+    procs = mw.start_cluster(
+        2,
+        dataset,
+        str(two / "model"),
+        {**base, "batch_size": 128},
+        two,
+        backup_dir=backup,
+        result=str(two / "result.json"),
+    )
     codes = mw.wait_all(procs, 400)
     assert codes == [0, 0], [(two / f"run-{i}.log").read_text()[-3000:] for i in range(2)]
 
@@ -73,8 +91,10 @@ def test_two_workers_match_single_worker(dataset, tmp_path):
     assert (r1["strategy"], r1["replicas"]) == ("_DefaultDistributionStrategy", 1)
     assert (r2["strategy"], r2["replicas"]) == ("CollectiveAllReduceStrategy", 2)
     assert r2["epochs_run"] == ACC_EPOCHS
-    acc1, acc2 = test_accuracy(str(one / "model"), dataset), test_accuracy(str(two / "model"),
-                                                                            dataset)
+    acc1, acc2 = (
+        test_accuracy(str(one / "model"), dataset),
+        test_accuracy(str(two / "model"), dataset),
+    )
     assert acc1 > 0.9, acc1
     assert abs(acc1 - acc2) <= 0.01, (acc1, acc2)
     # Only the chief wrote: the model, no backup left, no worker temp dirs left.
@@ -99,8 +119,9 @@ def test_killed_worker_cluster_resumes_from_backup(dataset, tmp_path):
     procs = mw.start_cluster(2, dataset, model, config, tmp_path, backup_dir=backup, tag="first")
     try:
         # "Epoch 3/" is printed after epoch 2 ended, i.e. after its backup was written.
-        assert _wait_for(tmp_path / "first-0.log", rf"Epoch 3/{EPOCHS}", 300), \
-            (tmp_path / "first-0.log").read_text()[-3000:]
+        assert _wait_for(tmp_path / "first-0.log", rf"Epoch 3/{EPOCHS}", 300), (
+            tmp_path / "first-0.log"
+        ).read_text()[-3000:]
         procs[1].kill()  # SIGKILL the worker mid-run
         procs[1].wait()
         try:  # the chief cannot go on without its peer; give it a moment, then kill it
@@ -115,8 +136,16 @@ def test_killed_worker_cluster_resumes_from_backup(dataset, tmp_path):
     assert Path(backup).exists()
 
     # Restart the whole cluster with the same backup dir (as the operator would).
-    procs = mw.start_cluster(2, dataset, model, config, tmp_path, backup_dir=backup,
-                             result=str(tmp_path / "result.json"), tag="second")
+    procs = mw.start_cluster(
+        2,
+        dataset,
+        model,
+        config,
+        tmp_path,
+        backup_dir=backup,
+        result=str(tmp_path / "result.json"),
+        tag="second",
+    )
     codes = mw.wait_all(procs, 400)
     log = (tmp_path / "second-0.log").read_text()
     assert codes == [0, 0], log[-3000:]

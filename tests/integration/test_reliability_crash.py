@@ -25,8 +25,9 @@ from tfopt.data import schema
 from tfopt.deploy.serving import repository
 from tfopt.training import models
 
-INGEST = dict(source="builtin:synthetic", synthetic_examples=400_000, synthetic_shape=(16,),
-              shard_size=20_000)
+INGEST = dict(
+    source="builtin:synthetic", synthetic_examples=400_000, synthetic_shape=(16,), shard_size=20_000
+)
 STEP = """
     import sys
     import numpy as np
@@ -54,22 +55,25 @@ def ref(tmp_path_factory):
     root = tmp_path_factory.mktemp("crash_ref")
     out = {}
     t0 = time.perf_counter()
-    out["ingest_hash"] = ingest_lib.ingest(str(root / "ds"),
-                                     ingest_lib.IngestConfig(**INGEST)).content_sha256
+    out["ingest_hash"] = ingest_lib.ingest(
+        str(root / "ds"), ingest_lib.IngestConfig(**INGEST)
+    ).content_sha256
     out["ingest_s"] = time.perf_counter() - t0
     m = models.build_model(models.ModelConfig(arch="mlp", width=256, depth=2), (8, 8, 1), 10)
     out["model"] = models.save_model(m, str(root / "m"))
     t0 = time.perf_counter()
-    tflite_lib.convert_to_tflite(out["model"], str(root / "m.tflite"),
-                               tflite_lib.QuantizeConfig(mode="float32"))
+    tflite_lib.convert_to_tflite(
+        out["model"], str(root / "m.tflite"), tflite_lib.QuantizeConfig(mode="float32")
+    )
     out["convert_s"] = time.perf_counter() - t0
     out["tflite"] = (root / "m.tflite").read_bytes()
     x = np.random.default_rng(0).uniform(0, 16, (64, 8, 8, 1)).astype(np.float32)
     out["x"] = str(root / "x.npy")
     np.save(out["x"], x)
     t0 = time.perf_counter()
-    out["push"] = repository.push_model(out["model"], str(root / "repo"), "digits",
-                                        warmup_examples=x)
+    out["push"] = repository.push_model(
+        out["model"], str(root / "repo"), "digits", warmup_examples=x
+    )
     out["push_s"] = time.perf_counter() - t0
     yield out
     print(f"\ncrash figures: {FIGURES}")
@@ -80,8 +84,12 @@ def _kill_during(step: str, out: str, delay: float, *extra: str) -> bool:
 
     Returns True when the kill landed before the step finished.
     """
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(STEP), step, out, *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(STEP), step, out, *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         assert proc.stdout.readline().strip() == "start"
         time.sleep(delay)
@@ -145,8 +153,9 @@ def test_sigkilled_tflite_conversion_and_push_leave_nothing_half_written(ref, tm
             path = os.path.join(base, "digits", "1")
             assert repository.content_hash(path) == ref["push"].content_sha256
         # The re-run takes the lock the killed pusher held and yields exactly one version.
-        again = repository.push_model(ref["model"], base, "digits",
-                                      warmup_examples=np.load(ref["x"]))
+        again = repository.push_model(
+            ref["model"], base, "digits", warmup_examples=np.load(ref["x"])
+        )
         assert again.version == 1 and again.content_sha256 == ref["push"].content_sha256
         assert again.created == (not versions)
         assert os.listdir(os.path.join(base, "digits")) == ["1"]

@@ -48,26 +48,55 @@ component.python_func(**args)
 print("done", flush=True)
 """
 
-TRAIN = dict(arch="mlp", width=32, depth=1, dropout=0.0, epochs=8, batch_size=32,
-             early_stopping_patience=0)
+TRAIN = dict(
+    arch="mlp", width=32, depth=1, dropout=0.0, epochs=8, batch_size=32, early_stopping_patience=0
+)
 # step -> (primary output, extra outputs, parameters)
 STEPS = {
     "train": ("model", ("metrics", "tensorboard"), TRAIN),
-    "prune": ("pruned_model", ("metrics", "tensorboard"),
-              dict(target_sparsity=0.6, epochs=3, batch_size=32)),
-    "distill": ("student_model", ("metrics", "tensorboard"),
-                dict(student_arch="mlp", student_width=16, student_depth=1, epochs=3,
-                     batch_size=32, train_scratch=False)),
-    "lowrank": ("lowrank_model", ("metrics", "tensorboard"),
-                dict(energy=0.8, epochs=2, batch_size=32)),
-    "qat": ("tflite_model", ("metrics", "tensorboard"),
-            dict(epochs=2, batch_size=32, representative_samples=50)),
-    "evaluate": ("evaluations", ("metrics",),
-                 dict(latency_iterations=50, latency_warmup=5, throughput_iterations=5)),
+    "prune": (
+        "pruned_model",
+        ("metrics", "tensorboard"),
+        dict(target_sparsity=0.6, epochs=3, batch_size=32),
+    ),
+    "distill": (
+        "student_model",
+        ("metrics", "tensorboard"),
+        dict(
+            student_arch="mlp",
+            student_width=16,
+            student_depth=1,
+            epochs=3,
+            batch_size=32,
+            train_scratch=False,
+        ),
+    ),
+    "lowrank": (
+        "lowrank_model",
+        ("metrics", "tensorboard"),
+        dict(energy=0.8, epochs=2, batch_size=32),
+    ),
+    "qat": (
+        "tflite_model",
+        ("metrics", "tensorboard"),
+        dict(epochs=2, batch_size=32, representative_samples=50),
+    ),
+    "evaluate": (
+        "evaluations",
+        ("metrics",),
+        dict(latency_iterations=50, latency_warmup=5, throughput_iterations=5),
+    ),
 }
-KINDS = {"model": "Model", "pruned_model": "Model", "student_model": "Model",
-         "lowrank_model": "Model", "tflite_model": "Model", "evaluations": "Artifact",
-         "metrics": "Metrics", "tensorboard": "Artifact"}
+KINDS = {
+    "model": "Model",
+    "pruned_model": "Model",
+    "student_model": "Model",
+    "lowrank_model": "Model",
+    "tflite_model": "Model",
+    "evaluations": "Artifact",
+    "metrics": "Metrics",
+    "tensorboard": "Artifact",
+}
 FRACTIONS = (0.15, 0.5, 0.85)
 # Measured, not deterministic: left out when evaluations are compared.
 TIMED = ("latency", "throughput", "memory", "rss", "seconds")
@@ -78,21 +107,32 @@ FIGURES: dict[str, dict[str, int]] = {}
 def world(tmp_path_factory, digits_dir):
     root = tmp_path_factory.mktemp("crash_steps")
     base = str(root / "baseline")
-    train.train_model(digits_dir, base, train.TrainConfig(
-        model=models.ModelConfig(arch="mlp", width=64, depth=1), epochs=3,
-        early_stopping_patience=0))
+    train.train_model(
+        digits_dir,
+        base,
+        train.TrainConfig(
+            model=models.ModelConfig(arch="mlp", width=64, depth=1),
+            epochs=3,
+            early_stopping_patience=0,
+        ),
+    )
     yield {"root": root, "dataset": digits_dir, "baseline": base}
     print(f"\nstep crash figures: {json.dumps(FIGURES)}")
 
 
 def _spec(world, step: str, out_dir) -> dict:
     primary, extra, params = STEPS[step]
-    args = {name: {"kind": KINDS[name], "uri": os.path.join(out_dir, name)}
-            for name in (primary, *extra)}
+    args = {
+        name: {"kind": KINDS[name], "uri": os.path.join(out_dir, name)}
+        for name in (primary, *extra)
+    }
     args["dataset"] = {"kind": "Dataset", "uri": world["dataset"]}
     if step != "train":
-        base = {"kind": "Model", "uri": world["baseline"],
-                "metadata": {"variant": "baseline", "format": "saved_model"}}
+        base = {
+            "kind": "Model",
+            "uri": world["baseline"],
+            "metadata": {"variant": "baseline", "format": "saved_model"},
+        }
         args["baseline" if step == "evaluate" else "model"] = base
     return {"step": step, "args": {**args, **params}}
 
@@ -102,8 +142,12 @@ def _run(spec: dict, kill_after: float | None = None) -> tuple[bool, float]:
 
     Returns (finished, seconds from start to end or kill).
     """
-    proc = subprocess.Popen([sys.executable, "-c", RUNNER, json.dumps(spec)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RUNNER, json.dumps(spec)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout.readline().strip() == "start", proc.stderr.read()[-3000:]
         t0 = time.perf_counter()
@@ -129,8 +173,7 @@ def fingerprint(path: str) -> str:
             h.update(np.ascontiguousarray(w).tobytes())
     elif path.endswith("evaluations"):
         records = fsutil.read_json(path)["candidates"]
-        untimed = [{k: v for k, v in r.items() if not any(t in k for t in TIMED)}
-                   for r in records]
+        untimed = [{k: v for k, v in r.items() if not any(t in k for t in TIMED)} for r in records]
         h.update(json.dumps(untimed, sort_keys=True).encode())
     else:
         with open(path, "rb") as fh:

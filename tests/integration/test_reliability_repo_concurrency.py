@@ -36,8 +36,12 @@ def assets(tmp_path_factory):
 
 
 def _spawn(code: str, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _start_together(procs, go) -> None:
@@ -57,7 +61,9 @@ WAIT = """
     """
 
 
-PUSHER = WAIT + """
+PUSHER = (
+    WAIT
+    + """
     import json
     from tfopt.deploy.serving import repository
     base, start, *models = sys.argv[1:]
@@ -67,6 +73,7 @@ PUSHER = WAIT + """
         out.append([m, r.version, r.created, r.content_sha256])
     print(json.dumps(out))
     """
+)
 
 
 def test_two_processes_pushing_get_distinct_versions(assets, tmp_path):
@@ -74,8 +81,10 @@ def test_two_processes_pushing_get_distinct_versions(assets, tmp_path):
     m = assets["models"]
     go = tmp_path / "go"
     # m[4] is pushed by both: it must end up as exactly one version.
-    procs = [_spawn(PUSHER, base, str(go), m[0], m[4], m[1]),
-             _spawn(PUSHER, base, str(go), m[2], m[4], m[3])]
+    procs = [
+        _spawn(PUSHER, base, str(go), m[0], m[4], m[1]),
+        _spawn(PUSHER, base, str(go), m[2], m[4], m[3]),
+    ]
     _start_together(procs, go)
     results = []
     for p in procs:
@@ -95,7 +104,9 @@ def test_two_processes_pushing_get_distinct_versions(assets, tmp_path):
     assert sorted(os.listdir(os.path.join(base, NAME))) == ["1", "2", "3", "4", "5"]
 
 
-DEPLOYER = WAIT + """
+DEPLOYER = (
+    WAIT
+    + """
     import json
     import numpy as np
     from tfopt.deploy.serving import deploy
@@ -108,6 +119,7 @@ DEPLOYER = WAIT + """
         out.append([r.version, r.smoke_test])
     print(json.dumps(out))
     """
+)
 
 
 @pytest.mark.slow
@@ -115,8 +127,10 @@ def test_two_concurrent_deploys_keep_models_config_consistent(assets, tmp_path):
     base = str(tmp_path / "repo")
     m = assets["models"]
     go = tmp_path / "go"
-    procs = [_spawn(DEPLOYER, base, str(go), "stable", assets["x"], m[0], m[1]),
-             _spawn(DEPLOYER, base, str(go), "canary", assets["x"], m[2], m[3])]
+    procs = [
+        _spawn(DEPLOYER, base, str(go), "stable", assets["x"], m[0], m[1]),
+        _spawn(DEPLOYER, base, str(go), "canary", assets["x"], m[2], m[3]),
+    ]
     _start_together(procs, go)
     outs = []
     for p in procs:
@@ -139,7 +153,8 @@ def test_two_concurrent_deploys_keep_models_config_consistent(assets, tmp_path):
 def test_lock_is_exclusive_across_processes_and_released_on_sigkill(tmp_path):
     base = str(tmp_path / "repo")
     marker = tmp_path / "released"
-    holder = _spawn("""
+    holder = _spawn(
+        """
         import sys, time
         from pathlib import Path
         from tfopt.deploy.serving import repository
@@ -147,7 +162,10 @@ def test_lock_is_exclusive_across_processes_and_released_on_sigkill(tmp_path):
             print("locked", flush=True)
             time.sleep(1.0)
             Path(sys.argv[2]).write_text("x")
-        """, base, str(marker))
+        """,
+        base,
+        str(marker),
+    )
     assert holder.stdout.readline().strip() == "locked"
     with repository.repo_lock(base):  # blocks until the holder releases
         assert marker.exists()
@@ -157,16 +175,21 @@ def test_lock_is_exclusive_across_processes_and_released_on_sigkill(tmp_path):
     with open(os.path.join(base, repository.LOCK_FILE)) as fh:
         assert fh.read() == ""  # released locks leave no owner record
 
-    killed = _spawn("""
+    killed = _spawn(
+        """
         import sys, time
         from tfopt.deploy.serving import repository
         with repository.repo_lock(sys.argv[1]):
             print("locked", flush=True)
             time.sleep(120)
-        """, base)
+        """,
+        base,
+    )
     assert killed.stdout.readline().strip() == "locked"
-    with pytest.raises(Exception, match="locked by another writer.*pid="), \
-            repository.repo_lock(base, timeout_s=0.2):
+    with (
+        pytest.raises(Exception, match="locked by another writer.*pid="),
+        repository.repo_lock(base, timeout_s=0.2),
+    ):
         pass
     killed.send_signal(signal.SIGKILL)
     killed.wait()

@@ -17,18 +17,30 @@ import pytest
 pytestmark = pytest.mark.slow
 
 TFOPT = os.path.join(os.path.dirname(sys.executable), "tfopt")
-FAST = {"arch": "mlp", "width": 16, "depth": 1, "epochs": 2, "early_stopping_patience": 0,
-        "latency_iterations": 10, "representative_samples": 20, "enable_pruning": "false",
-        "enable_distillation": "false", "enable_lowrank": "false", "enable_qat": "false",
-        "enable_tflite_dynamic": "false", "enable_tflite_float16": "false"}
+FAST = {
+    "arch": "mlp",
+    "width": 16,
+    "depth": 1,
+    "epochs": 2,
+    "early_stopping_patience": 0,
+    "latency_iterations": 10,
+    "representative_samples": 20,
+    "enable_pruning": "false",
+    "enable_distillation": "false",
+    "enable_lowrank": "false",
+    "enable_qat": "false",
+    "enable_tflite_dynamic": "false",
+    "enable_tflite_float16": "false",
+}
 
 
 def _start(out, log, cache=True):
     cmd = [TFOPT, "run", "--output-dir", str(out)] + (["--cache"] if cache else [])
     for k, v in FAST.items():
         cmd += ["--set", f"{k}={v}"]
-    return subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    return subprocess.Popen(
+        cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def _run_dirs(out):
@@ -43,23 +55,29 @@ def runs(tmp_path_factory):
     procs = [_start(out, logs / f"p{i}.log") for i in (1, 2)]
     res["concurrent_rc"] = [p.wait(timeout=300) for p in procs]
     res["concurrent_logs"] = [(logs / f"p{i}.log").read_text() for i in (1, 2)]
-    res["after_concurrent"] = {"runs": _run_dirs(out),
-                               "summary": json.loads((out / "summary.json").read_text()),
-                               "versions": sorted(os.listdir(out / "serving" / "tfopt-model"))}
+    res["after_concurrent"] = {
+        "runs": _run_dirs(out),
+        "summary": json.loads((out / "summary.json").read_text()),
+        "versions": sorted(os.listdir(out / "serving" / "tfopt-model")),
+    }
     # third run (uncached, so it trains): SIGKILL the whole process group mid-training
     p3 = _start(out, logs / "p3.log", cache=False)
     deadline = time.time() + 120
-    while "Executing task \x1b[96m'train'" not in (logs / "p3.log").read_text() \
-            and "Executing task 'train'" not in (logs / "p3.log").read_text():
+    while (
+        "Executing task \x1b[96m'train'" not in (logs / "p3.log").read_text()
+        and "Executing task 'train'" not in (logs / "p3.log").read_text()
+    ):
         assert time.time() < deadline and p3.poll() is None, (logs / "p3.log").read_text()
         time.sleep(0.1)
     time.sleep(2.0)  # inside model.fit
     os.killpg(p3.pid, signal.SIGKILL)
     p3.wait()
     res["killed_rc"] = p3.returncode
-    res["after_kill"] = {"runs": _run_dirs(out),
-                         "summary": (out / "summary.json").read_text(),
-                         "serving": sorted(os.listdir(out / "serving" / "tfopt-model"))}
+    res["after_kill"] = {
+        "runs": _run_dirs(out),
+        "summary": (out / "summary.json").read_text(),
+        "serving": sorted(os.listdir(out / "serving" / "tfopt-model")),
+    }
     p4 = _start(out, logs / "p4.log")
     res["rerun_rc"] = p4.wait(timeout=300)
     res["rerun_log"] = (logs / "p4.log").read_text()

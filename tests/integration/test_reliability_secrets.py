@@ -38,8 +38,13 @@ FLOW = """
 def test_credentials_never_reach_logs_or_artifacts(tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, **SECRETS, "TF_CPP_MIN_LOG_LEVEL": "0"}
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(FLOW), str(out)], env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(FLOW), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "smoke_test': 'passed'" in proc.stdout
     logs = proc.stdout + proc.stderr

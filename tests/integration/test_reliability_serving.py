@@ -30,8 +30,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _stress_module():
-    spec = importlib.util.spec_from_file_location("tfopt_bench_stress",
-                                                  ROOT / "benchmarks" / "stress.py")
+    spec = importlib.util.spec_from_file_location(
+        "tfopt_bench_stress", ROOT / "benchmarks" / "stress.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -48,8 +49,14 @@ def env(tmp_path_factory):
         paths.append(models.save_model(m, str(root / f"m{i}")))
     base = str(root / "repo")
     repository.push_model(paths[0], base, NAME)
-    srv = server.ModelServer(base, NAME, poll_seconds=3600, max_request_bytes=64 << 10,
-                             max_load_retries=2, load_retry_interval_s=0.0).start()
+    srv = server.ModelServer(
+        base,
+        NAME,
+        poll_seconds=3600,
+        max_request_bytes=64 << 10,
+        max_load_retries=2,
+        load_retry_interval_s=0.0,
+    ).start()
     yield {"srv": srv, "x": x, "base": base, "models": paths, "root": root}
     srv.stop()
 
@@ -71,8 +78,10 @@ def test_failing_version_is_reported_retried_bounded_and_skipped(env):
     for _ in range(6):  # more polls than retries: attempts stay bounded
         srv.poll_once()
     status = srv.model_status(NAME)
-    states = {s.version: (s.state, s.status.error_code, s.status.error_message)
-              for s in status.model_version_status}
+    states = {
+        s.version: (s.state, s.status.error_code, s.status.error_message)
+        for s in status.model_version_status
+    }
     assert states[1][0] == 30  # AVAILABLE: still serving
     assert states[2][0] == 50 and states[2][1] == 3 and "IndexError" in states[2][2]
     assert srv._models[NAME].failed[2][1] == 3  # 1 load + 2 retries, then given up
@@ -99,20 +108,36 @@ def test_rest_bodies_over_the_limit_get_413_and_server_survives(env):
 
 
 _json = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**70, 2**70) |
-    st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(
-        st.sampled_from(["instances", "inputs", "x", "signature_name", "y", ""]) |
-        st.text(max_size=4), inner, max_size=4),
-    max_leaves=30)
-_payload = (st.builds(json.dumps, _json).map(str.encode)
-            | st.binary(max_size=200)
-            | st.builds(lambda v, k: json.dumps({k: v}).encode(), _json,
-                        st.sampled_from(["instances", "inputs"])))
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=5)
+        | st.dictionaries(
+            st.sampled_from(["instances", "inputs", "x", "signature_name", "y", ""])
+            | st.text(max_size=4),
+            inner,
+            max_size=4,
+        )
+    ),
+    max_leaves=30,
+)
+_payload = (
+    st.builds(json.dumps, _json).map(str.encode)
+    | st.binary(max_size=200)
+    | st.builds(
+        lambda v, k: json.dumps({k: v}).encode(), _json, st.sampled_from(["instances", "inputs"])
+    )
+)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                   HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(body=_payload)
 def test_generated_rest_payloads_get_tf_serving_shaped_answers(env, body):
     status, raw = _post(env["srv"].rest_port, body)
@@ -140,18 +165,36 @@ def test_traversal_and_odd_model_names_are_rejected(env, name, tmp_path):
 
 
 def test_cli_serve_rejects_traversal_and_binds_loopback_by_default(env, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "tfopt.cli", "serve", "--model-base-path",
-                           env["base"], "--model-name", "../../etc"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tfopt.cli",
+            "serve",
+            "--model-base-path",
+            env["base"],
+            "--model-name",
+            "../../etc",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "model_name='../../etc' is not allowed" in proc.stderr
     assert env["srv"].host == "127.0.0.1"
     assert server.ModelServer.__init__.__defaults__[1] == "127.0.0.1"  # host default
 
 
 def test_stress_swaps_malformed_and_broken_version(tmp_path):
-    r = _stress_module().run_stress(seconds=4.0, clients=3, malformed=0.15, swap_every=1.0,
-                                    load_retries=1, retry_interval=0.2,
-                                    workdir=str(tmp_path))
+    r = _stress_module().run_stress(
+        seconds=4.0,
+        clients=3,
+        malformed=0.15,
+        swap_every=1.0,
+        load_retries=1,
+        retry_interval=0.2,
+        workdir=str(tmp_path),
+    )
     assert r["well_formed"] > 50 and r["malformed"] > 5
     assert r["well_formed_failed"] == 0
     assert r["malformed_4xx"] == r["malformed"] and r["malformed_5xx_or_dropped"] == 0

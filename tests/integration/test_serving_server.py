@@ -36,10 +36,12 @@ def env(tmp_path_factory):
     srv = server.ModelServer(base, NAME, poll_seconds=0.2, max_request_bytes=64 << 10).start()
     g = clients.GrpcClient(f"127.0.0.1:{srv.grpc_port}")
     r = clients.RestClient(f"http://127.0.0.1:{srv.rest_port}")
-    offline = tf.saved_model.load(paths[0]).signatures["serving_default"](
-        x=tf.constant(x))["probabilities"].numpy()
-    yield {"srv": srv, "g": g, "r": r, "x": x, "base": base, "models": paths,
-           "offline": offline}
+    offline = (
+        tf.saved_model.load(paths[0])
+        .signatures["serving_default"](x=tf.constant(x))["probabilities"]
+        .numpy()
+    )
+    yield {"srv": srv, "g": g, "r": r, "x": x, "base": base, "models": paths, "offline": offline}
     g.close()
     srv.stop()
 
@@ -57,8 +59,15 @@ def test_binds_loopback_and_serves_status_metadata_predict(env):
     assert srv.host == "127.0.0.1"
     assert g.status(NAME) == {1: "AVAILABLE"}
     st = r.status(NAME)
-    assert st == {"model_version_status": [{"version": "1", "state": "AVAILABLE", "status": {
-        "error_code": "OK", "error_message": ""}}]}
+    assert st == {
+        "model_version_status": [
+            {
+                "version": "1",
+                "state": "AVAILABLE",
+                "status": {"error_code": "OK", "error_message": ""},
+            }
+        ]
+    }
     sigs = clients.signature_defs(g.metadata(NAME))
     assert list(sigs["serving_default"].inputs) == ["x"]
     assert list(sigs["serving_default"].outputs) == ["probabilities"]
@@ -76,25 +85,52 @@ def test_binds_loopback_and_serves_status_metadata_predict(env):
     np.testing.assert_allclose(named_rows, env["offline"][:2], atol=1e-6)
     cols = r.predict(NAME, inputs={"x": x[:2].tolist()}, signature_name="serving_default")
     np.testing.assert_allclose(cols["outputs"], env["offline"][:2], atol=1e-6)
-    assert r.request("GET", "/monitoring/prometheus/metrics")[1].count(
-        ":tensorflow:serving:request_count") >= 2
+    assert (
+        r.request("GET", "/monitoring/prometheus/metrics")[1].count(
+            ":tensorflow:serving:request_count"
+        )
+        >= 2
+    )
 
 
 GRPC_CASES = [
-    ("unknown model", dict(name="nope"), grpc.StatusCode.NOT_FOUND,
-     "Servable not found for request: Latest(nope)"),
-    ("unknown version", dict(version=42), grpc.StatusCode.NOT_FOUND,
-     "Servable not found for request: Specific(digits, 42)"),
-    ("unknown label", dict(label="gold"), grpc.StatusCode.INVALID_ARGUMENT,
-     "Unrecognized servable version label: gold"),
-    ("wrong input name", dict(inputs="y"), grpc.StatusCode.INVALID_ARGUMENT,
-     "input tensor alias not found in signature: y. Inputs expected to be in the set {x}."),
-    ("wrong shape", dict(shape=(1, 64)), grpc.StatusCode.INVALID_ARGUMENT,
-     "expects [-1, 8, 8, 1]"),
-    ("wrong dtype", dict(dtype=np.float64), grpc.StatusCode.INVALID_ARGUMENT,
-     "Expects arg[0] to be float but double is provided"),
-    ("unknown signature", dict(signature="nope"), grpc.StatusCode.FAILED_PRECONDITION,
-     'Serving signature name: "nope" not found in signature def'),
+    (
+        "unknown model",
+        dict(name="nope"),
+        grpc.StatusCode.NOT_FOUND,
+        "Servable not found for request: Latest(nope)",
+    ),
+    (
+        "unknown version",
+        dict(version=42),
+        grpc.StatusCode.NOT_FOUND,
+        "Servable not found for request: Specific(digits, 42)",
+    ),
+    (
+        "unknown label",
+        dict(label="gold"),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "Unrecognized servable version label: gold",
+    ),
+    (
+        "wrong input name",
+        dict(inputs="y"),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "input tensor alias not found in signature: y. Inputs expected to be in the set {x}.",
+    ),
+    ("wrong shape", dict(shape=(1, 64)), grpc.StatusCode.INVALID_ARGUMENT, "expects [-1, 8, 8, 1]"),
+    (
+        "wrong dtype",
+        dict(dtype=np.float64),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "Expects arg[0] to be float but double is provided",
+    ),
+    (
+        "unknown signature",
+        dict(signature="nope"),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        'Serving signature name: "nope" not found in signature def',
+    ),
 ]
 
 
@@ -106,9 +142,13 @@ def test_grpc_bad_requests(env, case, kw, code, message):
     if "dtype" in kw:
         x = x.astype(kw["dtype"])
     with pytest.raises(grpc.RpcError) as err:
-        env["g"].predict(kw.get("name", NAME), {kw.get("inputs", "x"): x},
-                         version=kw.get("version"), label=kw.get("label"),
-                         signature_name=kw.get("signature", "serving_default"))
+        env["g"].predict(
+            kw.get("name", NAME),
+            {kw.get("inputs", "x"): x},
+            version=kw.get("version"),
+            label=kw.get("label"),
+            signature_name=kw.get("signature", "serving_default"),
+        )
     assert err.value.code() == code
     assert message in err.value.details()
     _alive(env)
@@ -135,37 +175,119 @@ def _row(x):
 
 
 REST_CASES = [
-    ("unknown model", "POST", "/v1/models/nope:predict", "X1", 404,
-     "Servable not found for request: Latest(nope)"),
-    ("unknown version", "POST", "/v1/models/digits/versions/42:predict", "X1", 404,
-     "Servable not found for request: Specific(digits, 42)"),
-    ("unknown label", "POST", "/v1/models/digits/labels/gold:predict", "X1", 400,
-     "Unrecognized servable version label: gold"),
-    ("status unknown model", "GET", "/v1/models/nope", None, 404,
-     "Could not find any versions of model nope"),
-    ("status unknown version", "GET", "/v1/models/digits/versions/42", None, 404,
-     "Could not find version 42 of model digits"),
-    ("metadata unknown model", "GET", "/v1/models/nope/metadata", None, 404,
-     "Servable not found"),
-    ("wrong input name", "POST", "/v1/models/digits:predict",
-     json.dumps({"inputs": {"y": [[0.0]]}}), 400, "input tensor alias not found in signature: y"),
-    ("wrong shape", "POST", "/v1/models/digits:predict",
-     json.dumps({"instances": [[1.0, 2.0]]}), 400, "expects [-1, 8, 8, 1]"),
-    ("wrong dtype", "POST", "/v1/models/digits:predict",
-     json.dumps({"instances": [[["a"] * 1] * 8] * 8}), 400, "is not of expected type: float"),
-    ("ragged", "POST", "/v1/models/digits:predict",
-     json.dumps({"instances": [[1.0], [1.0, 2.0]]}), 400, "ragged"),
-    ("malformed JSON", "POST", "/v1/models/digits:predict", "instances = [1, 2]", 400,
-     "JSON Parse error"),
-    ("empty body", "POST", "/v1/models/digits:predict", "", 400,
-     "JSON Parse error: The document is empty"),
-    ("no instances or inputs", "POST", "/v1/models/digits:predict", "{}", 400,
-     "Missing 'inputs' or 'instances' key"),
-    ("both formats", "POST", "/v1/models/digits:predict",
-     json.dumps({"instances": [1], "inputs": [1]}), 400, "only one of 'inputs' or 'instances'"),
-    ("signature_name not a string", "POST", "/v1/models/digits:predict",
-     json.dumps({"signature_name": 100, "instances": [1]}), 400,
-     "'signature_name' key must be a string value."),
+    (
+        "unknown model",
+        "POST",
+        "/v1/models/nope:predict",
+        "X1",
+        404,
+        "Servable not found for request: Latest(nope)",
+    ),
+    (
+        "unknown version",
+        "POST",
+        "/v1/models/digits/versions/42:predict",
+        "X1",
+        404,
+        "Servable not found for request: Specific(digits, 42)",
+    ),
+    (
+        "unknown label",
+        "POST",
+        "/v1/models/digits/labels/gold:predict",
+        "X1",
+        400,
+        "Unrecognized servable version label: gold",
+    ),
+    (
+        "status unknown model",
+        "GET",
+        "/v1/models/nope",
+        None,
+        404,
+        "Could not find any versions of model nope",
+    ),
+    (
+        "status unknown version",
+        "GET",
+        "/v1/models/digits/versions/42",
+        None,
+        404,
+        "Could not find version 42 of model digits",
+    ),
+    ("metadata unknown model", "GET", "/v1/models/nope/metadata", None, 404, "Servable not found"),
+    (
+        "wrong input name",
+        "POST",
+        "/v1/models/digits:predict",
+        json.dumps({"inputs": {"y": [[0.0]]}}),
+        400,
+        "input tensor alias not found in signature: y",
+    ),
+    (
+        "wrong shape",
+        "POST",
+        "/v1/models/digits:predict",
+        json.dumps({"instances": [[1.0, 2.0]]}),
+        400,
+        "expects [-1, 8, 8, 1]",
+    ),
+    (
+        "wrong dtype",
+        "POST",
+        "/v1/models/digits:predict",
+        json.dumps({"instances": [[["a"] * 1] * 8] * 8}),
+        400,
+        "is not of expected type: float",
+    ),
+    (
+        "ragged",
+        "POST",
+        "/v1/models/digits:predict",
+        json.dumps({"instances": [[1.0], [1.0, 2.0]]}),
+        400,
+        "ragged",
+    ),
+    (
+        "malformed JSON",
+        "POST",
+        "/v1/models/digits:predict",
+        "instances = [1, 2]",
+        400,
+        "JSON Parse error",
+    ),
+    (
+        "empty body",
+        "POST",
+        "/v1/models/digits:predict",
+        "",
+        400,
+        "JSON Parse error: The document is empty",
+    ),
+    (
+        "no instances or inputs",
+        "POST",
+        "/v1/models/digits:predict",
+        "{}",
+        400,
+        "Missing 'inputs' or 'instances' key",
+    ),
+    (
+        "both formats",
+        "POST",
+        "/v1/models/digits:predict",
+        json.dumps({"instances": [1], "inputs": [1]}),
+        400,
+        "only one of 'inputs' or 'instances'",
+    ),
+    (
+        "signature_name not a string",
+        "POST",
+        "/v1/models/digits:predict",
+        json.dumps({"signature_name": 100, "instances": [1]}),
+        400,
+        "'signature_name' key must be a string value.",
+    ),
     ("malformed path", "GET", "/v1/models/digits/versions/abc", None, 400, "Malformed request"),
     ("missing model name", "GET", "/v1/models", None, 400, "Missing model name"),
     ("predict with GET", "GET", "/v1/models/digits:predict", None, 400, "Malformed request"),
@@ -173,8 +295,9 @@ REST_CASES = [
 ]
 
 
-@pytest.mark.parametrize("case,method,path,body,status,message", REST_CASES,
-                         ids=[c[0] for c in REST_CASES])
+@pytest.mark.parametrize(
+    "case,method,path,body,status,message", REST_CASES, ids=[c[0] for c in REST_CASES]
+)
 def test_rest_bad_requests(env, case, method, path, body, status, message):
     if body == "X1":
         body = _row(env["x"][:1])
@@ -206,8 +329,18 @@ def test_rest_oversized_payload_and_missing_length(env):
 def test_labels_from_models_config(env):
     base, srv = env["base"], env["srv"]
     cfg = os.path.join(base, sc.MODELS_CONFIG)
-    sc.write_model_config(cfg, [sc.ModelEntry(NAME, os.path.join(base, NAME), policy="specific",
-                                              versions=(1,), labels=(("stable", 1),))])
+    sc.write_model_config(
+        cfg,
+        [
+            sc.ModelEntry(
+                NAME,
+                os.path.join(base, NAME),
+                policy="specific",
+                versions=(1,),
+                labels=(("stable", 1),),
+            )
+        ],
+    )
     try:
         srv.poll_once()
         assert env["g"].predict(NAME, env["x"][:1], label="stable").version == 1
@@ -273,9 +406,26 @@ def test_cli_serve_subprocess(env, tmp_path):
     base = tmp_path / "repo"
     repository.push_model(env["models"][2], str(base), NAME)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tfopt.cli", "serve", "--model-base-path", str(base),
-         "--model-name", NAME, "--grpc-port", "0", "--rest-port", "0", "--poll-seconds", "0.5"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        [
+            sys.executable,
+            "-m",
+            "tfopt.cli",
+            "serve",
+            "--model-base-path",
+            str(base),
+            "--model-name",
+            NAME,
+            "--grpc-port",
+            "0",
+            "--rest-port",
+            "0",
+            "--poll-seconds",
+            "0.5",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         line = ""
         deadline = time.monotonic() + 90
@@ -294,10 +444,11 @@ def test_cli_serve_subprocess(env, tmp_path):
         assert proc.wait(timeout=30) == 0
 
 
-
 def test_cli_serve_rejects_missing_base_path(tmp_path, capsys):
     from tfopt import cli
 
-    assert cli.main(["serve", "--model-base-path", str(tmp_path / "missing"),
-                     "--model-name", NAME]) == 2
+    assert (
+        cli.main(["serve", "--model-base-path", str(tmp_path / "missing"), "--model-name", NAME])
+        == 2
+    )
     assert "does not exist" in capsys.readouterr().err

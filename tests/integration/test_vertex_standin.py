@@ -28,8 +28,12 @@ INSTANCES = [[[0.0] * 8] * 8, [[1.0] * 8] * 8]
 @pytest.fixture
 def standin(monkeypatch):
     server = VertexStandIn(PROJECT, REGION).start()
-    for name in (*vertex.ENV_PROJECT, *vertex.ENV_REGION, *vertex.ENV_API_ENDPOINT,
-                 *vertex.ENV_SERVICE_ACCOUNT):
+    for name in (
+        *vertex.ENV_PROJECT,
+        *vertex.ENV_REGION,
+        *vertex.ENV_API_ENDPOINT,
+        *vertex.ENV_SERVICE_ACCOUNT,
+    ):
         monkeypatch.delenv(name, raising=False)
     yield server
     server.stop()
@@ -57,8 +61,14 @@ def _deploy(server, uri, **changes):
 def test_first_deploy_creates_model_and_endpoint_then_promotes(standin):
     result = _deploy(standin, "gs://bucket/model/v1")
     assert standin.methods_called() == [
-        "ListModels", "UploadModel", "ListEndpoints", "CreateEndpoint", "DeployModel",
-        "Predict", "UpdateEndpoint"]
+        "ListModels",
+        "UploadModel",
+        "ListEndpoints",
+        "CreateEndpoint",
+        "DeployModel",
+        "Predict",
+        "UpdateEndpoint",
+    ]
     upload = standin.requests("UploadModel")[0]
     assert upload.parent == f"projects/{PROJECT}/locations/{REGION}"
     assert upload.parent_model == ""
@@ -69,7 +79,10 @@ def test_first_deploy_creates_model_and_endpoint_then_promotes(standin):
     assert dict(deploy.traffic_split) == {"0": 100}  # nothing to compare with: all traffic
     res = deploy.deployed_model.dedicated_resources
     assert (res.machine_spec.machine_type, res.min_replica_count, res.max_replica_count) == (
-        "n1-standard-2", 1, 1)
+        "n1-standard-2",
+        1,
+        1,
+    )
     assert deploy.deployed_model.model == f"{result.model}@1"
     assert result.promoted and result.final_split == {result.deployed_model_id: 100}
     assert dict(standin.endpoints[result.endpoint].traffic_split) == {result.deployed_model_id: 100}
@@ -78,12 +91,25 @@ def test_first_deploy_creates_model_and_endpoint_then_promotes(standin):
 def test_second_deploy_is_new_version_canary_then_promoted(standin):
     first = _deploy(standin, "gs://bucket/model/v1")
     standin.calls.clear()
-    result = _deploy(standin, "gs://bucket/model/v2", canary_percent=20,
-                     machine_type="n1-standard-4", accelerator_type="NVIDIA_TESLA_T4",
-                     accelerator_count=1, min_replica_count=1, max_replica_count=3)
+    result = _deploy(
+        standin,
+        "gs://bucket/model/v2",
+        canary_percent=20,
+        machine_type="n1-standard-4",
+        accelerator_type="NVIDIA_TESLA_T4",
+        accelerator_count=1,
+        min_replica_count=1,
+        max_replica_count=3,
+    )
     methods = standin.methods_called()
-    assert methods[:6] == ["ListModels", "ListModelVersions", "UploadModel", "ListEndpoints",
-                           "DeployModel", "Predict"]
+    assert methods[:6] == [
+        "ListModels",
+        "ListModelVersions",
+        "UploadModel",
+        "ListEndpoints",
+        "DeployModel",
+        "Predict",
+    ]
     assert "CreateEndpoint" not in methods  # the endpoint is reused
     assert methods[-2:] == ["UpdateEndpoint", "UndeployModel"]
     assert standin.requests("UploadModel")[0].parent_model == first.model  # new version
@@ -123,7 +149,8 @@ def test_a_retry_after_a_canary_was_left_half_way_finishes_it(standin):
     # The first attempt died after deploying the canary at 10 % (before the smoke test)
     first = _deploy(standin, "gs://bucket/model/v1")
     standin.serve["gs://bucket/model/v2"] = lambda instances: (_ for _ in ()).throw(
-        RuntimeError("killed"))
+        RuntimeError("killed")
+    )
     half = _deploy(standin, "gs://bucket/model/v2", canary_percent=10, undeploy_previous=False)
     assert not half.promoted  # rolled back: put the canary back as a dying attempt leaves it
     ep = standin.endpoints[half.endpoint]
@@ -142,8 +169,9 @@ def test_a_retry_after_a_canary_was_left_half_way_finishes_it(standin):
 def v1_deployed(result):
     from google.cloud import aiplatform_v1 as v1
 
-    return v1.DeployedModel(id=result.deployed_model_id,
-                            model=f"{result.model}@{result.model_version_id}")
+    return v1.DeployedModel(
+        id=result.deployed_model_id, model=f"{result.model}@{result.model_version_id}"
+    )
 
 
 def test_failing_canary_is_rolled_back_and_previous_split_restored(standin):
@@ -163,7 +191,9 @@ def test_failing_canary_is_rolled_back_and_previous_split_restored(standin):
     assert undeploy.deployed_model_id == result.deployed_model_id
     assert dict(undeploy.traffic_split) == {first.deployed_model_id: 100}
     assert dict(standin.requests("DeployModel")[0].traffic_split) == {
-        first.deployed_model_id: 90, "0": 10}
+        first.deployed_model_id: 90,
+        "0": 10,
+    }
     ep = standin.endpoints[result.endpoint]
     assert [d.id for d in ep.deployed_models] == [first.deployed_model_id]
     assert dict(ep.traffic_split) == {first.deployed_model_id: 100}
@@ -191,38 +221,59 @@ def test_corrupt_endpoint_split_stops_before_deploying(standin):
 def test_bad_input_fails_before_any_call(standin, monkeypatch):
     target = vertex.VertexTarget("", REGION, standin.address)
     with pytest.raises(ConfigError, match="project is missing"):
-        vertex.deploy_model("gs://b/m", INSTANCES, vertex.DeployConfig(serving_image=IMAGE),
-                            target)
+        vertex.deploy_model("gs://b/m", INSTANCES, vertex.DeployConfig(serving_image=IMAGE), target)
     with pytest.raises(ConfigError, match="region is missing"):
-        vertex.deploy_model("gs://b/m", INSTANCES, vertex.DeployConfig(serving_image=IMAGE),
-                            vertex.VertexTarget(PROJECT, "", standin.address))
+        vertex.deploy_model(
+            "gs://b/m",
+            INSTANCES,
+            vertex.DeployConfig(serving_image=IMAGE),
+            vertex.VertexTarget(PROJECT, "", standin.address),
+        )
     with pytest.raises(ConfigError, match="gs://"):
         _deploy(standin, "/local/model")
     with pytest.raises(ConfigError, match="accelerator_type"):
         _deploy(standin, "gs://b/m", accelerator_type="NVIDIA_TESLA_Q9", accelerator_count=1)
     with pytest.raises(vertex.CloudError, match="cannot reach"):
-        vertex.deploy_model("gs://b/m", INSTANCES, vertex.DeployConfig(serving_image=IMAGE),
-                            vertex.VertexTarget(PROJECT, REGION, "127.0.0.1:1"),
-                            credentials=AnonymousCredentials())
+        vertex.deploy_model(
+            "gs://b/m",
+            INSTANCES,
+            vertex.DeployConfig(serving_image=IMAGE),
+            vertex.VertexTarget(PROJECT, REGION, "127.0.0.1:1"),
+            credentials=AnonymousCredentials(),
+        )
     assert standin.calls == []
     # Project and region from the environment.
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", PROJECT)
     monkeypatch.setenv("CLOUD_ML_REGION", REGION)
-    result = vertex.deploy_model("gs://b/m", INSTANCES, vertex.DeployConfig(serving_image=IMAGE),
-                                 vertex.VertexTarget(api_endpoint=standin.address),
-                                 credentials=AnonymousCredentials())
+    result = vertex.deploy_model(
+        "gs://b/m",
+        INSTANCES,
+        vertex.DeployConfig(serving_image=IMAGE),
+        vertex.VertexTarget(api_endpoint=standin.address),
+        credentials=AnonymousCredentials(),
+    )
     assert result.endpoint.startswith(f"projects/{PROJECT}/locations/{REGION}/")
 
 
 # ---------------------------------------------------------------- Vertex AI Pipelines
 
+
 def _params_file(tmp_path, server, name="params.yaml", **submit_extra):
-    doc = {"epochs": 3, "arch": "mlp",
-           "submit": {"target": "vertex", "project": PROJECT, "region": REGION,
-                      "api_endpoint": server.address, "pipeline_root": "gs://bucket/root",
-                      "service_account": "runner@test-project.iam.gserviceaccount.com",
-                      "labels": {"team": "ml"}, **submit_extra},
-           "schedule": {"name": "tfopt-nightly", "time_zone": "Europe/Berlin"}}
+    doc = {
+        "epochs": 3,
+        "arch": "mlp",
+        "submit": {
+            "target": "vertex",
+            "project": PROJECT,
+            "region": REGION,
+            "api_endpoint": server.address,
+            "pipeline_root": "gs://bucket/root",
+            "service_account": "runner@test-project.iam.gserviceaccount.com",
+            "labels": {"team": "ml"},
+            **submit_extra,
+        },
+        "schedule": {"name": "tfopt-nightly", "time_zone": "Europe/Berlin"},
+    }
     path = tmp_path / name
     path.write_text(yaml.safe_dump(doc))
     return str(path)
@@ -235,18 +286,23 @@ def storage(monkeypatch):
     gcs = StorageStandIn()
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs.url)
     # Cloud Resource Manager (project id -> number) is the one API without a stand-in here.
-    monkeypatch.setattr(resource_manager_utils, "get_project_number",
-                        lambda project_id, credentials=None: int(gcs.project_number))
+    monkeypatch.setattr(
+        resource_manager_utils,
+        "get_project_number",
+        lambda project_id, credentials=None: int(gcs.project_number),
+    )
     yield gcs
     gcs.stop()
 
 
 @pytest.mark.usefixtures("sdk_state")
 def test_submit_and_schedule_on_vertex_pipelines(standin, storage, tmp_path):
-    params = _params_file(tmp_path, standin,
-                          network="projects/123/global/networks/vpc", enable_caching=False)
-    result = submit.submit_file(params, {"width": 16}, credentials=AnonymousCredentials(),
-                                run_name="nightly-check")
+    params = _params_file(
+        tmp_path, standin, network="projects/123/global/networks/vpc", enable_caching=False
+    )
+    result = submit.submit_file(
+        params, {"width": 16}, credentials=AnonymousCredentials(), run_name="nightly-check"
+    )
     req = standin.requests("CreatePipelineJob")[0]
     assert req.parent == f"projects/{PROJECT}/locations/{REGION}"
     assert req.pipeline_job_id == "nightly-check"
@@ -256,15 +312,16 @@ def test_submit_and_schedule_on_vertex_pipelines(standin, storage, tmp_path):
     assert job.network == "projects/123/global/networks/vpc"
     assert job.labels["team"] == "ml"
     assert job.runtime_config.gcs_output_directory == "gs://bucket/root"
-    values = {k: v for k, v in type(job.runtime_config).to_dict(job.runtime_config)[
-        "parameter_values"].items()}
+    values = {
+        k: v
+        for k, v in type(job.runtime_config).to_dict(job.runtime_config)["parameter_values"].items()
+    }
     assert values["epochs"] == 3 and values["arch"] == "mlp" and values["width"] == 16
     assert type(job).to_dict(job)["pipeline_spec"]["pipelineInfo"]["name"] == "tfopt-optimize"
     assert result.target == "vertex" and result.name == f"{req.parent}/pipelineJobs/nightly-check"
     assert any("/b/bucket" in p for p in storage.requests)  # SDK checked the root bucket exists
 
-    info = schedule.create_schedule(params, cron="30 2 * * 1-5",
-                                    credentials=AnonymousCredentials())
+    info = schedule.create_schedule(params, cron="30 2 * * 1-5", credentials=AnonymousCredentials())
     sreq = standin.requests("CreateSchedule")[0]
     assert sreq.schedule.cron == "TZ=Europe/Berlin 30 2 * * 1-5"
     assert sreq.schedule.display_name == "tfopt-nightly"
@@ -276,8 +333,7 @@ def test_submit_and_schedule_on_vertex_pipelines(standin, storage, tmp_path):
     config = submit.load_submit_config(params)
     listed = schedule.list_schedules(config, credentials=AnonymousCredentials())
     assert [(s.id, s.cron) for s in listed] == [(info.id, "TZ=Europe/Berlin 30 2 * * 1-5")]
-    schedule.delete_schedule(config, info.id.rsplit("/", 1)[-1],
-                             credentials=AnonymousCredentials())
+    schedule.delete_schedule(config, info.id.rsplit("/", 1)[-1], credentials=AnonymousCredentials())
     assert standin.requests("DeleteSchedule")[0].name == info.id
     assert standin.schedules == {}
 
@@ -290,8 +346,10 @@ def test_vertex_bad_input_creates_nothing(standin, tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="unknown parameter.*learning_rat\\b"):
         submit.submit_file(params, {"learning_rat": 0.1}, credentials=AnonymousCredentials())
     with pytest.raises(ConfigError, match="project is missing"):
-        submit.submit_file(_params_file(tmp_path, standin, "noproject.yaml", project=""),
-                           credentials=AnonymousCredentials())
+        submit.submit_file(
+            _params_file(tmp_path, standin, "noproject.yaml", project=""),
+            credentials=AnonymousCredentials(),
+        )
     with pytest.raises(ConfigError, match="gs://"):
         submit.submit_file(params, pipeline_root="/tmp/x", credentials=AnonymousCredentials())
     with pytest.raises(vertex.CloudError, match="cannot reach"):
@@ -310,5 +368,7 @@ def test_deploy_component_fails_on_missing_project_before_reading_data(standin, 
             model=dsl.Model(uri="gs://bucket/model"),
             dataset=dsl.Dataset(uri=str(tmp_path / "no-dataset")),
             metrics=dsl.Metrics(uri=str(tmp_path / "metrics")),
-            endpoint=dsl.Artifact(uri=str(tmp_path / "endpoint")), region=REGION)
+            endpoint=dsl.Artifact(uri=str(tmp_path / "endpoint")),
+            region=REGION,
+        )
     assert standin.calls == []

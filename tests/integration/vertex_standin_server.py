@@ -44,18 +44,31 @@ def _self_signed() -> tuple[bytes, bytes]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "vertex-standin")])
     now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    return (cert.public_bytes(serialization.Encoding.PEM),
-            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                              serialization.NoEncryption()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return (
+        cert.public_bytes(serialization.Encoding.PEM),
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
 
 
 CERT_PEM, KEY_PEM = _self_signed()
@@ -117,15 +130,22 @@ class VertexStandIn:
         for full, (req_cls, resp_ser, fn) in self._methods().items():
             service, method = full.split("/")
             services.setdefault(service, {})[method] = grpc.unary_unary_rpc_method_handler(
-                self._recorded(method, fn), request_deserializer=req_cls.deserialize,
-                response_serializer=resp_ser)
+                self._recorded(method, fn),
+                request_deserializer=req_cls.deserialize,
+                response_serializer=resp_ser,
+            )
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         for service, handlers in services.items():
             self._server.add_generic_rpc_handlers(
-                (grpc.method_handlers_generic_handler(f"google.cloud.aiplatform.v1.{service}",
-                                                      handlers),))
+                (
+                    grpc.method_handlers_generic_handler(
+                        f"google.cloud.aiplatform.v1.{service}", handlers
+                    ),
+                )
+            )
         self.port = self._server.add_secure_port(
-            "127.0.0.1:0", grpc.ssl_server_credentials([(KEY_PEM, CERT_PEM)]))
+            "127.0.0.1:0", grpc.ssl_server_credentials([(KEY_PEM, CERT_PEM)])
+        )
         self._server.start()
         return self
 
@@ -138,6 +158,7 @@ class VertexStandIn:
             with self._lock:
                 self.calls.append((method, request))
                 return fn(request, context)
+
         return handler
 
     def methods_called(self) -> list[str]:
@@ -155,47 +176,76 @@ class VertexStandIn:
         return {
             "ModelService/UploadModel": (v1.UploadModelRequest, lro, self.upload_model),
             "ModelService/GetModel": (v1.GetModelRequest, ser(v1.Model), self.get_model),
-            "ModelService/ListModels": (v1.ListModelsRequest, ser(v1.ListModelsResponse),
-                                        self.list_models),
-            "ModelService/ListModelVersions": (v1.ListModelVersionsRequest,
-                                               ser(v1.ListModelVersionsResponse),
-                                               self.list_model_versions),
+            "ModelService/ListModels": (
+                v1.ListModelsRequest,
+                ser(v1.ListModelsResponse),
+                self.list_models,
+            ),
+            "ModelService/ListModelVersions": (
+                v1.ListModelVersionsRequest,
+                ser(v1.ListModelVersionsResponse),
+                self.list_model_versions,
+            ),
             "EndpointService/CreateEndpoint": (v1.CreateEndpointRequest, lro, self.create_endpoint),
-            "EndpointService/GetEndpoint": (v1.GetEndpointRequest, ser(v1.Endpoint),
-                                            self.get_endpoint),
-            "EndpointService/ListEndpoints": (v1.ListEndpointsRequest,
-                                              ser(v1.ListEndpointsResponse), self.list_endpoints),
+            "EndpointService/GetEndpoint": (
+                v1.GetEndpointRequest,
+                ser(v1.Endpoint),
+                self.get_endpoint,
+            ),
+            "EndpointService/ListEndpoints": (
+                v1.ListEndpointsRequest,
+                ser(v1.ListEndpointsResponse),
+                self.list_endpoints,
+            ),
             "EndpointService/DeployModel": (v1.DeployModelRequest, lro, self.deploy_model),
             "EndpointService/UndeployModel": (v1.UndeployModelRequest, lro, self.undeploy_model),
-            "EndpointService/UpdateEndpoint": (v1.UpdateEndpointRequest, ser(v1.Endpoint),
-                                               self.update_endpoint),
+            "EndpointService/UpdateEndpoint": (
+                v1.UpdateEndpointRequest,
+                ser(v1.Endpoint),
+                self.update_endpoint,
+            ),
             "PredictionService/Predict": (v1.PredictRequest, ser(v1.PredictResponse), self.predict),
-            "PipelineService/CreatePipelineJob": (v1.CreatePipelineJobRequest,
-                                                  ser(v1.PipelineJob), self.create_pipeline_job),
-            "PipelineService/GetPipelineJob": (v1.GetPipelineJobRequest, ser(v1.PipelineJob),
-                                               self.get_pipeline_job),
-            "ScheduleService/CreateSchedule": (v1.CreateScheduleRequest, ser(v1.Schedule),
-                                               self.create_schedule),
-            "ScheduleService/GetSchedule": (v1.GetScheduleRequest, ser(v1.Schedule),
-                                            self.get_schedule),
-            "ScheduleService/ListSchedules": (v1.ListSchedulesRequest,
-                                              ser(v1.ListSchedulesResponse), self.list_schedules),
-            "ScheduleService/DeleteSchedule": (v1.DeleteScheduleRequest, lro,
-                                               self.delete_schedule),
+            "PipelineService/CreatePipelineJob": (
+                v1.CreatePipelineJobRequest,
+                ser(v1.PipelineJob),
+                self.create_pipeline_job,
+            ),
+            "PipelineService/GetPipelineJob": (
+                v1.GetPipelineJobRequest,
+                ser(v1.PipelineJob),
+                self.get_pipeline_job,
+            ),
+            "ScheduleService/CreateSchedule": (
+                v1.CreateScheduleRequest,
+                ser(v1.Schedule),
+                self.create_schedule,
+            ),
+            "ScheduleService/GetSchedule": (
+                v1.GetScheduleRequest,
+                ser(v1.Schedule),
+                self.get_schedule,
+            ),
+            "ScheduleService/ListSchedules": (
+                v1.ListSchedulesRequest,
+                ser(v1.ListSchedulesResponse),
+                self.list_schedules,
+            ),
+            "ScheduleService/DeleteSchedule": (v1.DeleteScheduleRequest, lro, self.delete_schedule),
         }
 
     @staticmethod
     def _display_filter(flt: str) -> str | None:
         if flt.startswith('display_name="') and flt.endswith('"'):
-            return flt[len('display_name="'):-1]
+            return flt[len('display_name="') : -1]
         return None
 
     # ------------------------------------------------------------ models
     def add_model(self, display_name: str, artifact_uri: str) -> str:
         """Pre-existing model version 1; returns its resource name."""
         name = f"{self.location}/models/{self._id()}"
-        self.models[f"{name}@1"] = v1.Model(name=name, display_name=display_name,
-                                            artifact_uri=artifact_uri, version_id="1")
+        self.models[f"{name}@1"] = v1.Model(
+            name=name, display_name=display_name, artifact_uri=artifact_uri, version_id="1"
+        )
         return name
 
     def upload_model(self, req, context):
@@ -213,12 +263,17 @@ class VertexStandIn:
         model = v1.Model(req.model)
         model.name, model.version_id = name, version
         self.models[f"{name}@{version}"] = model
-        return _op(f"{name}/operations/{self._id()}",
-                   v1.UploadModelResponse(model=name, model_version_id=version))
+        return _op(
+            f"{name}/operations/{self._id()}",
+            v1.UploadModelResponse(model=name, model_version_id=version),
+        )
 
     def get_model(self, req, context):
-        key = req.name if "@" in req.name else max(
-            (k for k in self.models if k.split("@")[0] == req.name), default=None)
+        key = (
+            req.name
+            if "@" in req.name
+            else max((k for k in self.models if k.split("@")[0] == req.name), default=None)
+        )
         if key not in self.models:
             context.abort(grpc.StatusCode.NOT_FOUND, f"{req.name} not found")
         return self.models[key]
@@ -254,8 +309,9 @@ class VertexStandIn:
 
     def list_endpoints(self, req, context):
         want = self._display_filter(req.filter)
-        return v1.ListEndpointsResponse(endpoints=[
-            e for e in self.endpoints.values() if want is None or e.display_name == want])
+        return v1.ListEndpointsResponse(
+            endpoints=[e for e in self.endpoints.values() if want is None or e.display_name == want]
+        )
 
     @staticmethod
     def _check_split(split: dict, ids: set, context, allow_empty: bool) -> None:
@@ -263,11 +319,15 @@ class VertexStandIn:
             return
         unknown = set(split) - ids
         if unknown:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                          f"traffic_split names unknown deployed models {sorted(unknown)}")
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"traffic_split names unknown deployed models {sorted(unknown)}",
+            )
         if sum(split.values()) != 100:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                          f"traffic_split must sum to 100, got {dict(split)}")
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"traffic_split must sum to 100, got {dict(split)}",
+            )
 
     def deploy_model(self, req, context):
         ep = self._endpoint(req.endpoint, context)
@@ -289,8 +349,11 @@ class VertexStandIn:
         if req.deployed_model_id not in ids:
             context.abort(grpc.StatusCode.NOT_FOUND, f"{req.deployed_model_id} is not deployed")
         remaining = set(ids) - {req.deployed_model_id}
-        split = dict(req.traffic_split) if req.traffic_split else {
-            k: v for k, v in ep.traffic_split.items() if k != req.deployed_model_id}
+        split = (
+            dict(req.traffic_split)
+            if req.traffic_split
+            else {k: v for k, v in ep.traffic_split.items() if k != req.deployed_model_id}
+        )
         self._check_split(split, remaining, context, allow_empty=not remaining)
         keep = [d for d in ep.deployed_models if d.id != req.deployed_model_id]
         del ep.deployed_models[:]
@@ -357,8 +420,9 @@ class VertexStandIn:
         return self.schedules[req.name]
 
     def list_schedules(self, req, context):
-        return v1.ListSchedulesResponse(schedules=[
-            s for n, s in self.schedules.items() if n.startswith(req.parent + "/")])
+        return v1.ListSchedulesResponse(
+            schedules=[s for n, s in self.schedules.items() if n.startswith(req.parent + "/")]
+        )
 
     def delete_schedule(self, req, context):
         if self.schedules.pop(req.name, None) is None:
@@ -382,8 +446,13 @@ class StorageStandIn:
             def do_GET(self):  # noqa: N802
                 outer.requests.append(self.path)
                 bucket = self.path.split("/storage/v1/b/", 1)[-1].split("?")[0].split("/")[0]
-                body = json.dumps({"name": bucket, "location": "US-CENTRAL1",
-                                   "projectNumber": outer.project_number}).encode()
+                body = json.dumps(
+                    {
+                        "name": bucket,
+                        "location": "US-CENTRAL1",
+                        "projectNumber": outer.project_number,
+                    }
+                ).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))

@@ -8,12 +8,35 @@ import pytest
 from tfopt.client.local import run_local
 
 # Every step runs, on tiny budgets.
-SMALL = {"arch": "cnn", "width": 8, "depth": 2, "epochs": 4, "early_stopping_patience": 0,
-         "latency_iterations": 20, "representative_samples": 50, "prune_epochs": 1,
-         "distill_epochs": 2, "lowrank_epochs": 1, "qat_epochs": 1, "max_accuracy_drop": 5.0}
-ALL_VARIANTS = {"baseline", "tflite_float32", "tflite_dynamic", "tflite_float16", "tflite_int8",
-                "pruned", "pruned_int8", "distilled", "distilled_int8", "lowrank",
-                "lowrank_int8", "qat_int8", "pqat_int8"}
+SMALL = {
+    "arch": "cnn",
+    "width": 8,
+    "depth": 2,
+    "epochs": 4,
+    "early_stopping_patience": 0,
+    "latency_iterations": 20,
+    "representative_samples": 50,
+    "prune_epochs": 1,
+    "distill_epochs": 2,
+    "lowrank_epochs": 1,
+    "qat_epochs": 1,
+    "max_accuracy_drop": 5.0,
+}
+ALL_VARIANTS = {
+    "baseline",
+    "tflite_float32",
+    "tflite_dynamic",
+    "tflite_float16",
+    "tflite_int8",
+    "pruned",
+    "pruned_int8",
+    "distilled",
+    "distilled_int8",
+    "lowrank",
+    "lowrank_int8",
+    "qat_int8",
+    "pqat_int8",
+}
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +89,16 @@ def test_blessed_run_deploys_the_selected_saved_model_and_smoke_tests_it(blessed
 
 @pytest.mark.slow
 def test_unmet_targets_are_not_blessed_and_nothing_is_deployed(tmp_path):
-    params = {**SMALL, "max_size_bytes": 1, "enable_pruning": False,
-              "enable_distillation": False, "enable_lowrank": False, "enable_qat": False,
-              "enable_tflite_dynamic": False, "enable_tflite_float16": False}
+    params = {
+        **SMALL,
+        "max_size_bytes": 1,
+        "enable_pruning": False,
+        "enable_distillation": False,
+        "enable_lowrank": False,
+        "enable_qat": False,
+        "enable_tflite_dynamic": False,
+        "enable_tflite_float16": False,
+    }
     summary = run_local(params, str(tmp_path))
     assert summary["blessed"] is False and summary["selected"] is None
     assert summary["serving"] is None

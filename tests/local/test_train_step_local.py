@@ -22,16 +22,27 @@ def model_summary(model: Input[Model]) -> str:
 def wrapper(target: str = "local", replicas: int = 1) -> str:
     data = ingest()
     no_tuning = tune(dataset=data.outputs["dataset"], enabled=False)
-    step = train_step(dataset=data.outputs["dataset"],
-                      hyperparameters=no_tuning.outputs["best_hyperparameters"], arch="mlp", width=8, depth=1, epochs=2,
-                      early_stopping_patience=0, target=target, replicas=replicas)
+    step = train_step(
+        dataset=data.outputs["dataset"],
+        hyperparameters=no_tuning.outputs["best_hyperparameters"],
+        arch="mlp",
+        width=8,
+        depth=1,
+        epochs=2,
+        early_stopping_patience=0,
+        target=target,
+        replicas=replicas,
+    )
     return model_summary(model=step.output).output
 
 
 @pytest.mark.slow
 def test_train_step_local_target_and_bad_request(tmp_path):
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path),
-               raise_on_error=True)
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(tmp_path),
+        raise_on_error=True,
+    )
     summary = wrapper().output
     files, target = summary.split("|")
     assert "saved_model.pb" in files.split(",") and target == "local"

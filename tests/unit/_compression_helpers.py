@@ -11,18 +11,28 @@ from tfopt._keras import keras, tf
 from tfopt.data import input_pipeline, schema
 from tfopt.training import models, train
 
-WRAPPER_MARKERS = ("PruneLowMagnitude", "Quantize", "prune_low_magnitude", "quant_",
-                   "pruning_step", "mask:", "threshold:")
+WRAPPER_MARKERS = (
+    "PruneLowMagnitude",
+    "Quantize",
+    "prune_low_magnitude",
+    "quant_",
+    "pruning_step",
+    "mask:",
+    "threshold:",
+)
 
 
 def trained_cnn(tmp_path_factory, digits_dir: str) -> str:
     """A tiny CNN (conv1 8, conv2 16, dense1 32, logits; ~5k params), trained once per session."""
     path = str(tmp_path_factory.getbasetemp() / "compression_cnn")
     if not os.path.exists(path):
-        config = train.TrainConfig(model=models.ModelConfig(arch="cnn", width=8, depth=2,
-                                                            dropout=0.0),
-                                   epochs=12, early_stopping_patience=0, batch_size=32,
-                                   learning_rate=3e-3)
+        config = train.TrainConfig(
+            model=models.ModelConfig(arch="cnn", width=8, depth=2, dropout=0.0),
+            epochs=12,
+            early_stopping_patience=0,
+            batch_size=32,
+            learning_rate=3e-3,
+        )
         train.train_model(digits_dir, path, config)
     return path
 
@@ -33,9 +43,12 @@ def pruned_cnn(tmp_path_factory, digits_dir: str) -> str:
 
     path = str(tmp_path_factory.getbasetemp() / "compression_pruned")
     if not os.path.exists(path):
-        prune.prune_model(trained_cnn(tmp_path_factory, digits_dir), digits_dir, path,
-                          prune.PruneConfig(target_sparsity=0.75, epochs=4, batch_size=32,
-                                            learning_rate=1e-3))
+        prune.prune_model(
+            trained_cnn(tmp_path_factory, digits_dir),
+            digits_dir,
+            path,
+            prune.PruneConfig(target_sparsity=0.75, epochs=4, batch_size=32, learning_rate=1e-3),
+        )
     return path
 
 

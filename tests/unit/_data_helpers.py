@@ -10,8 +10,9 @@ from tfopt._keras import tf
 from tfopt.data import input_pipeline, schema
 
 
-def write_csv(path, x: np.ndarray, y: np.ndarray, label_column: str = "label",
-              label_at: int = 0) -> str:
+def write_csv(
+    path, x: np.ndarray, y: np.ndarray, label_column: str = "label", label_at: int = 0
+) -> str:
     """A CSV with a header; the label column sits at position ``label_at``."""
     flat = x.reshape(len(x), -1)
     names = [f"f{i}" for i in range(flat.shape[1])]
@@ -25,15 +26,22 @@ def write_csv(path, x: np.ndarray, y: np.ndarray, label_column: str = "label",
     return str(path)
 
 
-def write_foreign_tfrecord(path, x: np.ndarray, y: np.ndarray, feature: str = "pixels",
-                           label: str = "digit") -> str:
+def write_foreign_tfrecord(
+    path, x: np.ndarray, y: np.ndarray, feature: str = "pixels", label: str = "digit"
+) -> str:
     """Examples as another tool writes them: a float_list feature and an int64 label."""
     with tf.io.TFRecordWriter(str(path)) as w:
         for row, lab in zip(x.reshape(len(x), -1), y, strict=True):
-            ex = tf.train.Example(features=tf.train.Features(feature={
-                feature: tf.train.Feature(float_list=tf.train.FloatList(value=row.tolist())),
-                label: tf.train.Feature(int64_list=tf.train.Int64List(value=[int(lab)])),
-            }))
+            ex = tf.train.Example(
+                features=tf.train.Features(
+                    feature={
+                        feature: tf.train.Feature(
+                            float_list=tf.train.FloatList(value=row.tolist())
+                        ),
+                        label: tf.train.Feature(int64_list=tf.train.Int64List(value=[int(lab)])),
+                    }
+                )
+            )
             w.write(ex.SerializeToString())
     return str(path)
 
@@ -57,8 +65,9 @@ def all_examples(info: schema.DatasetInfo) -> tuple[np.ndarray, np.ndarray]:
 
 def canonical(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Rows (label, features...) sorted, to compare multisets of examples."""
-    rows = np.concatenate([y.reshape(-1, 1).astype(np.float64),
-                           x.reshape(len(x), -1).astype(np.float64)], axis=1)
+    rows = np.concatenate(
+        [y.reshape(-1, 1).astype(np.float64), x.reshape(len(x), -1).astype(np.float64)], axis=1
+    )
     return rows[np.lexsort(rows.T[::-1])]
 
 

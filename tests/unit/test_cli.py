@@ -25,6 +25,10 @@ def test_run_rejects_unknown_parameter_before_any_work(tmp_path, capsys):
 
 def test_parse_set_reads_yaml_scalars():
     assert parse_set(["epochs=5", "xla=true", "source=a.csv", "learning_rate=0.1"]) == {
-        "epochs": 5, "xla": True, "source": "a.csv", "learning_rate": 0.1}
+        "epochs": 5,
+        "xla": True,
+        "source": "a.csv",
+        "learning_rate": 0.1,
+    }
     with pytest.raises(ConfigError, match="expected NAME=VALUE"):
         parse_set(["epochs"])

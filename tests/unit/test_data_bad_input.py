@@ -35,23 +35,33 @@ def _case(tmp_path, name):
         return ingest_lib.IngestConfig(source=path), r"nope\.csv: file not found"
     if name == "empty csv":
         (tmp_path / "empty.csv").write_text("")
-        return ingest_lib.IngestConfig(source=str(tmp_path / "empty.csv")), r"empty\.csv: file is empty"
+        return ingest_lib.IngestConfig(
+            source=str(tmp_path / "empty.csv")
+        ), r"empty\.csv: file is empty"
     if name == "empty npz":
         (tmp_path / "empty.npz").write_bytes(b"")
-        return ingest_lib.IngestConfig(source=str(tmp_path / "empty.npz")), r"empty\.npz: file is empty"
+        return ingest_lib.IngestConfig(
+            source=str(tmp_path / "empty.npz")
+        ), r"empty\.npz: file is empty"
     if name == "csv wrong column count":
         path = _csv(tmp_path, _good_rows(10) + "1,2,3\n" + _good_rows(5))
-        return ingest_lib.IngestConfig(source=path), r"bad\.csv: line 12 has 3 columns; the header has 4"
+        return ingest_lib.IngestConfig(
+            source=path
+        ), r"bad\.csv: line 12 has 3 columns; the header has 4"
     if name == "csv non-numeric":
         path = _csv(tmp_path, _good_rows(6) + "1,2,abc,4\n")
-        return ingest_lib.IngestConfig(source=path), r"bad\.csv: line 8: feature column 'b' has 'abc'"
+        return ingest_lib.IngestConfig(
+            source=path
+        ), r"bad\.csv: line 8: feature column 'b' has 'abc'"
     if name == "csv NaN":
         path = _csv(tmp_path, _good_rows(4) + "1,2,nan,4\n" + _good_rows(3))
         return ingest_lib.IngestConfig(source=path), r"bad\.csv: line 6: features contain NaN"
     if name == "csv label out of range":
         path = _csv(tmp_path, _good_rows(9) + "12,1,2,3\n")
-        return (ingest_lib.IngestConfig(source=path, num_classes=3),
-                r"bad\.csv: line 11: label 12 is outside \[0, 3\)")
+        return (
+            ingest_lib.IngestConfig(source=path, num_classes=3),
+            r"bad\.csv: line 11: label 12 is outside \[0, 3\)",
+        )
     if name == "csv negative label":
         path = _csv(tmp_path, _good_rows(2) + "-1,1,2,3\n")
         return ingest_lib.IngestConfig(source=path), r"bad\.csv: line 4: label -1 is negative"
@@ -61,61 +71,100 @@ def _case(tmp_path, name):
     if name == "npz NaN":
         x[7, 2] = np.nan
         np.savez(tmp_path / "nan.npz", x=x, y=y)
-        return (ingest_lib.IngestConfig(source=str(tmp_path / "nan.npz")),
-                r"nan\.npz: x row 7: features contain NaN")
+        return (
+            ingest_lib.IngestConfig(source=str(tmp_path / "nan.npz")),
+            r"nan\.npz: x row 7: features contain NaN",
+        )
     if name == "npz strings":
         np.savez(tmp_path / "s.npz", x=np.array([["a", "b"]] * 20), y=np.arange(20) % 2)
-        return ingest_lib.IngestConfig(source=str(tmp_path / "s.npz")), r"s\.npz: x rows 0-19: .*dtype"
+        return ingest_lib.IngestConfig(
+            source=str(tmp_path / "s.npz")
+        ), r"s\.npz: x rows 0-19: .*dtype"
     if name == "npz shape mismatch":
         np.savez(tmp_path / "m.npz", x_train=x, y_train=y, x_test=x[:, :3], y_test=y)
-        return (ingest_lib.IngestConfig(source=str(tmp_path / "m.npz")),
-                r"m\.npz: x_test rows 0-39: examples have shape \(3,\)")
+        return (
+            ingest_lib.IngestConfig(source=str(tmp_path / "m.npz")),
+            r"m\.npz: x_test rows 0-39: examples have shape \(3,\)",
+        )
     if name == "npz one-hot labels":
         np.savez(tmp_path / "o.npz", x=x, y=np.eye(4)[y])
-        return ingest_lib.IngestConfig(source=str(tmp_path / "o.npz")), r"o\.npz: y has shape \(40, 4\)"
+        return ingest_lib.IngestConfig(
+            source=str(tmp_path / "o.npz")
+        ), r"o\.npz: y has shape \(40, 4\)"
     if name == "npz label out of range":
         y[13] = 9
         np.savez(tmp_path / "r.npz", x=x, y=y)
-        return (ingest_lib.IngestConfig(source=str(tmp_path / "r.npz"), num_classes=4),
-                r"r\.npz: y row 13|r\.npz: x row 13: label 9 is outside \[0, 4\)")
+        return (
+            ingest_lib.IngestConfig(source=str(tmp_path / "r.npz"), num_classes=4),
+            r"r\.npz: y row 13|r\.npz: x row 13: label 9 is outside \[0, 4\)",
+        )
     if name == "tfrecord truncated":
         path = write_foreign_tfrecord(tmp_path / "t.tfrecord", x, y)
         raw = Path(path).read_bytes()
         Path(path).write_bytes(raw[:-7])
-        return (ingest_lib.IngestConfig(source=path, feature_column="pixels", label_column="digit"),
-                r"t\.tfrecord: record 39 is corrupt or truncated")
+        return (
+            ingest_lib.IngestConfig(source=path, feature_column="pixels", label_column="digit"),
+            r"t\.tfrecord: record 39 is corrupt or truncated",
+        )
     if name == "tfrecord shape mismatch":
         a = write_foreign_tfrecord(tmp_path / "a.tfrecord", x, y)
         b = write_foreign_tfrecord(tmp_path / "b.tfrecord", x[:5, :3], y[:5])
-        return (ingest_lib.IngestConfig(source=f"{a},{b}", feature_column="pixels",
-                                  label_column="digit"),
-                r"b\.tfrecord: record 0: feature 'pixels' has 3 values; earlier records have 4")
+        return (
+            ingest_lib.IngestConfig(
+                source=f"{a},{b}", feature_column="pixels", label_column="digit"
+            ),
+            r"b\.tfrecord: record 0: feature 'pixels' has 3 values; earlier records have 4",
+        )
     if name == "tfrecord missing feature":
         path = write_foreign_tfrecord(tmp_path / "f.tfrecord", x, y)
         return ingest_lib.IngestConfig(source=path), r"f\.tfrecord: record 0: needs features 'x'"
     if name == "shard missing from set":
         for i in (0, 2):
             write_foreign_tfrecord(tmp_path / f"part-{i:05d}-of-00003.tfrecord", x, y)
-        return (ingest_lib.IngestConfig(source=str(tmp_path / "part-*"), feature_column="pixels",
-                                  label_column="digit"),
-                r"shard set of 3 is incomplete; missing part-00001-of-00003\.tfrecord")
+        return (
+            ingest_lib.IngestConfig(
+                source=str(tmp_path / "part-*"), feature_column="pixels", label_column="digit"
+            ),
+            r"shard set of 3 is incomplete; missing part-00001-of-00003\.tfrecord",
+        )
     if name == "listed file missing":
         a = write_foreign_tfrecord(tmp_path / "a.tfrecord", x, y)
-        return (ingest_lib.IngestConfig(source=f"{a},{tmp_path}/gone.tfrecord",
-                                  feature_column="pixels", label_column="digit"),
-                r"gone\.tfrecord: file not found \(listed in the source")
+        return (
+            ingest_lib.IngestConfig(
+                source=f"{a},{tmp_path}/gone.tfrecord",
+                feature_column="pixels",
+                label_column="digit",
+            ),
+            r"gone\.tfrecord: file not found \(listed in the source",
+        )
     if name == "single class":
         path = _csv(tmp_path, "".join(f"0,{i},1,2\n" for i in range(20)))
         return ingest_lib.IngestConfig(source=path), r"single class"
     raise AssertionError(name)
 
 
-CASES = ["missing file", "empty csv", "empty npz", "csv wrong column count", "csv non-numeric",
-         "csv NaN", "csv label out of range", "csv negative label", "csv fractional label",
-         "npz NaN", "npz strings", "npz shape mismatch", "npz one-hot labels",
-         "npz label out of range", "tfrecord truncated", "tfrecord shape mismatch",
-         "tfrecord missing feature", "shard missing from set", "listed file missing",
-         "single class"]
+CASES = [
+    "missing file",
+    "empty csv",
+    "empty npz",
+    "csv wrong column count",
+    "csv non-numeric",
+    "csv NaN",
+    "csv label out of range",
+    "csv negative label",
+    "csv fractional label",
+    "npz NaN",
+    "npz strings",
+    "npz shape mismatch",
+    "npz one-hot labels",
+    "npz label out of range",
+    "tfrecord truncated",
+    "tfrecord shape mismatch",
+    "tfrecord missing feature",
+    "shard missing from set",
+    "listed file missing",
+    "single class",
+]
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -132,13 +181,15 @@ def test_bad_input_names_the_problem_and_writes_nothing(tmp_path, name):
     # an existing artifact at the output path is left exactly as it was
     existing = tmp_path / "existing"
     existing.mkdir()
-    (existing / "schema.json").write_text("{\"keep\": true}")
+    (existing / "schema.json").write_text('{"keep": true}')
     with pytest.raises(DataError, match=pattern):
         ingest_lib.ingest(str(existing), config)
     assert listing(existing) == ["schema.json"]
-    assert (existing / "schema.json").read_text() == "{\"keep\": true}"
+    assert (existing / "schema.json").read_text() == '{"keep": true}'
     assert listing(tmp_path) == ["existing", "out", "src"] or listing(tmp_path) == [
-        "existing", "src"]
+        "existing",
+        "src",
+    ]
 
 
 def test_csv_error_in_a_later_chunk_names_the_line(tmp_path, monkeypatch):
@@ -155,9 +206,15 @@ def test_csv_error_in_a_later_chunk_names_the_line(tmp_path, monkeypatch):
 
 
 def test_load_info_names_a_missing_shard(tmp_path):
-    info = ingest_lib.ingest(str(tmp_path / "d"), ingest_lib.IngestConfig(
-        source="builtin:synthetic", synthetic_examples=300, synthetic_shape=(2, 2, 1),
-        shard_size=50))
+    info = ingest_lib.ingest(
+        str(tmp_path / "d"),
+        ingest_lib.IngestConfig(
+            source="builtin:synthetic",
+            synthetic_examples=300,
+            synthetic_shape=(2, 2, 1),
+            shard_size=50,
+        ),
+    )
     victim = info.shards["train"][1]
     os.remove(os.path.join(info.path, victim))
     with pytest.raises(DataError, match=rf"shard {victim} of split 'train' is listed"):
@@ -176,9 +233,12 @@ def test_a_dataset_damaged_after_ingest_names_the_shard(tmp_path):
 
     ds = str(tmp_path / "digits")
     info = ingest_lib.ingest(ds, ingest_lib.IngestConfig())
-    model = models.save_model(models.build_model(models.ModelConfig(arch="mlp", width=4, depth=1),
-                                                 info.feature_shape, info.num_classes),
-                              str(tmp_path / "m"))
+    model = models.save_model(
+        models.build_model(
+            models.ModelConfig(arch="mlp", width=4, depth=1), info.feature_shape, info.num_classes
+        ),
+        str(tmp_path / "m"),
+    )
     for split in ("train", "test"):
         shard = info.files(split)[0]
         content = bytearray(Path(shard).read_bytes())

@@ -26,8 +26,11 @@ def test_builtin_digits_schema_and_stratification(digits_dir):
     assert schema["format"] == "tfopt.dataset/v1"
     assert schema["feature"] == {"name": "x", "shape": [8, 8, 1], "dtype": "float32"}
     assert schema["label"] == {"name": "label", "num_classes": 10}
-    files = [os.path.join(digits_dir, f) for s in schema_lib.SPLITS
-             for f in schema["splits"][s]["shards"]]
+    files = [
+        os.path.join(digits_dir, f)
+        for s in schema_lib.SPLITS
+        for f in schema["splits"][s]["shards"]
+    ]
     digest = hashlib.sha256(b"".join(Path(f).read_bytes() for f in files)).hexdigest()
     assert schema["content_sha256"] == digest
     totals = np.zeros(10, np.int64)
@@ -48,8 +51,12 @@ def test_builtin_digits_schema_and_stratification(digits_dir):
 
 
 def test_seeded_split_is_deterministic(tmp_path, digits_dir):
-    cfg = ingest.IngestConfig(source="builtin:synthetic", synthetic_examples=600,
-                            synthetic_shape=(3, 3, 1), shard_size=100)
+    cfg = ingest.IngestConfig(
+        source="builtin:synthetic",
+        synthetic_examples=600,
+        synthetic_shape=(3, 3, 1),
+        shard_size=100,
+    )
     a = ingest.ingest(str(tmp_path / "a"), cfg)
     b = ingest.ingest(str(tmp_path / "b"), cfg)
     assert a.content_sha256 == b.content_sha256
@@ -57,16 +64,30 @@ def test_seeded_split_is_deterministic(tmp_path, digits_dir):
     base = schema_lib.load_info(digits_dir)  # seed 42
     other = ingest.ingest(str(tmp_path / "c"), ingest.IngestConfig(seed=7))
     assert other.content_sha256 != base.content_sha256
-    assert other.class_counts != base.class_counts or other.counts != base.counts or (
-        not np.array_equal(input_pipeline.load_arrays(other, "test")[1], input_pipeline.load_arrays(base, "test")[1]))
+    assert (
+        other.class_counts != base.class_counts
+        or other.counts != base.counts
+        or (
+            not np.array_equal(
+                input_pipeline.load_arrays(other, "test")[1],
+                input_pipeline.load_arrays(base, "test")[1],
+            )
+        )
+    )
     # same examples, different assignment and order
     np.testing.assert_array_equal(canonical(*all_examples(base)), canonical(*all_examples(other)))
 
 
 def test_synthetic_is_learnable_and_sized(tmp_path):
-    info = ingest.ingest(str(tmp_path / "s"), ingest.IngestConfig(
-        source="builtin:synthetic", synthetic_examples=1000, synthetic_shape=(4, 4, 2),
-        synthetic_classes=5))
+    info = ingest.ingest(
+        str(tmp_path / "s"),
+        ingest.IngestConfig(
+            source="builtin:synthetic",
+            synthetic_examples=1000,
+            synthetic_shape=(4, 4, 2),
+            synthetic_classes=5,
+        ),
+    )
     assert info.feature_shape == (4, 4, 2) and info.num_classes == 5
     assert sum(info.counts.values()) == 1000
     x, y = input_pipeline.load_arrays(info, "train")
@@ -103,22 +124,23 @@ def test_npz_compressed_x_y_through_file_url(tmp_path, monkeypatch):
     monkeypatch.setattr(readers, "CHUNK_ROWS", 64)  # several chunks per member
     info = ingest.ingest(str(tmp_path / "d"), ingest.IngestConfig(source=f"file://{path}"))
     assert info.feature_shape == (2, 3, 1)  # 2-D rows are grey images: channel added
-    np.testing.assert_array_equal(canonical(*all_examples(info)),
-                                  canonical(x[..., None], y))
+    np.testing.assert_array_equal(canonical(*all_examples(info)), canonical(x[..., None], y))
 
 
 def test_csv_label_column_and_shape(tmp_path, monkeypatch):
     x, y = toy_arrays(300, shape=(2, 2))
     path = write_csv(tmp_path / "t.csv", x, y, label_column="target", label_at=2)
     monkeypatch.setattr(readers, "CHUNK_ROWS", 100)
-    cfg = ingest.IngestConfig(source=path, label_column="target", feature_shape=(2, 2),
-                            num_classes=6)
+    cfg = ingest.IngestConfig(
+        source=path, label_column="target", feature_shape=(2, 2), num_classes=6
+    )
     info = ingest.ingest(str(tmp_path / "d"), cfg)
     assert info.feature_shape == (2, 2) and info.num_classes == 6
     assert len(info.class_counts["train"]) == 6
     np.testing.assert_array_equal(canonical(*all_examples(info)), canonical(x, y))
-    flat = ingest.ingest(str(tmp_path / "flat"), ingest.IngestConfig(
-        source=f"file://{path}", label_column="target"))
+    flat = ingest.ingest(
+        str(tmp_path / "flat"), ingest.IngestConfig(source=f"file://{path}", label_column="target")
+    )
     assert flat.feature_shape == (4,)
 
 
@@ -128,8 +150,9 @@ def test_foreign_tfrecords_by_glob_list_and_reingest(tmp_path):
     a = write_foreign_tfrecord(tmp_path / "part-a.tfrecord", x[:half], y[:half])
     b = write_foreign_tfrecord(tmp_path / "part-b.tfrecord", x[half:], y[half:])
     cfg = dict(feature_column="pixels", label_column="digit")
-    by_glob = ingest.ingest(str(tmp_path / "g"), ingest.IngestConfig(
-        source=str(tmp_path / "part-*.tfrecord"), **cfg))
+    by_glob = ingest.ingest(
+        str(tmp_path / "g"), ingest.IngestConfig(source=str(tmp_path / "part-*.tfrecord"), **cfg)
+    )
     by_list = ingest.ingest(str(tmp_path / "l"), ingest.IngestConfig(source=f"{a},{b}", **cfg))
     assert by_glob.content_sha256 == by_list.content_sha256
     np.testing.assert_array_equal(canonical(*all_examples(by_glob)), canonical(x, y))
@@ -137,8 +160,7 @@ def test_foreign_tfrecords_by_glob_list_and_reingest(tmp_path):
     digits = ingest.ingest(str(tmp_path / "digits"), ingest.IngestConfig())
     again = ingest.ingest(str(tmp_path / "again"), ingest.IngestConfig(source=digits.path))
     assert again.feature_shape == (8, 8, 1)
-    np.testing.assert_array_equal(canonical(*all_examples(again)),
-                                  canonical(*all_examples(digits)))
+    np.testing.assert_array_equal(canonical(*all_examples(again)), canonical(*all_examples(digits)))
 
 
 def test_encoder_writes_valid_examples():
@@ -155,9 +177,14 @@ def test_encoder_writes_valid_examples():
 
 
 def test_shards_roll_and_window_is_bounded(tmp_path):
-    cfg = ingest.IngestConfig(source="builtin:synthetic", synthetic_examples=500,
-                            synthetic_shape=(16, 16, 1), shard_size=64, shuffle_window=1000,
-                            buffer_bytes=16 << 10)  # 16 KiB: 16 examples per window
+    cfg = ingest.IngestConfig(
+        source="builtin:synthetic",
+        synthetic_examples=500,
+        synthetic_shape=(16, 16, 1),
+        shard_size=64,
+        shuffle_window=1000,
+        buffer_bytes=16 << 10,
+    )  # 16 KiB: 16 examples per window
     info = ingest.ingest(str(tmp_path / "d"), cfg)
     train = info.files("train")
     assert len(train) == -(-info.counts["train"] // 64)
@@ -166,10 +193,15 @@ def test_shards_roll_and_window_is_bounded(tmp_path):
     assert sizes[:-1] == [64] * (len(train) - 1)
 
 
-@pytest.mark.parametrize("kwargs, field", [
-    ({"shard_size": 0}, "shard_size"), ({"test_fraction": 0.9}, "test_fraction"),
-    ({"feature_shape": (0, 2)}, "feature_shape"), ({"source": "builtin:cifar"}, "source"),
-])
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"shard_size": 0}, "shard_size"),
+        ({"test_fraction": 0.9}, "test_fraction"),
+        ({"feature_shape": (0, 2)}, "feature_shape"),
+        ({"source": "builtin:cifar"}, "source"),
+    ],
+)
 def test_bad_config_names_the_field(tmp_path, kwargs, field):
     with pytest.raises(ConfigError, match=field):
         ingest.ingest(str(tmp_path / "d"), ingest.IngestConfig(**kwargs))

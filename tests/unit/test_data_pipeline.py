@@ -18,9 +18,16 @@ from tfopt.errors import ConfigError
 def sharded(tmp_path_factory):
     """600 synthetic 3x3x1 examples in 50-example shards (train has 9)."""
     path = str(tmp_path_factory.mktemp("pipe") / "syn")
-    return ingest.ingest(path, ingest.IngestConfig(
-        source="builtin:synthetic", synthetic_examples=600, synthetic_shape=(3, 3, 1),
-        shard_size=50, synthetic_classes=3))
+    return ingest.ingest(
+        path,
+        ingest.IngestConfig(
+            source="builtin:synthetic",
+            synthetic_examples=600,
+            synthetic_shape=(3, 3, 1),
+            shard_size=50,
+            synthetic_classes=3,
+        ),
+    )
 
 
 def _epoch(ds):
@@ -54,8 +61,12 @@ def test_seeded_order_is_deterministic(sharded):
 
 def test_batches_and_drop_remainder(sharded):
     n = sharded.counts["train"]
-    sizes = [len(y) for _, y in input_pipeline.make_dataset(
-        sharded, "train", input_pipeline.InputConfig(batch_size=64, drop_remainder=True))]
+    sizes = [
+        len(y)
+        for _, y in input_pipeline.make_dataset(
+            sharded, "train", input_pipeline.InputConfig(batch_size=64, drop_remainder=True)
+        )
+    ]
     assert sizes == [64] * (n // 64)
     assert sum(len(y) for _, y in input_pipeline.make_dataset(sharded, "train", limit=100)) == 100
 
@@ -66,7 +77,10 @@ def test_known_batches_match_what_the_pipeline_yields(sharded):
 
     n = sharded.counts["train"]
     ds = resume.with_known_batches(
-        input_pipeline.make_dataset(sharded, "train", input_pipeline.InputConfig(batch_size=64)), n, 64)
+        input_pipeline.make_dataset(sharded, "train", input_pipeline.InputConfig(batch_size=64)),
+        n,
+        64,
+    )
     assert int(ds.cardinality()) == sum(1 for _ in ds) == -(-n // 64)
 
 
@@ -76,8 +90,9 @@ def test_skipping_epoch_orders_gives_the_order_an_uninterrupted_run_uses_next(sh
 
     def fresh():
         tf.random.set_seed(1)
-        return input_pipeline.make_dataset(sharded, "train", input_pipeline.InputConfig(batch_size=16, shuffle=True,
-                                                                      cache=cache))
+        return input_pipeline.make_dataset(
+            sharded, "train", input_pipeline.InputConfig(batch_size=16, shuffle=True, cache=cache)
+        )
 
     ds = fresh()
     orders = [_epoch(ds)[1] for _ in range(3)]
@@ -104,8 +119,10 @@ def test_cache_follows_the_memory_budget(sharded, monkeypatch):
     assert input_pipeline.cache_mode(sharded, "train", small) == "none"
     to_file = input_pipeline.InputConfig(cache_budget_bytes=per_split - 1, cache_file="/tmp/x/c")
     assert input_pipeline.cache_mode(sharded, "train", to_file) == "/tmp/x/c-train"
-    monkeypatch.setenv("TF_CONFIG", json.dumps({
-        "cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}))
+    monkeypatch.setenv(
+        "TF_CONFIG",
+        json.dumps({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}),
+    )
     assert input_pipeline.cache_mode(sharded, "train", to_file) == "/tmp/x/c-train-worker1"
     with pytest.raises(ConfigError, match="cache_file"):
         input_pipeline.InputConfig(cache_file="gs://bucket/c")
@@ -125,17 +142,21 @@ def test_workers_get_disjoint_parts(sharded, workers, policy):
     from tensorflow.python.data.experimental.ops.distribute import _AutoShardDataset
 
     # cache="none": in one process the workers' in-memory caches would be one resource
-    config = input_pipeline.InputConfig(batch_size=8, num_workers=workers, cache="none",
-                              shuffle=policy == "FILE")
+    config = input_pipeline.InputConfig(
+        batch_size=8, num_workers=workers, cache="none", shuffle=policy == "FILE"
+    )
     ds = input_pipeline.make_dataset(sharded, "train", config)
     assert ds.options().experimental_distribute.auto_shard_policy == getattr(
-        tf.data.experimental.AutoShardPolicy, policy)
+        tf.data.experimental.AutoShardPolicy, policy
+    )
     # what tf.distribute does to the dataset on each worker
     parts = [_epoch(_AutoShardDataset(ds, workers, i)) for i in range(workers)]
     parts = [p for p in parts if len(p[1])]
     x = np.concatenate([p[0] for p in parts])
     y = np.concatenate([p[1] for p in parts])
-    np.testing.assert_array_equal(canonical(x, y), canonical(*input_pipeline.load_arrays(sharded, "train")))
+    np.testing.assert_array_equal(
+        canonical(x, y), canonical(*input_pipeline.load_arrays(sharded, "train"))
+    )
     if policy == "FILE":  # whole shards per worker: 9 shards over 3 workers
         assert sorted(len(p[1]) for p in parts) == [120, 150, 150]
 
@@ -153,8 +174,9 @@ def test_iter_arrays_streams_in_batches(sharded):
 def test_representative_samples_are_bounded_and_span_shards(sharded):
     samples = list(input_pipeline.representative_samples(sharded, limit=60, seed=1))
     assert len(samples) == 60
-    assert all(len(s) == 1 and s[0].shape == (1, 3, 3, 1) and s[0].dtype == np.float32
-               for s in samples)
+    assert all(
+        len(s) == 1 and s[0].shape == (1, 3, 3, 1) and s[0].dtype == np.float32 for s in samples
+    )
     # drawn across shards, not only from the first one
     shard_of = {}
     for i, f in enumerate(sharded.files("train")):

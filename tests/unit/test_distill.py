@@ -27,9 +27,19 @@ def run(tmp_path_factory, digits_dir, cnn):
     tmp = tmp_path_factory.mktemp("distill")
     x, _ = input_pipeline.load_arrays(schema.load_info(digits_dir), "validation")
     np.savez(tmp / "unlabeled.npz", x=x)
-    result = distill.distill_model(cnn, digits_dir, str(tmp / "student"), distill.DistillConfig(
-        student=STUDENT, labelled_fraction=0.1, unlabeled=str(tmp / "unlabeled.npz"),
-        augment=True, epochs=12, seed=3))
+    result = distill.distill_model(
+        cnn,
+        digits_dir,
+        str(tmp / "student"),
+        distill.DistillConfig(
+            student=STUDENT,
+            labelled_fraction=0.1,
+            unlabeled=str(tmp / "unlabeled.npz"),
+            augment=True,
+            epochs=12,
+            seed=3,
+        ),
+    )
     return result, before, len(x)
 
 
@@ -39,7 +49,13 @@ def test_student_is_saved_alone_and_is_smaller(run):
     assert models.count_params(model) == result.student_params == 64 * 8 + 8 + 8 * 10 + 10
     assert result.compression == pytest.approx(result.teacher_params / result.student_params)
     assert [type(la).__name__ for la in model.layers] == [
-        "InputLayer", "Normalization", "Flatten", "Dense", "Dense", "Activation"]
+        "InputLayer",
+        "Normalization",
+        "Flatten",
+        "Dense",
+        "Dense",
+        "Activation",
+    ]
     assert_no_wrappers(result.model_path)
 
 
@@ -65,8 +81,11 @@ def test_loss_is_alpha_ce_plus_t2_kl_with_masked_hard_labels():
     s = np.array([[0.5, 1.0, 0.0], [1.0, 0.0, 1.0]], np.float32)
     labels = np.array([1, 0])
     mask = np.array([1.0, 0.0], np.float32)
-    got = float(distiller.distill_loss(tf.constant(t), tf.constant(s), tf.constant(labels),
-                                       tf.constant(mask)))
+    got = float(
+        distiller.distill_loss(
+            tf.constant(t), tf.constant(s), tf.constant(labels), tf.constant(mask)
+        )
+    )
 
     def softmax(z):
         e = np.exp(z - z.max(-1, keepdims=True))
@@ -84,11 +103,13 @@ def test_logits_come_from_the_softmax_input_or_log_probabilities():
     with_act = keras.Model(inputs, keras.layers.Activation("softmax")(z))
     fused = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(inputs))
     x = np.random.default_rng(0).normal(size=(4, 2)).astype(np.float32)
-    np.testing.assert_allclose(distill.logits_model(with_act)(x), keras.Model(inputs, z)(x),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        distill.logits_model(with_act)(x), keras.Model(inputs, z)(x), rtol=1e-6
+    )
     logp = distill.logits_model(fused)(x).numpy()
-    np.testing.assert_allclose(tf.nn.softmax(logp / 3.0), tf.nn.softmax(
-        np.log(fused(x).numpy()) / 3.0), rtol=1e-5)
+    np.testing.assert_allclose(
+        tf.nn.softmax(logp / 3.0), tf.nn.softmax(np.log(fused(x).numpy()) / 3.0), rtol=1e-5
+    )
 
 
 def test_labelled_mask_is_seeded_and_stratified():
@@ -100,8 +121,10 @@ def test_labelled_mask_is_seeded_and_stratified():
     assert distill.labelled_mask(y, 1.0, 0, 5).sum() == len(y)
 
 
-@pytest.mark.parametrize("kwargs", [{"temperature": 0.0}, {"temperature": -1.0},
-                                    {"alpha": 1.5}, {"labelled_fraction": 0.0}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"temperature": 0.0}, {"temperature": -1.0}, {"alpha": 1.5}, {"labelled_fraction": 0.0}],
+)
 def test_bad_config_is_refused(kwargs):
     with pytest.raises(ConfigError):
         distill.DistillConfig(**kwargs)
@@ -110,6 +133,10 @@ def test_bad_config_is_refused(kwargs):
 def test_unlabeled_inputs_of_the_wrong_shape_fail_before_training(tmp_path, digits_dir, cnn):
     np.savez(tmp_path / "u.npz", x=np.zeros((5, 4, 4, 1), np.float32))
     with pytest.raises(DataError, match="shape"):
-        distill.distill_model(cnn, digits_dir, str(tmp_path / "s"),
-                              distill.DistillConfig(unlabeled=str(tmp_path / "u.npz")))
+        distill.distill_model(
+            cnn,
+            digits_dir,
+            str(tmp_path / "s"),
+            distill.DistillConfig(unlabeled=str(tmp_path / "u.npz")),
+        )
     assert not (tmp_path / "s").exists()

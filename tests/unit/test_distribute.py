@@ -29,15 +29,18 @@ def test_without_chief_worker_zero_writes():
     assert not distribute.parse_tf_config(tf_config(cluster, "worker", 1)).is_chief
 
 
-@pytest.mark.parametrize("raw,message", [
-    ("{not json", "not valid JSON"),
-    ('{"task": {}}', "'cluster' object"),
-    (tf_config({"master": ["h:1"]}, "master", 0), "unknown task type 'master'"),
-    (tf_config({"worker": ["nohostport"]}, "worker", 0), "host:port"),
-    (tf_config({"worker": ["h:1"]}, "chief", 0), "task.type='chief'"),
-    (tf_config({"worker": ["h:1"]}, "worker", 3), "task.index=3 is out of range"),
-    (tf_config({"worker": ["h:1"], "ps": ["h:2"]}, "worker", 0), "parameter servers"),
-])
+@pytest.mark.parametrize(
+    "raw,message",
+    [
+        ("{not json", "not valid JSON"),
+        ('{"task": {}}', "'cluster' object"),
+        (tf_config({"master": ["h:1"]}, "master", 0), "unknown task type 'master'"),
+        (tf_config({"worker": ["nohostport"]}, "worker", 0), "host:port"),
+        (tf_config({"worker": ["h:1"]}, "chief", 0), "task.type='chief'"),
+        (tf_config({"worker": ["h:1"]}, "worker", 3), "task.index=3 is out of range"),
+        (tf_config({"worker": ["h:1"], "ps": ["h:2"]}, "worker", 0), "parameter servers"),
+    ],
+)
 def test_malformed_tf_config_is_rejected(raw, message):
     with pytest.raises(ConfigError, match=message):
         distribute.parse_tf_config(raw)

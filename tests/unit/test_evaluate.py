@@ -19,28 +19,43 @@ def zoo(tmp_path_factory):
     ds = str(root / "ds")
     info = ingest.ingest(ds, ingest.IngestConfig())
     x, y = input_pipeline.load_arrays(info, "train")
-    model = models.build_model(models.ModelConfig(arch="mlp", width=16, depth=1, dropout=0.0),
-                               info.feature_shape, info.num_classes, float(x.mean()),
-                               float(x.var()))
+    model = models.build_model(
+        models.ModelConfig(arch="mlp", width=16, depth=1, dropout=0.0),
+        info.feature_shape,
+        info.num_classes,
+        float(x.mean()),
+        float(x.var()),
+    )
     model.compile("adam", "sparse_categorical_crossentropy")
     model.fit(x, y, epochs=3, batch_size=64, verbose=0)
     sm = models.save_model(model, str(root / "sm"))
     t32, t8 = str(root / "f32.tflite"), str(root / "i8.tflite")
     tflite_lib.convert_to_tflite(sm, t32, tflite_lib.QuantizeConfig(mode="float32"))
-    tflite_lib.convert_to_tflite(sm, t8, tflite_lib.QuantizeConfig(mode="int8",
-                                                               representative_samples=50), ds)
+    tflite_lib.convert_to_tflite(
+        sm, t8, tflite_lib.QuantizeConfig(mode="int8", representative_samples=50), ds
+    )
     sparse = models.clone_model(model)
     kernel = sparse.get_layer("dense1").kernel
     kernel.assign(np.zeros(kernel.shape, np.float32))
     sparse_path = models.save_model(sparse, str(root / "sparse"))
     xt, yt = input_pipeline.load_arrays(info, "test")
     expected = float(np.mean(model.predict(xt, verbose=0).argmax(1) == yt))
-    return {"root": root, "ds": ds, "sm": sm, "t32": t32, "t8": t8, "sparse": sparse_path,
-            "params": models.count_params(model), "accuracy": expected, "num_test": len(yt)}
+    return {
+        "root": root,
+        "ds": ds,
+        "sm": sm,
+        "t32": t32,
+        "t8": t8,
+        "sparse": sparse_path,
+        "params": models.count_params(model),
+        "accuracy": expected,
+        "num_test": len(yt),
+    }
 
 
-FAST = ev.EvalConfig(latency_warmup=5, latency_iterations=30, latency_min_seconds=0.0,
-                     throughput_iterations=3)
+FAST = ev.EvalConfig(
+    latency_warmup=5, latency_iterations=30, latency_min_seconds=0.0, throughput_iterations=3
+)
 
 
 def test_saved_model_record_has_every_metric(zoo):
@@ -66,11 +81,20 @@ def test_saved_model_record_has_every_metric(zoo):
 
 def test_tflite_float32_matches_saved_model_and_records_threads(zoo):
     recs = ev.evaluate_candidates(
-        [ev.Candidate("baseline", zoo["sm"], "saved_model", {}),
-         ev.Candidate("tflite_float32", zoo["t32"], "tflite", {"base": "baseline"}),
-         ev.Candidate("tflite_int8", zoo["t8"], "tflite", {"quantization": "int8"})],
-        zoo["ds"], ev.EvalConfig(latency_warmup=2, latency_iterations=20, num_threads=2,
-                                 latency_min_seconds=0.05, throughput_iterations=2))
+        [
+            ev.Candidate("baseline", zoo["sm"], "saved_model", {}),
+            ev.Candidate("tflite_float32", zoo["t32"], "tflite", {"base": "baseline"}),
+            ev.Candidate("tflite_int8", zoo["t8"], "tflite", {"quantization": "int8"}),
+        ],
+        zoo["ds"],
+        ev.EvalConfig(
+            latency_warmup=2,
+            latency_iterations=20,
+            num_threads=2,
+            latency_min_seconds=0.05,
+            throughput_iterations=2,
+        ),
+    )
     base, f32, i8 = recs
     assert abs(f32["accuracy"] - base["accuracy"]) <= 1 / zoo["num_test"] + 1e-9
     assert f32["num_threads"] == 2 and f32["runtime"] in ("tf.lite", "ai_edge_litert")
@@ -95,10 +119,15 @@ def test_broken_candidates_are_recorded_with_their_error(zoo):
     bad_sm.mkdir(exist_ok=True)
     (bad_sm / "saved_model.pb").write_bytes(b"\x00corrupt")
     recs = ev.evaluate_candidates(
-        [ev.Candidate("garbage", str(garbage), "tflite", {"params": 7}),
-         ev.Candidate("bad_sm", str(bad_sm), "saved_model", {}),
-         ev.Candidate("missing", str(root / "nope.tflite"), "tflite", {}),
-         ev.Candidate("tflite_int8", zoo["t8"], "tflite", {})], zoo["ds"], FAST)
+        [
+            ev.Candidate("garbage", str(garbage), "tflite", {"params": 7}),
+            ev.Candidate("bad_sm", str(bad_sm), "saved_model", {}),
+            ev.Candidate("missing", str(root / "nope.tflite"), "tflite", {}),
+            ev.Candidate("tflite_int8", zoo["t8"], "tflite", {}),
+        ],
+        zoo["ds"],
+        FAST,
+    )
     errors = {r["name"]: r.get("error") for r in recs}
     assert "cannot load the TFLite model" in errors["garbage"]
     assert "cannot load the SavedModel" in errors["bad_sm"]

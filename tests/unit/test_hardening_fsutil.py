@@ -25,8 +25,12 @@ from tfopt.errors import TfoptError
 
 
 def _run(code: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args],
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _names(path) -> list[str]:
@@ -55,8 +59,10 @@ def test_enospc_mid_directory_keeps_previous_directory(tmp_path):
     target = tmp_path / "model"
     with fsutil.atomic_dir(str(target)) as tmp:
         Path(tmp, "a.bin").write_bytes(b"old")
-    with pytest.raises(fsutil.StorageError, match="ENOSPC") as err, \
-            fsutil.atomic_dir(str(target)) as tmp:
+    with (
+        pytest.raises(fsutil.StorageError, match="ENOSPC") as err,
+        fsutil.atomic_dir(str(target)) as tmp,
+    ):
         Path(tmp, "a.bin").write_bytes(b"new" * 100)
         raise OSError(errno.ENOSPC, "No space left on device", os.path.join(tmp, "b.bin"))
     assert err.value.errno == errno.ENOSPC
@@ -75,7 +81,8 @@ def test_unrelated_errors_are_not_relabelled(tmp_path):
 
 def test_real_efbig_from_file_size_limit_during_ingest(tmp_path):
     out = tmp_path / "ds"
-    proc = _run("""
+    proc = _run(
+        """
         import json, resource, signal, sys
         from tfopt.data import ingest, schema
         from tfopt import fsutil
@@ -90,7 +97,9 @@ def test_real_efbig_from_file_size_limit_during_ingest(tmp_path):
         except fsutil.StorageError as exc:
             print(json.dumps({"errno": exc.errno, "msg": str(exc), "path": exc.filename,
                               "hash": first.content_sha256}))
-        """, str(out))
+        """,
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["errno"] == errno.EFBIG and report["path"] == str(out)
@@ -108,7 +117,8 @@ def test_real_eacces_when_not_allowed_to_write(tmp_path):
         os.chmod(root, 0o755)
         art = os.path.join(root, "artifact.json")
         fsutil.write_json(art, {"v": 1})
-        proc = _run("""
+        proc = _run(
+            """
             import json, os, sys
             from tfopt import fsutil
             os.setgid(65534); os.setuid(65534)  # drop root: permissions now apply
@@ -121,7 +131,10 @@ def test_real_eacces_when_not_allowed_to_write(tmp_path):
                     pass
             except fsutil.StorageError as exc:
                 print(json.dumps({"errno": exc.errno, "msg": str(exc), "path": exc.filename}))
-            """, art, timeout=60)
+            """,
+            art,
+            timeout=60,
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
         reports = [json.loads(line) for line in proc.stdout.strip().splitlines()]
         assert [r["errno"] for r in reports] == [errno.EACCES, errno.EACCES]
@@ -135,7 +148,11 @@ def test_real_eacces_when_not_allowed_to_write(tmp_path):
 
 def test_stale_temporaries_of_killed_writers_are_cleaned_on_rerun(tmp_path):
     target = str(tmp_path / "out")
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent("""
         import sys, time
         from pathlib import Path
         from tfopt import fsutil
@@ -143,7 +160,12 @@ def test_stale_temporaries_of_killed_writers_are_cleaned_on_rerun(tmp_path):
             Path(tmp, "half").write_text("x")
             print("staged", flush=True)
             time.sleep(60)
-        """), target], stdout=subprocess.PIPE, text=True)
+        """),
+            target,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout.readline().strip() == "staged"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -163,8 +185,9 @@ def test_stale_temporaries_of_killed_writers_are_cleaned_on_rerun(tmp_path):
 def test_killed_between_renames_of_a_replace_restores_previous_content(tmp_path):
     target = tmp_path / "out"
     # What a writer killed after ``rename(path, old)`` leaves: only the .old sibling.
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
     old = tmp_path / f".out.tmp-0123abcd-{fsutil._HOST}-{dead}.old"
     old.mkdir()
     (old / "v").write_text("1")

@@ -24,11 +24,20 @@ from tfopt.training import models
 SPECS = params.pipeline_inputs()
 _TYPES = {"String": str, "Integer": int, "Float": (float, int), "Boolean": bool}
 
-_value = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=6) | \
-    st.lists(st.integers(), max_size=3) | st.dictionaries(st.text(max_size=3), st.integers(),
-                                                          max_size=2)
-_key = st.sampled_from(sorted(SPECS)) | st.text(max_size=12) | st.sampled_from(
-    ["submit", "schedule", "../epochs", "EPOCHS", "epochs "])
+_value = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=6)
+    | st.lists(st.integers(), max_size=3)
+    | st.dictionaries(st.text(max_size=3), st.integers(), max_size=2)
+)
+_key = (
+    st.sampled_from(sorted(SPECS))
+    | st.text(max_size=12)
+    | st.sampled_from(["submit", "schedule", "../epochs", "EPOCHS", "epochs "])
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -47,11 +56,23 @@ def test_generated_params_are_valid_or_rejected_with_a_config_error(values):
             assert isinstance(v, bool) == (spec_type == "Boolean")
 
 
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(text=st.text(max_size=200) | st.sampled_from(
-    ["epochs: [1, 2]", "- 1\n- 2", "epochs: !!python/object:os.system x", "{", "epochs: 1e999",
-     "a: &a [*a]", "epochs: 3\nbogus_key: 1"]))
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    text=st.text(max_size=200)
+    | st.sampled_from(
+        [
+            "epochs: [1, 2]",
+            "- 1\n- 2",
+            "epochs: !!python/object:os.system x",
+            "{",
+            "epochs: 1e999",
+            "a: &a [*a]",
+            "epochs: 3\nbogus_key: 1",
+        ]
+    )
+)
 def test_generated_params_files_never_escape_as_tracebacks(tmp_path, text):
     path = tmp_path / "p.yaml"
     path.write_text(text)
@@ -82,7 +103,7 @@ def _corrupt_copy(src: str, dst: str, rel: str, how: str) -> str:
     f = os.path.join(dst, rel)
     raw = bytearray(Path(f).read_bytes())
     if how == "truncate":
-        raw = raw[:len(raw) // 2]
+        raw = raw[: len(raw) // 2]
     else:  # flip one bit in each of 8 spread-out bytes
         for i in range(8):
             raw[(len(raw) * (2 * i + 1)) // 16] ^= 0x10
@@ -92,23 +113,32 @@ def _corrupt_copy(src: str, dst: str, rel: str, how: str) -> str:
 
 
 def _data_file(path: str) -> str:
-    return next(os.path.join("variables", f) for f in os.listdir(os.path.join(path, "variables"))
-                if f.startswith("variables.data"))
+    return next(
+        os.path.join("variables", f)
+        for f in os.listdir(os.path.join(path, "variables"))
+        if f.startswith("variables.data")
+    )
 
 
 @pytest.mark.parametrize("part", ["saved_model.pb", "variables.data", "variables.index"])
 @pytest.mark.parametrize("how", ["truncate", "flip"])
-def test_corrupted_savedmodel_gets_clear_errors_and_push_leaves_nothing(saved, tmp_path, part,
-                                                                         how):
-    rel = {"saved_model.pb": "saved_model.pb", "variables.index": "variables/variables.index",
-           "variables.data": _data_file(saved["dir"])}[part]
+def test_corrupted_savedmodel_gets_clear_errors_and_push_leaves_nothing(saved, tmp_path, part, how):
+    rel = {
+        "saved_model.pb": "saved_model.pb",
+        "variables.index": "variables/variables.index",
+        "variables.data": _data_file(saved["dir"]),
+    }[part]
     bad = _corrupt_copy(saved["dir"], str(tmp_path / "bad"), rel, how)
     base = tmp_path / "repo"
     outcomes = {}
-    for name, call in (("push", lambda: repository.push_model(bad, str(base), "digits")),
-                       ("load_model", lambda: models.load_model(bad)),
-                       ("predictor", lambda: Predictor(bad, "saved_model").predict(
-                           np.zeros((2, 8, 8, 1), np.float32)))):
+    for name, call in (
+        ("push", lambda: repository.push_model(bad, str(base), "digits")),
+        ("load_model", lambda: models.load_model(bad)),
+        (
+            "predictor",
+            lambda: Predictor(bad, "saved_model").predict(np.zeros((2, 8, 8, 1), np.float32)),
+        ),
+    ):
         try:
             call()
             outcomes[name] = "loaded"
@@ -144,15 +174,23 @@ def test_corrupted_tflite_gets_a_clear_error_in_predictor(saved, tmp_path):
     flipped = bytearray(good)
     flipped[0] ^= 0x40  # the flatbuffer's root offset
     flipped[5] ^= 0x01  # and its file identifier
-    corrupt = {"truncate": good[:len(good) // 3], "flip": bytes(flipped), "empty": b"",
-               "garbage": np.random.default_rng(0).bytes(4096)}
+    corrupt = {
+        "truncate": good[: len(good) // 3],
+        "flip": bytes(flipped),
+        "empty": b"",
+        "garbage": np.random.default_rng(0).bytes(4096),
+    }
     paths = []
     for how, raw in corrupt.items():
         (tmp_path / f"{how}.tflite").write_bytes(raw)
         paths.append(str(tmp_path / f"{how}.tflite"))
     # In a subprocess: a corrupt flatbuffer must not take the test runner down with it.
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(_TFLITE_CHECK), *paths],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(_TFLITE_CHECK), *paths],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = [json.loads(line) for line in proc.stdout.strip().splitlines()]
     assert len(results) == len(paths)

@@ -49,19 +49,28 @@ def test_tfjob_spec_roundtrips_through_sdk_models():
         assert json.loads(c.command[c.command.index("--config") + 1]) == {"epochs": 3}
         assert pod.node_selector == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
         assert [(t.key, t.operator, t.effect) for t in pod.tolerations] == [
-            ("nvidia.com/gpu", "Exists", "NoSchedule")]
+            ("nvidia.com/gpu", "Exists", "NoSchedule")
+        ]
         assert pod.security_context.run_as_non_root and c.security_context.run_as_user == 10001
         assert c.security_context.read_only_root_filesystem
     rp = job.spec.run_policy
     assert (rp.active_deadline_seconds, rp.backoff_limit, rp.clean_pod_policy) == (
-        21600, 3, "Running")
+        21600,
+        3,
+        "Running",
+    )
 
 
 def test_single_replica_cpu_job_has_only_a_chief():
     req = validate.TrainingRequest("kubeflow", 1, 0)
-    cfg = tfjob.TFJobConfig(name="a1", image="img", command=("python",), request=req,
-                            node_selector={"pool": "cpu"},
-                            tolerations=({"key": "spot", "operator": "Exists"},))
+    cfg = tfjob.TFJobConfig(
+        name="a1",
+        image="img",
+        command=("python",),
+        request=req,
+        node_selector={"pool": "cpu"},
+        tolerations=({"key": "spot", "operator": "Exists"},),
+    )
     _, job = roundtrip(tfjob.build_tfjob(cfg))
     assert list(job.spec.tf_replica_specs) == ["Chief"]
     pod = job.spec.tf_replica_specs["Chief"].template.spec
@@ -72,18 +81,23 @@ def test_single_replica_cpu_job_has_only_a_chief():
 
 def test_pod_manifests_are_valid_pods():
     pods = tfjob.pod_manifests(tfjob.build_tfjob(make_config()))
-    assert [p["metadata"]["name"] for p in pods] == ["tfopt-train-1-chief-0",
-                                                     "tfopt-train-1-worker-0"]
+    assert [p["metadata"]["name"] for p in pods] == [
+        "tfopt-train-1-chief-0",
+        "tfopt-train-1-worker-0",
+    ]
     for p in pods:
         pod = k8s.ApiClient().deserialize(kt_utils.FakeResponse(p), "V1Pod")
         assert pod.spec.containers[0].resources.limits["nvidia.com/gpu"] == "2"
 
 
-@pytest.mark.parametrize("kw, match", [
-    ({"name": "Bad_Name"}, "DNS label"),
-    ({"cpu": "four"}, "Kubernetes quantity"),
-    ({"timeout_s": 5}, "timeout_s=5"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"name": "Bad_Name"}, "DNS label"),
+        ({"cpu": "four"}, "Kubernetes quantity"),
+        ({"timeout_s": 5}, "timeout_s=5"),
+    ],
+)
 def test_bad_config(kw, match):
     with pytest.raises(ConfigError, match=match):
         make_config(**kw)
@@ -91,8 +105,9 @@ def test_bad_config(kw, match):
 
 def test_wrong_target_rejected():
     with pytest.raises(ConfigError, match="expected 'kubeflow'"):
-        tfjob.TFJobConfig(name="a", image="i", command=("x",),
-                          request=validate.TrainingRequest("vertex", 2, 0))
+        tfjob.TFJobConfig(
+            name="a", image="i", command=("x",), request=validate.TrainingRequest("vertex", 2, 0)
+        )
 
 
 # ------------------------------------------------------------- Kubernetes API stand-in
@@ -135,18 +150,22 @@ class FakeKubeApi:
                     status = api.statuses[min(api.gets, len(api.statuses)) - 1]
                     return self._send(200, {**api.jobs[m.group(2)], "status": status})
                 if re.fullmatch(r"/api/v1/namespaces/[^/]+/pods", path):
-                    items = [{"metadata": {"name": n}, "status": {"phase": "Running"}}
-                             for n in api.logs]
-                    return self._send(200, {"kind": "PodList", "apiVersion": "v1",
-                                            "metadata": {}, "items": items})
+                    items = [
+                        {"metadata": {"name": n}, "status": {"phase": "Running"}} for n in api.logs
+                    ]
+                    return self._send(
+                        200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items}
+                    )
                 m = re.fullmatch(r"/api/v1/namespaces/[^/]+/pods/([^/]+)/log", path)
                 if m:
                     return self._send(200, api.logs.get(m.group(1), ""), text=True)
                 self._send(404, {"kind": "Status", "code": 404})
 
             def do_DELETE(self):
-                m = re.fullmatch(r"/apis/kubeflow.org/v1/namespaces/([^/]+)/tfjobs/([^/]+)",
-                                 self.path.split("?")[0])
+                m = re.fullmatch(
+                    r"/apis/kubeflow.org/v1/namespaces/([^/]+)/tfjobs/([^/]+)",
+                    self.path.split("?")[0],
+                )
                 if m and api.jobs.pop(m.group(2), None):
                     api.deleted.append(m.group(2))
                     return self._send(200, {"kind": "Status", "status": "Success"})
@@ -168,8 +187,10 @@ def cond(kind, reason="", message=""):
     return {"type": kind, "status": "True", "reason": reason, "message": message}
 
 
-RUNNING = {"conditions": [cond("Created"), cond("Running")],
-           "replicaStatuses": {"Chief": {"active": 1}, "Worker": {"active": 2}}}
+RUNNING = {
+    "conditions": [cond("Created"), cond("Running")],
+    "replicaStatuses": {"Chief": {"active": 1}, "Worker": {"active": 2}},
+}
 
 
 @pytest.fixture
@@ -178,9 +199,17 @@ def job():
 
 
 def test_launch_succeeds_and_streams_logs(job, capsys):
-    api = FakeKubeApi([RUNNING, RUNNING, {"conditions": [cond("Succeeded", "TFJobSucceeded")],
-                                          "replicaStatuses": {"Chief": {"succeeded": 1}}}],
-                      logs={"tfopt-train-1-chief-0": "Epoch 1/3\nEpoch 2/3\n"})
+    api = FakeKubeApi(
+        [
+            RUNNING,
+            RUNNING,
+            {
+                "conditions": [cond("Succeeded", "TFJobSucceeded")],
+                "replicaStatuses": {"Chief": {"succeeded": 1}},
+            },
+        ],
+        logs={"tfopt-train-1-chief-0": "Epoch 1/3\nEpoch 2/3\n"},
+    )
     try:
         out = tfjob.launch_tfjob(job, client=api.client(), poll_s=0.05)
     finally:
@@ -192,12 +221,20 @@ def test_launch_succeeds_and_streams_logs(job, capsys):
 
 
 def test_failed_replica_surfaces_reason(job):
-    failed = {"conditions": [cond("Created"), cond("Failed", "TFJobFailed",
-                                                    "TFJob ml/tfopt-train-1 has failed because "
-                                                    "1 Worker replica(s) failed.")],
-              "replicaStatuses": {"Chief": {"active": 1}, "Worker": {"failed": 1}}}
-    api = FakeKubeApi([RUNNING, failed],
-                      logs={"tfopt-train-1-worker-0": "step 1\nResourceExhaustedError: OOM\n"})
+    failed = {
+        "conditions": [
+            cond("Created"),
+            cond(
+                "Failed",
+                "TFJobFailed",
+                "TFJob ml/tfopt-train-1 has failed because 1 Worker replica(s) failed.",
+            ),
+        ],
+        "replicaStatuses": {"Chief": {"active": 1}, "Worker": {"failed": 1}},
+    }
+    api = FakeKubeApi(
+        [RUNNING, failed], logs={"tfopt-train-1-worker-0": "step 1\nResourceExhaustedError: OOM\n"}
+    )
     try:
         with pytest.raises(tfjob.LaunchError) as err:
             tfjob.launch_tfjob(job, client=api.client(), poll_s=0.05, stream_logs=False)

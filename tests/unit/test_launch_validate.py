@@ -20,8 +20,11 @@ def test_more_replicas_than_allowed():
 
 
 def test_unknown_accelerator_and_target():
-    with pytest.raises(ConfigError, match=r"accelerator_type='NVIDIA_TESLA_X1' is not known to "
-                                          r"target 'vertex': expected one of .*NVIDIA_TESLA_T4"):
+    with pytest.raises(
+        ConfigError,
+        match=r"accelerator_type='NVIDIA_TESLA_X1' is not known to "
+        r"target 'vertex': expected one of .*NVIDIA_TESLA_T4",
+    ):
         validate.TrainingRequest("vertex", 2, 1, "NVIDIA_TESLA_X1")
     with pytest.raises(ConfigError, match="not known to target 'kubeflow'"):
         validate.TrainingRequest("kubeflow", 2, 1, "nvidia-tesla-t4")
@@ -50,29 +53,43 @@ def test_node_selector_for_gpu_request():
     assert req.node_selector() == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
 
 
-@pytest.mark.parametrize("raw, match", [
-    ("{not json", "not valid JSON"),
-    ("", "TF_CONFIG is empty"),
-    ('{"task": {}}', "'cluster' object"),
-    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}',
-     "task.type='chief' must name a task type"),
-    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 3}}',
-     "task.index=3 is out of range"),
-    ('{"cluster": {"worker": ["nohostport"]}, "task": {"type": "worker"}}', "host:port"),
-    ('{"cluster": {"ps": ["a:1"], "worker": ["b:2"]}, "task": {"type": "worker"}}',
-     "parameter servers"),
-])
+@pytest.mark.parametrize(
+    "raw, match",
+    [
+        ("{not json", "not valid JSON"),
+        ("", "TF_CONFIG is empty"),
+        ('{"task": {}}', "'cluster' object"),
+        (
+            '{"cluster": {"worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}',
+            "task.type='chief' must name a task type",
+        ),
+        (
+            '{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 3}}',
+            "task.index=3 is out of range",
+        ),
+        ('{"cluster": {"worker": ["nohostport"]}, "task": {"type": "worker"}}', "host:port"),
+        (
+            '{"cluster": {"ps": ["a:1"], "worker": ["b:2"]}, "task": {"type": "worker"}}',
+            "parameter servers",
+        ),
+    ],
+)
 def test_malformed_tf_config(raw, match):
     with pytest.raises(ConfigError, match=match):
         validate.check_tf_config(raw)
 
 
 def test_good_tf_config():
-    spec = validate.check_tf_config({"cluster": {"chief": ["a:1"], "worker": ["b:2", "c:3"]},
-                                     "task": {"type": "worker", "index": 1}})
+    spec = validate.check_tf_config(
+        {
+            "cluster": {"chief": ["a:1"], "worker": ["b:2", "c:3"]},
+            "task": {"type": "worker", "index": 1},
+        }
+    )
     assert (spec.num_workers, spec.task_type, spec.is_chief) == (3, "worker", False)
-    assert validate.check_tf_config(json.dumps(
-        {"cluster": {"chief": ["a:1"]}, "task": {"type": "chief"}})).is_chief
+    assert validate.check_tf_config(
+        json.dumps({"cluster": {"chief": ["a:1"]}, "task": {"type": "chief"}})
+    ).is_chief
 
 
 def test_shared_uri():

@@ -15,8 +15,9 @@ from tfopt.launch import tfjob, validate, vertex_job
 def make_config(replicas=3, gpus=2, accel="NVIDIA_TESLA_T4", **kw):
     req = validate.TrainingRequest("vertex", replicas, gpus, accel)
     cmd = tfjob.worker_command("gs://b/ds", "gs://b/m", {"epochs": 2})
-    return vertex_job.VertexJobConfig(display_name="tfopt-train", image="img:1",
-                                      command=tuple(cmd), request=req, **kw)
+    return vertex_job.VertexJobConfig(
+        display_name="tfopt-train", image="img:1", command=tuple(cmd), request=req, **kw
+    )
 
 
 def test_worker_pools_as_custom_job_proto():
@@ -43,11 +44,14 @@ def test_single_cpu_replica():
     assert pool.machine_spec.accelerator_type == types.AcceleratorType.ACCELERATOR_TYPE_UNSPECIFIED
 
 
-@pytest.mark.parametrize("kw, match", [
-    ({"boot_disk_gb": 10}, "boot_disk_gb=10"),
-    ({"labels": {"Bad Key": "x"}}, "labels"),
-    ({"machine_type": ""}, "machine_type"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"boot_disk_gb": 10}, "boot_disk_gb=10"),
+        ({"labels": {"Bad Key": "x"}}, "labels"),
+        ({"machine_type": ""}, "machine_type"),
+    ],
+)
 def test_bad_config(kw, match):
     with pytest.raises(ConfigError, match=match):
         make_config(**kw)
@@ -58,8 +62,7 @@ class FakeCustomJob:
 
     instances: list = []
 
-    def __init__(self, display_name, worker_pool_specs, project, location, staging_bucket,
-                 labels):
+    def __init__(self, display_name, worker_pool_specs, project, location, staging_bucket, labels):
         # The specs must be what Vertex AI's proto accepts.
         types.CustomJobSpec(worker_pool_specs=worker_pool_specs)
         self.kwargs = dict(display_name=display_name, project=project, location=location)
@@ -78,8 +81,9 @@ class FakeCustomJob:
 
 
 def test_run_custom_job_success_and_failure():
-    secs = vertex_job.run_custom_job(make_config(), "proj", "us-central1", "gs://b/stage",
-                                     custom_job_cls=FakeCustomJob)
+    secs = vertex_job.run_custom_job(
+        make_config(), "proj", "us-central1", "gs://b/stage", custom_job_cls=FakeCustomJob
+    )
     job = FakeCustomJob.instances[-1]
     assert secs >= 0 and job.run_kwargs["timeout"] == 21600 and job.run_kwargs["sync"]
     failing = make_config()

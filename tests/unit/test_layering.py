@@ -28,7 +28,12 @@ STAGE_DEPS = {
 }
 TOP_LAYERS = {"client", "cli"}  # may import anything, kfp included
 SHARED = {"_keras", "errors", "fsutil", "checks", "distribute", "__init__"}
-FORBIDDEN_OUTSIDE_TOP = ("kfp", "tfopt.components", "tfopt.pipelines", "google_cloud_pipeline_components")
+FORBIDDEN_OUTSIDE_TOP = (
+    "kfp",
+    "tfopt.components",
+    "tfopt.pipelines",
+    "google_cloud_pipeline_components",
+)
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:

@@ -29,8 +29,9 @@ def cnn(tmp_path_factory, digits_dir):
 def factorized(tmp_path_factory, digits_dir, cnn):
     before = snapshot(cnn)
     out = str(tmp_path_factory.mktemp("lowrank") / "lr")
-    result = lowrank.factorize_model(cnn, digits_dir, out, lowrank.LowRankConfig(
-        rank=8, epochs=2, batch_size=32))
+    result = lowrank.factorize_model(
+        cnn, digits_dir, out, lowrank.LowRankConfig(rank=8, epochs=2, batch_size=32)
+    )
     return result, before
 
 
@@ -51,8 +52,10 @@ def test_factorized_model_is_saved_plainly_and_keeps_accuracy(factorized, digits
     assert model.get_layer("dense1").get_layer("dense1_a").kernel.shape == (256, 8)
     assert "Sequential" in layer_classes(model)
     assert_no_wrappers(result.model_path)
-    assert accuracy(result.model_path, "saved_model", digits_dir) >= \
-        accuracy(cnn, "saved_model", digits_dir) - 0.05
+    assert (
+        accuracy(result.model_path, "saved_model", digits_dir)
+        >= accuracy(cnn, "saved_model", digits_dir) - 0.05
+    )
 
 
 def test_input_model_is_unchanged_by_factorization(factorized, cnn):
@@ -68,15 +71,16 @@ def test_factors_are_the_truncated_svd_of_the_trained_kernel(cnn, digits_dir):
     s = np.linalg.svd(w, compute_uv=False)
     # Eckart-Young: the rank-r error is the norm of the dropped singular values
     assert np.linalg.norm(w - approx) == pytest.approx(np.linalg.norm(s[20:]), rel=1e-3)
-    assert plan["dense1"]["energy"] == pytest.approx(np.sum(s[:20] ** 2) / np.sum(s ** 2))
+    assert plan["dense1"]["energy"] == pytest.approx(np.sum(s[:20] ** 2) / np.sum(s**2))
     # before fine-tuning the factorized model is the original with W replaced by A @ B
     x, _ = input_pipeline.load_arrays(schema.load_info(digits_dir), "test", limit=64)
     new = lowrank.factorize(model, plan)
     reference = models.clone_model(model)
     layer = reference.get_layer("dense1")
     layer.set_weights([approx, layer.get_weights()[1]])
-    np.testing.assert_allclose(new.predict(x, verbose=0), reference.predict(x, verbose=0),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        new.predict(x, verbose=0), reference.predict(x, verbose=0), atol=1e-5
+    )
 
 
 def test_energy_picks_the_smallest_rank():
@@ -89,11 +93,13 @@ def test_energy_picks_the_smallest_rank():
 
 def test_rank_larger_than_the_layer_allows_fails_before_training(tmp_path, digits_dir, cnn):
     with pytest.raises(ConfigError, match="larger than"):
-        lowrank.factorize_model(cnn, digits_dir, str(tmp_path / "o"),
-                                lowrank.LowRankConfig(rank=33, layers=("dense1",)))
+        lowrank.factorize_model(
+            cnn, digits_dir, str(tmp_path / "o"), lowrank.LowRankConfig(rank=33, layers=("dense1",))
+        )
     with pytest.raises(ConfigError, match="larger than"):
-        lowrank.factorize_model(cnn, digits_dir, str(tmp_path / "o"),
-                                lowrank.LowRankConfig(rank=1000))
+        lowrank.factorize_model(
+            cnn, digits_dir, str(tmp_path / "o"), lowrank.LowRankConfig(rank=1000)
+        )
     assert not (tmp_path / "o").exists()
 
 
@@ -107,7 +113,8 @@ def test_model_without_factorizable_layer_fails(tmp_path, digits_dir):
     h = keras.layers.Conv2D(4, 3, name="c")(inputs)
     h = keras.layers.GlobalAveragePooling2D()(h)
     out = keras.layers.Activation("softmax", name="probabilities")(
-        keras.layers.Conv2D(10, 1, name="conv2d")(keras.layers.Reshape((1, 1, 4))(h)))
+        keras.layers.Conv2D(10, 1, name="conv2d")(keras.layers.Reshape((1, 1, 4))(h))
+    )
     model = keras.Model(inputs, keras.layers.Flatten()(out))
     assert set(lowrank.plan(model, lowrank.LowRankConfig(rank=2))) == {"conv2d"}  # 1x1 conv
     with pytest.raises(ModelError, match="no layer to factorize"):  # 3 * (4 + 10) >= 40

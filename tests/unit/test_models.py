@@ -8,8 +8,9 @@ from tfopt.training import models
 
 @pytest.mark.parametrize("arch", ["mlp", "cnn"])
 def test_build_model_maps_raw_features_to_probabilities(arch):
-    model = models.build_model(models.ModelConfig(arch=arch, width=8, depth=2), (8, 8, 1), 10,
-                               mean=8.0, variance=36.0)
+    model = models.build_model(
+        models.ModelConfig(arch=arch, width=8, depth=2), (8, 8, 1), 10, mean=8.0, variance=36.0
+    )
     out = model(np.random.default_rng(0).uniform(0, 16, (5, 8, 8, 1)).astype("float32"))
     assert out.shape == (5, 10)
     np.testing.assert_allclose(out.numpy().sum(axis=1), 1.0, rtol=1e-5)
@@ -22,8 +23,9 @@ def test_cnn_needs_image_inputs():
         models.build_model(models.ModelConfig(arch="cnn"), (64,), 10)
 
 
-@pytest.mark.parametrize("field,value", [("arch", "rnn"), ("width", 0), ("depth", 17),
-                                         ("dropout", 1.0)])
+@pytest.mark.parametrize(
+    "field,value", [("arch", "rnn"), ("width", 0), ("depth", 17), ("dropout", 1.0)]
+)
 def test_model_config_rejects_bad_values(field, value):
     with pytest.raises(ConfigError, match=f"ModelConfig.{field}="):
         models.ModelConfig(**{field: value})
@@ -37,8 +39,11 @@ def test_save_model_writes_named_serving_signature(tmp_path):
     assert sig.structured_input_signature[1]["x"].shape.as_list() == [None, 8, 8, 1]
     assert list(sig.structured_outputs) == ["probabilities"]
     x = np.ones((3, 8, 8, 1), "float32")
-    np.testing.assert_allclose(sig(x=tf.constant(x))["probabilities"].numpy(),
-                               models.load_model(path)(x).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(
+        sig(x=tf.constant(x))["probabilities"].numpy(),
+        models.load_model(path)(x).numpy(),
+        rtol=1e-5,
+    )
     assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no temporary sibling left
 
 

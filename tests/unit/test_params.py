@@ -13,10 +13,16 @@ def write(tmp_path, name, text):
 
 
 def test_yaml_and_json_files_give_typed_parameters(tmp_path):
-    y = write(tmp_path, "p.yaml", "epochs: 3\nlearning_rate: 1\nxla: true\nsource: a.csv\n"
-                                  "submit:\n  target: vertex\n")
-    j = write(tmp_path, "p.json", json.dumps({"epochs": 3, "learning_rate": 1, "xla": True,
-                                              "source": "a.csv"}))
+    y = write(
+        tmp_path,
+        "p.yaml",
+        "epochs: 3\nlearning_rate: 1\nxla: true\nsource: a.csv\nsubmit:\n  target: vertex\n",
+    )
+    j = write(
+        tmp_path,
+        "p.json",
+        json.dumps({"epochs": 3, "learning_rate": 1, "xla": True, "source": "a.csv"}),
+    )
     expected = {"epochs": 3, "learning_rate": 1.0, "xla": True, "source": "a.csv"}
     assert params.load_params(y) == expected  # 'submit' is routed elsewhere
     assert params.load_params(j) == expected
@@ -34,13 +40,16 @@ def test_unknown_parameters_are_named_with_the_allowed_ones(tmp_path):
         params.load_params(y)
 
 
-@pytest.mark.parametrize("text,message", [
-    ("epochs: three\n", "epochs='three' has type str; expected Integer"),
-    ("epochs: 2.5\n", "expected Integer"),
-    ("epochs: true\n", "expected Integer"),
-    ("xla: 1\n", "expected Boolean"),
-    ("learning_rate: fast\n", "expected Float"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("epochs: three\n", "epochs='three' has type str; expected Integer"),
+        ("epochs: 2.5\n", "expected Integer"),
+        ("epochs: true\n", "expected Integer"),
+        ("xla: 1\n", "expected Boolean"),
+        ("learning_rate: fast\n", "expected Float"),
+    ],
+)
 def test_wrong_types_are_rejected(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):
         params.load_params(write(tmp_path, "p.yaml", text))

@@ -27,8 +27,12 @@ def cnn(tmp_path_factory, digits_dir):
 def polynomial(tmp_path_factory, digits_dir, cnn):
     before = snapshot(cnn)
     out = str(tmp_path_factory.mktemp("prune") / "pruned")
-    result = prune.prune_model(cnn, digits_dir, out, prune.PruneConfig(
-        target_sparsity=0.8, epochs=4, batch_size=32, learning_rate=1e-3))
+    result = prune.prune_model(
+        cnn,
+        digits_dir,
+        out,
+        prune.PruneConfig(target_sparsity=0.8, epochs=4, batch_size=32, learning_rate=1e-3),
+    )
     return result, before
 
 
@@ -57,8 +61,10 @@ def test_first_conv_and_output_layer_stay_dense_by_default(polynomial):
 def test_pruned_model_keeps_accuracy_and_has_no_wrappers(polynomial, digits_dir, cnn):
     result, _ = polynomial
     assert_no_wrappers(result.model_path)
-    assert accuracy(result.model_path, "saved_model", digits_dir) >= \
-        accuracy(cnn, "saved_model", digits_dir) - 0.05
+    assert (
+        accuracy(result.model_path, "saved_model", digits_dir)
+        >= accuracy(cnn, "saved_model", digits_dir) - 0.05
+    )
 
 
 def test_input_model_is_unchanged_by_pruning(polynomial, cnn):
@@ -67,9 +73,18 @@ def test_input_model_is_unchanged_by_pruning(polynomial, cnn):
 
 
 def test_structured_2_4_zeroes_two_of_every_four_weights(tmp_path, digits_dir, cnn):
-    result = prune.prune_model(cnn, digits_dir, str(tmp_path / "p24"), prune.PruneConfig(
-        structured_2_4=True, schedule="constant", keep_dense=("conv1", "logits"), epochs=1,
-        batch_size=32))
+    result = prune.prune_model(
+        cnn,
+        digits_dir,
+        str(tmp_path / "p24"),
+        prune.PruneConfig(
+            structured_2_4=True,
+            schedule="constant",
+            keep_dense=("conv1", "logits"),
+            epochs=1,
+            batch_size=32,
+        ),
+    )
     assert result.target_sparsity == 0.5
     assert any("2:4" in n for n in result.notes)
     kernel = models.load_model(result.model_path).get_layer("dense1").kernel.numpy()
@@ -104,5 +119,6 @@ def test_model_with_no_layer_to_prune_fails_before_training(tmp_path, digits_dir
 
 def test_unknown_layer_to_keep_dense_fails_before_training(tmp_path, digits_dir, cnn):
     with pytest.raises(ConfigError, match="nope"):
-        prune.prune_model(cnn, digits_dir, str(tmp_path / "out"),
-                          prune.PruneConfig(keep_dense=("nope",)))
+        prune.prune_model(
+            cnn, digits_dir, str(tmp_path / "out"), prune.PruneConfig(keep_dense=("nope",))
+        )

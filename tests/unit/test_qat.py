@@ -44,9 +44,11 @@ def _weight_tensors(path: str) -> list[dict]:
     """The weight input of every CONV_2D / FULLY_CONNECTED op."""
     interp = tf.lite.Interpreter(model_path=path)
     tensors = {t["index"]: t for t in interp.get_tensor_details()}
-    return [{**tensors[op["inputs"][1]], "value": interp.get_tensor(op["inputs"][1])}
-            for op in interp._get_ops_details()
-            if op["op_name"] in ("CONV_2D", "FULLY_CONNECTED")]
+    return [
+        {**tensors[op["inputs"][1]], "value": interp.get_tensor(op["inputs"][1])}
+        for op in interp._get_ops_details()
+        if op["op_name"] in ("CONV_2D", "FULLY_CONNECTED")
+    ]
 
 
 def test_qat_writes_an_int8_model_that_keeps_accuracy(qat_run, digits_dir, cnn):
@@ -54,8 +56,10 @@ def test_qat_writes_an_int8_model_that_keeps_accuracy(qat_run, digits_dir, cnn):
     _assert_plain_int8(result.path)
     assert result.float_layers == ["normalize"]  # tfmot cannot annotate Normalization
     assert {"conv1", "conv2", "dense1", "logits"} <= set(result.quantized_layers)
-    assert accuracy(result.path, "tflite", digits_dir) >= \
-        accuracy(cnn, "saved_model", digits_dir) - 0.03
+    assert (
+        accuracy(result.path, "tflite", digits_dir)
+        >= accuracy(cnn, "saved_model", digits_dir) - 0.03
+    )
 
 
 def test_input_model_is_unchanged_by_qat(qat_run, cnn):
@@ -67,8 +71,12 @@ def test_input_model_is_unchanged_by_qat(qat_run, cnn):
 def test_pruning_preserving_qat_keeps_the_zeros(tmp_path_factory, tmp_path, digits_dir):
     pruned = pruned_cnn(tmp_path_factory, digits_dir)
     before = snapshot(pruned)
-    result = qat.qat_model(pruned, digits_dir, str(tmp_path / "pqat.tflite"),
-                           qat.QatConfig(preserve_sparsity=True, epochs=1, batch_size=32))
+    result = qat.qat_model(
+        pruned,
+        digits_dir,
+        str(tmp_path / "pqat.tflite"),
+        qat.QatConfig(preserve_sparsity=True, epochs=1, batch_size=32),
+    )
     _assert_plain_int8(result.path)
     assert result.sparsity_before > 0.6
     assert result.sparsity_after == pytest.approx(result.sparsity_before, abs=1e-3)

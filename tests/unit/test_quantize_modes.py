@@ -25,7 +25,8 @@ def converted(tmp_path_factory, digits_dir, cnn):
     results = {}
     for mode in tflite_lib.MODES:
         results[mode] = tflite_lib.convert_to_tflite(
-            cnn, str(out / f"{mode}.tflite"), tflite_lib.QuantizeConfig(mode=mode), digits_dir)
+            cnn, str(out / f"{mode}.tflite"), tflite_lib.QuantizeConfig(mode=mode), digits_dir
+        )
     return results
 
 
@@ -50,26 +51,36 @@ def test_int8_keeps_accuracy_and_runs_integer_kernels(converted, digits_dir, cnn
         assert accuracy(converted[mode].path, "tflite", digits_dir) >= base - 0.02
     assert converted["int8"].float_ops == []
     interp = tf.lite.Interpreter(model_path=converted["int8"].path)
-    fc = [t for t in interp.get_tensor_details() if "dense1" in t["name"]
-          and t["name"].endswith("MatMul")]
+    fc = [
+        t
+        for t in interp.get_tensor_details()
+        if "dense1" in t["name"] and t["name"].endswith("MatMul")
+    ]
     assert fc and all(t["dtype"] == np.int8 for t in fc)
 
 
 def test_int8_io_and_representative_samples(tmp_path, digits_dir, cnn):
     res = tflite_lib.convert_to_tflite(
-        cnn, str(tmp_path / "io.tflite"),
+        cnn,
+        str(tmp_path / "io.tflite"),
         tflite_lib.QuantizeConfig(mode="int8", int8_io=True, representative_samples=20),
-        digits_dir)
+        digits_dir,
+    )
     interp = tf.lite.Interpreter(model_path=res.path)
     assert interp.get_input_details()[0]["dtype"] == np.int8
     assert interp.get_output_details()[0]["dtype"] == np.int8
-    assert accuracy(res.path, "tflite", digits_dir) >= accuracy(cnn, "saved_model",
-                                                                digits_dir) - 0.03
+    assert (
+        accuracy(res.path, "tflite", digits_dir) >= accuracy(cnn, "saved_model", digits_dir) - 0.03
+    )
 
 
 def test_accuracy_within_the_limit_is_recorded(tmp_path, digits_dir, cnn):
-    res = tflite_lib.convert_to_tflite(cnn, str(tmp_path / "ok.tflite"), tflite_lib.QuantizeConfig(
-        max_accuracy_drop=5.0), digits_dir)
+    res = tflite_lib.convert_to_tflite(
+        cnn,
+        str(tmp_path / "ok.tflite"),
+        tflite_lib.QuantizeConfig(max_accuracy_drop=5.0),
+        digits_dir,
+    )
     assert res.mode == "int8" and res.fallback == ""
     assert res.accuracy_drop is not None and res.accuracy_drop <= 5.0
     assert any("drop" in n for n in res.notes)
@@ -95,20 +106,29 @@ def outlier(tmp_path_factory, cnn):
 
 
 def test_accuracy_drop_over_the_limit_falls_back_to_selective(tmp_path, digits_dir, outlier):
-    res = tflite_lib.convert_to_tflite(outlier, str(tmp_path / "sel.tflite"),
-                                     tflite_lib.QuantizeConfig(max_accuracy_drop=1.0), digits_dir)
+    res = tflite_lib.convert_to_tflite(
+        outlier,
+        str(tmp_path / "sel.tflite"),
+        tflite_lib.QuantizeConfig(max_accuracy_drop=1.0),
+        digits_dir,
+    )
     assert res.mode == "int8" and res.fallback == "selective"
     assert res.denylisted and any("dense1" in n for n in res.denylisted)
     assert any("> 1" in n for n in res.notes)  # the first drop, recorded
     assert res.accuracy_drop <= 1.0
-    assert accuracy(res.path, "tflite", digits_dir) >= accuracy(outlier, "saved_model",
-                                                                digits_dir) - 0.02
+    assert (
+        accuracy(res.path, "tflite", digits_dir)
+        >= accuracy(outlier, "saved_model", digits_dir) - 0.02
+    )
 
 
 def test_accuracy_drop_over_the_limit_falls_back_to_float16(tmp_path, digits_dir, outlier):
     res = tflite_lib.convert_to_tflite(
-        outlier, str(tmp_path / "f16.tflite"),
-        tflite_lib.QuantizeConfig(max_accuracy_drop=1.0, fallback="float16"), digits_dir)
+        outlier,
+        str(tmp_path / "f16.tflite"),
+        tflite_lib.QuantizeConfig(max_accuracy_drop=1.0, fallback="float16"),
+        digits_dir,
+    )
     assert res.mode == "float16" and res.requested_mode == "int8"
     assert res.fallback == "float16" and res.accuracy_drop <= 0.5
     assert "fell back to float16" in res.notes
@@ -116,8 +136,11 @@ def test_accuracy_drop_over_the_limit_falls_back_to_float16(tmp_path, digits_dir
 
 def test_fallback_none_keeps_int8_and_records_the_drop(tmp_path, digits_dir, outlier):
     res = tflite_lib.convert_to_tflite(
-        outlier, str(tmp_path / "i8.tflite"),
-        tflite_lib.QuantizeConfig(max_accuracy_drop=1.0, fallback="none"), digits_dir)
+        outlier,
+        str(tmp_path / "i8.tflite"),
+        tflite_lib.QuantizeConfig(max_accuracy_drop=1.0, fallback="none"),
+        digits_dir,
+    )
     assert res.mode == "int8" and res.accuracy_drop > 1.0
     assert any("kept int8" in n for n in res.notes)
 
@@ -131,12 +154,12 @@ def _erf_model(path: str) -> str:
     return path
 
 
-def test_unconvertible_op_tries_every_fallback_then_raises_conversion_error(tmp_path,
-                                                                            digits_dir):
+def test_unconvertible_op_tries_every_fallback_then_raises_conversion_error(tmp_path, digits_dir):
     path = _erf_model(str(tmp_path / "erf"))
     with pytest.raises(tflite_lib.ConversionError) as info:
-        tflite_lib.convert_to_tflite(path, str(tmp_path / "erf.tflite"), tflite_lib.QuantizeConfig(),
-                                   digits_dir)
+        tflite_lib.convert_to_tflite(
+            path, str(tmp_path / "erf.tflite"), tflite_lib.QuantizeConfig(), digits_dir
+        )
     text = str(info.value)
     assert "int8 conversion failed" in text and "float kernels failed" in text
     assert "float16 fallback failed" in text and "Erf" in text
@@ -149,16 +172,23 @@ def test_op_without_int8_kernel_is_kept_in_float_and_noted(tmp_path, digits_dir)
     h = keras.layers.Lambda(lambda t: tf.math.cos(t))(h)
     out = keras.layers.Activation("softmax", name="probabilities")(keras.layers.Dense(10)(h))
     models.save_model(keras.Model(inputs, out), str(tmp_path / "cos"))
-    res = tflite_lib.convert_to_tflite(str(tmp_path / "cos"), str(tmp_path / "cos.tflite"),
-                                     tflite_lib.QuantizeConfig(), digits_dir)
+    res = tflite_lib.convert_to_tflite(
+        str(tmp_path / "cos"), str(tmp_path / "cos.tflite"), tflite_lib.QuantizeConfig(), digits_dir
+    )
     assert res.float_ops == ["COS"]
     assert any("COS" in n for n in res.notes)
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"mode": "int4"}, {"mode": "float16", "int8_io": True}, {"representative_samples": 0},
-    {"max_accuracy_drop": -1.0}, {"fallback": "magic"},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"mode": "int4"},
+        {"mode": "float16", "int8_io": True},
+        {"representative_samples": 0},
+        {"max_accuracy_drop": -1.0},
+        {"fallback": "magic"},
+    ],
+)
 def test_bad_config_is_refused(kwargs):
     with pytest.raises(ConfigError):
         tflite_lib.QuantizeConfig(**kwargs)

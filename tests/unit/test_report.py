@@ -13,30 +13,66 @@ CM = [[5, 1], [2, 4]]
 
 
 def rec(name, accuracy, size, p50, fmt="tflite", **extra):
-    return {"name": name, "format": fmt, "path": f"/m/{name}", "accuracy": accuracy,
-            "loss": 0.3, "precision": accuracy, "recall": accuracy, "f1": accuracy - 0.01,
-            "per_class": {"precision": [0.7, 0.8], "recall": [0.8, 0.7], "f1": [0.75, 0.747],
-                          "support": [6, 6]},
-            "confusion_matrix": CM, "num_test": 12, "size_bytes": size,
-            "gzip_bytes": size // 2, "latency_ms_p50": p50, "latency_ms_p95": p50 * 1.2,
-            "latency_ms_p99": p50 * 1.5, "throughput_per_s": 5000.0,
-            "throughput_batch_size": 64, "throughput_iterations": 20, "latency_iterations": 200,
-            "latency_warmup": 20, "runtime": "tf.lite", "num_threads": 1, "params": 1210,
-            "sparsity": 0.25, "peak_rss_bytes": 600 * 2**20, "memory_bytes": 2**20,
-            "memory_method": "VmHWM", **extra}
+    return {
+        "name": name,
+        "format": fmt,
+        "path": f"/m/{name}",
+        "accuracy": accuracy,
+        "loss": 0.3,
+        "precision": accuracy,
+        "recall": accuracy,
+        "f1": accuracy - 0.01,
+        "per_class": {
+            "precision": [0.7, 0.8],
+            "recall": [0.8, 0.7],
+            "f1": [0.75, 0.747],
+            "support": [6, 6],
+        },
+        "confusion_matrix": CM,
+        "num_test": 12,
+        "size_bytes": size,
+        "gzip_bytes": size // 2,
+        "latency_ms_p50": p50,
+        "latency_ms_p95": p50 * 1.2,
+        "latency_ms_p99": p50 * 1.5,
+        "throughput_per_s": 5000.0,
+        "throughput_batch_size": 64,
+        "throughput_iterations": 20,
+        "latency_iterations": 200,
+        "latency_warmup": 20,
+        "runtime": "tf.lite",
+        "num_threads": 1,
+        "params": 1210,
+        "sparsity": 0.25,
+        "peak_rss_bytes": 600 * 2**20,
+        "memory_bytes": 2**20,
+        "memory_method": "VmHWM",
+        **extra,
+    }
 
 
 def records():
-    return [rec("baseline", 0.90, 90_000, 0.4, fmt="saved_model"),
-            rec("tflite_float32", 0.90, 30_000, 0.05),
-            rec("tflite_int8", 0.895, 9_000, 0.04, quantization="int8", base="baseline"),
-            rec("worse", 0.70, 20_000, 0.06),
-            {"name": "broken", "format": "tflite", "path": "/m/broken",
-             "error": "ModelError: cannot load the TFLite model"}]
+    return [
+        rec("baseline", 0.90, 90_000, 0.4, fmt="saved_model"),
+        rec("tflite_float32", 0.90, 30_000, 0.05),
+        rec("tflite_int8", 0.895, 9_000, 0.04, quantization="int8", base="baseline"),
+        rec("worse", 0.70, 20_000, 0.06),
+        {
+            "name": "broken",
+            "format": "tflite",
+            "path": "/m/broken",
+            "error": "ModelError: cannot load the TFLite model",
+        },
+    ]
 
 
-DATASET = {"name": "builtin:digits", "num_train": 1260, "num_validation": 179, "num_test": 12,
-           "num_classes": 2}
+DATASET = {
+    "name": "builtin:digits",
+    "num_train": 1260,
+    "num_validation": 179,
+    "num_test": 12,
+    "num_classes": 2,
+}
 
 
 def summary_for(policy=None):
@@ -81,8 +117,13 @@ def test_html_report_is_self_contained_with_three_plots():
 def test_model_card_for_selected_and_for_none():
     summary, s = summary_for()
     card = modelcard.model_card(summary, next(r for r in s.records if r["name"] == s.selected))
-    for section in ("## Model details", "## Intended use", "## Data", "## Metrics (test split)",
-                    "## Limitations and caveats"):
+    for section in (
+        "## Model details",
+        "## Intended use",
+        "## Data",
+        "## Metrics (test split)",
+        "## Limitations and caveats",
+    ):
         assert section in card
     assert "| accuracy | 89.50% |" in card
     assert "derived from `baseline`, quantization `int8`" in card
@@ -104,12 +145,23 @@ def test_select_and_report_writes_everything_and_copies_the_model(tmp_path, layo
         (src / "saved_model.pb").write_bytes(b"pb")
         (src / "variables" / "variables.index").write_bytes(b"idx")
     out = tmp_path / "out"
-    evaluations = {"dataset": {**DATASET, "shards": "ignored"}, "candidates": records(),
-                   "config": {"latency_iterations": 200}}
+    evaluations = {
+        "dataset": {**DATASET, "shards": "ignored"},
+        "candidates": records(),
+        "config": {"latency_iterations": 200},
+    }
     result = sel.select_and_report(
-        evaluations, "baseline", sel.SelectionPolicy(), "tfopt-optimize", str(out / "s.json"),
-        str(out / "r.md"), str(out / "r.html"), str(out / "card.md"), str(out / "model"),
-        {"tflite_int8": str(src)})
+        evaluations,
+        "baseline",
+        sel.SelectionPolicy(),
+        "tfopt-optimize",
+        str(out / "s.json"),
+        str(out / "r.md"),
+        str(out / "r.html"),
+        str(out / "card.md"),
+        str(out / "model"),
+        {"tflite_int8": str(src)},
+    )
     summary = json.loads((out / "s.json").read_text())
     assert summary["selected"] == "tflite_int8" and summary["blessed"] is True
     assert summary["report_html"] == str(out / "r.html")
@@ -128,9 +180,16 @@ def test_select_and_report_writes_everything_and_copies_the_model(tmp_path, layo
 def test_select_and_report_without_a_pick_copies_nothing(tmp_path):
     out = tmp_path / "out"
     result = sel.select_and_report(
-        {"dataset": DATASET, "candidates": records()}, "baseline",
-        sel.SelectionPolicy(max_latency_ms_p99=0.001), "p", str(out / "s.json"),
-        str(out / "r.md"), str(out / "r.html"), str(out / "card.md"), str(out / "model"))
+        {"dataset": DATASET, "candidates": records()},
+        "baseline",
+        sel.SelectionPolicy(max_latency_ms_p99=0.001),
+        "p",
+        str(out / "s.json"),
+        str(out / "r.md"),
+        str(out / "r.html"),
+        str(out / "card.md"),
+        str(out / "model"),
+    )
     assert result.selection.blessed is False and result.record is None
     assert not (out / "model").exists()
     assert json.loads((out / "s.json").read_text())["selected"] is None

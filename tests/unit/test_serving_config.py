@@ -8,8 +8,13 @@ from tfopt.errors import ConfigError
 
 
 def test_model_config_round_trip_with_labels(tmp_path):
-    entry = sc.ModelEntry("digits", "/models/digits", policy="specific", versions=(3, 4),
-                          labels=(("stable", 3), ("canary", 4)))
+    entry = sc.ModelEntry(
+        "digits",
+        "/models/digits",
+        policy="specific",
+        versions=(3, 4),
+        labels=(("stable", 3), ("canary", 4)),
+    )
     text = sc.format_model_config([entry])
     from tensorflow_serving.config import model_server_config_pb2
 
@@ -23,8 +28,9 @@ def test_model_config_round_trip_with_labels(tmp_path):
     assert sc.read_model_config(path) == [entry]
     other = sc.ModelEntry("other", "/models/other", num_versions=2)
     sc.upsert_entry(path, other)
-    moved = sc.ModelEntry("digits", "/models/digits", policy="specific", versions=(4,),
-                          labels=(("stable", 4),))
+    moved = sc.ModelEntry(
+        "digits", "/models/digits", policy="specific", versions=(4,), labels=(("stable", 4),)
+    )
     assert sc.upsert_entry(path, moved) == [moved, other]
     assert sc.read_model_config(str(tmp_path / "missing.config")) == []
 
@@ -37,13 +43,16 @@ def test_policies_choose_versions():
     assert sc.ModelEntry("m", "/b", policy="specific", versions=(2, 3)).aspired(on_disk) == [2]
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"policy": "newest"}, "policy"),
-    ({"policy": "specific"}, "at least one version"),
-    ({"policy": "specific", "versions": (1,), "labels": (("stable", 2),)}, "only labels"),
-    ({"num_versions": 0}, "num_versions"),
-    ({"labels": (("stable", 0),)}, "labels"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"policy": "newest"}, "policy"),
+        ({"policy": "specific"}, "at least one version"),
+        ({"policy": "specific", "versions": (1,), "labels": (("stable", 2),)}, "only labels"),
+        ({"num_versions": 0}, "num_versions"),
+        ({"labels": (("stable", 0),)}, "labels"),
+    ],
+)
 def test_model_entry_rejects_bad_values(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         sc.ModelEntry("m", "/b", **kwargs)
@@ -55,8 +64,9 @@ def test_bad_config_text_is_a_config_error():
 
 
 def test_batching_and_monitoring_files(tmp_path):
-    text = sc.format_batching_config(sc.BatchingConfig(max_batch_size=16,
-                                                       allowed_batch_sizes=(4, 8, 16)))
+    text = sc.format_batching_config(
+        sc.BatchingConfig(max_batch_size=16, allowed_batch_sizes=(4, 8, 16))
+    )
     assert "max_batch_size { value: 16 }" in text
     assert "batch_timeout_micros { value: 1000 }" in text
     assert text.count("allowed_batch_sizes:") == 3

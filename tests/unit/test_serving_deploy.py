@@ -35,8 +35,9 @@ def assets(tmp_path_factory):
 
 
 def test_infra_validation_blesses_a_servable_model(assets):
-    cfg = infravalidate.InfraValidationConfig(model_name="digits", num_examples=8,
-                                              latency_requests=20)
+    cfg = infravalidate.InfraValidationConfig(
+        model_name="digits", num_examples=8, latency_requests=20
+    )
     r = infravalidate.infra_validate(assets["good"][0], assets["x"], cfg)
     assert r.infra_blessed, r.reason
     assert r.warmup_requests == 8
@@ -48,8 +49,9 @@ def test_infra_validation_blesses_a_servable_model(assets):
 
 
 def test_infra_validation_rejects_with_reason(assets, tmp_path):
-    r = infravalidate.infra_validate(assets["wrong"], assets["x"],
-                                     infravalidate.InfraValidationConfig(latency_requests=1))
+    r = infravalidate.infra_validate(
+        assets["wrong"], assets["x"], infravalidate.InfraValidationConfig(latency_requests=1)
+    )
     assert not r.infra_blessed and "probabilities" in r.reason
     r = infravalidate.infra_validate(str(tmp_path), assets["x"])
     assert not r.infra_blessed and r.reason
@@ -63,8 +65,9 @@ def test_deploy_moves_labels_and_keeps_previous(assets, tmp_path):
     assert first.grpc_port > 0 and first.rest_port > 0
     entry = sc.read_model_config(os.path.join(base, "models.config"))[0]
     assert entry.label_map == {"stable": 1} and entry.versions == (1,)
-    canary = deploy.deploy(assets["good"][1], base, assets["x"],
-                           deploy.DeployConfig("digits", label="canary"))
+    canary = deploy.deploy(
+        assets["good"][1], base, assets["x"], deploy.DeployConfig("digits", label="canary")
+    )
     assert canary.version == 2 and canary.smoke_test == "passed"
     entry = sc.read_model_config(os.path.join(base, "models.config"))[0]
     assert entry.label_map == {"stable": 1, "canary": 2} and entry.versions == (1, 2)
@@ -84,8 +87,9 @@ def test_failed_smoke_test_rolls_back_stable(assets, tmp_path):
     entry = sc.read_model_config(os.path.join(base, "models.config"))[0]
     assert entry.label_map == {"stable": 1} and entry.versions == (1,)
     assert repository.list_versions(base, "digits") == [1, 2]  # pushed, but not served
-    result = deploy.deploy(assets["wrong"], base, assets["x"], deploy.DeployConfig("digits"),
-                           raise_on_failure=False)
+    result = deploy.deploy(
+        assets["wrong"], base, assets["x"], deploy.DeployConfig("digits"), raise_on_failure=False
+    )
     assert result.smoke_test == "failed" and result.rolled_back and result.reason
 
 
@@ -98,11 +102,15 @@ def test_first_deploy_failure_leaves_nothing_served(assets, tmp_path):
 
 
 def test_deploy_local_summary(assets, tmp_path):
-    summary = deploy.deploy_local(assets["good"][0], str(tmp_path / "repo"), "digits",
-                                  assets["x"])
-    assert summary == {"model_base_path": str(tmp_path / "repo"), "model_name": "digits",
-                       "version": 1, "grpc_port": summary["grpc_port"],
-                       "rest_port": summary["rest_port"], "smoke_test": "passed"}
+    summary = deploy.deploy_local(assets["good"][0], str(tmp_path / "repo"), "digits", assets["x"])
+    assert summary == {
+        "model_base_path": str(tmp_path / "repo"),
+        "model_name": "digits",
+        "version": 1,
+        "grpc_port": summary["grpc_port"],
+        "rest_port": summary["rest_port"],
+        "smoke_test": "passed",
+    }
     assert summary["grpc_port"] > 0 and summary["rest_port"] > 0
 
 

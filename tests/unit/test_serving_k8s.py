@@ -12,8 +12,13 @@ from tfopt.errors import ConfigError
 
 
 def _cfg(**kw):
-    return k8s.K8sConfig(model_name="digits", model_base_path="gs://bucket/models",
-                         versions=(3, 4), labels=(("stable", 4), ("canary", 3)), **kw)
+    return k8s.K8sConfig(
+        model_name="digits",
+        model_base_path="gs://bucket/models",
+        versions=(3, 4),
+        labels=(("stable", 4), ("canary", 3)),
+        **kw,
+    )
 
 
 def test_cpu_manifests_validate_and_probe_model_status():
@@ -38,8 +43,13 @@ def test_cpu_manifests_validate_and_probe_model_status():
 
 
 def test_gpu_variant():
-    _, dep, _ = k8s.manifests(_cfg(variant="gpu", gpu_count=2,
-                                   gpu_node_selector="cloud.google.com/gke-accelerator=nvidia-l4"))
+    _, dep, _ = k8s.manifests(
+        _cfg(
+            variant="gpu",
+            gpu_count=2,
+            gpu_node_selector="cloud.google.com/gke-accelerator=nvidia-l4",
+        )
+    )
     d = k8s.validate(dep)
     spec = d.spec.template.spec
     assert spec.containers[0].image.endswith("-gpu")
@@ -60,8 +70,15 @@ def test_validate_rejects_unknown_and_invalid_fields():
         k8s.validate(dep)
 
 
-@pytest.mark.parametrize("kw", [{"variant": "tpu"}, {"model_name": "bad name!"},
-                                {"gpu_node_selector": "nolabel"}, {"replicas": -1}])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"variant": "tpu"},
+        {"model_name": "bad name!"},
+        {"gpu_node_selector": "nolabel"},
+        {"replicas": -1},
+    ],
+)
 def test_config_rejects_bad_values(kw):
     base = {"model_name": "digits", "model_base_path": "/models", **kw}
     with pytest.raises(ConfigError):

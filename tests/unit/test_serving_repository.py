@@ -66,8 +66,9 @@ def test_failed_push_leaves_nothing(assets, tmp_path):
     base = tmp_path / "repo"
     repository.push_model(assets["models"][0], str(base), "digits")
     with pytest.raises(DataError, match="warmup examples"):
-        repository.push_model(assets["models"][1], str(base), "digits",
-                              warmup_examples=np.zeros((3,), np.float32))
+        repository.push_model(
+            assets["models"][1], str(base), "digits", warmup_examples=np.zeros((3,), np.float32)
+        )
     assert _entries(base / "digits") == ["1"]  # no version 2, no temporary left behind
 
 
@@ -81,20 +82,20 @@ def test_push_rejects_non_savedmodel_and_bad_names(assets, tmp_path):
 def test_warmup_records_are_real_examples(assets, tmp_path):
     from tfopt._keras import tf
 
-    r = repository.push_model(assets["models"][0], str(tmp_path / "repo"), "digits",
-                              warmup_examples=assets["x"])
+    r = repository.push_model(
+        assets["models"][0], str(tmp_path / "repo"), "digits", warmup_examples=assets["x"]
+    )
     requests = warmup.read_warmup(r.path)
     assert len(requests) == len(assets["x"])
     for i, req in enumerate(requests):
         assert req.model_spec.name == "digits"
         assert req.model_spec.signature_name == "serving_default"
-        np.testing.assert_array_equal(tf.make_ndarray(req.inputs["x"]), assets["x"][i:i + 1])
+        np.testing.assert_array_equal(tf.make_ndarray(req.inputs["x"]), assets["x"][i : i + 1])
     # The raw file is TFRecord of PredictionLog with predict_log set.
     from tensorflow_serving.apis import prediction_log_pb2
 
     raw = next(iter(tf.data.TFRecordDataset(warmup.warmup_path(r.path)).as_numpy_iterator()))
-    assert prediction_log_pb2.PredictionLog.FromString(raw).WhichOneof("log_type") == \
-        "predict_log"
+    assert prediction_log_pb2.PredictionLog.FromString(raw).WhichOneof("log_type") == "predict_log"
     examples = warmup.examples_from_dataset(assets["dataset"], "test", limit=5)
     assert examples.shape == (5, 8, 8, 1) and examples.dtype == np.float32
     batched = warmup.build_requests(assets["x"], "digits", batch_sizes=(1, 4))

@@ -34,12 +34,15 @@ def test_secret_is_referenced_by_name_in_the_platform_spec(tmp_path):
     assert "env" not in executor["container"]
 
 
-@pytest.mark.parametrize("secrets, match", [
-    ({}, "expected"),
-    ({"Bad_Name": {"token": "TOKEN"}}, "not a Kubernetes name"),
-    ({"tfopt": {"token": "lower_case"}}, "UPPER_CASE"),
-    ({"tfopt": {"bad key!": "TOKEN"}}, "key"),
-])
+@pytest.mark.parametrize(
+    "secrets, match",
+    [
+        ({}, "expected"),
+        ({"Bad_Name": {"token": "TOKEN"}}, "not a Kubernetes name"),
+        ({"tfopt": {"token": "lower_case"}}, "UPPER_CASE"),
+        ({"tfopt": {"bad key!": "TOKEN"}}, "key"),
+    ],
+)
 def test_malformed_secret_references_are_refused(secrets, match):
     def bad():
         use_secrets(_needs_token(), secrets)

@@ -14,8 +14,11 @@ from tfopt.errors import ConfigError, DataError
 from tfopt.training import tensorboard, tune
 from tfopt.training.train import TrainConfig
 
-TINY_SPACE = {"arch": ["mlp"], "width": [8, 16],
-              "learning_rate": {"min": 1e-3, "max": 1e-2, "sampling": "log"}}
+TINY_SPACE = {
+    "arch": ["mlp"],
+    "width": [8, 16],
+    "learning_rate": {"min": 1e-3, "max": 1e-2, "sampling": "log"},
+}
 TINY_BASE = {"epochs": 1, "early_stopping_patience": 0}
 
 
@@ -27,8 +30,13 @@ def digits(tmp_path_factory):
 
 
 def tiny(**changes) -> tune.TuneConfig:
-    values = {"algorithm": "random", "max_trials": 2, "search_space": TINY_SPACE,
-              "base": TINY_BASE, **changes}
+    values = {
+        "algorithm": "random",
+        "max_trials": 2,
+        "search_space": TINY_SPACE,
+        "base": TINY_BASE,
+        **changes,
+    }
     return tune.TuneConfig(**values)
 
 
@@ -53,32 +61,38 @@ def test_default_space_parses_and_round_trips():
 def test_space_value_kinds():
     space = tune.SearchSpace.from_dict({"dropout": [0, 0.25], "depth": 2, "width": [32]})
     kinds = {d.name: (d.kind, d.values) for d in space.dimensions}
-    assert kinds == {"dropout": ("choice", (0.0, 0.25)), "depth": ("fixed", (2,)),
-                     "width": ("fixed", (32,))}
+    assert kinds == {
+        "dropout": ("choice", (0.0, 0.25)),
+        "depth": ("fixed", (2,)),
+        "width": ("fixed", (32,)),
+    }
     assert isinstance(kinds["dropout"][1][0], float)  # keras-tuner needs one type per choice
 
 
-@pytest.mark.parametrize("space, needle", [
-    ({}, "search space is empty"),
-    ([], "expected a mapping"),
-    ({"layers": [1, 2]}, "unknown hyperparameter 'layers'"),
-    ({"width": []}, "non-empty list"),
-    ({"width": [16, 16]}, "without repeated"),
-    ({"width": [16.5, 32]}, "integers"),
-    ({"width": [True, 32]}, "integers"),
-    ({"depth": {"min": 3, "max": 1}}, "min <= max"),
-    ({"depth": {"min": 0, "max": 3}}, "in [1, 16]"),
-    ({"depth": {"min": 1}}, "a range"),
-    ({"depth": {"min": 1, "max": 3, "stride": 1}}, "a range"),
-    ({"depth": {"min": 1, "max": 3, "step": 0.5}}, "positive step"),
-    ({"learning_rate": {"min": 0.0, "max": 0.1}}, "in (0.0, 10.0]"),
-    ({"dropout": {"min": 0.0, "max": 0.5, "sampling": "log"}}, "min > 0"),
-    ({"dropout": {"min": 0.1, "max": 0.5, "sampling": "exp"}}, "sampling"),
-    ({"dropout": [0.1, 1.0]}, "in [0.0, 1.0)"),
-    ({"arch": ["cnn", "rnn"]}, "'rnn'"),
-    ({"arch": {"min": 0, "max": 1}}, "categorical"),
-    ({"arch": ["mlp"], "width": 16}, "nothing to search"),
-])
+@pytest.mark.parametrize(
+    "space, needle",
+    [
+        ({}, "search space is empty"),
+        ([], "expected a mapping"),
+        ({"layers": [1, 2]}, "unknown hyperparameter 'layers'"),
+        ({"width": []}, "non-empty list"),
+        ({"width": [16, 16]}, "without repeated"),
+        ({"width": [16.5, 32]}, "integers"),
+        ({"width": [True, 32]}, "integers"),
+        ({"depth": {"min": 3, "max": 1}}, "min <= max"),
+        ({"depth": {"min": 0, "max": 3}}, "in [1, 16]"),
+        ({"depth": {"min": 1}}, "a range"),
+        ({"depth": {"min": 1, "max": 3, "stride": 1}}, "a range"),
+        ({"depth": {"min": 1, "max": 3, "step": 0.5}}, "positive step"),
+        ({"learning_rate": {"min": 0.0, "max": 0.1}}, "in (0.0, 10.0]"),
+        ({"dropout": {"min": 0.0, "max": 0.5, "sampling": "log"}}, "min > 0"),
+        ({"dropout": {"min": 0.1, "max": 0.5, "sampling": "exp"}}, "sampling"),
+        ({"dropout": [0.1, 1.0]}, "in [0.0, 1.0)"),
+        ({"arch": ["cnn", "rnn"]}, "'rnn'"),
+        ({"arch": {"min": 0, "max": 1}}, "categorical"),
+        ({"arch": ["mlp"], "width": 16}, "nothing to search"),
+    ],
+)
 def test_bad_search_space_names_the_problem(space, needle):
     with pytest.raises(ConfigError) as err:
         tune.TuneConfig(search_space=space)
@@ -86,16 +100,19 @@ def test_bad_search_space_names_the_problem(space, needle):
     assert "search_space" in str(err.value)
 
 
-@pytest.mark.parametrize("changes, needle", [
-    ({"max_trials": 0}, "max_trials=0"),
-    ({"objective": "val_auc"}, "objective='val_auc'"),
-    ({"objective": "accuracy "}, "objective"),
-    ({"algorithm": "grid"}, "algorithm='grid'"),
-    ({"hyperband_factor": 1}, "hyperband_factor=1"),
-    ({"base": {"epochs": 0}}, "epochs=0"),
-    ({"base": {"profile_batches": "2,3"}}, "profile_batches"),
-    ({"base": {"epoch": 3}}, "unknown key(s) epoch"),
-])
+@pytest.mark.parametrize(
+    "changes, needle",
+    [
+        ({"max_trials": 0}, "max_trials=0"),
+        ({"objective": "val_auc"}, "objective='val_auc'"),
+        ({"objective": "accuracy "}, "objective"),
+        ({"algorithm": "grid"}, "algorithm='grid'"),
+        ({"hyperband_factor": 1}, "hyperband_factor=1"),
+        ({"base": {"epochs": 0}}, "epochs=0"),
+        ({"base": {"profile_batches": "2,3"}}, "profile_batches"),
+        ({"base": {"epoch": 3}}, "unknown key(s) epoch"),
+    ],
+)
 def test_bad_config_is_rejected(changes, needle):
     with pytest.raises(ConfigError, match="is not allowed|unknown key") as err:
         tiny(**changes)
@@ -104,16 +121,27 @@ def test_bad_config_is_rejected(changes, needle):
 
 def test_train_config_from_hyperparameters():
     base = TrainConfig(epochs=7, optimizer="sgd", seed=3)
-    best = {"arch": "mlp", "width": 64, "depth": 1, "dropout": 0.2,
-            "learning_rate": 0.005, "batch_size": 128}
+    best = {
+        "arch": "mlp",
+        "width": 64,
+        "depth": 1,
+        "dropout": 0.2,
+        "learning_rate": 0.005,
+        "batch_size": 128,
+    }
     cfg = tune.train_config_from_hyperparameters(best, base)
-    assert (cfg.model.arch, cfg.model.width, cfg.model.depth, cfg.model.dropout) == \
-        ("mlp", 64, 1, 0.2)
+    assert (cfg.model.arch, cfg.model.width, cfg.model.depth, cfg.model.dropout) == (
+        "mlp",
+        64,
+        1,
+        0.2,
+    )
     assert (cfg.learning_rate, cfg.batch_size) == (0.005, 128)
     assert (cfg.epochs, cfg.optimizer, cfg.seed) == (7, "sgd", 3)  # untouched
     # a partial dict changes only what it names
-    assert tune.train_config_from_hyperparameters({"width": 8}, base).model == \
-        base.model.__class__(width=8)
+    assert tune.train_config_from_hyperparameters({"width": 8}, base).model == base.model.__class__(
+        width=8
+    )
     with pytest.raises(ConfigError, match="unknown name.*units"):
         tune.train_config_from_hyperparameters({"units": 8}, base)
     with pytest.raises(ConfigError, match="'depth'"):
@@ -131,8 +159,7 @@ def test_observe_helpers(tmp_path):
         with pytest.raises(ConfigError, match="step_name"):
             tensorboard.safe_name(bad)
     assert tensorboard.event_dirs(str(tmp_path / "missing")) == []
-    assert tensorboard.logdir_spec({"train": "/a", "prune step": "/b"}) == \
-        "train:/a,prune_step:/b"
+    assert tensorboard.logdir_spec({"train": "/a", "prune step": "/b"}) == "train:/a,prune_step:/b"
 
 
 # --- searches -------------------------------------------------------------------------
@@ -183,12 +210,17 @@ def test_random_search_resumes_and_extends(digits, tmp_path):
     assert metrics["best_val_accuracy"] == result.best_score
     assert (metrics["trials_completed"], metrics["trials_run"]) == (2, 2)
     # one TensorBoard run per trial, with real epoch scalars
-    assert tensorboard.event_dirs(tb) == ["trial_0/train", "trial_0/validation",
-                                      "trial_1/train", "trial_1/validation"]
+    assert tensorboard.event_dirs(tb) == [
+        "trial_0/train",
+        "trial_0/validation",
+        "trial_1/train",
+        "trial_1/validation",
+    ]
     scalars = tensorboard.read_scalars(os.path.join(tb, "trial_0", "validation"))
     assert scalars["epoch_accuracy"][0][0] == 0
     assert scalars["epoch_accuracy"][0][1] == pytest.approx(
-        result.trials[0]["metrics"]["val_accuracy"], abs=1e-6)
+        result.trials[0]["metrics"]["val_accuracy"], abs=1e-6
+    )
 
     # the same directory again: budget met, nothing re-run, same answer
     again = tune.tune(digits, out, tiny())
@@ -236,14 +268,20 @@ def test_interrupted_search_continues(digits, tmp_path):
     assert result.trials_run == 2
     assert [t["trial_id"] for t in result.trials] == ["0", "1", "2"]
     assert all(t["status"] == "COMPLETED" for t in result.trials)
-    assert fsutil.read_json(os.path.join(out, tune.PROJECT_NAME, "trial_0",
-                                         "tfopt_trial.json")) == first
+    assert (
+        fsutil.read_json(os.path.join(out, tune.PROJECT_NAME, "trial_0", "tfopt_trial.json"))
+        == first
+    )
 
 
 @pytest.mark.slow
 def test_hyperband_continues_trials_and_respects_budget(digits, tmp_path):
-    config = tiny(algorithm="hyperband", max_trials=4, hyperband_factor=2,
-                  base={"epochs": 2, "early_stopping_patience": 0})
+    config = tiny(
+        algorithm="hyperband",
+        max_trials=4,
+        hyperband_factor=2,
+        base={"epochs": 2, "early_stopping_patience": 0},
+    )
     result = tune.tune(digits, str(tmp_path / "hb"), config)
     assert len(result.trials) == 4 and result.trials_run == 4
     assert all(t["status"] == "COMPLETED" for t in result.trials)

@@ -28,8 +28,9 @@ def test_canary_split_keeps_proportions():
     assert vertex.canary_split({"a": 100, "b": 0}, 100) == {"0": 100}
 
 
-@given(st.dictionaries(st.sampled_from("abcdef"), st.integers(0, 100), min_size=1),
-       st.integers(1, 99))
+@given(
+    st.dictionaries(st.sampled_from("abcdef"), st.integers(0, 100), min_size=1), st.integers(1, 99)
+)
 def test_canary_split_always_valid(weights, pct):
     total = sum(weights.values())
     if total == 0:
@@ -49,19 +50,22 @@ def test_canary_split_always_valid(weights, pct):
 def test_smoke_requests_reach_the_canary_with_high_probability():
     assert vertex.smoke_requests_needed(100) == 1
     n = vertex.smoke_requests_needed(10)
-    assert 0.9 ** n <= 1e-3 < 0.9 ** (n - 1)
+    assert 0.9**n <= 1e-3 < 0.9 ** (n - 1)
     assert vertex.smoke_requests_needed(1) == 688
 
 
-@pytest.mark.parametrize("changes, match", [
-    ({"canary_percent": 0}, "canary_percent"),
-    ({"accelerator_type": "NVIDIA_TESLA_T4"}, "accelerator_count"),
-    ({"accelerator_count": 1}, "accelerator_count"),
-    ({"min_replica_count": 3, "max_replica_count": 2}, "max_replica_count"),
-    ({"labels": {"Team": "ml"}}, "labels key"),
-    ({"service_account": "not-an-email"}, "service_account"),
-    ({"accelerator_type": "t4", "accelerator_count": 1}, "accelerator_type"),
-])
+@pytest.mark.parametrize(
+    "changes, match",
+    [
+        ({"canary_percent": 0}, "canary_percent"),
+        ({"accelerator_type": "NVIDIA_TESLA_T4"}, "accelerator_count"),
+        ({"accelerator_count": 1}, "accelerator_count"),
+        ({"min_replica_count": 3, "max_replica_count": 2}, "max_replica_count"),
+        ({"labels": {"Team": "ml"}}, "labels key"),
+        ({"service_account": "not-an-email"}, "service_account"),
+        ({"accelerator_type": "t4", "accelerator_count": 1}, "accelerator_type"),
+    ],
+)
 def test_deploy_config_rejects_bad_settings(changes, match):
     with pytest.raises(ConfigError, match=match):
         vertex.DeployConfig(**changes)
@@ -80,11 +84,15 @@ def test_target_from_parameters_or_environment(monkeypatch):
     monkeypatch.setenv("GOOGLE_CLOUD_REGION", "europe-west4")
     target = vertex.VertexTarget().resolve()
     assert (target.project, target.region, target.host) == (
-        "env-project", "europe-west4", "europe-west4-aiplatform.googleapis.com")
+        "env-project",
+        "europe-west4",
+        "europe-west4-aiplatform.googleapis.com",
+    )
     assert vertex.VertexTarget("p-123456", "us-east1").resolve().project == "p-123456"
 
 
 def test_default_serving_image_is_the_prebuilt_tensorflow_container():
     assert vertex.default_serving_image("europe-west4", gpu=False) == (
-        "europe-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest")
+        "europe-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest"
+    )
     assert vertex.default_serving_image("us-central1", gpu=True).endswith("tf2-gpu.2-15:latest")

@@ -34,22 +34,29 @@ def _cmd_run(args: argparse.Namespace) -> int:
     summary = run_local(params, args.output_dir, args.pipeline, args.cache)
     print()
     print(format_table(summary))
-    verdict = (f"selected: {summary.get('selected')}  blessed: {summary.get('blessed')}"
-               if "selected" in summary else "")
+    verdict = (
+        f"selected: {summary.get('selected')}  blessed: {summary.get('blessed')}"
+        if "selected" in summary
+        else ""
+    )
     if args.cache:
         cached = summary.get("cached_steps") or []
         print(f"\nreused from cache: {', '.join(cached) if cached else 'none'}")
     print(f"\n{verdict}")
     serving = summary.get("serving")
     if serving:
-        print(f"deployed: {serving['model_name']} version {serving['version']} to "
-              f"{serving['model_base_path']} (smoke test {serving['smoke_test']}); serve it with "
-              f"tfopt serve --model-base-path {serving['model_base_path']} "
-              f"--model-name {serving['model_name']}")
+        print(
+            f"deployed: {serving['model_name']} version {serving['version']} to "
+            f"{serving['model_base_path']} (smoke test {serving['smoke_test']}); serve it with "
+            f"tfopt serve --model-base-path {serving['model_base_path']} "
+            f"--model-name {serving['model_name']}"
+        )
     elif summary.get("blessed") is False:
         print("not deployed: no candidate met the selection policy (see rejected reasons)")
-    print(f"summary: {os.path.join(os.path.abspath(args.output_dir), 'summary.json')}"
-          f"  ({summary['wall_seconds']} s)")
+    print(
+        f"summary: {os.path.join(os.path.abspath(args.output_dir), 'summary.json')}"
+        f"  ({summary['wall_seconds']} s)"
+    )
     return 0
 
 
@@ -67,26 +74,34 @@ def _cmd_compile(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    run = sub.add_parser("run", help="run a pipeline on this machine (KFP local runner)",
-                         description="Run a pipeline end to end with KFP's local "
-                                     "SubprocessRunner and print the comparison table.")
+    run = sub.add_parser(
+        "run",
+        help="run a pipeline on this machine (KFP local runner)",
+        description="Run a pipeline end to end with KFP's local "
+        "SubprocessRunner and print the comparison table.",
+    )
     run.add_argument("--params", help="YAML/JSON file of pipeline parameters")
-    run.add_argument("--set", action="append", metavar="NAME=VALUE",
-                     help="override one parameter (repeatable)")
-    run.add_argument("--output-dir", default="tfopt-run",
-                     help="where artifacts and summary.json go (default: tfopt-run)")
+    run.add_argument(
+        "--set", action="append", metavar="NAME=VALUE", help="override one parameter (repeatable)"
+    )
+    run.add_argument(
+        "--output-dir",
+        default="tfopt-run",
+        help="where artifacts and summary.json go (default: tfopt-run)",
+    )
     run.add_argument("--pipeline", default="optimize", help="pipeline name (default: optimize)")
-    run.add_argument("--cache", action="store_true",
-                     help="reuse outputs of steps whose inputs did not change")
+    run.add_argument(
+        "--cache", action="store_true", help="reuse outputs of steps whose inputs did not change"
+    )
     run.set_defaults(func=_cmd_run)
 
-    comp = sub.add_parser("compile", help="compile pipelines to KFP YAML",
-                          description="Write <pipeline>.yaml (Kubeflow Pipelines, with the "
-                                      "kfp-kubernetes settings) and <pipeline>.vertex.yaml "
-                                      "(Vertex AI Pipelines) for every pipeline.")
+    comp = sub.add_parser(
+        "compile",
+        help="compile pipelines to KFP YAML",
+        description="Write <pipeline>.yaml (Kubeflow Pipelines, with the "
+        "kfp-kubernetes settings) and <pipeline>.vertex.yaml "
+        "(Vertex AI Pipelines) for every pipeline.",
+    )
     comp.add_argument("--output-dir", required=True, help="directory for <pipeline>.yaml files")
     comp.add_argument("--pipeline", help="compile only this pipeline")
     comp.set_defaults(func=_cmd_compile)
-
-
-

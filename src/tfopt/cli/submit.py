@@ -24,16 +24,24 @@ def _target_overrides(args: argparse.Namespace) -> dict:
 
 def _add_common(parser: argparse.ArgumentParser, suppress: bool = False) -> None:
     default = argparse.SUPPRESS if suppress else None
-    parser.add_argument("--params", default=default,
-                        help="YAML/JSON params file (pipeline parameters + submit:/schedule:)")
+    parser.add_argument(
+        "--params",
+        default=default,
+        help="YAML/JSON params file (pipeline parameters + submit:/schedule:)",
+    )
     for flag, dest, text in _TARGET_FLAGS:
         parser.add_argument(flag, dest=dest, default=default, help=text)
 
 
 def _add_run_args(parser: argparse.ArgumentParser, suppress: bool = False) -> None:
     default = argparse.SUPPRESS if suppress else None
-    parser.add_argument("--set", action="append", metavar="NAME=VALUE", default=default,
-                        help="override one pipeline parameter (repeatable)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        metavar="NAME=VALUE",
+        default=default,
+        help="override one pipeline parameter (repeatable)",
+    )
     parser.add_argument("--pipeline", default=default, help="pipeline name (default: optimize)")
 
 
@@ -41,8 +49,13 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     from tfopt.cli.pipeline import parse_set
     from tfopt.client.submit import submit_file
 
-    result = submit_file(args.params, parse_set(args.set), pipeline=args.pipeline,
-                         run_name=args.run_name, **_target_overrides(args))
+    result = submit_file(
+        args.params,
+        parse_set(args.set),
+        pipeline=args.pipeline,
+        run_name=args.run_name,
+        **_target_overrides(args),
+    )
     print(f"submitted {result.target} run {result.run_id} ({result.name})")
     if result.url:
         print(result.url)
@@ -58,10 +71,16 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
     overrides = _target_overrides(args)
     if action == "create":
         info = schedule.create_schedule(
-            params, getattr(args, "cron", None), parse_set(getattr(args, "set", None)),
-            schedule_overrides={"name": getattr(args, "name", None),
-                                "time_zone": getattr(args, "time_zone", None)},
-            pipeline=getattr(args, "pipeline", None), **overrides)
+            params,
+            getattr(args, "cron", None),
+            parse_set(getattr(args, "set", None)),
+            schedule_overrides={
+                "name": getattr(args, "name", None),
+                "time_zone": getattr(args, "time_zone", None),
+            },
+            pipeline=getattr(args, "pipeline", None),
+            **overrides,
+        )
         print(f"created schedule {info.id} ({info.name}, cron {info.cron!r})")
         return 0
     config = schedule.load_submit_config(params, **overrides)
@@ -82,27 +101,40 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
 
 def _add_create_args(parser: argparse.ArgumentParser, suppress: bool = False) -> None:
     default = argparse.SUPPRESS if suppress else None
-    parser.add_argument("--cron", default=default,
-                        help="five-field cron, e.g. '30 2 * * *' (or @daily; default: schedule.cron)")
+    parser.add_argument(
+        "--cron",
+        default=default,
+        help="five-field cron, e.g. '30 2 * * *' (or @daily; default: schedule.cron)",
+    )
     parser.add_argument("--name", default=default, help="schedule display name")
-    parser.add_argument("--time-zone", dest="time_zone", default=default,
-                        help="IANA time zone of the cron (Vertex; KFP runs in UTC)")
+    parser.add_argument(
+        "--time-zone",
+        dest="time_zone",
+        default=default,
+        help="IANA time zone of the cron (Vertex; KFP runs in UTC)",
+    )
     _add_run_args(parser, suppress)
 
 
 def register(sub) -> None:
-    sp = sub.add_parser("submit", help="submit a pipeline run to KFP or Vertex AI Pipelines",
-                        description="Compile the pipeline and create one run on a Kubeflow "
-                                    "Pipelines host or on Vertex AI Pipelines, as the params "
-                                    "file's submit: section (or the flags) say.")
+    sp = sub.add_parser(
+        "submit",
+        help="submit a pipeline run to KFP or Vertex AI Pipelines",
+        description="Compile the pipeline and create one run on a Kubeflow "
+        "Pipelines host or on Vertex AI Pipelines, as the params "
+        "file's submit: section (or the flags) say.",
+    )
     _add_common(sp)
     _add_run_args(sp)
     sp.add_argument("--run-name", dest="run_name", help="run display name")
     sp.set_defaults(func=_cmd_submit)
 
-    sc = sub.add_parser("schedule", help="create, list or delete recurring pipeline runs",
-                        description="Recurring runs: a KFP recurring run or a Vertex AI "
-                                    "pipeline schedule. Without an action, --cron creates one.")
+    sc = sub.add_parser(
+        "schedule",
+        help="create, list or delete recurring pipeline runs",
+        description="Recurring runs: a KFP recurring run or a Vertex AI "
+        "pipeline schedule. Without an action, --cron creates one.",
+    )
     _add_common(sc)
     _add_create_args(sc)
     actions = sc.add_subparsers(dest="action", metavar="ACTION")

@@ -14,8 +14,12 @@ from tfopt import fsutil
 log = logging.getLogger(__name__)
 
 
-def run_local(params: dict[str, Any], output_dir: str, pipeline: str = "optimize",
-              enable_caching: bool = False) -> dict:
+def run_local(
+    params: dict[str, Any],
+    output_dir: str,
+    pipeline: str = "optimize",
+    enable_caching: bool = False,
+) -> dict:
     """Run a pipeline with KFP's local SubprocessRunner; write ``output_dir/summary.json``.
 
     Artifacts stay under ``output_dir/artifacts/<run>/``; the summary's paths
@@ -33,10 +37,13 @@ def run_local(params: dict[str, Any], output_dir: str, pipeline: str = "optimize
         # a repository that outlives the run, so versions increase run after run
         params["serving_base_path"] = os.path.join(output_dir, "serving")
     os.makedirs(output_dir, exist_ok=True)
-    local.init(runner=local.SubprocessRunner(use_venv=False),
-               pipeline_root=os.path.join(output_dir, "artifacts"),
-               raise_on_error=True, enable_caching=enable_caching,
-               cache_root=os.path.join(output_dir, "cache") if enable_caching else None)
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=os.path.join(output_dir, "artifacts"),
+        raise_on_error=True,
+        enable_caching=enable_caching,
+        cache_root=os.path.join(output_dir, "cache") if enable_caching else None,
+    )
     start = time.perf_counter()
     hits = _CacheHits()
     with warnings.catch_warnings(), hits:  # the local runner warns about non-"python" images
@@ -105,8 +112,17 @@ def serving_entry(run_dir: str) -> dict | None:
             out = fsutil.read_json(os.path.join(root, "executor_output.json"))
             for artifact in out.get("artifacts", {}).get("manifests", {}).get("artifacts", []):
                 meta = artifact.get("metadata", {})
-                entry = {k: meta.get(k) for k in ("model_base_path", "model_name", "version",
-                                                  "grpc_port", "rest_port", "smoke_test")}
+                entry = {
+                    k: meta.get(k)
+                    for k in (
+                        "model_base_path",
+                        "model_name",
+                        "version",
+                        "grpc_port",
+                        "rest_port",
+                        "smoke_test",
+                    )
+                }
                 for key in ("version", "grpc_port", "rest_port"):  # metadata numbers are floats
                     entry[key] = int(entry[key]) if entry[key] is not None else None
                 return entry

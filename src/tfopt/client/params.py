@@ -15,9 +15,14 @@ from typing import Any
 from tfopt.errors import ConfigError
 
 RESERVED_SECTIONS = ("submit", "schedule")
-_TYPES = {"String": (str,), "Integer": (int,), "Float": (float, int), "Boolean": (bool,),
-          "Dict": (dict,), "List": (list,)}
-
+_TYPES = {
+    "String": (str,),
+    "Integer": (int,),
+    "Float": (float, int),
+    "Boolean": (bool,),
+    "Dict": (dict,),
+    "List": (list,),
+}
 
 
 def read_params_file(path: str) -> dict[str, Any]:
@@ -49,8 +54,9 @@ def pipeline_inputs(pipeline: str = "optimize") -> dict:
     return dict(pipeline_function(pipeline).component_spec.inputs or {})
 
 
-def validate_params(values: dict[str, Any], pipeline: str = "optimize",
-                    where: str = "params") -> dict[str, Any]:
+def validate_params(
+    values: dict[str, Any], pipeline: str = "optimize", where: str = "params"
+) -> dict[str, Any]:
     """Check names and types against the pipeline's signature; return the parameters."""
     specs = pipeline_inputs(pipeline)
     bad = [k for k in values if not isinstance(k, str)]
@@ -59,23 +65,28 @@ def validate_params(values: dict[str, Any], pipeline: str = "optimize",
     params = {k: v for k, v in values.items() if k not in RESERVED_SECTIONS}
     unknown = sorted(set(params) - set(specs))
     if unknown:
-        raise ConfigError(f"{where}: unknown parameter(s) {', '.join(unknown)} for pipeline "
-                          f"{pipeline!r}; allowed: {', '.join(sorted(specs))}")
+        raise ConfigError(
+            f"{where}: unknown parameter(s) {', '.join(unknown)} for pipeline "
+            f"{pipeline!r}; allowed: {', '.join(sorted(specs))}"
+        )
     for name, value in params.items():
         allowed = _TYPES.get(specs[name].type)
         if allowed is None:
             continue
         is_bool = isinstance(value, bool)
         if not isinstance(value, allowed) or (is_bool and bool not in allowed):
-            raise ConfigError(f"{where}: parameter {name}={value!r} has type "
-                              f"{type(value).__name__}; expected {specs[name].type}")
+            raise ConfigError(
+                f"{where}: parameter {name}={value!r} has type "
+                f"{type(value).__name__}; expected {specs[name].type}"
+            )
         if specs[name].type == "Float":
             params[name] = float(value)
     return params
 
 
-def load_params(path: str | None, pipeline: str = "optimize",
-                overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def load_params(
+    path: str | None, pipeline: str = "optimize", overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Parameters from ``path`` (may be None) updated by ``overrides``, validated."""
     values = read_params_file(path) if path else {}
     values.update(overrides or {})

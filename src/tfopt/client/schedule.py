@@ -42,21 +42,47 @@ from tfopt.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-MACROS = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
-          "@weekly": "0 0 * * 0", "@monthly": "0 0 1 * *", "@yearly": "0 0 1 1 *",
-          "@annually": "0 0 1 1 *"}
-_FIELDS = (("minute", 0, 59, {}), ("hour", 0, 23, {}), ("day-of-month", 1, 31, {}),
-           ("month", 1, 12, {m: i + 1 for i, m in enumerate(
-               ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"])}),
-           ("day-of-week", 0, 7, {d: i for i, d in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])}))
+MACROS = {
+    "@hourly": "0 * * * *",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@weekly": "0 0 * * 0",
+    "@monthly": "0 0 1 * *",
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+}
+_FIELDS = (
+    ("minute", 0, 59, {}),
+    ("hour", 0, 23, {}),
+    ("day-of-month", 1, 31, {}),
+    (
+        "month",
+        1,
+        12,
+        {
+            m: i + 1
+            for i, m in enumerate(
+                ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+            )
+        },
+    ),
+    (
+        "day-of-week",
+        0,
+        7,
+        {d: i for i, d in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])},
+    ),
+)
 
 
 def _cron_value(text: str, field: str, low: int, high: int, names: dict, expr: str) -> int:
     value = names.get(text.lower())
     if value is None:
         if not text.isdigit():
-            raise ConfigError(f"cron {expr!r}: {field} value {text!r} is not a number"
-                              + (f" or a name ({', '.join(names)})" if names else ""))
+            raise ConfigError(
+                f"cron {expr!r}: {field} value {text!r} is not a number"
+                + (f" or a name ({', '.join(names)})" if names else "")
+            )
         value = int(text)
     if not low <= value <= high:
         raise ConfigError(f"cron {expr!r}: {field} value {value} is outside [{low}, {high}]")
@@ -78,14 +104,17 @@ def parse_cron(expr: str) -> str:
         return MACROS[text.lower()]
     parts = text.split()
     if len(parts) != 5:
-        raise ConfigError(f"cron {expr!r} has {len(parts)} field(s): expected 5 "
-                          "(minute hour day-of-month month day-of-week), e.g. '30 2 * * *'")
+        raise ConfigError(
+            f"cron {expr!r} has {len(parts)} field(s): expected 5 "
+            "(minute hour day-of-month month day-of-week), e.g. '30 2 * * *'"
+        )
     for part, (field, low, high, names) in zip(parts, _FIELDS, strict=True):
         for item in part.split(","):
             base, slash, step = item.partition("/")
             if slash and (not step.isdigit() or int(step) < 1 or int(step) > high):
-                raise ConfigError(f"cron {expr!r}: {field} step {step!r} must be an "
-                                  f"integer in [1, {high}]")
+                raise ConfigError(
+                    f"cron {expr!r}: {field} step {step!r} must be an integer in [1, {high}]"
+                )
             if base == "*":
                 continue
             if not base:
@@ -97,8 +126,7 @@ def parse_cron(expr: str) -> str:
                 if b < a:
                     raise ConfigError(f"cron {expr!r}: {field} range {base!r} runs backwards")
             elif slash:
-                raise ConfigError(f"cron {expr!r}: {field} step needs '*' or a range, "
-                                  f"got {item!r}")
+                raise ConfigError(f"cron {expr!r}: {field} step needs '*' or a range, got {item!r}")
     return " ".join(parts)
 
 
@@ -132,8 +160,10 @@ class ScheduleConfig:
         try:
             zoneinfo.ZoneInfo(self.time_zone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ConfigError(f"schedule.time_zone={self.time_zone!r} is not allowed: expected "
-                              "an IANA time zone like 'UTC' or 'Europe/Berlin'") from None
+            raise ConfigError(
+                f"schedule.time_zone={self.time_zone!r} is not allowed: expected "
+                "an IANA time zone like 'UTC' or 'Europe/Berlin'"
+            ) from None
 
 
 def load_schedule_config(path: str | None, **overrides) -> ScheduleConfig:
@@ -143,8 +173,10 @@ def load_schedule_config(path: str | None, **overrides) -> ScheduleConfig:
     names = {f.name for f in dataclasses.fields(ScheduleConfig)}
     unknown = sorted(set(values) - names)
     if unknown:
-        raise ConfigError(f"{path}: schedule: unknown key(s) {', '.join(unknown)}; "
-                          f"allowed: {', '.join(sorted(names))}")
+        raise ConfigError(
+            f"{path}: schedule: unknown key(s) {', '.join(unknown)}; "
+            f"allowed: {', '.join(sorted(names))}"
+        )
     if not values.get("cron"):
         raise ConfigError("no cron expression: pass --cron '30 2 * * *' or set schedule.cron")
     return ScheduleConfig(**values)
@@ -162,8 +194,10 @@ class ScheduleInfo:
 
 def _check_for_target(config: SubmitConfig, sched: ScheduleConfig) -> None:
     if config.target == "kfp" and sched.time_zone != "UTC":
-        raise ConfigError(f"schedule.time_zone={sched.time_zone!r}: KFP recurring runs use the "
-                          "cluster's clock (UTC); write the cron in UTC and set time_zone: UTC")
+        raise ConfigError(
+            f"schedule.time_zone={sched.time_zone!r}: KFP recurring runs use the "
+            "cluster's clock (UTC); write the cron in UTC and set time_zone: UTC"
+        )
 
 
 def create_prepared(prep: Prepared, sched: ScheduleConfig, credentials=None) -> ScheduleInfo:
@@ -172,40 +206,63 @@ def create_prepared(prep: Prepared, sched: ScheduleConfig, credentials=None) -> 
     _check_for_target(cfg, sched)
     if cfg.target == "kfp":
         client = kfp_client(cfg)
-        experiment = _api_call("KFP create experiment", client.create_experiment,
-                               name=cfg.experiment, namespace=cfg.namespace or None)
+        experiment = _api_call(
+            "KFP create experiment",
+            client.create_experiment,
+            name=cfg.experiment,
+            namespace=cfg.namespace or None,
+        )
         cron = kfp_cron(sched.cron)
-        rr = _api_call("KFP create recurring run", client.create_recurring_run,
-                       experiment_id=experiment.experiment_id, job_name=sched.name,
-                       description=f"tfopt {cfg.pipeline}: {sched.cron} (UTC)",
-                       cron_expression=cron, max_concurrency=sched.max_concurrency,
-                       no_catchup=not sched.catchup, params=prep.params,
-                       pipeline_package_path=prep.package_path,
-                       pipeline_root=cfg.pipeline_root or None,
-                       enable_caching=cfg.enable_caching,
-                       service_account=cfg.service_account or None)
-        log.info("created KFP recurring run %s (%s, cron %s)", rr.recurring_run_id, sched.name, cron)
+        rr = _api_call(
+            "KFP create recurring run",
+            client.create_recurring_run,
+            experiment_id=experiment.experiment_id,
+            job_name=sched.name,
+            description=f"tfopt {cfg.pipeline}: {sched.cron} (UTC)",
+            cron_expression=cron,
+            max_concurrency=sched.max_concurrency,
+            no_catchup=not sched.catchup,
+            params=prep.params,
+            pipeline_package_path=prep.package_path,
+            pipeline_root=cfg.pipeline_root or None,
+            enable_caching=cfg.enable_caching,
+            service_account=cfg.service_account or None,
+        )
+        log.info(
+            "created KFP recurring run %s (%s, cron %s)", rr.recurring_run_id, sched.name, cron
+        )
         return ScheduleInfo(rr.recurring_run_id, sched.name, cron, str(rr.status or ""))
     from google.cloud import aiplatform
 
     target = cfg.vertex_target()
     check_reachable(target.host, "the Vertex AI API")
     job = vertex_job(prep, credentials)
-    schedule = aiplatform.PipelineJobSchedule(pipeline_job=job, display_name=sched.name,
-                                              credentials=credentials)
+    schedule = aiplatform.PipelineJobSchedule(
+        pipeline_job=job, display_name=sched.name, credentials=credentials
+    )
     cron = vertex_cron(sched.cron, sched.time_zone)
-    _api_call("Vertex AI create schedule", schedule.create, cron=cron,
-              max_concurrent_run_count=sched.max_concurrency,
-              service_account=cfg.vertex_service_account() or None,
-              network=cfg.network or None)
-    log.info("created Vertex AI schedule %s (%s, cron %s)", schedule.resource_name, sched.name, cron)
+    _api_call(
+        "Vertex AI create schedule",
+        schedule.create,
+        cron=cron,
+        max_concurrent_run_count=sched.max_concurrency,
+        service_account=cfg.vertex_service_account() or None,
+        network=cfg.network or None,
+    )
+    log.info(
+        "created Vertex AI schedule %s (%s, cron %s)", schedule.resource_name, sched.name, cron
+    )
     return ScheduleInfo(schedule.resource_name, sched.name, cron, schedule.state.name)
 
 
-def create_schedule(params_path: str | None, cron: str | None = None,
-                    set_params: Mapping[str, Any] | None = None, credentials=None,
-                    schedule_overrides: Mapping[str, Any] | None = None,
-                    **overrides) -> ScheduleInfo:
+def create_schedule(
+    params_path: str | None,
+    cron: str | None = None,
+    set_params: Mapping[str, Any] | None = None,
+    credentials=None,
+    schedule_overrides: Mapping[str, Any] | None = None,
+    **overrides,
+) -> ScheduleInfo:
     """Validate everything (cron first), compile, then create the schedule."""
     sched = load_schedule_config(params_path, cron=cron, **dict(schedule_overrides or {}))
     config = load_submit_config(params_path, **overrides)
@@ -222,14 +279,20 @@ def list_schedules(config: SubmitConfig, credentials=None) -> list[ScheduleInfo]
         client = kfp_client(config)
         out, token = [], ""
         while True:
-            resp = _api_call("KFP list recurring runs", client.list_recurring_runs,
-                             page_token=token, page_size=100,
-                             namespace=config.namespace or None)
+            resp = _api_call(
+                "KFP list recurring runs",
+                client.list_recurring_runs,
+                page_token=token,
+                page_size=100,
+                namespace=config.namespace or None,
+            )
             for rr in resp.recurring_runs or []:
-                cron = rr.trigger.cron_schedule.cron if rr.trigger and rr.trigger.cron_schedule \
-                    else ""
-                out.append(ScheduleInfo(rr.recurring_run_id, rr.display_name, cron,
-                                        str(rr.status or "")))
+                cron = (
+                    rr.trigger.cron_schedule.cron if rr.trigger and rr.trigger.cron_schedule else ""
+                )
+                out.append(
+                    ScheduleInfo(rr.recurring_run_id, rr.display_name, cron, str(rr.status or ""))
+                )
             token = resp.next_page_token or ""
             if not token:
                 return out
@@ -237,10 +300,19 @@ def list_schedules(config: SubmitConfig, credentials=None) -> list[ScheduleInfo]
 
     target = config.vertex_target()
     check_reachable(target.host, "the Vertex AI API")
-    aiplatform.init(project=target.project, location=target.region, credentials=credentials,
-                    api_endpoint=target.api_endpoint or None)
-    found = _api_call("Vertex AI list schedules", aiplatform.PipelineJobSchedule.list,
-                      project=target.project, location=target.region, credentials=credentials)
+    aiplatform.init(
+        project=target.project,
+        location=target.region,
+        credentials=credentials,
+        api_endpoint=target.api_endpoint or None,
+    )
+    found = _api_call(
+        "Vertex AI list schedules",
+        aiplatform.PipelineJobSchedule.list,
+        project=target.project,
+        location=target.region,
+        credentials=credentials,
+    )
     return [ScheduleInfo(s.resource_name, s.display_name, s.cron, s.state.name) for s in found]
 
 
@@ -250,25 +322,45 @@ def delete_schedule(config: SubmitConfig, schedule_id: str, credentials=None) ->
     check_str("schedule", "id", schedule_id)
     if config.target == "kfp":
         client = kfp_client(config)
-        _api_call("KFP delete recurring run", client.delete_recurring_run,
-                  recurring_run_id=schedule_id)
+        _api_call(
+            "KFP delete recurring run", client.delete_recurring_run, recurring_run_id=schedule_id
+        )
         log.info("deleted KFP recurring run %s", schedule_id)
         return
     from google.cloud import aiplatform
 
     target = config.vertex_target()
     if not re.match(r"^(projects/[^/]+/locations/[^/]+/schedules/)?[0-9A-Za-z_-]+$", schedule_id):
-        raise ConfigError(f"schedule id {schedule_id!r}: expected a Vertex schedule id or "
-                          "resource name")
+        raise ConfigError(
+            f"schedule id {schedule_id!r}: expected a Vertex schedule id or resource name"
+        )
     check_reachable(target.host, "the Vertex AI API")
-    aiplatform.init(project=target.project, location=target.region, credentials=credentials,
-                    api_endpoint=target.api_endpoint or None)
-    schedule = _api_call("Vertex AI get schedule", aiplatform.PipelineJobSchedule.get,
-                         schedule_id=schedule_id, project=target.project,
-                         location=target.region, credentials=credentials)
+    aiplatform.init(
+        project=target.project,
+        location=target.region,
+        credentials=credentials,
+        api_endpoint=target.api_endpoint or None,
+    )
+    schedule = _api_call(
+        "Vertex AI get schedule",
+        aiplatform.PipelineJobSchedule.get,
+        schedule_id=schedule_id,
+        project=target.project,
+        location=target.region,
+        credentials=credentials,
+    )
     _api_call("Vertex AI delete schedule", schedule.delete)
     log.info("deleted Vertex AI schedule %s", schedule_id)
 
 
-__all__ = ["ScheduleConfig", "ScheduleInfo", "create_schedule", "delete_schedule",
-           "kfp_cron", "list_schedules", "load_submit_config", "parse_cron", "vertex_cron"]
+__all__ = [
+    "ScheduleConfig",
+    "ScheduleInfo",
+    "create_schedule",
+    "delete_schedule",
+    "kfp_cron",
+    "list_schedules",
+    "load_submit_config",
+    "parse_cron",
+    "vertex_cron",
+]

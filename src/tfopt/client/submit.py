@@ -45,8 +45,11 @@ log = logging.getLogger(__name__)
 
 TARGETS = ("kfp", "vertex")
 ENV_KFP_HOST = "KF_PIPELINES_ENDPOINT"
-_SECRET_WORDS = re.compile(r"token|secret|password|passwd|credential|api_key|apikey|key_file|"
-                           r"private_key", re.IGNORECASE)
+_SECRET_WORDS = re.compile(
+    r"token|secret|password|passwd|credential|api_key|apikey|key_file|"
+    r"private_key",
+    re.IGNORECASE,
+)
 
 
 def refuse_credentials(section: str, values: Mapping[str, Any]) -> None:
@@ -57,7 +60,8 @@ def refuse_credentials(section: str, values: Mapping[str, Any]) -> None:
                 f"{section}.{key}: credentials do not belong in params files. Vertex AI uses "
                 "Application Default Credentials (gcloud auth application-default login or a "
                 "service account); KFP uses its client's auth (in-cluster token, IAP env vars); "
-                "secrets for steps come from Kubernetes secrets (tfopt.components._secrets)")
+                "secrets for steps come from Kubernetes secrets (tfopt.components._secrets)"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,19 +106,35 @@ class SubmitConfig:
         check_choice(owner, "target", self.target, TARGETS)
         check_str(owner, "pipeline", self.pipeline)
         check_str(owner, "experiment", self.experiment)
-        for name in ("package", "run_name", "host", "namespace", "project", "region",
-                     "api_endpoint", "pipeline_root", "service_account", "network"):
+        for name in (
+            "package",
+            "run_name",
+            "host",
+            "namespace",
+            "project",
+            "region",
+            "api_endpoint",
+            "pipeline_root",
+            "service_account",
+            "network",
+        ):
             check_str(owner, name, getattr(self, name), allow_empty=True)
         if self.enable_caching not in (None, True, False):
-            raise ConfigError(f"submit.enable_caching={self.enable_caching!r} is not allowed: "
-                              "expected true, false or null")
+            raise ConfigError(
+                f"submit.enable_caching={self.enable_caching!r} is not allowed: "
+                "expected true, false or null"
+            )
         check_labels(owner, self.labels)
         if self.host and not re.match(r"^https?://[^/\s]+", self.host):
-            raise ConfigError(f"submit.host={self.host!r} is not allowed: expected an "
-                              "http(s):// URL of the KFP API")
+            raise ConfigError(
+                f"submit.host={self.host!r} is not allowed: expected an "
+                "http(s):// URL of the KFP API"
+            )
         if self.network and not re.match(r"^projects/[^/]+/global/networks/[^/]+$", self.network):
-            raise ConfigError(f"submit.network={self.network!r} is not allowed: expected "
-                              "projects/PROJECT_NUMBER/global/networks/NAME")
+            raise ConfigError(
+                f"submit.network={self.network!r} is not allowed: expected "
+                "projects/PROJECT_NUMBER/global/networks/NAME"
+            )
         if self.package and not os.path.isfile(self.package):
             raise ConfigError(f"submit.package={self.package!r}: file not found")
 
@@ -126,8 +146,10 @@ class SubmitConfig:
     def kfp_host(self) -> str:
         host = self.host or os.environ.get(ENV_KFP_HOST, "")
         if not host:
-            raise ConfigError("KFP host is missing: set submit.host (e.g. "
-                              f"http://localhost:8080) or ${ENV_KFP_HOST}")
+            raise ConfigError(
+                "KFP host is missing: set submit.host (e.g. "
+                f"http://localhost:8080) or ${ENV_KFP_HOST}"
+            )
         return host.rstrip("/")
 
     def vertex_target(self) -> VertexTarget:
@@ -136,8 +158,10 @@ class SubmitConfig:
     def vertex_service_account(self) -> str:
         account = self.service_account or os.environ.get(ENV_SERVICE_ACCOUNT[0], "")
         if account and "@" not in account:
-            raise ConfigError(f"submit.service_account={account!r} is not allowed: expected "
-                              "a service account e-mail")
+            raise ConfigError(
+                f"submit.service_account={account!r} is not allowed: expected "
+                "a service account e-mail"
+            )
         return account
 
     def check_target(self) -> None:
@@ -148,8 +172,10 @@ class SubmitConfig:
         self.vertex_target()
         self.vertex_service_account()
         if not self.pipeline_root.startswith("gs://"):
-            raise ConfigError(f"submit.pipeline_root={self.pipeline_root!r} is not allowed: "
-                              "Vertex AI Pipelines needs a gs:// directory for run artifacts")
+            raise ConfigError(
+                f"submit.pipeline_root={self.pipeline_root!r} is not allowed: "
+                "Vertex AI Pipelines needs a gs:// directory for run artifacts"
+            )
 
 
 def read_sections(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -198,8 +224,12 @@ def _pipeline_display_name(package_path: str) -> str:
     return ((doc or {}).get("pipelineInfo") or {}).get("name") or "tfopt"
 
 
-def prepare(config: SubmitConfig, params_path: str | None, set_params: Mapping[str, Any] | None,
-            workdir: str) -> Prepared:
+def prepare(
+    config: SubmitConfig,
+    params_path: str | None,
+    set_params: Mapping[str, Any] | None,
+    workdir: str,
+) -> Prepared:
     """Validate settings and parameters and compile the package into ``workdir``."""
     from tfopt.client.params import load_params
 
@@ -210,8 +240,11 @@ def prepare(config: SubmitConfig, params_path: str | None, set_params: Mapping[s
     else:
         from tfopt.pipelines.compile import compile_pipeline
 
-        package = compile_pipeline(config.pipeline, os.path.join(workdir, f"{config.pipeline}.yaml"),
-                                   target="vertex" if config.target == "vertex" else "kubeflow")
+        package = compile_pipeline(
+            config.pipeline,
+            os.path.join(workdir, f"{config.pipeline}.yaml"),
+            target="vertex" if config.target == "vertex" else "kubeflow",
+        )
     display = _pipeline_display_name(package)
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
     return Prepared(config, params, package, display, config.run_name or f"{display}-{stamp}")
@@ -236,8 +269,10 @@ def kfp_client(config: SubmitConfig):
             json.loads(resp.read() or b"{}")
     except urllib.error.HTTPError as exc:
         if exc.code not in (401, 403):  # auth is the client's business; anything else is not KFP
-            raise CloudError(f"{host} does not answer as a KFP v2 API "
-                             f"(GET /apis/v2beta1/healthz -> HTTP {exc.code})") from None
+            raise CloudError(
+                f"{host} does not answer as a KFP v2 API "
+                f"(GET /apis/v2beta1/healthz -> HTTP {exc.code})"
+            ) from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise CloudError(f"{host} does not answer as a KFP v2 API: {exc}") from None
     import warnings
@@ -259,8 +294,10 @@ def _api_call(what: str, fn, *args, **kwargs):
         import kfp_server_api
         from google.api_core import exceptions as gexc
 
-        if isinstance(exc, gexc.GoogleAPICallError | kfp_server_api.ApiException
-                      | ConnectionError | TimeoutError):
+        if isinstance(
+            exc,
+            gexc.GoogleAPICallError | kfp_server_api.ApiException | ConnectionError | TimeoutError,
+        ):
             raise CloudError(f"{what} failed: {exc}") from exc
         raise
 
@@ -271,14 +308,25 @@ def vertex_job(prep: Prepared, credentials=None):
 
     cfg = prep.config
     target = cfg.vertex_target()
-    aiplatform.init(project=target.project, location=target.region, credentials=credentials,
-                    api_endpoint=target.api_endpoint or None)
+    aiplatform.init(
+        project=target.project,
+        location=target.region,
+        credentials=credentials,
+        api_endpoint=target.api_endpoint or None,
+    )
     job_id = re.sub(r"[^a-z0-9-]+", "-", prep.run_name.lower()).strip("-")[:128]
     return aiplatform.PipelineJob(
-        display_name=prep.run_name, template_path=prep.package_path, job_id=job_id,
-        pipeline_root=cfg.pipeline_root, parameter_values=prep.params,
-        enable_caching=cfg.enable_caching, labels=dict(cfg.labels) or None,
-        project=target.project, location=target.region, credentials=credentials)
+        display_name=prep.run_name,
+        template_path=prep.package_path,
+        job_id=job_id,
+        pipeline_root=cfg.pipeline_root,
+        parameter_values=prep.params,
+        enable_caching=cfg.enable_caching,
+        labels=dict(cfg.labels) or None,
+        project=target.project,
+        location=target.region,
+        credentials=credentials,
+    )
 
 
 def submit_prepared(prep: Prepared, credentials=None) -> SubmitResult:
@@ -286,32 +334,51 @@ def submit_prepared(prep: Prepared, credentials=None) -> SubmitResult:
     cfg = prep.config
     if cfg.target == "kfp":
         client = kfp_client(cfg)
-        experiment = _api_call("KFP create experiment", client.create_experiment,
-                               name=cfg.experiment, namespace=cfg.namespace or None)
-        run = _api_call("KFP create run", client.run_pipeline,
-                        experiment_id=experiment.experiment_id, job_name=prep.run_name,
-                        pipeline_package_path=prep.package_path, params=prep.params,
-                        pipeline_root=cfg.pipeline_root or None,
-                        enable_caching=cfg.enable_caching,
-                        service_account=cfg.service_account or None)
+        experiment = _api_call(
+            "KFP create experiment",
+            client.create_experiment,
+            name=cfg.experiment,
+            namespace=cfg.namespace or None,
+        )
+        run = _api_call(
+            "KFP create run",
+            client.run_pipeline,
+            experiment_id=experiment.experiment_id,
+            job_name=prep.run_name,
+            pipeline_package_path=prep.package_path,
+            params=prep.params,
+            pipeline_root=cfg.pipeline_root or None,
+            enable_caching=cfg.enable_caching,
+            service_account=cfg.service_account or None,
+        )
         url = f"{cfg.kfp_host()}/#/runs/details/{run.run_id}"
-        log.info("submitted KFP run %s (%s) in experiment %s", run.run_id, prep.run_name,
-                 cfg.experiment)
+        log.info(
+            "submitted KFP run %s (%s) in experiment %s", run.run_id, prep.run_name, cfg.experiment
+        )
         return SubmitResult("kfp", run.run_id, prep.run_name, url)
     target = cfg.vertex_target()
     check_reachable(target.host, "the Vertex AI API")
     job = vertex_job(prep, credentials)
-    _api_call("Vertex AI create pipeline job", job.submit,
-              service_account=cfg.vertex_service_account() or None,
-              network=cfg.network or None)
-    url = (f"https://console.cloud.google.com/vertex-ai/locations/{target.region}/pipelines/"
-           f"runs/{job.name}?project={target.project}")
+    _api_call(
+        "Vertex AI create pipeline job",
+        job.submit,
+        service_account=cfg.vertex_service_account() or None,
+        network=cfg.network or None,
+    )
+    url = (
+        f"https://console.cloud.google.com/vertex-ai/locations/{target.region}/pipelines/"
+        f"runs/{job.name}?project={target.project}"
+    )
     log.info("submitted Vertex AI pipeline job %s", job.resource_name)
     return SubmitResult("vertex", job.name, job.resource_name, url)
 
 
-def submit_file(params_path: str | None, set_params: Mapping[str, Any] | None = None,
-                credentials=None, **overrides) -> SubmitResult:
+def submit_file(
+    params_path: str | None,
+    set_params: Mapping[str, Any] | None = None,
+    credentials=None,
+    **overrides,
+) -> SubmitResult:
     """Read settings and parameters from ``params_path`` and submit one run."""
     config = load_submit_config(params_path, **overrides)
     with tempfile.TemporaryDirectory(prefix="tfopt-submit-") as tmp:

@@ -26,9 +26,17 @@ def load_for_compression(model_path: str, dataset_dir: str, where: str):
     return models.clone_model(model), info
 
 
-def finetune(model: keras.Model, info: schema.DatasetInfo, epochs: int, batch_size: int,
-             learning_rate: float, seed: int, callbacks=None, loss=None,
-             tensorboard_dir: str | None = None) -> dict:
+def finetune(
+    model: keras.Model,
+    info: schema.DatasetInfo,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    callbacks=None,
+    loss=None,
+    tensorboard_dir: str | None = None,
+) -> dict:
     """Compile and fit ``model`` for a fixed number of epochs on the train split.
 
     No early stopping: restoring "best" weights would undo a pruning schedule.
@@ -39,16 +47,27 @@ def finetune(model: keras.Model, info: schema.DatasetInfo, epochs: int, batch_si
     if tensorboard_dir:
         callbacks.append(keras.callbacks.TensorBoard(tensorboard_dir, write_graph=False))
     keras.utils.set_random_seed(seed)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  loss=loss or keras.losses.SparseCategoricalCrossentropy(),
-                  metrics=["accuracy"])
-    train_ds = input_pipeline.make_dataset(info, "train", input_pipeline.InputConfig(
-        batch_size=batch_size, shuffle=True, seed=seed))
-    val_ds = (input_pipeline.make_dataset(info, "validation", input_pipeline.InputConfig(batch_size=256))
-              if info.counts.get("validation") else None)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=loss or keras.losses.SparseCategoricalCrossentropy(),
+        metrics=["accuracy"],
+    )
+    train_ds = input_pipeline.make_dataset(
+        info, "train", input_pipeline.InputConfig(batch_size=batch_size, shuffle=True, seed=seed)
+    )
+    val_ds = (
+        input_pipeline.make_dataset(info, "validation", input_pipeline.InputConfig(batch_size=256))
+        if info.counts.get("validation")
+        else None
+    )
     with reporting_corruption(info, ["train", "validation"]):
-        history = model.fit(train_ds, validation_data=val_ds, epochs=epochs,
-                            callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
+        history = model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=epochs,
+            callbacks=callbacks,
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
     return {k: float(v[-1]) for k, v in history.history.items()}
 
 

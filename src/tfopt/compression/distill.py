@@ -55,7 +55,8 @@ class DistillConfig:
     """
 
     student: models.ModelConfig = field(
-        default_factory=lambda: models.ModelConfig(arch="cnn", width=8, depth=2, dropout=0.0))
+        default_factory=lambda: models.ModelConfig(arch="cnn", width=8, depth=2, dropout=0.0)
+    )
     temperature: float = 4.0
     alpha: float = 0.1
     labelled_fraction: float = 1.0
@@ -117,8 +118,9 @@ def logits_model(model: keras.Model) -> keras.Model:
 class Distiller(keras.Model):
     """Trains ``student`` against a frozen ``teacher`` on (x, label, mask) batches."""
 
-    def __init__(self, student: keras.Model, teacher: keras.Model, temperature: float,
-                 alpha: float):
+    def __init__(
+        self, student: keras.Model, teacher: keras.Model, temperature: float, alpha: float
+    ):
         super().__init__()
         self.student = student
         self.student_logits = logits_model(student)
@@ -140,8 +142,7 @@ class Distiller(keras.Model):
         p_teacher = tf.nn.softmax(teacher_logits / t)
         log_p_student = tf.nn.log_softmax(student_logits / t)
         kl = tf.reduce_sum(p_teacher * (tf.math.log(p_teacher + 1e-12) - log_p_student), -1)
-        ce = keras.losses.sparse_categorical_crossentropy(labels, student_logits,
-                                                             from_logits=True)
+        ce = keras.losses.sparse_categorical_crossentropy(labels, student_logits, from_logits=True)
         hard = tf.reduce_sum(ce * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
         return self.alpha * hard + (1.0 - self.alpha) * t * t * tf.reduce_mean(kl)
 
@@ -185,8 +186,10 @@ def load_unlabeled(source: str, feature_shape: tuple[int, ...]) -> np.ndarray:
         info = schema.load_info(source)
         x, _ = input_pipeline.load_arrays(info, "train")
     if tuple(x.shape[1:]) != tuple(feature_shape):
-        raise DataError(f"{source}: unlabeled inputs have shape {tuple(x.shape[1:])}; the "
-                        f"model takes {tuple(feature_shape)}")
+        raise DataError(
+            f"{source}: unlabeled inputs have shape {tuple(x.shape[1:])}; the "
+            f"model takes {tuple(feature_shape)}"
+        )
     return x
 
 
@@ -215,13 +218,18 @@ def _accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
 
 def _build_student(config: DistillConfig, info, mean: float, var: float) -> keras.Model:
     keras.utils.set_random_seed(config.seed)
-    return models.build_model(config.student, info.feature_shape, info.num_classes, mean, var,
-                              name="student")
+    return models.build_model(
+        config.student, info.feature_shape, info.num_classes, mean, var, name="student"
+    )
 
 
-def distill_model(teacher_path: str, dataset_dir: str, output_path: str,
-                  config: DistillConfig = DistillConfig(),
-                  tensorboard_dir: str | None = None) -> DistillResult:
+def distill_model(
+    teacher_path: str,
+    dataset_dir: str,
+    output_path: str,
+    config: DistillConfig = DistillConfig(),
+    tensorboard_dir: str | None = None,
+) -> DistillResult:
     """Distil the teacher at ``teacher_path`` (only read) into a student saved at ``output_path``.
 
     ``tensorboard_dir`` gets ``distill/`` and ``scratch/`` runs (TensorBoard scalars).
@@ -250,50 +258,77 @@ def distill_model(teacher_path: str, dataset_dir: str, output_path: str,
     student = _build_student(config, info, mean, var)
     teacher_params, student_params = models.count_params(teacher), models.count_params(student)
     if student_params >= teacher_params:
-        notes.append(f"student ({student_params} params) is not smaller than the teacher "
-                     f"({teacher_params})")
+        notes.append(
+            f"student ({student_params} params) is not smaller than the teacher ({teacher_params})"
+        )
     steps = _steps(len(x_all), config)
     # transfer set: every input with its (maybe unused) label and the label mask
-    ds = tf.data.Dataset.from_tensor_slices((x_all.astype(np.float32), y_all.astype(np.int64),
-                                             m_all))
+    ds = tf.data.Dataset.from_tensor_slices(
+        (x_all.astype(np.float32), y_all.astype(np.int64), m_all)
+    )
     ds = ds.shuffle(len(x_all), seed=config.seed, reshuffle_each_iteration=True).repeat()
     if config.augment:
-        ds = ds.map(_augment_fn(config, info.feature_shape, float(np.sqrt(var))),
-                    num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(
+            _augment_fn(config, info.feature_shape, float(np.sqrt(var))),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
     ds = ds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
     distiller = Distiller(student, teacher, config.temperature, config.alpha)
     distiller.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
     spe = steps // config.epochs
     verbose = 1 if sys.stdout.isatty() else 2
-    distiller.fit(ds, epochs=config.epochs, steps_per_epoch=spe, verbose=verbose,
-                  callbacks=[StopOnDivergence("distill", config.learning_rate),
-                             *board("distill")])
+    distiller.fit(
+        ds,
+        epochs=config.epochs,
+        steps_per_epoch=spe,
+        verbose=verbose,
+        callbacks=[StopOnDivergence("distill", config.learning_rate), *board("distill")],
+    )
     models.save_model(student, output_path)
 
     xt, yt = input_pipeline.load_arrays(info, "test")
     scratch_acc = None
     if config.train_scratch:
         scratch = _build_student(config, info, mean, var)
-        scratch.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                        loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+        scratch.compile(
+            optimizer=keras.optimizers.Adam(config.learning_rate),
+            loss=keras.losses.SparseCategoricalCrossentropy(),
+            metrics=["accuracy"],
+        )
         keep = mask > 0
         sds = tf.data.Dataset.from_tensor_slices((x[keep], y[keep]))
-        sds = sds.shuffle(int(keep.sum()), seed=config.seed,
-                          reshuffle_each_iteration=True).repeat()
+        sds = sds.shuffle(int(keep.sum()), seed=config.seed, reshuffle_each_iteration=True).repeat()
         if config.augment:
             aug = _augment_fn(config, info.feature_shape, float(np.sqrt(var)))
             sds = sds.map(lambda a, b: aug(a, b, 0.0)[:2], num_parallel_calls=tf.data.AUTOTUNE)
         sds = sds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
-        scratch.fit(sds, epochs=config.epochs, steps_per_epoch=spe, verbose=verbose,
-                    callbacks=board("scratch"))
+        scratch.fit(
+            sds,
+            epochs=config.epochs,
+            steps_per_epoch=spe,
+            verbose=verbose,
+            callbacks=board("scratch"),
+        )
         scratch_acc = _accuracy(scratch, xt, yt)
     result = DistillResult(
-        model_path=output_path, teacher_params=teacher_params, student_params=student_params,
-        compression=teacher_params / student_params, teacher_accuracy=_accuracy(teacher, xt, yt),
-        distilled_accuracy=_accuracy(student, xt, yt), scratch_accuracy=scratch_acc,
-        labelled_examples=int(mask.sum()), transfer_examples=len(x_all), steps=spe * config.epochs,
-        notes=notes)
-    log.info("distilled student %.4f vs scratch %s (teacher %.4f), %d labelled of %d",
-             result.distilled_accuracy, scratch_acc, result.teacher_accuracy,
-             result.labelled_examples, result.transfer_examples)
+        model_path=output_path,
+        teacher_params=teacher_params,
+        student_params=student_params,
+        compression=teacher_params / student_params,
+        teacher_accuracy=_accuracy(teacher, xt, yt),
+        distilled_accuracy=_accuracy(student, xt, yt),
+        scratch_accuracy=scratch_acc,
+        labelled_examples=int(mask.sum()),
+        transfer_examples=len(x_all),
+        steps=spe * config.epochs,
+        notes=notes,
+    )
+    log.info(
+        "distilled student %.4f vs scratch %s (teacher %.4f), %d labelled of %d",
+        result.distilled_accuracy,
+        scratch_acc,
+        result.teacher_accuracy,
+        result.labelled_examples,
+        result.transfer_examples,
+    )
     return result

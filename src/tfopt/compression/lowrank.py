@@ -49,8 +49,9 @@ class LowRankConfig:
     def __post_init__(self):
         name = "LowRankConfig"
         if isinstance(self.layers, str):
-            object.__setattr__(self, "layers",
-                               tuple(n.strip() for n in self.layers.split(",") if n.strip()))
+            object.__setattr__(
+                self, "layers", tuple(n.strip() for n in self.layers.split(",") if n.strip())
+            )
         object.__setattr__(self, "layers", tuple(self.layers))
         check_int(name, "rank", self.rank, 0, 1 << 20)
         check_float(name, "energy", self.energy, 0.0, 1.0, low_open=True)
@@ -85,9 +86,11 @@ def _matrix(layer) -> np.ndarray | None:
     """The kernel as an ``m x n`` matrix for Dense / 1x1 Conv2D, else ``None``."""
     if isinstance(layer, keras.layers.Dense) and len(layer.kernel.shape) == 2:
         return layer.kernel.numpy()
-    if isinstance(layer, keras.layers.Conv2D) and not isinstance(
-            layer, keras.layers.Conv2DTranspose | keras.layers.DepthwiseConv2D) and (
-            tuple(layer.kernel_size) == (1, 1) and layer.groups == 1):
+    if (
+        isinstance(layer, keras.layers.Conv2D)
+        and not isinstance(layer, keras.layers.Conv2DTranspose | keras.layers.DepthwiseConv2D)
+        and (tuple(layer.kernel_size) == (1, 1) and layer.groups == 1)
+    ):
         k = layer.kernel.numpy()
         return k.reshape(k.shape[2], k.shape[3])
     return None
@@ -105,11 +108,15 @@ def plan(model: keras.Model, config: LowRankConfig) -> dict[str, dict]:
     names = {la.name for la in model.layers}
     for n in config.layers:
         if n not in names:
-            raise ConfigError(f"LowRankConfig.layers names {n!r}, which the model does not "
-                              f"have; layers: {', '.join(sorted(names))}")
+            raise ConfigError(
+                f"LowRankConfig.layers names {n!r}, which the model does not "
+                f"have; layers: {', '.join(sorted(names))}"
+            )
         if n not in candidates:
-            raise ModelError(f"layer {n!r} ({type(model.get_layer(n)).__name__}) cannot be "
-                             "factorized: only Dense and 1x1 Conv2D layers can")
+            raise ModelError(
+                f"layer {n!r} ({type(model.get_layer(n)).__name__}) cannot be "
+                "factorized: only Dense and 1x1 Conv2D layers can"
+            )
     if not candidates:
         raise ModelError("the model has no layer to factorize (no Dense or 1x1 Conv2D layer)")
     chosen = config.layers or tuple(candidates)
@@ -126,23 +133,33 @@ def plan(model: keras.Model, config: LowRankConfig) -> dict[str, dict]:
         before, after = m * k, r * (m + k)
         if after >= before:
             if config.layers:
-                raise ConfigError(f"rank {r} for layer {n!r} ({m}x{k}) saves no parameters: "
-                                  f"{after} >= {before}; use a rank below "
-                                  f"{before // (m + k) + (1 if before % (m + k) else 0)}")
+                raise ConfigError(
+                    f"rank {r} for layer {n!r} ({m}x{k}) saves no parameters: "
+                    f"{after} >= {before}; use a rank below "
+                    f"{before // (m + k) + (1 if before % (m + k) else 0)}"
+                )
             continue
         root = np.sqrt(s[:r])
-        out[n] = {"rank": r, "max_rank": max_rank, "params_before": before,
-                  "params_after": after,
-                  "energy": float(np.sum(s[:r] ** 2) / np.sum(s ** 2)),
-                  "a": (u[:, :r] * root).astype(np.float32),
-                  "b": (root[:, None] * vt[:r]).astype(np.float32)}
+        out[n] = {
+            "rank": r,
+            "max_rank": max_rank,
+            "params_before": before,
+            "params_after": after,
+            "energy": float(np.sum(s[:r] ** 2) / np.sum(s**2)),
+            "a": (u[:, :r] * root).astype(np.float32),
+            "b": (root[:, None] * vt[:r]).astype(np.float32),
+        }
     if too_large and (config.layers or not out):
-        raise ConfigError(f"LowRankConfig.rank={config.rank} is larger than layer(s) allow: "
-                          + "; ".join(too_large))
+        raise ConfigError(
+            f"LowRankConfig.rank={config.rank} is larger than layer(s) allow: "
+            + "; ".join(too_large)
+        )
     if not out:
-        raise ModelError("the model has no layer to factorize: no Dense / 1x1 Conv2D layer "
-                         "where the rank saves parameters "
-                         f"(candidates: {', '.join(candidates)})")
+        raise ModelError(
+            "the model has no layer to factorize: no Dense / 1x1 Conv2D layer "
+            "where the rank saves parameters "
+            f"(candidates: {', '.join(candidates)})"
+        )
     return out
 
 
@@ -150,16 +167,31 @@ def _factorized_layer(layer, r: int):
     cfg = layer.get_config()
     if isinstance(layer, keras.layers.Dense):
         first = keras.layers.Dense(r, use_bias=False, name=f"{layer.name}_a")
-        second = keras.layers.Dense(cfg["units"], activation=cfg["activation"],
-                                    use_bias=cfg["use_bias"], name=f"{layer.name}_b")
+        second = keras.layers.Dense(
+            cfg["units"],
+            activation=cfg["activation"],
+            use_bias=cfg["use_bias"],
+            name=f"{layer.name}_b",
+        )
     else:
-        first = keras.layers.Conv2D(r, 1, strides=cfg["strides"], padding=cfg["padding"],
-                                    data_format=cfg["data_format"],
-                                    dilation_rate=cfg["dilation_rate"], use_bias=False,
-                                    name=f"{layer.name}_a")
-        second = keras.layers.Conv2D(cfg["filters"], 1, data_format=cfg["data_format"],
-                                     activation=cfg["activation"], use_bias=cfg["use_bias"],
-                                     name=f"{layer.name}_b")
+        first = keras.layers.Conv2D(
+            r,
+            1,
+            strides=cfg["strides"],
+            padding=cfg["padding"],
+            data_format=cfg["data_format"],
+            dilation_rate=cfg["dilation_rate"],
+            use_bias=False,
+            name=f"{layer.name}_a",
+        )
+        second = keras.layers.Conv2D(
+            cfg["filters"],
+            1,
+            data_format=cfg["data_format"],
+            activation=cfg["activation"],
+            use_bias=cfg["use_bias"],
+            name=f"{layer.name}_b",
+        )
     return keras.Sequential([first, second], name=layer.name)
 
 
@@ -178,36 +210,52 @@ def factorize(model: keras.Model, layer_plan: dict[str, dict]) -> keras.Model:
             p = layer_plan[layer.name]
             first, second = layer.layers
             first.set_weights([p["a"].reshape(first.kernel.shape)])
-            second.set_weights([p["b"].reshape(second.kernel.shape),
-                                *old.get_weights()[1:]])
+            second.set_weights([p["b"].reshape(second.kernel.shape), *old.get_weights()[1:]])
         elif old.get_weights():
             layer.set_weights(old.get_weights())
     return new
 
 
-def factorize_model(model_path: str, dataset_dir: str, output_path: str,
-                    config: LowRankConfig = LowRankConfig(),
-                    tensorboard_dir: str | None = None) -> LowRankResult:
+def factorize_model(
+    model_path: str,
+    dataset_dir: str,
+    output_path: str,
+    config: LowRankConfig = LowRankConfig(),
+    tensorboard_dir: str | None = None,
+) -> LowRankResult:
     """Factorize, fine-tune and save; the model at ``model_path`` is only read."""
     model, info = load_for_compression(model_path, dataset_dir, "lowrank")
     layer_plan = plan(model, config)
     new = factorize(model, layer_plan)
-    notes = [f"{n}: rank {p['rank']} of {p['max_rank']}, energy {p['energy']:.3f}, "
-             f"{p['params_before']} -> {p['params_after']} kernel params"
-             for n, p in layer_plan.items()]
+    notes = [
+        f"{n}: rank {p['rank']} of {p['max_rank']}, energy {p['energy']:.3f}, "
+        f"{p['params_before']} -> {p['params_after']} kernel params"
+        for n, p in layer_plan.items()
+    ]
     metrics = {}
     if config.epochs:
-        metrics = finetune(new, info, config.epochs, config.batch_size, config.learning_rate,
-                           config.seed, tensorboard_dir=tensorboard_dir)
+        metrics = finetune(
+            new,
+            info,
+            config.epochs,
+            config.batch_size,
+            config.learning_rate,
+            config.seed,
+            tensorboard_dir=tensorboard_dir,
+        )
     models.save_model(new, output_path)
-    layers = {n: {k: v for k, v in p.items() if k not in ("a", "b")}
-              for n, p in layer_plan.items()}
+    layers = {n: {k: v for k, v in p.items() if k not in ("a", "b")} for n, p in layer_plan.items()}
     result = LowRankResult(
-        model_path=output_path, layers=layers, params_before=models.count_params(model),
+        model_path=output_path,
+        layers=layers,
+        params_before=models.count_params(model),
         params_after=models.count_params(new),
         factorized_params_before=sum(p["params_before"] for p in layers.values()),
         factorized_params_after=sum(p["params_after"] for p in layers.values()),
-        metrics=metrics, notes=notes)
-    log.info("factorized %s: %d -> %d params", list(layers), result.params_before,
-             result.params_after)
+        metrics=metrics,
+        notes=notes,
+    )
+    log.info(
+        "factorized %s: %d -> %d params", list(layers), result.params_before, result.params_after
+    )
     return result

@@ -132,8 +132,10 @@ def plan_layers(model: keras.Model, keep_dense: tuple[str, ...]) -> tuple[list[s
             if with_kernel:
                 keep.add(with_kernel[-1].name)
         elif entry not in names:
-            raise ConfigError(f"PruneConfig.keep_dense names layer {entry!r}, which the model "
-                              f"does not have; layers: {', '.join(sorted(names))}")
+            raise ConfigError(
+                f"PruneConfig.keep_dense names layer {entry!r}, which the model "
+                f"does not have; layers: {', '.join(sorted(names))}"
+            )
         else:
             keep.add(entry)
     prune = [la.name for la in with_kernel if la.name not in keep and _prunable(la)]
@@ -141,7 +143,8 @@ def plan_layers(model: keras.Model, keep_dense: tuple[str, ...]) -> tuple[list[s
         raise ModelError(
             "the model has no layer to prune: prunable layers (Dense/Conv with a kernel) are "
             f"{[la.name for la in with_kernel if _prunable(la)] or 'none'}, kept dense: "
-            f"{sorted(keep) or 'none'}")
+            f"{sorted(keep) or 'none'}"
+        )
     return prune, sorted(keep & {la.name for la in with_kernel})
 
 
@@ -152,21 +155,40 @@ def make_schedule(config: PruneConfig, total_steps: int, spe: int):
     frequency = max(1, min(100, spe // 2))
     if config.schedule == "constant":
         sched = tfmot.sparsity.keras.ConstantSparsity(
-            config.effective_sparsity, begin_step=0, frequency=frequency)
-        return sched, {"kind": "constant", "begin_step": 0, "end_step": -1,
-                       "frequency": frequency, "total_steps": total_steps}
+            config.effective_sparsity, begin_step=0, frequency=frequency
+        )
+        return sched, {
+            "kind": "constant",
+            "begin_step": 0,
+            "end_step": -1,
+            "frequency": frequency,
+            "total_steps": total_steps,
+        }
     end = max(frequency, int(total_steps * config.ramp_fraction) // frequency * frequency)
     end = min(end, max(frequency, (total_steps - 1) // frequency * frequency))
     sched = tfmot.sparsity.keras.PolynomialDecay(
-        initial_sparsity=0.0, final_sparsity=config.effective_sparsity, begin_step=0,
-        end_step=end, frequency=frequency)
-    return sched, {"kind": "polynomial", "begin_step": 0, "end_step": end,
-                   "frequency": frequency, "total_steps": total_steps}
+        initial_sparsity=0.0,
+        final_sparsity=config.effective_sparsity,
+        begin_step=0,
+        end_step=end,
+        frequency=frequency,
+    )
+    return sched, {
+        "kind": "polynomial",
+        "begin_step": 0,
+        "end_step": end,
+        "frequency": frequency,
+        "total_steps": total_steps,
+    }
 
 
-def prune_model(model_path: str, dataset_dir: str, output_path: str,
-                config: PruneConfig = PruneConfig(),
-                tensorboard_dir: str | None = None) -> PruneResult:
+def prune_model(
+    model_path: str,
+    dataset_dir: str,
+    output_path: str,
+    config: PruneConfig = PruneConfig(),
+    tensorboard_dir: str | None = None,
+) -> PruneResult:
     """Prune, fine-tune, strip and save; the model at ``model_path`` is only read."""
     import tensorflow_model_optimization as tfmot
 
@@ -177,8 +199,10 @@ def prune_model(model_path: str, dataset_dir: str, output_path: str,
     schedule, sched_info = make_schedule(config, total, spe)
     notes = []
     if config.structured_2_4 and config.target_sparsity != 0.5:
-        notes.append(f"2:4 structured sparsity fixes sparsity at 0.5 "
-                     f"(target_sparsity={config.target_sparsity} ignored)")
+        notes.append(
+            f"2:4 structured sparsity fixes sparsity at 0.5 "
+            f"(target_sparsity={config.target_sparsity} ignored)"
+        )
     kwargs = {"pruning_schedule": schedule}
     if config.structured_2_4:
         kwargs["sparsity_m_by_n"] = (2, 4)
@@ -192,23 +216,45 @@ def prune_model(model_path: str, dataset_dir: str, output_path: str,
         wrapped = keras.models.clone_model(model, clone_function=wrap)
     except ValueError as exc:
         raise ModelError(f"prune: cannot wrap the model for pruning ({exc})") from None
-    log.info("pruning %s to %.2f (%s), kept dense: %s", to_prune, config.effective_sparsity,
-             config.schedule, dense)
-    metrics = finetune(wrapped, info, config.epochs, config.batch_size, config.learning_rate,
-                       config.seed, callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
-                       tensorboard_dir=tensorboard_dir)
+    log.info(
+        "pruning %s to %.2f (%s), kept dense: %s",
+        to_prune,
+        config.effective_sparsity,
+        config.schedule,
+        dense,
+    )
+    metrics = finetune(
+        wrapped,
+        info,
+        config.epochs,
+        config.batch_size,
+        config.learning_rate,
+        config.seed,
+        callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
+        tensorboard_dir=tensorboard_dir,
+    )
     stripped = tfmot.sparsity.keras.strip_pruning(wrapped)
     models.save_model(stripped, output_path)
     layer_sparsity = kernel_sparsity(stripped)
-    pruned_zeros = sum(int(np.sum(kernel_of(stripped.get_layer(n)).numpy() == 0))
-                       for n in to_prune)
+    pruned_zeros = sum(int(np.sum(kernel_of(stripped.get_layer(n)).numpy() == 0)) for n in to_prune)
     pruned_total = sum(int(np.prod(kernel_of(stripped.get_layer(n)).shape)) for n in to_prune)
     result = PruneResult(
-        model_path=output_path, target_sparsity=config.effective_sparsity,
-        sparsity=pruned_zeros / pruned_total, model_sparsity=model_sparsity(stripped),
-        layer_sparsity=layer_sparsity, pruned_layers=to_prune, dense_layers=dense,
-        params=models.count_params(stripped), metrics=metrics, schedule=sched_info,
-        notes=notes)
-    log.info("pruned: sparsity %.4f (target %.2f), per layer %s", result.sparsity,
-             result.target_sparsity, layer_sparsity)
+        model_path=output_path,
+        target_sparsity=config.effective_sparsity,
+        sparsity=pruned_zeros / pruned_total,
+        model_sparsity=model_sparsity(stripped),
+        layer_sparsity=layer_sparsity,
+        pruned_layers=to_prune,
+        dense_layers=dense,
+        params=models.count_params(stripped),
+        metrics=metrics,
+        schedule=sched_info,
+        notes=notes,
+    )
+    log.info(
+        "pruned: sparsity %.4f (target %.2f), per layer %s",
+        result.sparsity,
+        result.target_sparsity,
+        layer_sparsity,
+    )
     return result

@@ -98,9 +98,11 @@ def annotate(model: keras.Model) -> tuple[keras.Model, list[str], list[str]]:
 
     annotated = keras.models.clone_model(model, clone_function=wrap)
     if not any(kernel_of(model.get_layer(n)) is not None for n in quantized):
-        raise ModelError("the model has no layer quantization-aware training can quantize "
-                         f"(no Dense/Conv layer tfmot supports); layers: "
-                         f"{[la.name for la in model.layers]}")
+        raise ModelError(
+            "the model has no layer quantization-aware training can quantize "
+            f"(no Dense/Conv layer tfmot supports); layers: "
+            f"{[la.name for la in model.layers]}"
+        )
     return annotated, quantized, kept
 
 
@@ -127,8 +129,13 @@ def _prune_preserve_scheme():
     return Scheme()
 
 
-def qat_model(model_path: str, dataset_dir: str, output_path: str,
-              config: QatConfig = QatConfig(), tensorboard_dir: str | None = None) -> QatResult:
+def qat_model(
+    model_path: str,
+    dataset_dir: str,
+    output_path: str,
+    config: QatConfig = QatConfig(),
+    tensorboard_dir: str | None = None,
+) -> QatResult:
     """QAT-fine-tune the model at ``model_path`` (only read) and write int8 TFLite."""
     import tensorflow_model_optimization as tfmot
 
@@ -139,15 +146,24 @@ def qat_model(model_path: str, dataset_dir: str, output_path: str,
     notes = [f"layers left in float during QAT: {', '.join(kept)}"] if kept else []
     if config.preserve_sparsity:
         if sparsity_before < 0.05:
-            notes.append(f"preserve_sparsity on a model with only {sparsity_before:.1%} zero "
-                         "kernel weights (not a pruned model?)")
+            notes.append(
+                f"preserve_sparsity on a model with only {sparsity_before:.1%} zero "
+                "kernel weights (not a pruned model?)"
+            )
         scheme = _prune_preserve_scheme()
     else:
         scheme = tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme()
     with tfmot.quantization.keras.quantize_scope():
         qmodel = tfmot.quantization.keras.quantize_apply(annotated, scheme)
-    metrics = finetune(qmodel, info, config.epochs, config.batch_size, config.learning_rate,
-                       config.seed, tensorboard_dir=tensorboard_dir)
+    metrics = finetune(
+        qmodel,
+        info,
+        config.epochs,
+        config.batch_size,
+        config.learning_rate,
+        config.seed,
+        tensorboard_dir=tensorboard_dir,
+    )
     after = [w.numpy() for w in qmodel.weights if w.name.endswith("kernel:0")]
     sparsity_after = _kernel_zero_fraction(after) if after else 0.0
     tmp = tempfile.mkdtemp(prefix="tfopt-qat-")
@@ -155,15 +171,32 @@ def qat_model(model_path: str, dataset_dir: str, output_path: str,
         saved = os.path.join(tmp, "model")
         models.save_model(qmodel, saved)
         qres = tflite.convert_to_tflite(
-            saved, output_path,
-            tflite.QuantizeConfig(mode="int8", int8_io=config.int8_io,
-                                    representative_samples=config.representative_samples),
-            dataset_dir)
+            saved,
+            output_path,
+            tflite.QuantizeConfig(
+                mode="int8",
+                int8_io=config.int8_io,
+                representative_samples=config.representative_samples,
+            ),
+            dataset_dir,
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     notes += qres.notes
-    log.info("QAT int8 written to %s (%d bytes); kernel sparsity %.3f -> %.3f", output_path,
-             qres.size_bytes, sparsity_before, sparsity_after)
-    return QatResult(path=output_path, size_bytes=qres.size_bytes, quantized_layers=quantized,
-                     float_layers=kept, sparsity_before=sparsity_before,
-                     sparsity_after=sparsity_after, metrics=metrics, notes=notes)
+    log.info(
+        "QAT int8 written to %s (%d bytes); kernel sparsity %.3f -> %.3f",
+        output_path,
+        qres.size_bytes,
+        sparsity_before,
+        sparsity_after,
+    )
+    return QatResult(
+        path=output_path,
+        size_bytes=qres.size_bytes,
+        quantized_layers=quantized,
+        float_layers=kept,
+        sparsity_before=sparsity_before,
+        sparsity_after=sparsity_after,
+        metrics=metrics,
+        notes=notes,
+    )

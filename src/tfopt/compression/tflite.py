@@ -71,11 +71,14 @@ class QuantizeConfig:
 
     def __post_init__(self):
         check_choice("QuantizeConfig", "mode", self.mode, MODES)
-        check_int("QuantizeConfig", "representative_samples", self.representative_samples,
-                  1, 100_000)
+        check_int(
+            "QuantizeConfig", "representative_samples", self.representative_samples, 1, 100_000
+        )
         if self.int8_io and self.mode != "int8":
-            raise ConfigError(f"QuantizeConfig.int8_io=True is not allowed with "
-                              f"mode={self.mode!r}: integer input/output needs mode 'int8'")
+            raise ConfigError(
+                f"QuantizeConfig.int8_io=True is not allowed with "
+                f"mode={self.mode!r}: integer input/output needs mode 'int8'"
+            )
         if self.max_accuracy_drop is not None:
             check_float("QuantizeConfig", "max_accuracy_drop", self.max_accuracy_drop, 0.0, 100.0)
         check_choice("QuantizeConfig", "fallback", self.fallback, FALLBACKS)
@@ -118,20 +121,25 @@ def representative_dataset(dataset_dir: str, samples: int) -> Callable[[], Itera
 
     def gen():
         for i in range(len(x)):
-            yield [x[i:i + 1].astype(np.float32)]
+            yield [x[i : i + 1].astype(np.float32)]
 
     return gen
 
 
-def make_converter(saved_model_dir: str, config: QuantizeConfig, dataset_dir: str | None,
-                   float_builtins: bool = False):
+def make_converter(
+    saved_model_dir: str,
+    config: QuantizeConfig,
+    dataset_dir: str | None,
+    float_builtins: bool = False,
+):
     """A configured ``TFLiteConverter``; ``float_builtins`` lets int8 keep float kernels."""
     if not fsutil.exists(f"{saved_model_dir}/saved_model.pb"):
         raise ModelError(f"{saved_model_dir}: not a SavedModel directory (no saved_model.pb)")
     if config.mode == "int8" and not dataset_dir:
         raise ConfigError("int8 conversion needs dataset_dir for the representative dataset")
     converter = tf.lite.TFLiteConverter.from_saved_model(
-        saved_model_dir, signature_keys=["serving_default"])
+        saved_model_dir, signature_keys=["serving_default"]
+    )
     if config.mode == "float32":
         return converter
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -139,7 +147,8 @@ def make_converter(saved_model_dir: str, config: QuantizeConfig, dataset_dir: st
         converter.target_spec.supported_types = [tf.float16]
     elif config.mode == "int8":
         converter.representative_dataset = representative_dataset(
-            dataset_dir, config.representative_samples)
+            dataset_dir, config.representative_samples
+        )
         ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         if float_builtins:
             ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)
@@ -171,7 +180,6 @@ def op_types(content: bytes) -> list[str]:
         return []
 
 
-
 def float_ops_in_int8(content: bytes) -> list[str]:
     """Ops an int8 model runs in float: those fed through DEQUANTIZE (best effort)."""
     try:
@@ -190,8 +198,9 @@ def float_ops_in_int8(content: bytes) -> list[str]:
     return sorted(out)
 
 
-def _accuracy_drop(saved_model_dir: str, content: bytes, dataset_dir: str,
-                   config: QuantizeConfig) -> float:
+def _accuracy_drop(
+    saved_model_dir: str, content: bytes, dataset_dir: str, config: QuantizeConfig
+) -> float:
     """Validation accuracy points lost by ``content`` against the SavedModel."""
     import os
     import tempfile
@@ -235,8 +244,9 @@ def _worst_layers(converter, dataset_dir: str, config: QuantizeConfig) -> list[s
     return [r["tensor_name"] for r in rows if r.get("tensor_name")]
 
 
-def _selective(saved_model_dir: str, dataset_dir: str, config: QuantizeConfig,
-               notes: list[str]) -> tuple[bytes, list[str], float | None] | None:
+def _selective(
+    saved_model_dir: str, dataset_dir: str, config: QuantizeConfig, notes: list[str]
+) -> tuple[bytes, list[str], float | None] | None:
     """Keep the worst layers in float until the drop fits; ``None`` when it never does."""
     converter = make_converter(saved_model_dir, config, dataset_dir, float_builtins=True)
     try:
@@ -252,11 +262,14 @@ def _selective(saved_model_dir: str, dataset_dir: str, config: QuantizeConfig,
         try:
             debugger = tf.lite.experimental.QuantizationDebugger(
                 converter=make_converter(saved_model_dir, config, dataset_dir, True),
-                debug_dataset=gen, debug_options=options)
+                debug_dataset=gen,
+                debug_options=options,
+            )
             content = debugger.get_nondebug_quantized_model()
         except Exception as exc:
-            notes.append(f"selective quantization with {count} float layer(s) failed "
-                         f"({_first_line(exc)})")
+            notes.append(
+                f"selective quantization with {count} float layer(s) failed ({_first_line(exc)})"
+            )
             return None
         drop = _accuracy_drop(saved_model_dir, content, dataset_dir, config)
         notes.append(f"selective int8 keeping {count} layer(s) in float: drop {drop:.2f} points")
@@ -272,35 +285,42 @@ def _float16(saved_model_dir: str, config: QuantizeConfig, notes: list[str]) -> 
         content = _convert(make_converter(saved_model_dir, f16, None))
     except ConversionError as exc:
         notes.append(f"float16 fallback failed ({exc})")
-        raise ConversionError(f"{saved_model_dir}: no TFLite model could be produced: "
-                              + "; ".join(notes)) from None
+        raise ConversionError(
+            f"{saved_model_dir}: no TFLite model could be produced: " + "; ".join(notes)
+        ) from None
     if config.int8_io:
         notes.append("float16 fallback has float32 input/output (int8_io not possible)")
     return content
 
 
-def _convert_int8(saved_model_dir: str, config: QuantizeConfig, dataset_dir: str,
-                  notes: list[str]) -> tuple[bytes, str, str, float | None, list[str]]:
+def _convert_int8(
+    saved_model_dir: str, config: QuantizeConfig, dataset_dir: str, notes: list[str]
+) -> tuple[bytes, str, str, float | None, list[str]]:
     """int8 with its fallbacks -> (content, mode, fallback, drop, denylisted)."""
     check = config.max_accuracy_drop is not None
     try:
         content = _convert(make_converter(saved_model_dir, config, dataset_dir))
     except ConversionError as exc:
         if config.fallback == "none":
-            raise ConversionError(f"{saved_model_dir}: TFLite int8 conversion failed "
-                                  f"({exc}); fallback='none'") from None
+            raise ConversionError(
+                f"{saved_model_dir}: TFLite int8 conversion failed ({exc}); fallback='none'"
+            ) from None
         notes.append(f"int8 conversion failed ({exc})")
         if config.fallback == "selective":
             try:
                 content = _convert(make_converter(saved_model_dir, config, dataset_dir, True))
-                notes.append("fell back to int8 with float kernels for ops that have no int8 "
-                             "kernel")
-                drop = _accuracy_drop(saved_model_dir, content, dataset_dir, config) \
-                    if check else None
+                notes.append(
+                    "fell back to int8 with float kernels for ops that have no int8 kernel"
+                )
+                drop = (
+                    _accuracy_drop(saved_model_dir, content, dataset_dir, config) if check else None
+                )
                 if not check or drop <= config.max_accuracy_drop + 1e-9:
                     return content, "int8", "selective", drop, []
-                notes.append(f"int8 with float kernels: drop {drop:.2f} points > "
-                             f"{config.max_accuracy_drop:g}")
+                notes.append(
+                    f"int8 with float kernels: drop {drop:.2f} points > "
+                    f"{config.max_accuracy_drop:g}"
+                )
             except ConversionError as exc2:
                 notes.append(f"int8 with float kernels failed ({exc2})")
         notes.append("fell back to float16")
@@ -325,13 +345,21 @@ def _convert_int8(saved_model_dir: str, config: QuantizeConfig, dataset_dir: str
             return sel, "int8", "selective", sel_drop, deny
     notes.append("fell back to float16")
     content = _float16(saved_model_dir, config, notes)
-    return content, "float16", "float16", \
-        _accuracy_drop(saved_model_dir, content, dataset_dir, config), []
+    return (
+        content,
+        "float16",
+        "float16",
+        _accuracy_drop(saved_model_dir, content, dataset_dir, config),
+        [],
+    )
 
 
-def convert_to_tflite(saved_model_dir: str, output_path: str,
-                      config: QuantizeConfig = QuantizeConfig(),
-                      dataset_dir: str | None = None) -> QuantizeResult:
+def convert_to_tflite(
+    saved_model_dir: str,
+    output_path: str,
+    config: QuantizeConfig = QuantizeConfig(),
+    dataset_dir: str | None = None,
+) -> QuantizeResult:
     """Convert a SavedModel (``serving_default``) to a ``.tflite`` file, atomically.
 
     Raises:
@@ -342,7 +370,8 @@ def convert_to_tflite(saved_model_dir: str, output_path: str,
     mode, fallback, drop, deny, float_ops = config.mode, "", None, [], []
     if config.mode == "int8":
         content, mode, fallback, drop, deny = _convert_int8(
-            saved_model_dir, config, dataset_dir, notes)
+            saved_model_dir, config, dataset_dir, notes
+        )
         if mode == "int8":
             float_ops = float_ops_in_int8(content)
             if float_ops:
@@ -351,13 +380,22 @@ def convert_to_tflite(saved_model_dir: str, output_path: str,
         try:
             content = _convert(make_converter(saved_model_dir, config, dataset_dir))
         except ConversionError as exc:
-            raise ConversionError(f"{saved_model_dir}: TFLite {config.mode} conversion failed "
-                                  f"({exc})") from None
+            raise ConversionError(
+                f"{saved_model_dir}: TFLite {config.mode} conversion failed ({exc})"
+            ) from None
     with fsutil.atomic_file(output_path, "wb") as fh:
         fh.write(content)
     for note in notes:
         log.info("%s: %s", output_path, note)
     log.info("wrote %s (%s, %d bytes)", output_path, mode, len(content))
-    return QuantizeResult(path=output_path, mode=mode, size_bytes=len(content), notes=notes,
-                          requested_mode=config.mode, fallback=fallback, accuracy_drop=drop,
-                          float_ops=float_ops, denylisted=deny)
+    return QuantizeResult(
+        path=output_path,
+        mode=mode,
+        size_bytes=len(content),
+        notes=notes,
+        requested_mode=config.mode,
+        fallback=fallback,
+        accuracy_drop=drop,
+        float_ops=float_ops,
+        denylisted=deny,
+    )

@@ -40,12 +40,18 @@ class ExampleEncoder:
         # BytesList{value: [data]}, Feature{bytes_list}, map entry{key "x", value}
         bl_len = 1 + len(_varint(data_len)) + data_len
         feat_len = 1 + len(_varint(bl_len)) + bl_len
-        entry_value_head = b"\x12" + _varint(feat_len) + b"\x0a" + _varint(bl_len) \
-            + b"\x0a" + _varint(data_len)
-        entry_payload_len = len(_field(0x0A, FEATURE_KEY.encode())) + len(entry_value_head) \
-            + data_len
-        self._x_head = b"\x0a" + _varint(entry_payload_len) \
-            + _field(0x0A, FEATURE_KEY.encode()) + entry_value_head
+        entry_value_head = (
+            b"\x12" + _varint(feat_len) + b"\x0a" + _varint(bl_len) + b"\x0a" + _varint(data_len)
+        )
+        entry_payload_len = (
+            len(_field(0x0A, FEATURE_KEY.encode())) + len(entry_value_head) + data_len
+        )
+        self._x_head = (
+            b"\x0a"
+            + _varint(entry_payload_len)
+            + _field(0x0A, FEATURE_KEY.encode())
+            + entry_value_head
+        )
         self._x_entry_len = len(self._x_head) + data_len
         self._heads: dict[int, bytes] = {}
 
@@ -64,7 +70,7 @@ class ExampleEncoder:
         raw = x.tobytes()
         d = self.data_len
         heads = [self.head(label) for label in y.tolist()]
-        return [h + raw[i * d:(i + 1) * d] for i, h in enumerate(heads)]
+        return [h + raw[i * d : (i + 1) * d] for i, h in enumerate(heads)]
 
 
 def encode_example(x: np.ndarray, y: int) -> bytes:

@@ -81,8 +81,9 @@ class IngestConfig:
         for fname in ("feature_shape", "synthetic_shape"):
             dims = getattr(self, fname)
             if any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dims):
-                raise ConfigError(f"{name}.{fname}={dims!r} is not allowed: "
-                                  "expected positive integer dimensions")
+                raise ConfigError(
+                    f"{name}.{fname}={dims!r} is not allowed: expected positive integer dimensions"
+                )
         check_int(name, "num_classes", self.num_classes, 0, 100_000)
         check_float(name, "validation_fraction", self.validation_fraction, 0.0, 0.5)
         check_float(name, "test_fraction", self.test_fraction, 0.0, 0.5)
@@ -120,11 +121,14 @@ def _read_source(config: IngestConfig) -> Iterator[readers.Chunk]:
     if src == "builtin:digits":
         return readers.read_digits()
     if src == "builtin:synthetic":
-        return readers.read_synthetic(config.synthetic_examples, config.synthetic_shape,
-                                      config.synthetic_classes, config.seed)
+        return readers.read_synthetic(
+            config.synthetic_examples, config.synthetic_shape, config.synthetic_classes, config.seed
+        )
     if src.startswith("builtin:"):
-        raise ConfigError(f"IngestConfig.source={src!r} is not allowed: built-in datasets "
-                          "are builtin:digits and builtin:synthetic")
+        raise ConfigError(
+            f"IngestConfig.source={src!r} is not allowed: built-in datasets "
+            "are builtin:digits and builtin:synthetic"
+        )
     lower = src.lower()
     if "," not in src and lower.endswith(".npz"):
         return readers.read_npz(src)
@@ -149,16 +153,22 @@ def _tfrecord_files(src: str) -> list[str]:
             if not gf.exists(f):
                 raise DataError(f"{f}: file not found (listed in the source {src!r})")
     elif gf.isdir(src):
-        files = sorted(f for f in gf.glob(os.path.join(src, "*"))
-                       if not gf.isdir(f) and not os.path.basename(f).endswith(".json")
-                       and not os.path.basename(f).startswith("."))
+        files = sorted(
+            f
+            for f in gf.glob(os.path.join(src, "*"))
+            if not gf.isdir(f)
+            and not os.path.basename(f).endswith(".json")
+            and not os.path.basename(f).startswith(".")
+        )
     elif any(c in src for c in "*?["):
         files = sorted(gf.glob(src))
     elif gf.exists(src):
         files = [src]
     else:
-        raise DataError(f"{src}: file not found (expected builtin:digits, builtin:synthetic, "
-                        "a .npz, a .csv, or TFRecord file(s))")
+        raise DataError(
+            f"{src}: file not found (expected builtin:digits, builtin:synthetic, "
+            "a .npz, a .csv, or TFRecord file(s))"
+        )
     if not files:
         raise DataError(f"{src}: no TFRecord files found")
     readers.check_shard_set(files)
@@ -220,9 +230,9 @@ class _SplitAssigner:
             return cached[1]
         plan = np.zeros(_BLOCK, dtype=np.int8)
         if not has_test:
-            plan[:self.test_slots] = _CODES["test"]
+            plan[: self.test_slots] = _CODES["test"]
         off = 0 if has_test else self.test_slots
-        plan[off:off + self.val_slots] = _CODES["validation"]
+        plan[off : off + self.val_slots] = _CODES["validation"]
         rng = np.random.default_rng((self.seed, int(has_test), c, group))
         table = rng.permuted(np.tile(plan, (_GROUP, 1)), axis=1)
         self._tables[key] = (group, table)
@@ -248,8 +258,10 @@ class _ShardWriter:
     def add(self, x: np.ndarray, y: np.ndarray) -> None:
         if self._encoder is None:
             self._encoder = ExampleEncoder(int(np.prod(x.shape[1:])) * 4)
-            self.window = max(1, min(self.config.shuffle_window,
-                                     self.config.buffer_bytes // self._encoder.data_len))
+            self.window = max(
+                1,
+                min(self.config.shuffle_window, self.config.buffer_bytes // self._encoder.data_len),
+            )
         self.buf_x.append(x)
         self.buf_y.append(y)
         self.buffered += len(y)
@@ -274,7 +286,7 @@ class _ShardWriter:
                 self._writer = tf.io.TFRecordWriter(os.path.join(self.dir, name))
             take = min(self.config.shard_size - self._in_shard, len(records) - done)
             write = self._writer.write
-            for rec in records[done:done + take]:
+            for rec in records[done : done + take]:
                 write(rec)
             done += take
             self._in_shard += take
@@ -309,8 +321,9 @@ class _SplitWriter:
 
     def __init__(self, directory: str, config: IngestConfig):
         self.dir, self.config = directory, config
-        self.assigner = _SplitAssigner(config.validation_fraction, config.test_fraction,
-                                       config.seed)
+        self.assigner = _SplitAssigner(
+            config.validation_fraction, config.test_fraction, config.seed
+        )
         self.writers = {s: _ShardWriter(directory, s, config) for s in SPLITS}
         self.shape: tuple[int, ...] | None = None
         self.first_origin = ""
@@ -323,13 +336,16 @@ class _SplitWriter:
         if self.shape is None:
             self.shape, self.first_origin = shape, chunk.origin
         elif shape != self.shape:
-            raise DataError(f"{chunk.origin}: examples have shape {shape} but "
-                            f"{self.first_origin} had {self.shape}")
+            raise DataError(
+                f"{chunk.origin}: examples have shape {shape} but "
+                f"{self.first_origin} had {self.shape}"
+            )
         k = self.config.num_classes
         if k and (chunk.y >= k).any():
             row = int(np.argmax(chunk.y >= k))
-            raise DataError(f"{chunk.at(row)}: label {chunk.y[row]} is outside "
-                            f"[0, {k}) (num_classes={k})")
+            raise DataError(
+                f"{chunk.at(row)}: label {chunk.y[row]} is outside [0, {k}) (num_classes={k})"
+            )
         if chunk.split in SPLITS:
             codes = np.full(len(chunk.y), _CODES[chunk.split], dtype=np.int8)
         else:  # None: split three ways; "trainval": the source has its own test split
@@ -342,8 +358,9 @@ class _SplitWriter:
                 counts = np.bincount(ys)
                 cur = self.class_counts[s]
                 size = max(len(cur), len(counts))
-                self.class_counts[s] = (np.pad(cur, (0, size - len(cur)))
-                                        + np.pad(counts, (0, size - len(counts))))
+                self.class_counts[s] = np.pad(cur, (0, size - len(cur))) + np.pad(
+                    counts, (0, size - len(counts))
+                )
 
     def close(self, name: str, final_path: str) -> DatasetInfo:
         shards = {s: w.close() for s, w in self.writers.items()}
@@ -354,12 +371,19 @@ class _SplitWriter:
         num_classes = self.config.num_classes or inferred
         if num_classes < 2:
             raise DataError(f"{name}: found a single class; classification needs at least 2")
-        class_counts = {s: np.pad(c, (0, num_classes - len(c))).tolist()
-                        for s, c in self.class_counts.items()}
+        class_counts = {
+            s: np.pad(c, (0, num_classes - len(c))).tolist() for s, c in self.class_counts.items()
+        }
         files = [os.path.join(self.dir, f) for s in SPLITS for f in shards[s]]
         info = DatasetInfo(
-            path=final_path, name=name, feature_shape=self.shape, num_classes=num_classes,
-            counts=counts, shards=shards, class_counts=class_counts,
-            content_sha256=fsutil.sha256_files(files))
+            path=final_path,
+            name=name,
+            feature_shape=self.shape,
+            num_classes=num_classes,
+            counts=counts,
+            shards=shards,
+            class_counts=class_counts,
+            content_sha256=fsutil.sha256_files(files),
+        )
         write_schema(self.dir, info)
         return info

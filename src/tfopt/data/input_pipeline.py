@@ -77,11 +77,14 @@ class InputConfig:
         if self.cache not in ("auto", "memory", "none"):
             check_str("InputConfig", "cache", self.cache)
             if fsutil.is_remote(self.cache):
-                raise ConfigError(f"InputConfig.cache={self.cache!r} is not allowed: "
-                                  "cache to a local file, 'memory', 'auto' or 'none'")
+                raise ConfigError(
+                    f"InputConfig.cache={self.cache!r} is not allowed: "
+                    "cache to a local file, 'memory', 'auto' or 'none'"
+                )
         if self.cache_file and fsutil.is_remote(self.cache_file):
-            raise ConfigError(f"InputConfig.cache_file={self.cache_file!r} is not allowed: "
-                              "expected a local path")
+            raise ConfigError(
+                f"InputConfig.cache_file={self.cache_file!r} is not allowed: expected a local path"
+            )
 
 
 def auto_shard_policy(num_files: int, num_workers: int, requested: str = "auto") -> str:
@@ -124,8 +127,13 @@ def cache_mode(info: DatasetInfo, split: str, config: InputConfig) -> str:
     return f"{prefix}-{split}{worker}"
 
 
-def _records(info: DatasetInfo, split: str, config: InputConfig, limit: int | None,
-             cycle_length: int | None = None):
+def _records(
+    info: DatasetInfo,
+    split: str,
+    config: InputConfig,
+    limit: int | None,
+    cycle_length: int | None = None,
+):
     from tfopt._keras import tf
 
     files = info.files(split)
@@ -135,8 +143,10 @@ def _records(info: DatasetInfo, split: str, config: InputConfig, limit: int | No
     ds = files_ds.interleave(
         lambda f: tf.data.TFRecordDataset(f, buffer_size=1 << 20),
         cycle_length=cycle_length or min(len(files), config.read_parallelism),
-        block_length=1, num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=config.deterministic)
+        block_length=1,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=config.deterministic,
+    )
     if limit is not None:
         ds = ds.take(limit)
     return ds
@@ -146,8 +156,10 @@ def _parser(info: DatasetInfo):
     from tfopt._keras import tf
 
     shape = list(info.feature_shape)
-    spec = {FEATURE_KEY: tf.io.FixedLenFeature([], tf.string),
-            LABEL_KEY: tf.io.FixedLenFeature([], tf.int64)}
+    spec = {
+        FEATURE_KEY: tf.io.FixedLenFeature([], tf.string),
+        LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
+    }
 
     def parse_batch(records):
         ex = tf.io.parse_example(records, spec)
@@ -157,8 +169,9 @@ def _parser(info: DatasetInfo):
     return parse_batch
 
 
-def make_dataset(info: DatasetInfo, split: str, config: InputConfig = InputConfig(),
-                 limit: int | None = None):
+def make_dataset(
+    info: DatasetInfo, split: str, config: InputConfig = InputConfig(), limit: int | None = None
+):
     """A ``tf.data`` pipeline over one split yielding ``(x, label)`` batches.
 
     interleave over shards (parallel reads) -> [parse -> cache] -> seeded
@@ -178,29 +191,37 @@ def make_dataset(info: DatasetInfo, split: str, config: InputConfig = InputConfi
     if cached != "none":
         if cached != "memory":
             os.makedirs(os.path.dirname(os.path.abspath(cached)), exist_ok=True)
-        ds = ds.batch(1024).map(parse_batch, num_parallel_calls=autotune,
-                                deterministic=config.deterministic).unbatch()
+        ds = (
+            ds.batch(1024)
+            .map(parse_batch, num_parallel_calls=autotune, deterministic=config.deterministic)
+            .unbatch()
+        )
         ds = ds.cache() if cached == "memory" else ds.cache(cached)
     if config.shuffle:
         # Bounded: a buffer as large as a big split costs more per example (memory
         # traffic) and ingest already shuffled the records within windows.
         buffer = config.shuffle_buffer or min(count, DEFAULT_SHUFFLE_BUFFER)
         ds = ds.shuffle(max(buffer, 1), seed=config.seed, reshuffle_each_iteration=True)
-    ds = ds.batch(config.batch_size, drop_remainder=config.drop_remainder,
-                  num_parallel_calls=autotune, deterministic=config.deterministic)
+    ds = ds.batch(
+        config.batch_size,
+        drop_remainder=config.drop_remainder,
+        num_parallel_calls=autotune,
+        deterministic=config.deterministic,
+    )
     if cached == "none":
-        ds = ds.map(parse_batch, num_parallel_calls=autotune,
-                    deterministic=config.deterministic)
+        ds = ds.map(parse_batch, num_parallel_calls=autotune, deterministic=config.deterministic)
     options = tf.data.Options()
     options.deterministic = config.deterministic
     policy = auto_shard_policy(len(files), _num_workers(config), config.auto_shard)
     options.experimental_distribute.auto_shard_policy = getattr(
-        tf.data.experimental.AutoShardPolicy, policy)
+        tf.data.experimental.AutoShardPolicy, policy
+    )
     return ds.with_options(options).prefetch(autotune)
 
 
-def iter_arrays(info: DatasetInfo, split: str, batch_size: int = 1024,
-                limit: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def iter_arrays(
+    info: DatasetInfo, split: str, batch_size: int = 1024, limit: int | None = None
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Stream one split as NumPy ``(x, y)`` batches in file order (memory: one batch).
 
     Use this for evaluation of splits of any size.
@@ -212,8 +233,11 @@ def iter_arrays(info: DatasetInfo, split: str, batch_size: int = 1024,
         yield from make_dataset(info, split, config, limit=limit).as_numpy_iterator()
 
 
-def load_arrays(info: DatasetInfo, split: str, limit: int | None = None,
-                ) -> tuple[np.ndarray, np.ndarray]:
+def load_arrays(
+    info: DatasetInfo,
+    split: str,
+    limit: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """One split (or its first ``limit`` examples) as NumPy arrays.
 
     Holds the whole result in memory: pass ``limit`` for large splits, or
@@ -228,8 +252,9 @@ def load_arrays(info: DatasetInfo, split: str, limit: int | None = None,
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def representative_samples(info: DatasetInfo, split: str = "train", limit: int = 200,
-                           seed: int = 0) -> Iterator[list[np.ndarray]]:
+def representative_samples(
+    info: DatasetInfo, split: str = "train", limit: int = 200, seed: int = 0
+) -> Iterator[list[np.ndarray]]:
     """A bounded calibration sample for int8 conversion: a generator of ``[x]``
     with ``x`` float32 of shape ``[1, *feature_shape]``.
 
@@ -248,4 +273,4 @@ def representative_samples(info: DatasetInfo, split: str = "train", limit: int =
     ds = ds.batch(256).map(_parser(info)).prefetch(tf.data.AUTOTUNE)
     for x, _ in ds.as_numpy_iterator():
         for i in range(len(x)):
-            yield [x[i:i + 1]]
+            yield [x[i : i + 1]]

@@ -45,5 +45,7 @@ def reporting_corruption(info, splits=None):
     except tf.errors.DataLossError as exc:
         found = find_corrupt_shard(info, splits)
         where, what = found if found else (info.path, _short(exc.message))
-        raise DataError(f"{where}: the dataset is damaged ({what}); it changed after ingest "
-                        "wrote it: run ingest again") from None
+        raise DataError(
+            f"{where}: the dataset is damaged ({what}); it changed after ingest "
+            "wrote it: run ingest again"
+        ) from None

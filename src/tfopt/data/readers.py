@@ -84,8 +84,9 @@ def check_file(path: str) -> None:
         raise DataError(f"{path}: file is empty")
 
 
-def make_chunk(x: np.ndarray, y: np.ndarray, path: str, unit: str, positions,
-               split: str | None = None) -> Chunk:
+def make_chunk(
+    x: np.ndarray, y: np.ndarray, path: str, unit: str, positions, split: str | None = None
+) -> Chunk:
     """Check features (numbers, finite) and labels (whole, >= 0) and build a Chunk."""
     chunk = Chunk(x, y, path, unit, np.asarray(positions), split)
     if x.dtype.kind not in "biuf":
@@ -104,8 +105,9 @@ def make_chunk(x: np.ndarray, y: np.ndarray, path: str, unit: str, positions,
     chunk.y = y.astype(np.int64).reshape(-1)
     if (chunk.y < 0).any():
         row = int(np.argmax(chunk.y < 0))
-        raise DataError(f"{chunk.at(row)}: label {chunk.y[row]} is negative; labels must "
-                        "be in [0, num_classes)")
+        raise DataError(
+            f"{chunk.at(row)}: label {chunk.y[row]} is negative; labels must be in [0, num_classes)"
+        )
     return chunk
 
 
@@ -118,12 +120,12 @@ def read_digits() -> Iterator[Chunk]:
 
     bunch = load_digits()
     x = bunch.images.astype(np.float32)[..., np.newaxis]
-    yield make_chunk(x, bunch.target.astype(np.int64), "builtin:digits", "row",
-                     np.arange(len(x)))
+    yield make_chunk(x, bunch.target.astype(np.int64), "builtin:digits", "row", np.arange(len(x)))
 
 
-def read_synthetic(num_examples: int, shape: tuple[int, ...], num_classes: int,
-                   seed: int) -> Iterator[Chunk]:
+def read_synthetic(
+    num_examples: int, shape: tuple[int, ...], num_classes: int, seed: int
+) -> Iterator[Chunk]:
     """A learnable, seeded image-classification task of any size.
 
     Each class has a random prototype image; an example is its class
@@ -185,8 +187,10 @@ def read_npz(path: str) -> Iterator[Chunk]:
         elif {"x", "y"} <= names:
             pairs = [("x", "y", None)]
         else:
-            raise DataError(f"{path}: expected arrays x_train, y_train, x_test, y_test "
-                            f"(or x, y); found {', '.join(sorted(names)) or 'none'}")
+            raise DataError(
+                f"{path}: expected arrays x_train, y_train, x_test, y_test "
+                f"(or x, y); found {', '.join(sorted(names)) or 'none'}"
+            )
         for xname, yname, split in pairs:
             yield from _stream_pair(zf, path, xname, yname, split)
 
@@ -195,11 +199,15 @@ def _stream_pair(zf, path, xname, yname, split) -> Iterator[Chunk]:
     xshape, xdtype, xfh = _npz_member(zf, xname + ".npy", path)
     yshape, ydtype, yfh = _npz_member(zf, yname + ".npy", path)
     if len(xshape) < 2:
-        raise DataError(f"{path}: {xname} has shape {xshape}; expected one row per example "
-                        "(at least 2 dimensions)")
+        raise DataError(
+            f"{path}: {xname} has shape {xshape}; expected one row per example "
+            "(at least 2 dimensions)"
+        )
     if len(yshape) not in (1, 2) or (len(yshape) == 2 and yshape[1] != 1):
-        raise DataError(f"{path}: {yname} has shape {yshape}; expected one integer label "
-                        "per example (shape [n] or [n, 1])")
+        raise DataError(
+            f"{path}: {yname} has shape {yshape}; expected one integer label "
+            "per example (shape [n] or [n, 1])"
+        )
     if xshape[0] != yshape[0]:
         raise DataError(f"{path}: {xname} has {xshape[0]} rows but {yname} has {yshape[0]}")
     if xshape[0] == 0:
@@ -213,8 +221,9 @@ def _stream_pair(zf, path, xname, yname, split) -> Iterator[Chunk]:
         n = min(step, xshape[0] - start)
         xb, yb = xfh.read(xrow * n), yfh.read(ydtype.itemsize * n)
         if len(xb) != xrow * n or len(yb) != ydtype.itemsize * n:
-            raise DataError(f"{path}: {xname}/{yname} rows {start}-{start + n - 1}: "
-                            "file is truncated")
+            raise DataError(
+                f"{path}: {xname}/{yname} rows {start}-{start + n - 1}: file is truncated"
+            )
         x = np.frombuffer(xb, dtype=xdtype).reshape((n, *row_shape))
         y = np.frombuffer(yb, dtype=ydtype)
         yield make_chunk(x, y, path, f"{xname} row", np.arange(start, start + n), split)
@@ -238,8 +247,10 @@ def read_csv(path: str, label_column: str, shape: tuple[int, ...] | None) -> Ite
             raise DataError(f"{path}: file has no header row")
         header = [h.strip() for h in header]
         if label_column not in header:
-            raise DataError(f"{path}: label column {label_column!r} not in header "
-                            f"(columns: {', '.join(header[:10])}{' ...' if len(header) > 10 else ''})")
+            raise DataError(
+                f"{path}: label column {label_column!r} not in header "
+                f"(columns: {', '.join(header[:10])}{' ...' if len(header) > 10 else ''})"
+            )
         li = header.index(label_column)
         nfeat = len(header) - 1
         if nfeat < 1:
@@ -264,8 +275,9 @@ def read_csv(path: str, label_column: str, shape: tuple[int, ...] | None) -> Ite
 
 def _csv_chunk(path, header, li, lines, numbers, row_shape) -> Chunk:
     try:
-        values = np.loadtxt(lines, delimiter=",", quotechar='"', dtype=np.float64, ndmin=2,
-                            comments=None)
+        values = np.loadtxt(
+            lines, delimiter=",", quotechar='"', dtype=np.float64, ndmin=2, comments=None
+        )
         if values.shape[1] != len(header):
             raise ValueError("wrong number of columns")
     except ValueError:
@@ -279,17 +291,22 @@ def _csv_chunk(path, header, li, lines, numbers, row_shape) -> Chunk:
 def _csv_find_error(path, header, li, lines, numbers) -> None:
     for lineno, row in zip(numbers, csv.reader(lines), strict=False):
         if len(row) != len(header):
-            raise DataError(f"{path}: line {lineno} has {len(row)} columns; "
-                            f"the header has {len(header)}")
+            raise DataError(
+                f"{path}: line {lineno} has {len(row)} columns; the header has {len(header)}"
+            )
         for col, value in zip(header, row, strict=True):
             try:
                 float(value)
             except ValueError:
                 what = "label" if col == header[li] else "feature"
-                raise DataError(f"{path}: line {lineno}: {what} column {col!r} has "
-                                f"{value!r}, which is not a number") from None
-    raise DataError(f"{path}: lines {numbers[0]}-{numbers[-1]} cannot be parsed as numbers "
-                    "(quoted fields spanning lines are not supported)")
+                raise DataError(
+                    f"{path}: line {lineno}: {what} column {col!r} has "
+                    f"{value!r}, which is not a number"
+                ) from None
+    raise DataError(
+        f"{path}: lines {numbers[0]}-{numbers[-1]} cannot be parsed as numbers "
+        "(quoted fields spanning lines are not supported)"
+    )
 
 
 # --- TFRecord ---------------------------------------------------------------
@@ -309,14 +326,19 @@ def check_shard_set(files: list[str]) -> None:
         missing = sorted(set(range(total)) - seen)
         if missing:
             width = max(5, len(str(total)))
-            names = ", ".join(f"{os.path.basename(stem)}-{i:0{width}d}-of-{total:0{width}d}"
-                              f"{suffix}" for i in missing[:5])
-            raise DataError(f"{stem}-*-of-{total:0{width}d}{suffix}: shard set of {total} is "
-                            f"incomplete; missing {names}{' ...' if len(missing) > 5 else ''}")
+            names = ", ".join(
+                f"{os.path.basename(stem)}-{i:0{width}d}-of-{total:0{width}d}{suffix}"
+                for i in missing[:5]
+            )
+            raise DataError(
+                f"{stem}-*-of-{total:0{width}d}{suffix}: shard set of {total} is "
+                f"incomplete; missing {names}{' ...' if len(missing) > 5 else ''}"
+            )
 
 
-def read_tfrecords(files: list[str], feature: str, label: str,
-                   shape: tuple[int, ...] | None) -> Iterator[Chunk]:
+def read_tfrecords(
+    files: list[str], feature: str, label: str, shape: tuple[int, ...] | None
+) -> Iterator[Chunk]:
     """Stream ``tf.train.Example`` records: ``feature`` as float list, int64 list or
     raw float32 bytes, ``label`` as int64. Corrupt records name file and record."""
     from tfopt._keras import tf
@@ -338,16 +360,20 @@ def read_tfrecords(files: list[str], feature: str, label: str,
                     length = len(x)
                     step = rows_per_chunk(length * 4)
                 elif len(x) != length:
-                    raise DataError(f"{where}: feature {feature!r} has {len(x)} values; "
-                                    f"earlier records have {length}")
+                    raise DataError(
+                        f"{where}: feature {feature!r} has {len(x)} values; "
+                        f"earlier records have {length}"
+                    )
                 xs.append(x)
                 ys.append(y)
                 if len(xs) == step:
                     yield _record_chunk(path, first, xs, ys, shape)
                     xs, ys, first = [], [], index + 1
         except tf.errors.DataLossError as exc:
-            raise DataError(f"{path}: record {index + 1} is corrupt or truncated "
-                            f"({exc.message.splitlines()[0]})") from None
+            raise DataError(
+                f"{path}: record {index + 1} is corrupt or truncated "
+                f"({exc.message.splitlines()[0]})"
+            ) from None
         if xs:
             yield _record_chunk(path, first, xs, ys, shape)
 
@@ -361,8 +387,10 @@ def _parse_example(record: bytes, feature: str, label: str, where: str):
         raise DataError(f"{where}: not a tf.train.Example") from None
     fmap = ex.features.feature
     if feature not in fmap or label not in fmap:
-        raise DataError(f"{where}: needs features {feature!r} and {label!r}; "
-                        f"found {', '.join(sorted(fmap)) or 'none'}")
+        raise DataError(
+            f"{where}: needs features {feature!r} and {label!r}; "
+            f"found {', '.join(sorted(fmap)) or 'none'}"
+        )
     f = fmap[feature]
     kind = f.WhichOneof("kind")
     if kind == "float_list":
@@ -370,8 +398,10 @@ def _parse_example(record: bytes, feature: str, label: str, where: str):
     elif kind == "bytes_list" and len(f.bytes_list.value) == 1:
         raw = f.bytes_list.value[0]
         if len(raw) % 4:
-            raise DataError(f"{where}: feature {feature!r} has {len(raw)} bytes; raw float32 "
-                            "needs a multiple of 4")
+            raise DataError(
+                f"{where}: feature {feature!r} has {len(raw)} bytes; raw float32 "
+                "needs a multiple of 4"
+            )
         x = np.frombuffer(raw, dtype=np.float32)
     elif kind == "int64_list":
         x = np.asarray(f.int64_list.value, dtype=np.float32)
@@ -385,8 +415,11 @@ def _parse_example(record: bytes, feature: str, label: str, where: str):
 def _record_chunk(path, first, xs, ys, shape) -> Chunk:
     row_shape = tuple(shape) if shape else (len(xs[0]),)
     if int(np.prod(row_shape)) != len(xs[0]):
-        raise DataError(f"{path}: record {first}: feature of {len(xs[0])} values cannot be "
-                        f"reshaped to {row_shape}")
+        raise DataError(
+            f"{path}: record {first}: feature of {len(xs[0])} values cannot be "
+            f"reshaped to {row_shape}"
+        )
     x = np.stack(xs).reshape((len(xs), *row_shape))
-    return make_chunk(x, np.asarray(ys, dtype=np.int64), path, "record",
-                      np.arange(first, first + len(xs)))
+    return make_chunk(
+        x, np.asarray(ys, dtype=np.int64), path, "record", np.arange(first, first + len(xs))
+    )

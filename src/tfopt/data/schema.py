@@ -52,20 +52,33 @@ class DatasetInfo:
         return [os.path.join(self.path, s) for s in self.shards[split]]
 
     def to_summary(self) -> dict:
-        return {"name": self.name, "num_train": self.counts.get("train", 0),
-                "num_validation": self.counts.get("validation", 0),
-                "num_test": self.counts.get("test", 0), "num_classes": self.num_classes}
+        return {
+            "name": self.name,
+            "num_train": self.counts.get("train", 0),
+            "num_validation": self.counts.get("validation", 0),
+            "num_test": self.counts.get("test", 0),
+            "num_classes": self.num_classes,
+        }
 
 
 def write_schema(directory: str, info: DatasetInfo) -> None:
     payload = {
         "format": SCHEMA_FORMAT,
         "name": info.name,
-        "feature": {"name": FEATURE_KEY, "shape": list(info.feature_shape),
-                    "dtype": info.feature_dtype},
+        "feature": {
+            "name": FEATURE_KEY,
+            "shape": list(info.feature_shape),
+            "dtype": info.feature_dtype,
+        },
         "label": {"name": LABEL_KEY, "num_classes": info.num_classes},
-        "splits": {s: {"count": info.counts[s], "shards": info.shards[s],
-                       "class_counts": info.class_counts[s]} for s in info.counts},
+        "splits": {
+            s: {
+                "count": info.counts[s],
+                "shards": info.shards[s],
+                "class_counts": info.class_counts[s],
+            }
+            for s in info.counts
+        },
         "content_sha256": info.content_sha256,
         **info.extra,
     }
@@ -82,12 +95,16 @@ def load_info(dataset_dir: str) -> DatasetInfo:
         if raw.get("format") != SCHEMA_FORMAT:
             raise DataError(f"{path}: format {raw.get('format')!r}; expected {SCHEMA_FORMAT!r}")
         info = DatasetInfo(
-            path=dataset_dir, name=raw["name"], feature_shape=tuple(raw["feature"]["shape"]),
+            path=dataset_dir,
+            name=raw["name"],
+            feature_shape=tuple(raw["feature"]["shape"]),
             num_classes=int(raw["label"]["num_classes"]),
             counts={s: int(v["count"]) for s, v in raw["splits"].items()},
             shards={s: list(v["shards"]) for s, v in raw["splits"].items()},
             class_counts={s: list(v.get("class_counts", [])) for s, v in raw["splits"].items()},
-            content_sha256=raw["content_sha256"], feature_dtype=raw["feature"]["dtype"])
+            content_sha256=raw["content_sha256"],
+            feature_dtype=raw["feature"]["dtype"],
+        )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         if isinstance(exc, DataError):
             raise
@@ -95,8 +112,10 @@ def load_info(dataset_dir: str) -> DatasetInfo:
     for split in info.shards:
         for f in info.files(split):
             if not fsutil.exists(f):
-                raise DataError(f"{dataset_dir}: shard {os.path.basename(f)} of split "
-                                f"{split!r} is listed in {SCHEMA_FILE} but missing")
+                raise DataError(
+                    f"{dataset_dir}: shard {os.path.basename(f)} of split "
+                    f"{split!r} is listed in {SCHEMA_FILE} but missing"
+                )
     return info
 
 

@@ -62,15 +62,20 @@ def _env(names: Sequence[str]) -> str:
 def check_labels(owner: str, labels: Mapping[str, str]) -> None:
     """GCP label rules: lowercase keys/values, <= 63 characters, <= 64 labels."""
     if not isinstance(labels, Mapping) or len(labels) > 64:
-        raise ConfigError(f"{owner}.labels={labels!r} is not allowed: expected a mapping "
-                          "of at most 64 labels")
+        raise ConfigError(
+            f"{owner}.labels={labels!r} is not allowed: expected a mapping of at most 64 labels"
+        )
     for key, value in labels.items():
         if not isinstance(key, str) or not _LABEL_RE.match(key):
-            raise ConfigError(f"{owner}.labels key {key!r} is not allowed: expected lowercase "
-                              "letters, digits, '_' or '-', starting with a letter, <= 63 chars")
+            raise ConfigError(
+                f"{owner}.labels key {key!r} is not allowed: expected lowercase "
+                "letters, digits, '_' or '-', starting with a letter, <= 63 chars"
+            )
         if not isinstance(value, str) or not _LABEL_VALUE_RE.match(value):
-            raise ConfigError(f"{owner}.labels[{key!r}]={value!r} is not allowed: expected "
-                              "lowercase letters, digits, '_' or '-', <= 63 chars")
+            raise ConfigError(
+                f"{owner}.labels[{key!r}]={value!r} is not allowed: expected "
+                "lowercase letters, digits, '_' or '-', <= 63 chars"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,8 +97,9 @@ class VertexTarget:
     def __post_init__(self):
         for name in ("project", "region", "api_endpoint"):
             if not isinstance(getattr(self, name), str):
-                raise ConfigError(f"VertexTarget.{name}={getattr(self, name)!r} is not "
-                                  "allowed: expected a string")
+                raise ConfigError(
+                    f"VertexTarget.{name}={getattr(self, name)!r} is not allowed: expected a string"
+                )
 
     def resolve(self) -> VertexTarget:
         """Fill empty fields from the environment; fail naming what is missing."""
@@ -101,17 +107,25 @@ class VertexTarget:
         region = self.region or _env(ENV_REGION)
         endpoint = self.api_endpoint or _env(ENV_API_ENDPOINT)
         if not project:
-            raise ConfigError("Vertex AI project is missing: set the 'project' parameter or "
-                              f"one of the environment variables {', '.join(ENV_PROJECT)}")
+            raise ConfigError(
+                "Vertex AI project is missing: set the 'project' parameter or "
+                f"one of the environment variables {', '.join(ENV_PROJECT)}"
+            )
         if not region:
-            raise ConfigError("Vertex AI region is missing: set the 'region' parameter or "
-                              f"one of the environment variables {', '.join(ENV_REGION)}")
+            raise ConfigError(
+                "Vertex AI region is missing: set the 'region' parameter or "
+                f"one of the environment variables {', '.join(ENV_REGION)}"
+            )
         if not _PROJECT_RE.match(project):
-            raise ConfigError(f"VertexTarget.project={project!r} is not allowed: expected a "
-                              "GCP project id (6-30 lowercase letters, digits, '-') or number")
+            raise ConfigError(
+                f"VertexTarget.project={project!r} is not allowed: expected a "
+                "GCP project id (6-30 lowercase letters, digits, '-') or number"
+            )
         if not _REGION_RE.match(region) or region == "global":
-            raise ConfigError(f"VertexTarget.region={region!r} is not allowed: expected a "
-                              "Vertex AI region like 'us-central1'")
+            raise ConfigError(
+                f"VertexTarget.region={region!r} is not allowed: expected a "
+                "Vertex AI region like 'us-central1'"
+            )
         return VertexTarget(project, region, endpoint)
 
     @property
@@ -127,11 +141,12 @@ class VertexTarget:
         return {"api_endpoint": self.host}
 
 
-
 # ---------------------------------------------------------------- traffic splits
 
-def validate_traffic_split(split: Mapping[str, int], deployed_ids: Collection[str],
-                           where: str = "traffic split") -> dict[str, int]:
+
+def validate_traffic_split(
+    split: Mapping[str, int], deployed_ids: Collection[str], where: str = "traffic split"
+) -> dict[str, int]:
     """Return ``split`` as a dict after checking it can be sent to Vertex AI.
 
     Percentages are integers in [0, 100] that sum to 100, and every key is a
@@ -144,8 +159,10 @@ def validate_traffic_split(split: Mapping[str, int], deployed_ids: Collection[st
     out: dict[str, int] = {}
     for key, pct in split.items():
         if str(key) not in known:
-            raise ConfigError(f"{where}: deployed-model id {key!r} is not deployed on the "
-                              f"endpoint; known ids: {', '.join(sorted(known)) or '(none)'}")
+            raise ConfigError(
+                f"{where}: deployed-model id {key!r} is not deployed on the "
+                f"endpoint; known ids: {', '.join(sorted(known)) or '(none)'}"
+            )
         if isinstance(pct, bool) or not isinstance(pct, int) or not 0 <= pct <= 100:
             raise ConfigError(f"{where}[{key!r}]={pct!r}: expected an integer percent in [0, 100]")
         out[str(key)] = pct
@@ -157,8 +174,9 @@ def validate_traffic_split(split: Mapping[str, int], deployed_ids: Collection[st
     return out
 
 
-def canary_split(current: Mapping[str, int], canary_percent: int,
-                 new_id: str = NEW_DEPLOYED_MODEL) -> dict[str, int]:
+def canary_split(
+    current: Mapping[str, int], canary_percent: int, new_id: str = NEW_DEPLOYED_MODEL
+) -> dict[str, int]:
     """Traffic split giving ``new_id`` ``canary_percent``; others keep their proportions.
 
     With nothing serving yet, the new model gets 100% (there is nothing to
@@ -184,8 +202,9 @@ def _scaled(shares: Mapping[str, int], to: int) -> dict[str, int]:
     return {k: v for k, v in out.items() if v > 0}
 
 
-def smoke_requests_needed(canary_percent: int, miss_probability: float = 1e-3,
-                          cap: int = 1000) -> int:
+def smoke_requests_needed(
+    canary_percent: int, miss_probability: float = 1e-3, cap: int = 1000
+) -> int:
     """Predictions to send so a healthy canary answers at least once (1 - miss_probability)."""
     if canary_percent >= 100:
         return 1
@@ -194,6 +213,7 @@ def smoke_requests_needed(canary_percent: int, miss_probability: float = 1e-3,
 
 
 # ---------------------------------------------------------------- config
+
 
 @dataclasses.dataclass(frozen=True)
 class DeployConfig:
@@ -242,17 +262,26 @@ class DeployConfig:
         check_str(owner, "model_display_name", self.model_display_name)
         check_str(owner, "endpoint_display_name", self.endpoint_display_name)
         check_str(owner, "machine_type", self.machine_type)
-        for name in ("parent_model", "endpoint", "serving_image", "accelerator_type",
-                     "service_account"):
+        for name in (
+            "parent_model",
+            "endpoint",
+            "serving_image",
+            "accelerator_type",
+            "service_account",
+        ):
             check_str(owner, name, getattr(self, name), allow_empty=True)
         if self.accelerator_type and not re.match(r"^[A-Z0-9_]+$", self.accelerator_type):
-            raise ConfigError(f"{owner}.accelerator_type={self.accelerator_type!r} is not "
-                              "allowed: expected a Vertex AcceleratorType like 'NVIDIA_TESLA_T4'")
+            raise ConfigError(
+                f"{owner}.accelerator_type={self.accelerator_type!r} is not "
+                "allowed: expected a Vertex AcceleratorType like 'NVIDIA_TESLA_T4'"
+            )
         check_int(owner, "accelerator_count", self.accelerator_count, 0, 16)
         if bool(self.accelerator_type) != (self.accelerator_count > 0):
-            raise ConfigError(f"{owner}.accelerator_count={self.accelerator_count!r} is not "
-                              f"allowed with accelerator_type={self.accelerator_type!r}: expected "
-                              ">= 1 with an accelerator type and 0 without")
+            raise ConfigError(
+                f"{owner}.accelerator_count={self.accelerator_count!r} is not "
+                f"allowed with accelerator_type={self.accelerator_type!r}: expected "
+                ">= 1 with an accelerator type and 0 without"
+            )
         check_int(owner, "min_replica_count", self.min_replica_count, 1, 1000)
         check_int(owner, "max_replica_count", self.max_replica_count, self.min_replica_count, 1000)
         check_int(owner, "canary_percent", self.canary_percent, 1, 100)
@@ -260,12 +289,18 @@ class DeployConfig:
         check_choice(owner, "undeploy_previous", self.undeploy_previous, (True, False))
         check_labels(owner, self.labels)
         if self.service_account and "@" not in self.service_account:
-            raise ConfigError(f"{owner}.service_account={self.service_account!r} is not "
-                              "allowed: expected a service account e-mail")
-        if isinstance(self.timeout_s, bool) or not isinstance(self.timeout_s, int | float) \
-                or self.timeout_s <= 0:
-            raise ConfigError(f"{owner}.timeout_s={self.timeout_s!r} is not allowed: "
-                              "expected a positive number")
+            raise ConfigError(
+                f"{owner}.service_account={self.service_account!r} is not "
+                "allowed: expected a service account e-mail"
+            )
+        if (
+            isinstance(self.timeout_s, bool)
+            or not isinstance(self.timeout_s, int | float)
+            or self.timeout_s <= 0
+        ):
+            raise ConfigError(
+                f"{owner}.timeout_s={self.timeout_s!r} is not allowed: expected a positive number"
+            )
 
 
 @dataclasses.dataclass
@@ -294,8 +329,11 @@ def default_serving_image(region: str, gpu: bool) -> str:
     from google.cloud.aiplatform import helpers
 
     return helpers.get_prebuilt_prediction_container_uri(
-        framework="tensorflow", framework_version=TF_SERVING_VERSION, region=region,
-        accelerator="gpu" if gpu else "cpu")
+        framework="tensorflow",
+        framework_version=TF_SERVING_VERSION,
+        region=region,
+        accelerator="gpu" if gpu else "cpu",
+    )
 
 
 def _resource(path_prefix: str, kind: str, value: str) -> str:
@@ -359,8 +397,13 @@ def _call(what: str, fn, *args, **kwargs):
         raise DeployError(f"Vertex AI {what} failed: {exc}") from exc
 
 
-def deploy_model(artifact_uri: str, instances: Sequence[Any], config: DeployConfig = DeployConfig(),
-                 target: VertexTarget = VertexTarget(), credentials=None) -> DeployResult:
+def deploy_model(
+    artifact_uri: str,
+    instances: Sequence[Any],
+    config: DeployConfig = DeployConfig(),
+    target: VertexTarget = VertexTarget(),
+    credentials=None,
+) -> DeployResult:
     """Upload, deploy as canary, smoke-test, then promote or roll back.
 
     Args:
@@ -381,20 +424,31 @@ def deploy_model(artifact_uri: str, instances: Sequence[Any], config: DeployConf
 
     target = target.resolve()
     if not isinstance(artifact_uri, str) or not artifact_uri.startswith("gs://"):
-        raise ConfigError(f"artifact_uri={artifact_uri!r} is not allowed: Vertex AI serves "
-                          "models from Cloud Storage, expected a gs:// directory")
+        raise ConfigError(
+            f"artifact_uri={artifact_uri!r} is not allowed: Vertex AI serves "
+            "models from Cloud Storage, expected a gs:// directory"
+        )
     instances = _check_instances(instances)
     if config.accelerator_type and config.accelerator_type not in v1.AcceleratorType.__members__:
-        raise ConfigError(f"DeployConfig.accelerator_type={config.accelerator_type!r} is not "
-                          "allowed: expected one of " + ", ".join(
-                              n for n in v1.AcceleratorType.__members__ if n != "ACCELERATOR_TYPE_UNSPECIFIED"))
-    parent_model = (_resource(target.location_path, "models", config.parent_model)
-                    if config.parent_model else "")
-    endpoint_name = (_resource(target.location_path, "endpoints", config.endpoint)
-                     if config.endpoint else "")
+        raise ConfigError(
+            f"DeployConfig.accelerator_type={config.accelerator_type!r} is not "
+            "allowed: expected one of "
+            + ", ".join(
+                n for n in v1.AcceleratorType.__members__ if n != "ACCELERATOR_TYPE_UNSPECIFIED"
+            )
+        )
+    parent_model = (
+        _resource(target.location_path, "models", config.parent_model)
+        if config.parent_model
+        else ""
+    )
+    endpoint_name = (
+        _resource(target.location_path, "endpoints", config.endpoint) if config.endpoint else ""
+    )
     service_account = config.service_account or _env(ENV_SERVICE_ACCOUNT)
-    image = config.serving_image or default_serving_image(target.region,
-                                                          bool(config.accelerator_type))
+    image = config.serving_image or default_serving_image(
+        target.region, bool(config.accelerator_type)
+    )
     check_reachable(target.host, "the Vertex AI API")
     clients = _Clients(target, credentials)
     timeout = config.timeout_s
@@ -404,37 +458,66 @@ def deploy_model(artifact_uri: str, instances: Sequence[Any], config: DeployConf
     if parent_model:
         _call("get parent model", clients.models.get_model, name=parent_model)
     else:
-        found = list(_call("list models", clients.models.list_models, request=v1.ListModelsRequest(
-            parent=target.location_path, filter=f'display_name="{config.model_display_name}"')))
+        found = list(
+            _call(
+                "list models",
+                clients.models.list_models,
+                request=v1.ListModelsRequest(
+                    parent=target.location_path,
+                    filter=f'display_name="{config.model_display_name}"',
+                ),
+            )
+        )
         parent_model = found[0].name if found else ""
     # A retried deploy (KFP retries a failed task with the same inputs) finds the
     # version its first attempt uploaded, same artifact and image, and reuses it.
     uploaded = _uploaded_version(clients, parent_model, artifact_uri, image)
     if uploaded is None:
-        model = v1.Model(display_name=config.model_display_name, artifact_uri=artifact_uri,
-                         container_spec=v1.ModelContainerSpec(image_uri=image), labels=labels)
-        op = _call("upload model", clients.models.upload_model, request=v1.UploadModelRequest(
-            parent=target.location_path, model=model, parent_model=parent_model))
+        model = v1.Model(
+            display_name=config.model_display_name,
+            artifact_uri=artifact_uri,
+            container_spec=v1.ModelContainerSpec(image_uri=image),
+            labels=labels,
+        )
+        op = _call(
+            "upload model",
+            clients.models.upload_model,
+            request=v1.UploadModelRequest(
+                parent=target.location_path, model=model, parent_model=parent_model
+            ),
+        )
         uploaded = _call("upload model", op.result, timeout=timeout)
-        log.info("uploaded %s@%s (parent %s)", uploaded.model, uploaded.model_version_id,
-                 parent_model or "none: new model")
+        log.info(
+            "uploaded %s@%s (parent %s)",
+            uploaded.model,
+            uploaded.model_version_id,
+            parent_model or "none: new model",
+        )
     version_name = f"{uploaded.model}@{uploaded.model_version_id}"
 
     # 2. Endpoint: reuse or create.
     if endpoint_name:
         endpoint = _call("get endpoint", clients.endpoints.get_endpoint, name=endpoint_name)
     else:
-        found = list(_call("list endpoints", clients.endpoints.list_endpoints,
-                           request=v1.ListEndpointsRequest(
-                               parent=target.location_path,
-                               filter=f'display_name="{config.endpoint_display_name}"')))
+        found = list(
+            _call(
+                "list endpoints",
+                clients.endpoints.list_endpoints,
+                request=v1.ListEndpointsRequest(
+                    parent=target.location_path,
+                    filter=f'display_name="{config.endpoint_display_name}"',
+                ),
+            )
+        )
         if found:
             endpoint = found[0]
         else:
-            op = _call("create endpoint", clients.endpoints.create_endpoint,
-                       parent=target.location_path,
-                       endpoint=v1.Endpoint(display_name=config.endpoint_display_name,
-                                            labels=labels))
+            op = _call(
+                "create endpoint",
+                clients.endpoints.create_endpoint,
+                parent=target.location_path,
+                endpoint=v1.Endpoint(display_name=config.endpoint_display_name, labels=labels),
+            )
             endpoint = _call("create endpoint", op.result, timeout=timeout)
             log.info("created endpoint %s", endpoint.name)
 
@@ -442,47 +525,99 @@ def deploy_model(artifact_uri: str, instances: Sequence[Any], config: DeployConf
     deployed_ids = [dm.id for dm in endpoint.deployed_models]
     previous = {k: int(v) for k, v in endpoint.traffic_split.items()}
     try:
-        previous = validate_traffic_split(previous, deployed_ids,
-                                          f"current traffic split of {endpoint.name}")
+        previous = validate_traffic_split(
+            previous, deployed_ids, f"current traffic split of {endpoint.name}"
+        )
     except ConfigError as exc:
         raise DeployError(f"{exc}; fix the endpoint's split before deploying") from None
-    already = next((dm.id for dm in endpoint.deployed_models
-                    if dm.model == version_name or (dm.model == uploaded.model and
-                                                    dm.model_version_id == uploaded.model_version_id)),
-                   None)
+    already = next(
+        (
+            dm.id
+            for dm in endpoint.deployed_models
+            if dm.model == version_name
+            or (dm.model == uploaded.model and dm.model_version_id == uploaded.model_version_id)
+        ),
+        None,
+    )
     if already is not None:
         # An earlier attempt deployed this version: test and promote (or roll back) that
         # deployment instead of deploying the version a second time.
-        log.info("%s is already deployed as %s on %s (a retried deploy): not deploying again",
-                 version_name, already, endpoint.name)
-        return _smoke_then_promote(clients, config, endpoint.name, uploaded, already,
-                                   [i for i in deployed_ids if i != already], previous, instances)
-    split = validate_traffic_split(canary_split(previous, config.canary_percent),
-                                   [*deployed_ids, NEW_DEPLOYED_MODEL], "canary traffic split")
+        log.info(
+            "%s is already deployed as %s on %s (a retried deploy): not deploying again",
+            version_name,
+            already,
+            endpoint.name,
+        )
+        return _smoke_then_promote(
+            clients,
+            config,
+            endpoint.name,
+            uploaded,
+            already,
+            [i for i in deployed_ids if i != already],
+            previous,
+            instances,
+        )
+    split = validate_traffic_split(
+        canary_split(previous, config.canary_percent),
+        [*deployed_ids, NEW_DEPLOYED_MODEL],
+        "canary traffic split",
+    )
     machine = v1.MachineSpec(machine_type=config.machine_type)
     if config.accelerator_type:
         machine.accelerator_type = v1.AcceleratorType[config.accelerator_type]
         machine.accelerator_count = config.accelerator_count
     deployed = v1.DeployedModel(
-        model=version_name, display_name=f"{config.model_display_name}-v{uploaded.model_version_id}",
+        model=version_name,
+        display_name=f"{config.model_display_name}-v{uploaded.model_version_id}",
         dedicated_resources=v1.DedicatedResources(
-            machine_spec=machine, min_replica_count=config.min_replica_count,
-            max_replica_count=config.max_replica_count),
-        service_account=service_account)
-    op = _call("deploy model", clients.endpoints.deploy_model, request=v1.DeployModelRequest(
-        endpoint=endpoint.name, deployed_model=deployed, traffic_split=split))
+            machine_spec=machine,
+            min_replica_count=config.min_replica_count,
+            max_replica_count=config.max_replica_count,
+        ),
+        service_account=service_account,
+    )
+    op = _call(
+        "deploy model",
+        clients.endpoints.deploy_model,
+        request=v1.DeployModelRequest(
+            endpoint=endpoint.name, deployed_model=deployed, traffic_split=split
+        ),
+    )
     canary_id = _call("deploy model", op.result, timeout=timeout).deployed_model.id
     applied_canary = {(canary_id if k == NEW_DEPLOYED_MODEL else k): v for k, v in split.items()}
-    log.info("deployed %s as %s on %s with traffic %s", version_name, canary_id,
-             endpoint.name, applied_canary)
+    log.info(
+        "deployed %s as %s on %s with traffic %s",
+        version_name,
+        canary_id,
+        endpoint.name,
+        applied_canary,
+    )
 
-    return _smoke_then_promote(clients, config, endpoint.name, uploaded, canary_id,
-                               deployed_ids, applied_canary, instances, restore=previous)
+    return _smoke_then_promote(
+        clients,
+        config,
+        endpoint.name,
+        uploaded,
+        canary_id,
+        deployed_ids,
+        applied_canary,
+        instances,
+        restore=previous,
+    )
 
 
-def _smoke_then_promote(clients, config: DeployConfig, endpoint: str, uploaded, canary_id: str,
-                        others: list[str], current: dict[str, int], instances: list,
-                        restore: dict[str, int] | None = None) -> DeployResult:
+def _smoke_then_promote(
+    clients,
+    config: DeployConfig,
+    endpoint: str,
+    uploaded,
+    canary_id: str,
+    others: list[str],
+    current: dict[str, int],
+    instances: list,
+    restore: dict[str, int] | None = None,
+) -> DeployResult:
     """4. Smoke-test the canary ``canary_id`` (``current``: the endpoint's split, ``others``:
     the other deployed models), then 5. promote it, or roll back to ``restore``
     (default: the others' current shares, scaled to 100)."""
@@ -504,56 +639,85 @@ def _smoke_then_promote(clients, config: DeployConfig, endpoint: str, uploaded, 
             reason = f"prediction {sent} failed: {exc}"
             break
         problem = _prediction_problem(
-            v1.PredictResponse.to_dict(response)["predictions"], len(instances))
+            v1.PredictResponse.to_dict(response)["predictions"], len(instances)
+        )
         if problem:
-            reason = (f"prediction {sent} (served by deployed model "
-                      f"{response.deployed_model_id or '?'}): {problem}")
+            reason = (
+                f"prediction {sent} (served by deployed model "
+                f"{response.deployed_model_id or '?'}): {problem}"
+            )
             break
         answers += response.deployed_model_id == canary_id
     if not reason and not answers:
         reason = f"the canary {canary_id} answered none of {sent} predictions"
 
     result = DeployResult(
-        model=uploaded.model, model_version_id=uploaded.model_version_id,
-        endpoint=endpoint, deployed_model_id=canary_id, promoted=not reason,
-        previous_split=restore, canary_split=current, final_split={}, undeployed=[],
-        smoke_requests=sent, canary_answers=answers, reason=reason)
+        model=uploaded.model,
+        model_version_id=uploaded.model_version_id,
+        endpoint=endpoint,
+        deployed_model_id=canary_id,
+        promoted=not reason,
+        previous_split=restore,
+        canary_split=current,
+        final_split={},
+        undeployed=[],
+        smoke_requests=sent,
+        canary_answers=answers,
+        reason=reason,
+    )
     timeout = config.timeout_s
     if reason:
         if not restore:  # the canary is all there is: undeploying it would serve nothing
-            log.warning("smoke test failed (%s); %s is the only model on %s, left deployed",
-                        reason, canary_id, endpoint)
+            log.warning(
+                "smoke test failed (%s); %s is the only model on %s, left deployed",
+                reason,
+                canary_id,
+                endpoint,
+            )
             result.final_split = current
             return result
         # 5a. Roll back: undeploy the canary, restore the previous split.
         log.warning("smoke test failed (%s); rolling back %s", reason, canary_id)
         restore = validate_traffic_split(restore, others, "restored traffic split")
-        op = _call("undeploy canary", clients.endpoints.undeploy_model,
-                   request=v1.UndeployModelRequest(endpoint=endpoint,
-                                                   deployed_model_id=canary_id,
-                                                   traffic_split=restore))
+        op = _call(
+            "undeploy canary",
+            clients.endpoints.undeploy_model,
+            request=v1.UndeployModelRequest(
+                endpoint=endpoint, deployed_model_id=canary_id, traffic_split=restore
+            ),
+        )
         _call("undeploy canary", op.result, timeout=timeout)
         result.final_split = restore
         result.undeployed = [canary_id]
         return result
 
     # 5b. Promote: all traffic to the canary, then retire the previous models.
-    final = validate_traffic_split({canary_id: 100}, [*others, canary_id],
-                                   "promoted traffic split")
-    _call("promote canary", clients.endpoints.update_endpoint,
-          endpoint=v1.Endpoint(name=endpoint, traffic_split=final),
-          update_mask={"paths": ["traffic_split"]}, timeout=60)
+    final = validate_traffic_split({canary_id: 100}, [*others, canary_id], "promoted traffic split")
+    _call(
+        "promote canary",
+        clients.endpoints.update_endpoint,
+        endpoint=v1.Endpoint(name=endpoint, traffic_split=final),
+        update_mask={"paths": ["traffic_split"]},
+        timeout=60,
+    )
     result.final_split = final
     if config.undeploy_previous:
         for old in others:
-            op = _call("undeploy previous model", clients.endpoints.undeploy_model,
-                       request=v1.UndeployModelRequest(endpoint=endpoint,
-                                                       deployed_model_id=old,
-                                                       traffic_split={canary_id: 100}))
+            op = _call(
+                "undeploy previous model",
+                clients.endpoints.undeploy_model,
+                request=v1.UndeployModelRequest(
+                    endpoint=endpoint, deployed_model_id=old, traffic_split={canary_id: 100}
+                ),
+            )
             _call("undeploy previous model", op.result, timeout=timeout)
             result.undeployed.append(old)
-    log.info("promoted %s to 100%% on %s (undeployed %s)", canary_id, endpoint,
-             result.undeployed or "none")
+    log.info(
+        "promoted %s to 100%% on %s (undeployed %s)",
+        canary_id,
+        endpoint,
+        result.undeployed or "none",
+    )
     return result
 
 
@@ -564,11 +728,18 @@ def _uploaded_version(clients, parent_model: str, artifact_uri: str, image: str)
 
     if not parent_model:
         return None
-    versions = _call("list model versions", clients.models.list_model_versions,
-                     request=v1.ListModelVersionsRequest(name=parent_model))
+    versions = _call(
+        "list model versions",
+        clients.models.list_model_versions,
+        request=v1.ListModelVersionsRequest(name=parent_model),
+    )
     for version in versions:
         if version.artifact_uri == artifact_uri and version.container_spec.image_uri == image:
-            log.info("%s@%s already holds %s (a retried deploy): not uploading again",
-                     parent_model, version.version_id, artifact_uri)
+            log.info(
+                "%s@%s already holds %s (a retried deploy): not uploading again",
+                parent_model,
+                version.version_id,
+                artifact_uri,
+            )
             return v1.UploadModelResponse(model=parent_model, model_version_id=version.version_id)
     return None

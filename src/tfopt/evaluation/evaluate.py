@@ -83,7 +83,6 @@ class EvalConfig:
         check_int("EvalConfig", "throughput_iterations", self.throughput_iterations, 1, 100_000)
 
 
-
 def weight_stats(weights: list[np.ndarray]) -> tuple[int, float]:
     """``(params, sparsity)``: all weight elements, and the zero fraction of the kernels."""
     params = int(sum(w.size for w in weights))
@@ -95,14 +94,15 @@ def weight_stats(weights: list[np.ndarray]) -> tuple[int, float]:
 
 def latency_ms(predictor: Predictor, x: np.ndarray, config: EvalConfig) -> np.ndarray:
     """Batch-1 latencies in milliseconds, cycling through the examples in ``x``."""
-    calls = [predictor.single_call(x[i:i + 1]) for i in range(min(len(x), _LATENCY_EXAMPLES))]
+    calls = [predictor.single_call(x[i : i + 1]) for i in range(min(len(x), _LATENCY_EXAMPLES))]
     for i in range(config.latency_warmup):
         calls[i % len(calls)]()
     times = []
     deadline = time.perf_counter() + config.latency_min_seconds
     i = 0
-    while i < config.latency_iterations or (time.perf_counter() < deadline
-                                            and i < _MAX_LATENCY_CALLS):
+    while i < config.latency_iterations or (
+        time.perf_counter() < deadline and i < _MAX_LATENCY_CALLS
+    ):
         call = calls[i % len(calls)]
         start = time.perf_counter()
         call()
@@ -139,10 +139,15 @@ def classification_metrics(confusion: np.ndarray) -> dict:
         f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
     return {
         "accuracy": float(tp.sum() / cm.sum()) if cm.sum() else 0.0,
-        "precision": float(precision.mean()), "recall": float(recall.mean()),
+        "precision": float(precision.mean()),
+        "recall": float(recall.mean()),
         "f1": float(f1.mean()),
-        "per_class": {"precision": precision.round(6).tolist(), "recall": recall.round(6).tolist(),
-                      "f1": f1.round(6).tolist(), "support": actual.astype(int).tolist()},
+        "per_class": {
+            "precision": precision.round(6).tolist(),
+            "recall": recall.round(6).tolist(),
+            "f1": f1.round(6).tolist(),
+            "support": actual.astype(int).tolist(),
+        },
     }
 
 
@@ -213,8 +218,14 @@ def _test_sample(info, n: int) -> np.ndarray:
     return x
 
 
-def evaluate_model(path: str, fmt: str, dataset_dir: str, config: EvalConfig = EvalConfig(),
-                   name: str = "", sample: np.ndarray | None = None) -> dict:
+def evaluate_model(
+    path: str,
+    fmt: str,
+    dataset_dir: str,
+    config: EvalConfig = EvalConfig(),
+    name: str = "",
+    sample: np.ndarray | None = None,
+) -> dict:
     """Every metric of one candidate on the test split (see the module docstring).
 
     Args:
@@ -238,12 +249,14 @@ def evaluate_model(path: str, fmt: str, dataset_dir: str, config: EvalConfig = E
         for x, y in input_pipeline.iter_arrays(info, "test", config.batch_size):
             probs = predictor.predict(x, config.batch_size)
             if probs.shape != (len(y), classes):
-                raise ModelError(f"{path}: predictions have shape {probs.shape}; expected "
-                                 f"{(len(y), classes)}")
+                raise ModelError(
+                    f"{path}: predictions have shape {probs.shape}; expected {(len(y), classes)}"
+                )
             if not np.all(np.isfinite(probs)):
                 raise ModelError(f"{path}: the model outputs NaN or infinity")
-            confusion += np.bincount(y * classes + probs.argmax(axis=1),
-                                     minlength=classes * classes).reshape(classes, classes)
+            confusion += np.bincount(
+                y * classes + probs.argmax(axis=1), minlength=classes * classes
+            ).reshape(classes, classes)
             loss_sum += float(-np.sum(np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0))))
             count += len(y)
         if not count:
@@ -273,8 +286,9 @@ def evaluate_model(path: str, fmt: str, dataset_dir: str, config: EvalConfig = E
         "throughput_iterations": config.throughput_iterations,
         "runtime": runtime_lib.runtime_name() if fmt == "tflite" else "tf.saved_model",
         "num_threads": config.num_threads if fmt == "tflite" else None,
-        "tf_intra_op_threads": (tf.config.threading.get_intra_op_parallelism_threads()
-                                if fmt == "saved_model" else None),
+        "tf_intra_op_threads": (
+            tf.config.threading.get_intra_op_parallelism_threads() if fmt == "saved_model" else None
+        ),
         "peak_rss_bytes": memory.peak,
         "memory_bytes": memory.added,
         "memory_method": memory.method,
@@ -296,8 +310,9 @@ class Candidate:
     metadata: dict
 
 
-def evaluate_candidates(candidates: list[Candidate], dataset_dir: str,
-                        config: EvalConfig = EvalConfig()) -> list[dict]:
+def evaluate_candidates(
+    candidates: list[Candidate], dataset_dir: str, config: EvalConfig = EvalConfig()
+) -> list[dict]:
     """Evaluate every candidate; one that cannot be loaded or run gets an ``error``.
 
     Raises:
@@ -305,8 +320,10 @@ def evaluate_candidates(candidates: list[Candidate], dataset_dir: str,
         DataError: the dataset cannot be read (no candidate could be evaluated).
     """
     if not candidates:
-        raise ModelError("no candidate to evaluate: every variant was disabled or skipped "
-                         "and no baseline was given")
+        raise ModelError(
+            "no candidate to evaluate: every variant was disabled or skipped "
+            "and no baseline was given"
+        )
     names = [c.name for c in candidates]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -316,17 +333,27 @@ def evaluate_candidates(candidates: list[Candidate], dataset_dir: str,
     records = []
     for cand in candidates:
         try:
-            record = evaluate_model(cand.path, cand.format, dataset_dir, config, cand.name,
-                                    sample=sample)
-            log.info("%s: accuracy %.4f, %d bytes, p50 %.3f ms, %.0f ex/s, peak RSS %.0f MiB",
-                     cand.name, record["accuracy"], record["size_bytes"],
-                     record["latency_ms_p50"], record["throughput_per_s"],
-                     record["peak_rss_bytes"] / 2**20)
+            record = evaluate_model(
+                cand.path, cand.format, dataset_dir, config, cand.name, sample=sample
+            )
+            log.info(
+                "%s: accuracy %.4f, %d bytes, p50 %.3f ms, %.0f ex/s, peak RSS %.0f MiB",
+                cand.name,
+                record["accuracy"],
+                record["size_bytes"],
+                record["latency_ms_p50"],
+                record["throughput_per_s"],
+                record["peak_rss_bytes"] / 2**20,
+            )
         except Exception as exc:  # a broken candidate is rejected, not fatal
             log.warning("candidate %s failed: %s", cand.name, exc)
             text = " ".join(str(exc).split())
-            record = {"name": cand.name, "format": cand.format, "path": cand.path,
-                      "error": f"{type(exc).__name__}: {text[:500]}"}
+            record = {
+                "name": cand.name,
+                "format": cand.format,
+                "path": cand.path,
+                "error": f"{type(exc).__name__}: {text[:500]}",
+            }
         for key in ("params", "sparsity"):
             if key not in record and cand.metadata.get(key) is not None:
                 record[key] = cand.metadata[key]

@@ -91,8 +91,10 @@ class TFLiteModel:
         return out
 
     def predict(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        outs = [self.invoke_prepared(self.prepare(x[i:i + batch_size]))
-                for i in range(0, len(x), batch_size)]
+        outs = [
+            self.invoke_prepared(self.prepare(x[i : i + batch_size]))
+            for i in range(0, len(x), batch_size)
+        ]
         return np.concatenate(outs)
 
 
@@ -119,8 +121,9 @@ class Predictor:
                 loaded = tf.saved_model.load(path)
             except Exception as exc:  # TF raises many types for a corrupt model
                 first = str(exc).splitlines()[0] if str(exc) else ""
-                raise ModelError(f"{path}: cannot load the SavedModel "
-                                 f"({type(exc).__name__}: {first})") from None
+                raise ModelError(
+                    f"{path}: cannot load the SavedModel ({type(exc).__name__}: {first})"
+                ) from None
             if "serving_default" not in loaded.signatures:
                 raise ModelError(f"{path}: SavedModel has no serving_default signature")
             self._loaded = loaded  # keep the variables alive
@@ -134,18 +137,21 @@ class Predictor:
         else:
             expected = tuple(self._fn.structured_input_signature[1][self._input].shape[1:])
         fits = len(expected) == len(feature_shape) and all(
-            e is None or e == f for e, f in zip(expected, feature_shape, strict=True))
+            e is None or e == f for e, f in zip(expected, feature_shape, strict=True)
+        )
         if not fits:
             shown = tuple("?" if e is None else e for e in expected)
-            raise ModelError(f"{self.path}: the model takes inputs of shape {shown}, but the "
-                             f"dataset's examples have shape {tuple(feature_shape)}")
+            raise ModelError(
+                f"{self.path}: the model takes inputs of shape {shown}, but the "
+                f"dataset's examples have shape {tuple(feature_shape)}"
+            )
 
     def predict(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
         if self.format == "tflite":
             return self._tflite.predict(x, batch_size)
         outs = []
         for i in range(0, len(x), batch_size):
-            out = self._fn(**{self._input: tf.constant(x[i:i + batch_size])})
+            out = self._fn(**{self._input: tf.constant(x[i : i + batch_size])})
             outs.append(next(iter(out.values())).numpy())
         return np.concatenate(outs)
 
@@ -161,11 +167,13 @@ class Predictor:
         """The stored weights (SavedModel variables / TFLite constant tensors), or None."""
         try:
             if self.format == "saved_model":
-                reader = tf.train.load_checkpoint(os.path.join(self.path, "variables",
-                                                               "variables"))
-                return [reader.get_tensor(n) for n in sorted(reader.get_variable_to_shape_map())
-                        if n.endswith(".ATTRIBUTES/VARIABLE_VALUE")
-                        and not n.startswith(("keras_api/metrics/", "save_counter"))]
+                reader = tf.train.load_checkpoint(os.path.join(self.path, "variables", "variables"))
+                return [
+                    reader.get_tensor(n)
+                    for n in sorted(reader.get_variable_to_shape_map())
+                    if n.endswith(".ATTRIBUTES/VARIABLE_VALUE")
+                    and not n.startswith(("keras_api/metrics/", "save_counter"))
+                ]
             interp = self._tflite.interpreter
             produced = {int(o) for op in interp._get_ops_details() for o in op["outputs"]}
             inputs = {d["index"] for d in interp.get_input_details()}
@@ -174,8 +182,9 @@ class Predictor:
                 if d["index"] in produced or d["index"] in inputs or not len(d["shape"]):
                     continue
                 value = interp.get_tensor(d["index"])
-                if value.size <= 1 or (value.ndim == 1 and value.size <= 8
-                                       and value.dtype in (np.int32, np.int64)):
+                if value.size <= 1 or (
+                    value.ndim == 1 and value.size <= 8 and value.dtype in (np.int32, np.int64)
+                ):
                     continue  # a shape or folded scalar constant, not a weight
                 out.append(value)
             return out

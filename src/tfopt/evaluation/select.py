@@ -25,8 +25,12 @@ OBJECTIVES = ("smallest", "fastest", "most_accurate")
 
 
 # Deploy target -> formats it can serve (TF Serving and Vertex load SavedModels).
-DEPLOY_TARGET_FORMATS = {"tf_serving": ("saved_model",), "vertex": ("saved_model",),
-                         "tflite": ("tflite",), "none": ()}
+DEPLOY_TARGET_FORMATS = {
+    "tf_serving": ("saved_model",),
+    "vertex": ("saved_model",),
+    "tflite": ("tflite",),
+    "none": (),
+}
 
 
 @dataclass(frozen=True)
@@ -61,10 +65,12 @@ class SelectionPolicy:
         check_float("SelectionPolicy", "max_latency_ms_p99", self.max_latency_ms_p99, 0.0)
         check_choice("SelectionPolicy", "objective", self.objective, OBJECTIVES)
         check_str("SelectionPolicy", "previous", self.previous, allow_empty=True)
-        check_float("SelectionPolicy", "min_accuracy_change", self.min_accuracy_change,
-                    -100.0, 100.0)
-        check_choice("SelectionPolicy", "deploy_target", self.deploy_target,
-                     tuple(DEPLOY_TARGET_FORMATS))
+        check_float(
+            "SelectionPolicy", "min_accuracy_change", self.min_accuracy_change, -100.0, 100.0
+        )
+        check_choice(
+            "SelectionPolicy", "deploy_target", self.deploy_target, tuple(DEPLOY_TARGET_FORMATS)
+        )
 
     @property
     def formats(self) -> tuple[str, ...]:
@@ -102,23 +108,30 @@ def load_previous(path: str) -> dict | None:
         raise ConfigError(f"{path}: not a JSON file ({exc})") from None
     if isinstance(payload, dict) and "accuracy" in payload:
         return payload
-    records = (payload.get("variants") or payload.get("candidates")) if isinstance(
-        payload, dict) else None
+    records = (
+        (payload.get("variants") or payload.get("candidates"))
+        if isinstance(payload, dict)
+        else None
+    )
     if records is None:
-        raise ConfigError(f"{path}: expected a tfopt summary.json (variants, selected), an "
-                          "evaluations JSON (candidates, selected) or a record with accuracy")
+        raise ConfigError(
+            f"{path}: expected a tfopt summary.json (variants, selected), an "
+            "evaluations JSON (candidates, selected) or a record with accuracy"
+        )
     if not payload.get("selected") or payload.get("blessed") is False:
         log.warning("%s: the previous run blessed no model; nothing to compare with", path)
         return None
     record = next((r for r in records if r.get("name") == payload["selected"]), None)
     if record is None or record.get("accuracy") is None:
-        raise ConfigError(f"{path}: selected variant {payload['selected']!r} has no record "
-                          "with an accuracy")
+        raise ConfigError(
+            f"{path}: selected variant {payload['selected']!r} has no record with an accuracy"
+        )
     return dict(record, dataset=payload.get("dataset"))
 
 
-def rejection_reasons(record: dict, base: dict | None, policy: SelectionPolicy,
-                      previous: dict | None = None) -> list[str]:
+def rejection_reasons(
+    record: dict, base: dict | None, policy: SelectionPolicy, previous: dict | None = None
+) -> list[str]:
     """Every target ``record`` misses (empty when it is acceptable)."""
     if record.get("not_applicable"):
         return [record["error"]]
@@ -128,28 +141,35 @@ def rejection_reasons(record: dict, base: dict | None, policy: SelectionPolicy,
         return ["baseline failed to evaluate, so the accuracy drop cannot be checked"]
     reasons = []
     if policy.formats and record.get("format") not in policy.formats:
-        reasons.append(f"format {record.get('format')} cannot be deployed to "
-                       f"{policy.deploy_target} (takes {', '.join(policy.formats)})")
+        reasons.append(
+            f"format {record.get('format')} cannot be deployed to "
+            f"{policy.deploy_target} (takes {', '.join(policy.formats)})"
+        )
     drop = (base["accuracy"] - record["accuracy"]) * 100
     if drop > policy.max_accuracy_drop + 1e-9:
         reasons.append(f"accuracy drop {drop:.2f} points > {policy.max_accuracy_drop:g}")
     if policy.max_size_bytes and record["size_bytes"] > policy.max_size_bytes:
         reasons.append(f"size {record['size_bytes']} bytes > {policy.max_size_bytes}")
     if policy.max_latency_ms_p99 and record["latency_ms_p99"] > policy.max_latency_ms_p99:
-        reasons.append(f"p99 latency {record['latency_ms_p99']:.3f} ms > "
-                       f"{policy.max_latency_ms_p99:g} ms")
+        reasons.append(
+            f"p99 latency {record['latency_ms_p99']:.3f} ms > {policy.max_latency_ms_p99:g} ms"
+        )
     if previous is not None:
         change = (record["accuracy"] - previous["accuracy"]) * 100
         if change < policy.min_accuracy_change - 1e-9:
-            reasons.append(f"accuracy change {change:+.2f} points vs the previously blessed "
-                           f"model ({previous['accuracy'] * 100:.2f}%) < "
-                           f"{policy.min_accuracy_change:+g}")
+            reasons.append(
+                f"accuracy change {change:+.2f} points vs the previously blessed "
+                f"model ({previous['accuracy'] * 100:.2f}%) < "
+                f"{policy.min_accuracy_change:+g}"
+            )
     return reasons
 
 
-_KEYS = {"smallest": ("size_bytes", lambda r: (r["size_bytes"], -r["accuracy"])),
-         "fastest": ("latency_ms_p50", lambda r: (r["latency_ms_p50"], -r["accuracy"])),
-         "most_accurate": ("accuracy", lambda r: (-r["accuracy"], r["size_bytes"]))}
+_KEYS = {
+    "smallest": ("size_bytes", lambda r: (r["size_bytes"], -r["accuracy"])),
+    "fastest": ("latency_ms_p50", lambda r: (r["latency_ms_p50"], -r["accuracy"])),
+    "most_accurate": ("accuracy", lambda r: (-r["accuracy"], r["size_bytes"])),
+}
 
 
 def select_candidate(records: list[dict], baseline: str, policy: SelectionPolicy) -> Selection:
@@ -163,8 +183,10 @@ def select_candidate(records: list[dict], baseline: str, policy: SelectionPolicy
     check_choice("SelectionPolicy", "objective", policy.objective, OBJECTIVES)
     base = next((r for r in records if r["name"] == baseline), None)
     if base is None:
-        raise ConfigError(f"baseline {baseline!r} is not among the candidates: "
-                          f"{', '.join(r['name'] for r in records)}")
+        raise ConfigError(
+            f"baseline {baseline!r} is not among the candidates: "
+            f"{', '.join(r['name'] for r in records)}"
+        )
     if base.get("error"):
         base = None
     previous = load_previous(policy.previous) if policy.previous else None
@@ -176,24 +198,38 @@ def select_candidate(records: list[dict], baseline: str, policy: SelectionPolicy
         reason = "no candidate meets the policy"
     else:
         others = len(ok) - 1
-        reason = (f"{best['name']} is the {policy.objective.replace('_', ' ')} of "
-                  f"{len(ok)} acceptable candidate{'s' if len(ok) != 1 else ''} "
-                  f"({metric} {best[metric]:.6g})"
-                  + ("" if others else "; the only one"))
+        reason = (
+            f"{best['name']} is the {policy.objective.replace('_', ' ')} of "
+            f"{len(ok)} acceptable candidate{'s' if len(ok) != 1 else ''} "
+            f"({metric} {best[metric]:.6g})" + ("" if others else "; the only one")
+        )
     out = [dict(r, rejected_reasons=reasons[r["name"]]) for r in records]
-    return Selection(out, best["name"] if best else None, best is not None, reasons, reason,
-                     asdict(policy), previous)
+    return Selection(
+        out,
+        best["name"] if best else None,
+        best is not None,
+        reasons,
+        reason,
+        asdict(policy),
+        previous,
+    )
 
 
-def summarize(pipeline: str, dataset: dict, baseline: str, selection: Selection,
-              **extra) -> dict:
+def summarize(pipeline: str, dataset: dict, baseline: str, selection: Selection, **extra) -> dict:
     """``summary.json`` payload: the variants plus ``selected`` / ``blessed`` and ``extra``."""
     prev = selection.previous
-    return build_summary(pipeline, dataset, baseline, selection.records,
-                         selected=selection.selected, blessed=selection.blessed,
-                         selection_reason=selection.reason, policy=selection.policy,
-                         previous=({k: prev.get(k) for k in ("name", "accuracy", "path")}
-                                   if prev else None), **extra)
+    return build_summary(
+        pipeline,
+        dataset,
+        baseline,
+        selection.records,
+        selected=selection.selected,
+        blessed=selection.blessed,
+        selection_reason=selection.reason,
+        policy=selection.policy,
+        previous=({k: prev.get(k) for k in ("name", "accuracy", "path")} if prev else None),
+        **extra,
+    )
 
 
 # --- the select step: summary, reports, model card, the selected model -------------
@@ -241,10 +277,18 @@ def _gfile_open(path: str, mode: str):
     return tf.io.gfile.GFile(path, mode)
 
 
-def select_and_report(evaluations: dict, baseline: str, policy: SelectionPolicy,
-                      pipeline: str, summary_path: str, markdown_path: str, html_path: str,
-                      model_card_path: str, selected_model_path: str | None = None,
-                      model_paths: dict[str, str] | None = None) -> SelectOutputs:
+def select_and_report(
+    evaluations: dict,
+    baseline: str,
+    policy: SelectionPolicy,
+    pipeline: str,
+    summary_path: str,
+    markdown_path: str,
+    html_path: str,
+    model_card_path: str,
+    selected_model_path: str | None = None,
+    model_paths: dict[str, str] | None = None,
+) -> SelectOutputs:
     """The whole select step: apply the policy, write summary, reports, card and model.
 
     Args:
@@ -262,14 +306,23 @@ def select_and_report(evaluations: dict, baseline: str, policy: SelectionPolicy,
     records = evaluations.get("candidates") or []
     selection = select_candidate(records, baseline, policy)
     record = next((r for r in selection.records if r["name"] == selection.selected), None)
-    dataset = {k: v for k, v in (evaluations.get("dataset") or {}).items()
-               if k in ("name", "num_train", "num_validation", "num_test", "num_classes",
-                        "content_sha256")}
-    summary = summarize(pipeline, dataset, baseline, selection, report_html=html_path,
-                        model_card=model_card_path,
-                        evaluation=evaluations.get("config"))
-    report.write_reports(summary, markdown_path, html_path,
-                         record.get("confusion_matrix") if record else None)
+    dataset = {
+        k: v
+        for k, v in (evaluations.get("dataset") or {}).items()
+        if k in ("name", "num_train", "num_validation", "num_test", "num_classes", "content_sha256")
+    }
+    summary = summarize(
+        pipeline,
+        dataset,
+        baseline,
+        selection,
+        report_html=html_path,
+        model_card=model_card_path,
+        evaluation=evaluations.get("config"),
+    )
+    report.write_reports(
+        summary, markdown_path, html_path, record.get("confusion_matrix") if record else None
+    )
     with fsutil.atomic_file(model_card_path) as fh:
         fh.write(modelcard.model_card(summary, record))
     if record is not None and selected_model_path:

@@ -74,30 +74,39 @@ class TFJobConfig:
     def __post_init__(self):
         name = "TFJobConfig"
         if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
-            raise ConfigError(f"{name}.name={self.name!r} is not allowed: expected a DNS label "
-                              "(lowercase letters, digits, '-', at most 52 characters)")
+            raise ConfigError(
+                f"{name}.name={self.name!r} is not allowed: expected a DNS label "
+                "(lowercase letters, digits, '-', at most 52 characters)"
+            )
         check_str(name, "image", self.image)
         check_str(name, "namespace", self.namespace)
         if not self.command or not all(isinstance(c, str) for c in self.command):
-            raise ConfigError(f"{name}.command={self.command!r} is not allowed: expected a "
-                              "non-empty list of strings")
+            raise ConfigError(
+                f"{name}.command={self.command!r} is not allowed: expected a "
+                "non-empty list of strings"
+            )
         if self.request.target != "kubeflow":
-            raise ConfigError(f"{name}.request.target={self.request.target!r} is not allowed: "
-                              "expected 'kubeflow'")
+            raise ConfigError(
+                f"{name}.request.target={self.request.target!r} is not allowed: expected 'kubeflow'"
+            )
         check_int(name, "timeout_s", self.timeout_s, 60, 30 * 24 * 3600)
         check_int(name, "backoff_limit", self.backoff_limit, 0, 100)
         for value, what in ((self.cpu, "cpu"), (self.memory, "memory")):
-            if not isinstance(value, str) or not re.match(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$",
-                                                          value):
-                raise ConfigError(f"{name}.{what}={value!r} is not allowed: expected a "
-                                  "Kubernetes quantity such as '4', '500m', '16Gi'")
+            if not isinstance(value, str) or not re.match(
+                r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$", value
+            ):
+                raise ConfigError(
+                    f"{name}.{what}={value!r} is not allowed: expected a "
+                    "Kubernetes quantity such as '4', '500m', '16Gi'"
+                )
 
 
 def _tolerations(config: TFJobConfig) -> list[k8s.V1Toleration]:
     tols = [k8s.V1Toleration(**t) for t in config.tolerations]
     if config.request.gpus_per_replica:
-        tols.append(k8s.V1Toleration(key=validate.GPU_RESOURCE, operator="Exists",
-                                     effect="NoSchedule"))
+        tols.append(
+            k8s.V1Toleration(key=validate.GPU_RESOURCE, operator="Exists", effect="NoSchedule")
+        )
     return tols
 
 
@@ -107,23 +116,38 @@ def _pod_template(config: TFJobConfig, replica_type: str) -> k8s.V1PodTemplateSp
     if req.gpus_per_replica:
         limits[validate.GPU_RESOURCE] = str(req.gpus_per_replica)
     container = k8s.V1Container(
-        name=CONTAINER_NAME, image=config.image, image_pull_policy="Always",
+        name=CONTAINER_NAME,
+        image=config.image,
+        image_pull_policy="Always",
         command=list(config.command),
         ports=[k8s.V1ContainerPort(name="tfjob-port", container_port=TFJOB_PORT)],
         resources=k8s.V1ResourceRequirements(
-            requests={"cpu": config.cpu, "memory": config.memory}, limits=limits),
-        env=[k8s.V1EnvVar(name="TF_CPP_MIN_LOG_LEVEL", value="1"),
-             k8s.V1EnvVar(name="PYTHONUNBUFFERED", value="1"),
-             # The root filesystem is read-only: caches go to the /tmp volume.
-             k8s.V1EnvVar(name="HOME", value="/tmp"),
-             k8s.V1EnvVar(name="KERAS_HOME", value="/tmp/.keras")],
+            requests={"cpu": config.cpu, "memory": config.memory}, limits=limits
+        ),
+        env=[
+            k8s.V1EnvVar(name="TF_CPP_MIN_LOG_LEVEL", value="1"),
+            k8s.V1EnvVar(name="PYTHONUNBUFFERED", value="1"),
+            # The root filesystem is read-only: caches go to the /tmp volume.
+            k8s.V1EnvVar(name="HOME", value="/tmp"),
+            k8s.V1EnvVar(name="KERAS_HOME", value="/tmp/.keras"),
+        ],
         security_context=k8s.V1SecurityContext(
-            run_as_non_root=True, run_as_user=RUN_AS_USER, allow_privilege_escalation=False,
-            read_only_root_filesystem=True, capabilities=k8s.V1Capabilities(drop=["ALL"])),
-        volume_mounts=[k8s.V1VolumeMount(name="tmp", mount_path="/tmp"),
-                       k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm")])
-    labels = {**config.labels, "app.kubernetes.io/part-of": "tfopt",
-              "tfopt/replica-type": replica_type.lower()}
+            run_as_non_root=True,
+            run_as_user=RUN_AS_USER,
+            allow_privilege_escalation=False,
+            read_only_root_filesystem=True,
+            capabilities=k8s.V1Capabilities(drop=["ALL"]),
+        ),
+        volume_mounts=[
+            k8s.V1VolumeMount(name="tmp", mount_path="/tmp"),
+            k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm"),
+        ],
+    )
+    labels = {
+        **config.labels,
+        "app.kubernetes.io/part-of": "tfopt",
+        "tfopt/replica-type": replica_type.lower(),
+    }
     return k8s.V1PodTemplateSpec(
         metadata=k8s.V1ObjectMeta(labels=labels),
         spec=k8s.V1PodSpec(
@@ -133,12 +157,21 @@ def _pod_template(config: TFJobConfig, replica_type: str) -> k8s.V1PodTemplateSp
             service_account_name=config.service_account or None,
             automount_service_account_token=bool(config.service_account),
             security_context=k8s.V1PodSecurityContext(
-                run_as_non_root=True, run_as_user=RUN_AS_USER, fs_group=RUN_AS_USER,
-                seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault")),
-            volumes=[k8s.V1Volume(name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource()),
-                     # NCCL needs more shared memory than the 64 MiB default.
-                     k8s.V1Volume(name="dshm", empty_dir=k8s.V1EmptyDirVolumeSource(
-                         medium="Memory", size_limit="2Gi"))]))
+                run_as_non_root=True,
+                run_as_user=RUN_AS_USER,
+                fs_group=RUN_AS_USER,
+                seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
+            ),
+            volumes=[
+                k8s.V1Volume(name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource()),
+                # NCCL needs more shared memory than the 64 MiB default.
+                k8s.V1Volume(
+                    name="dshm",
+                    empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory", size_limit="2Gi"),
+                ),
+            ],
+        ),
+    )
 
 
 def build_tfjob(config: TFJobConfig) -> ktm.KubeflowOrgV1TFJob:
@@ -148,21 +181,35 @@ def build_tfjob(config: TFJobConfig) -> ktm.KubeflowOrgV1TFJob:
     preempted pods); a restarted cluster resumes from the BackupAndRestore
     checkpoint the chief keeps.
     """
-    specs = {"Chief": ktm.KubeflowOrgV1ReplicaSpec(
-        replicas=1, restart_policy="ExitCode", template=_pod_template(config, "Chief"))}
+    specs = {
+        "Chief": ktm.KubeflowOrgV1ReplicaSpec(
+            replicas=1, restart_policy="ExitCode", template=_pod_template(config, "Chief")
+        )
+    }
     if config.request.replicas > 1:
         specs["Worker"] = ktm.KubeflowOrgV1ReplicaSpec(
-            replicas=config.request.replicas - 1, restart_policy="ExitCode",
-            template=_pod_template(config, "Worker"))
+            replicas=config.request.replicas - 1,
+            restart_policy="ExitCode",
+            template=_pod_template(config, "Worker"),
+        )
     return ktm.KubeflowOrgV1TFJob(
-        api_version=TFJOB_API_VERSION, kind=TFJOB_KIND,
-        metadata=k8s.V1ObjectMeta(name=config.name, namespace=config.namespace,
-                                  labels={**config.labels, "app.kubernetes.io/part-of": "tfopt"}),
+        api_version=TFJOB_API_VERSION,
+        kind=TFJOB_KIND,
+        metadata=k8s.V1ObjectMeta(
+            name=config.name,
+            namespace=config.namespace,
+            labels={**config.labels, "app.kubernetes.io/part-of": "tfopt"},
+        ),
         spec=ktm.KubeflowOrgV1TFJobSpec(
             tf_replica_specs=specs,
             run_policy=ktm.KubeflowOrgV1RunPolicy(
-                active_deadline_seconds=config.timeout_s, backoff_limit=config.backoff_limit,
-                clean_pod_policy="Running", ttl_seconds_after_finished=24 * 3600)))
+                active_deadline_seconds=config.timeout_s,
+                backoff_limit=config.backoff_limit,
+                clean_pod_policy="Running",
+                ttl_seconds_after_finished=24 * 3600,
+            ),
+        ),
+    )
 
 
 def to_dict(obj) -> dict:
@@ -175,17 +222,30 @@ def pod_manifests(job: ktm.KubeflowOrgV1TFJob) -> list[dict]:
     out = []
     for rtype, spec in job.spec.tf_replica_specs.items():
         tmpl = to_dict(spec.template)
-        meta = {**tmpl.get("metadata", {}), "name": f"{job.metadata.name}-{rtype.lower()}-0",
-                "namespace": job.metadata.namespace}
+        meta = {
+            **tmpl.get("metadata", {}),
+            "name": f"{job.metadata.name}-{rtype.lower()}-0",
+            "namespace": job.metadata.namespace,
+        }
         out.append({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": tmpl["spec"]})
     return out
 
 
-def worker_command(dataset_uri: str, model_uri: str, train_config: dict,
-                   backup_dir: str = "", result_uri: str = "") -> list[str]:
+def worker_command(
+    dataset_uri: str, model_uri: str, train_config: dict, backup_dir: str = "", result_uri: str = ""
+) -> list[str]:
     """The command every replica runs."""
-    cmd = ["python", "-m", "tfopt.launch.worker", "--dataset", dataset_uri, "--model", model_uri,
-           "--config", json.dumps(train_config, sort_keys=True)]
+    cmd = [
+        "python",
+        "-m",
+        "tfopt.launch.worker",
+        "--dataset",
+        dataset_uri,
+        "--model",
+        model_uri,
+        "--config",
+        json.dumps(train_config, sort_keys=True),
+    ]
     if backup_dir:
         cmd += ["--backup-dir", backup_dir]
     if result_uri:
@@ -207,8 +267,9 @@ class JobOutcome:
 
 def _condition(job) -> tuple[str, str, str]:
     """Latest true condition as (type, reason, message)."""
-    conds = [c for c in (job.status.conditions if job.status else None) or []
-             if str(c.status) == "True"]
+    conds = [
+        c for c in (job.status.conditions if job.status else None) or [] if str(c.status) == "True"
+    ]
     if not conds:
         return "", "", ""
     last = conds[-1]
@@ -217,8 +278,10 @@ def _condition(job) -> tuple[str, str, str]:
 
 def _replica_statuses(job) -> dict:
     rs = (job.status.replica_statuses if job.status else None) or {}
-    return {k: {"active": v.active or 0, "succeeded": v.succeeded or 0, "failed": v.failed or 0}
-            for k, v in rs.items()}
+    return {
+        k: {"active": v.active or 0, "succeeded": v.succeeded or 0, "failed": v.failed or 0}
+        for k, v in rs.items()
+    }
 
 
 class _Cancelled(BaseException):
@@ -228,8 +291,10 @@ class _Cancelled(BaseException):
 @contextlib.contextmanager
 def _sigterm_raises():
     """Turn SIGTERM (what KFP sends a cancelled step) into an exception we can clean up on."""
+
     def handler(signum, frame):
         raise _Cancelled(f"signal {signum}")
+
     try:
         previous = signal.signal(signal.SIGTERM, handler)
     except ValueError:  # not the main thread: leave signals alone
@@ -241,25 +306,32 @@ def _sigterm_raises():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _print_logs(client, name: str, namespace: str, replica_type: str | None,
-                seen: dict[str, int]) -> dict[str, str]:
+def _print_logs(
+    client, name: str, namespace: str, replica_type: str | None, seen: dict[str, int]
+) -> dict[str, str]:
     """Print new log lines of the job's pods (all, or one replica type); return the logs."""
     try:
-        logs, _ = client.get_job_logs(name, namespace=namespace, is_master=False,
-                                      replica_type=replica_type)
+        logs, _ = client.get_job_logs(
+            name, namespace=namespace, is_master=False, replica_type=replica_type
+        )
     except Exception as exc:  # logs are best effort: pods may be gone or pending
         log.debug("no logs yet for %s: %s", name, exc)
         return {}
     for pod, text in sorted(logs.items()):
         lines = text.splitlines()
-        for line in lines[seen.get(pod, 0):]:
+        for line in lines[seen.get(pod, 0) :]:
             print(f"[{pod}] {line}", flush=True)
         seen[pod] = len(lines)
     return logs
 
 
-def launch_tfjob(job: ktm.KubeflowOrgV1TFJob, client=None, timeout_s: int | None = None,
-                 poll_s: float = 15.0, stream_logs: bool = True) -> JobOutcome:
+def launch_tfjob(
+    job: ktm.KubeflowOrgV1TFJob,
+    client=None,
+    timeout_s: int | None = None,
+    poll_s: float = 15.0,
+    stream_logs: bool = True,
+) -> JobOutcome:
     """Create ``job``, wait for it to finish and return its outcome.
 
     Args:
@@ -287,8 +359,12 @@ def launch_tfjob(job: ktm.KubeflowOrgV1TFJob, client=None, timeout_s: int | None
     with _sigterm_raises():
         try:
             client.create_job(job=job, namespace=namespace)
-            log.info("created TFJob %s/%s (%s)", namespace, name, ", ".join(
-                f"{k} x{v.replicas}" for k, v in job.spec.tf_replica_specs.items()))
+            log.info(
+                "created TFJob %s/%s (%s)",
+                namespace,
+                name,
+                ", ".join(f"{k} x{v.replicas}" for k, v in job.spec.tf_replica_specs.items()),
+            )
             last_state = None
             while True:
                 current = client.get_job(name, namespace=namespace, job_kind=TFJOB_KIND)
@@ -306,13 +382,16 @@ def launch_tfjob(job: ktm.KubeflowOrgV1TFJob, client=None, timeout_s: int | None
                     finished = True
                     raise LaunchError(_failure_message(client, current, reason, message, statuses))
                 if time.monotonic() - start > timeout_s:
-                    raise LaunchError(f"TFJob {namespace}/{name} did not finish within "
-                                      f"{timeout_s} s (last state: {ctype or 'Pending'} "
-                                      f"{statuses}); deleted it")
+                    raise LaunchError(
+                        f"TFJob {namespace}/{name} did not finish within "
+                        f"{timeout_s} s (last state: {ctype or 'Pending'} "
+                        f"{statuses}); deleted it"
+                    )
                 time.sleep(poll_s)
         except (_Cancelled, KeyboardInterrupt) as exc:
-            raise LaunchError(f"launcher cancelled ({exc}); deleted TFJob {namespace}/{name}") \
-                from None
+            raise LaunchError(
+                f"launcher cancelled ({exc}); deleted TFJob {namespace}/{name}"
+            ) from None
         finally:
             if not finished:
                 _delete_quietly(client, name, namespace)
@@ -320,8 +399,10 @@ def launch_tfjob(job: ktm.KubeflowOrgV1TFJob, client=None, timeout_s: int | None
 
 def _failure_message(client, job, reason: str, message: str, statuses: dict) -> str:
     failed = [rtype for rtype, s in statuses.items() if s["failed"]]
-    text = (f"TFJob {job.metadata.namespace}/{job.metadata.name} failed: replica "
-            f"{', '.join(failed) or '?'} failed; reason={reason or '?'}: {message or '(none)'}")
+    text = (
+        f"TFJob {job.metadata.namespace}/{job.metadata.name} failed: replica "
+        f"{', '.join(failed) or '?'} failed; reason={reason or '?'}: {message or '(none)'}"
+    )
     for rtype in failed[:1]:
         logs = _print_logs(client, job.metadata.name, job.metadata.namespace, rtype.lower(), {})
         for pod, log_text in sorted(logs.items())[:1]:
@@ -345,10 +426,20 @@ def job_name(prefix: str = "tfopt-train") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def train_on_kubeflow(dataset_uri: str, model_uri: str, train_config: dict,
-                      request: validate.TrainingRequest, image: str, namespace: str = "kubeflow",
-                      cpu: str = "4", memory: str = "16Gi", timeout_s: int = 6 * 3600,
-                      name: str = "", client=None, poll_s: float = 15.0) -> dict:
+def train_on_kubeflow(
+    dataset_uri: str,
+    model_uri: str,
+    train_config: dict,
+    request: validate.TrainingRequest,
+    image: str,
+    namespace: str = "kubeflow",
+    cpu: str = "4",
+    memory: str = "16Gi",
+    timeout_s: int = 6 * 3600,
+    name: str = "",
+    client=None,
+    poll_s: float = 15.0,
+) -> dict:
     """Validate, launch a TFJob that trains ``dataset_uri`` into ``model_uri``, wait.
 
     Returns the chief's TrainResult as a dict (read from ``<model_uri>.result.json``).
@@ -359,11 +450,23 @@ def train_on_kubeflow(dataset_uri: str, model_uri: str, train_config: dict,
     validate.check_shared_uri("model_uri", model_uri)
     result_uri = model_uri.rstrip("/") + ".result.json"
     config = TFJobConfig(
-        name=name or job_name(), image=image, namespace=namespace, cpu=cpu, memory=memory,
-        timeout_s=timeout_s, request=request,
-        command=tuple(worker_command(dataset_uri, model_uri, train_config,
-                                     backup_dir=model_uri.rstrip("/") + ".backup",
-                                     result_uri=result_uri)))
+        name=name or job_name(),
+        image=image,
+        namespace=namespace,
+        cpu=cpu,
+        memory=memory,
+        timeout_s=timeout_s,
+        request=request,
+        command=tuple(
+            worker_command(
+                dataset_uri,
+                model_uri,
+                train_config,
+                backup_dir=model_uri.rstrip("/") + ".backup",
+                result_uri=result_uri,
+            )
+        ),
+    )
     outcome = launch_tfjob(build_tfjob(config), client=client, timeout_s=timeout_s, poll_s=poll_s)
     log.info("TFJob %s succeeded in %.0f s", outcome.name, outcome.seconds)
     return fsutil.read_json(result_uri) if fsutil.exists(result_uri) else {}

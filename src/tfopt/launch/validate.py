@@ -74,12 +74,23 @@ class TrainingRequest:
         check_choice(name, "target", self.target, TARGETS)
         check_int(name, "max_replicas", self.max_replicas, 1, MAX_REPLICAS)
         limit = min(self.max_replicas, MAX_REPLICAS_BY_TARGET[self.target])
-        if isinstance(self.replicas, int) and not isinstance(self.replicas, bool) and \
-                self.replicas > limit:
-            why = (" (target 'local' trains in one pod; use target 'kubeflow' or 'vertex' "
-                   "for several workers)") if self.target == "local" else ""
-            raise ConfigError(f"{name}.replicas={self.replicas!r} is not allowed: at most "
-                              f"{limit} for target {self.target!r}{why}")
+        if (
+            isinstance(self.replicas, int)
+            and not isinstance(self.replicas, bool)
+            and self.replicas > limit
+        ):
+            why = (
+                (
+                    " (target 'local' trains in one pod; use target 'kubeflow' or 'vertex' "
+                    "for several workers)"
+                )
+                if self.target == "local"
+                else ""
+            )
+            raise ConfigError(
+                f"{name}.replicas={self.replicas!r} is not allowed: at most "
+                f"{limit} for target {self.target!r}{why}"
+            )
         check_int(name, "replicas", self.replicas, 1, limit)
         check_int(name, "gpus_per_replica", self.gpus_per_replica, 0, MAX_GPUS_PER_REPLICA)
         check_str(name, "accelerator_type", self.accelerator_type)
@@ -88,15 +99,17 @@ class TrainingRequest:
             if self.accelerator_type not in known:
                 raise ConfigError(
                     f"{name}.accelerator_type={self.accelerator_type!r} is not known to "
-                    f"target {self.target!r}: expected one of {', '.join(known)}")
+                    f"target {self.target!r}: expected one of {', '.join(known)}"
+                )
 
     @property
     def gke_accelerator(self) -> str:
         """GKE node label value for the accelerator ('' for CPU-only runs)."""
         if not self.gpus_per_replica:
             return ""
-        return GKE_ACCELERATORS.get(self.accelerator_type, self.accelerator_type.lower()
-                                    .replace("_", "-"))
+        return GKE_ACCELERATORS.get(
+            self.accelerator_type, self.accelerator_type.lower().replace("_", "-")
+        )
 
     def node_selector(self) -> dict[str, str]:
         """Kubernetes node selector that puts a GPU replica on the right node pool."""
@@ -125,5 +138,6 @@ def check_shared_uri(field: str, uri: str) -> str:
     if not uri.startswith(_SHARED_SCHEMES):
         raise ConfigError(
             f"launch.{field}={uri!r} is not allowed: remote replicas need a gs:// URI or an "
-            "absolute path on a shared volume (set the pipeline root to gs://... or mount a PVC)")
+            "absolute path on a shared volume (set the pipeline root to gs://... or mount a PVC)"
+        )
     return uri

@@ -59,17 +59,22 @@ class VertexJobConfig:
         check_str(name, "image", self.image)
         check_str(name, "machine_type", self.machine_type)
         if not self.command or not all(isinstance(c, str) for c in self.command):
-            raise ConfigError(f"{name}.command={self.command!r} is not allowed: expected a "
-                              "non-empty list of strings")
+            raise ConfigError(
+                f"{name}.command={self.command!r} is not allowed: expected a "
+                "non-empty list of strings"
+            )
         if self.request.target != "vertex":
-            raise ConfigError(f"{name}.request.target={self.request.target!r} is not allowed: "
-                              "expected 'vertex'")
+            raise ConfigError(
+                f"{name}.request.target={self.request.target!r} is not allowed: expected 'vertex'"
+            )
         check_int(name, "boot_disk_gb", self.boot_disk_gb, 100, 64_000)
         check_int(name, "timeout_s", self.timeout_s, 60, 30 * 24 * 3600)
         for key, value in self.labels.items():
             if not _LABEL_RE.match(str(key)) or not re.match(r"^[a-z0-9_-]{0,63}$", str(value)):
-                raise ConfigError(f"{name}.labels[{key!r}]={value!r} is not allowed: lowercase "
-                                  "letters, digits, '_' and '-' (keys start with a letter)")
+                raise ConfigError(
+                    f"{name}.labels[{key!r}]={value!r} is not allowed: lowercase "
+                    "letters, digits, '_' and '-' (keys start with a letter)"
+                )
 
 
 def worker_pool_specs(config: VertexJobConfig) -> list[dict]:
@@ -77,12 +82,18 @@ def worker_pool_specs(config: VertexJobConfig) -> list[dict]:
     req = config.request
     machine = {"machine_type": config.machine_type}
     if req.gpus_per_replica:
-        machine.update(accelerator_type=req.accelerator_type,
-                       accelerator_count=req.gpus_per_replica)
-    pool = {"machine_spec": machine,
-            "disk_spec": {"boot_disk_type": "pd-ssd", "boot_disk_size_gb": config.boot_disk_gb},
-            "container_spec": {"image_uri": config.image, "command": list(config.command),
-                               "env": [{"name": "PYTHONUNBUFFERED", "value": "1"}]}}
+        machine.update(
+            accelerator_type=req.accelerator_type, accelerator_count=req.gpus_per_replica
+        )
+    pool = {
+        "machine_spec": machine,
+        "disk_spec": {"boot_disk_type": "pd-ssd", "boot_disk_size_gb": config.boot_disk_gb},
+        "container_spec": {
+            "image_uri": config.image,
+            "command": list(config.command),
+            "env": [{"name": "PYTHONUNBUFFERED", "value": "1"}],
+        },
+    }
     specs = [{**pool, "replica_count": 1}]
     if req.replicas > 1:
         specs.append({**pool, "replica_count": req.replicas - 1})
@@ -96,12 +107,16 @@ def custom_job_proto(config: VertexJobConfig):
 
     try:
         return types.CustomJob(
-            display_name=config.display_name, labels=dict(config.labels),
+            display_name=config.display_name,
+            labels=dict(config.labels),
             job_spec=types.CustomJobSpec(
                 worker_pool_specs=worker_pool_specs(config),
                 scheduling=types.Scheduling(
                     timeout=f"{config.timeout_s}s",
-                    restart_job_on_worker_restart=config.restart_on_worker_restart)))
+                    restart_job_on_worker_restart=config.restart_on_worker_restart,
+                ),
+            ),
+        )
     except (ValueError, TypeError, KeyError) as exc:
         raise ConfigError(f"VertexJobConfig does not make a valid CustomJob: {exc}") from None
 
@@ -110,6 +125,7 @@ def custom_job_proto(config: VertexJobConfig):
 def _sigterm_cancels(job):
     def handler(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
+
     try:
         previous = signal.signal(signal.SIGTERM, handler)
     except ValueError:
@@ -121,8 +137,14 @@ def _sigterm_cancels(job):
         signal.signal(signal.SIGTERM, previous)
 
 
-def run_custom_job(config: VertexJobConfig, project: str, location: str, staging_bucket: str,
-                   service_account: str = "", custom_job_cls=None) -> float:
+def run_custom_job(
+    config: VertexJobConfig,
+    project: str,
+    location: str,
+    staging_bucket: str,
+    service_account: str = "",
+    custom_job_cls=None,
+) -> float:
     """Submit the custom job, wait for it and return its wall time in seconds.
 
     ``custom_job_cls`` defaults to ``google.cloud.aiplatform.CustomJob``. A
@@ -133,37 +155,56 @@ def run_custom_job(config: VertexJobConfig, project: str, location: str, staging
     check_str("run_custom_job", "project", project)
     check_str("run_custom_job", "location", location)
     if not staging_bucket.startswith("gs://"):
-        raise ConfigError(f"run_custom_job.staging_bucket={staging_bucket!r} is not allowed: "
-                          "expected gs://bucket[/path]")
+        raise ConfigError(
+            f"run_custom_job.staging_bucket={staging_bucket!r} is not allowed: "
+            "expected gs://bucket[/path]"
+        )
     if custom_job_cls is None:
         from google.cloud import aiplatform
 
         custom_job_cls = aiplatform.CustomJob
-    job = custom_job_cls(display_name=config.display_name,
-                         worker_pool_specs=worker_pool_specs(config), project=project,
-                         location=location, staging_bucket=staging_bucket,
-                         labels=dict(config.labels))
+    job = custom_job_cls(
+        display_name=config.display_name,
+        worker_pool_specs=worker_pool_specs(config),
+        project=project,
+        location=location,
+        staging_bucket=staging_bucket,
+        labels=dict(config.labels),
+    )
     start = time.monotonic()
     with _sigterm_cancels(job):
         try:
-            job.run(service_account=service_account or None, timeout=config.timeout_s,
-                    restart_job_on_worker_restart=config.restart_on_worker_restart, sync=True)
+            job.run(
+                service_account=service_account or None,
+                timeout=config.timeout_s,
+                restart_job_on_worker_restart=config.restart_on_worker_restart,
+                sync=True,
+            )
         except KeyboardInterrupt as exc:
             with contextlib.suppress(Exception):
                 job.cancel()
-            raise LaunchError(f"launcher cancelled ({exc}); cancelled custom job "
-                              f"{config.display_name}") from None
+            raise LaunchError(
+                f"launcher cancelled ({exc}); cancelled custom job {config.display_name}"
+            ) from None
         except RuntimeError as exc:
-            raise LaunchError(f"Vertex AI custom job {config.display_name} failed: {exc}") \
-                from None
+            raise LaunchError(f"Vertex AI custom job {config.display_name} failed: {exc}") from None
     return time.monotonic() - start
 
 
-def train_on_vertex(dataset_uri: str, model_uri: str, train_config: dict,
-                    request: validate.TrainingRequest, image: str, project: str, location: str,
-                    staging_bucket: str, machine_type: str = "n1-standard-8",
-                    timeout_s: int = 6 * 3600, service_account: str = "",
-                    custom_job_cls=None) -> dict:
+def train_on_vertex(
+    dataset_uri: str,
+    model_uri: str,
+    train_config: dict,
+    request: validate.TrainingRequest,
+    image: str,
+    project: str,
+    location: str,
+    staging_bucket: str,
+    machine_type: str = "n1-standard-8",
+    timeout_s: int = 6 * 3600,
+    service_account: str = "",
+    custom_job_cls=None,
+) -> dict:
     """Validate, run a custom job that trains ``dataset_uri`` into ``model_uri``, wait.
 
     Returns the chief's TrainResult as a dict (read from ``<model_uri>.result.json``).
@@ -173,16 +214,30 @@ def train_on_vertex(dataset_uri: str, model_uri: str, train_config: dict,
 
     for what, uri in (("dataset_uri", dataset_uri), ("model_uri", model_uri)):
         if not uri.startswith("gs://"):
-            raise ConfigError(f"train_on_vertex.{what}={uri!r} is not allowed: Vertex AI "
-                              "replicas read and write gs:// URIs")
+            raise ConfigError(
+                f"train_on_vertex.{what}={uri!r} is not allowed: Vertex AI "
+                "replicas read and write gs:// URIs"
+            )
     result_uri = model_uri.rstrip("/") + ".result.json"
     config = VertexJobConfig(
-        display_name=job_name(), image=image, machine_type=machine_type, timeout_s=timeout_s,
-        request=request, labels={"app": "tfopt"},
-        command=tuple(worker_command(dataset_uri, model_uri, train_config,
-                                     backup_dir=model_uri.rstrip("/") + ".backup",
-                                     result_uri=result_uri)))
-    seconds = run_custom_job(config, project, location, staging_bucket, service_account,
-                             custom_job_cls=custom_job_cls)
+        display_name=job_name(),
+        image=image,
+        machine_type=machine_type,
+        timeout_s=timeout_s,
+        request=request,
+        labels={"app": "tfopt"},
+        command=tuple(
+            worker_command(
+                dataset_uri,
+                model_uri,
+                train_config,
+                backup_dir=model_uri.rstrip("/") + ".backup",
+                result_uri=result_uri,
+            )
+        ),
+    )
+    seconds = run_custom_job(
+        config, project, location, staging_bucket, service_account, custom_job_cls=custom_job_cls
+    )
     log.info("custom job %s succeeded in %.0f s", config.display_name, seconds)
     return fsutil.read_json(result_uri) if fsutil.exists(result_uri) else {}

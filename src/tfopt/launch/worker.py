@@ -27,7 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         from tfopt import distribute, fsutil
         from tfopt.checks import config_from_dict
@@ -35,12 +37,17 @@ def main(argv: list[str] | None = None) -> int:
 
         cluster = distribute.parse_tf_config()  # fail fast on a malformed TF_CONFIG
         config = config_from_dict(train_lib.TrainConfig, json.loads(args.config))
-        result = train_lib.train_model(args.dataset, args.model, config,
-                                       backup_dir=args.backup_dir or None)
+        result = train_lib.train_model(
+            args.dataset, args.model, config, backup_dir=args.backup_dir or None
+        )
         if args.result and cluster.is_chief:
             fsutil.write_json(args.result, result.to_dict())
-        logging.info("done: %s replicas=%d metrics=%s", result.strategy, result.replicas,
-                     {k: round(v, 4) for k, v in result.metrics.items()})
+        logging.info(
+            "done: %s replicas=%d metrics=%s",
+            result.strategy,
+            result.replicas,
+            {k: round(v, 4) for k, v in result.metrics.items()},
+        )
     except (TfoptError, json.JSONDecodeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

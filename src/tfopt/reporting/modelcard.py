@@ -24,48 +24,72 @@ def model_card(summary: dict, record: dict | None) -> str:
     pipeline = summary.get("pipeline", "tfopt")
     ds = summary.get("dataset") or {}
     if not summary.get("selected") or record is None:
-        rejected = [f"- `{v['name']}`: {'; '.join(v.get('rejected_reasons') or [])}"
-                    for v in summary.get("variants", [])]
-        return "\n".join([f"# Model card: no model selected ({pipeline})", "",
-                          "No candidate met the selection policy, so nothing is blessed "
-                          "for deployment.", "", "## Candidates and why they were rejected",
-                          "", *rejected, ""])
+        rejected = [
+            f"- `{v['name']}`: {'; '.join(v.get('rejected_reasons') or [])}"
+            for v in summary.get("variants", [])
+        ]
+        return "\n".join(
+            [
+                f"# Model card: no model selected ({pipeline})",
+                "",
+                "No candidate met the selection policy, so nothing is blessed for deployment.",
+                "",
+                "## Candidates and why they were rejected",
+                "",
+                *rejected,
+                "",
+            ]
+        )
     name = record["name"]
     base = next((v for v in summary["variants"] if v["name"] == summary.get("baseline")), {})
-    drop = ((base.get("accuracy") - record["accuracy"]) * 100
-            if base.get("accuracy") is not None else None)
+    drop = (
+        (base.get("accuracy") - record["accuracy"]) * 100
+        if base.get("accuracy") is not None
+        else None
+    )
     pc = record.get("per_class") or {}
     f1 = pc.get("f1") or []
     weakest = sorted(range(len(f1)), key=lambda i: f1[i])[:3]
     lines = [
-        f"# Model card: `{name}`", "",
+        f"# Model card: `{name}`",
+        "",
         f"Selected and blessed by the `{pipeline}` pipeline. "
-        f"{summary.get('selection_reason') or ''}", "",
-        "## Model details", "",
+        f"{summary.get('selection_reason') or ''}",
+        "",
+        "## Model details",
+        "",
         f"- Variant: `{name}` ({record.get('format')})"
         + (f", derived from `{record['base']}`" if record.get("base") else "")
         + (f", quantization `{record['quantization']}`" if record.get("quantization") else ""),
-        f"- Parameters: {record['params']:,}" if record.get("params") is not None
+        f"- Parameters: {record['params']:,}"
+        if record.get("params") is not None
         else "- Parameters: -",
         f"- Weight sparsity (zero kernel weights): {record['sparsity']:.1%}"
-        if record.get("sparsity") is not None else "- Weight sparsity: -",
+        if record.get("sparsity") is not None
+        else "- Weight sparsity: -",
         f"- Size: {_kb(record.get('size_bytes'))}; gzipped {_kb(record.get('gzip_bytes'))}",
         "- Interface: input `x` (float32 raw features; the model normalizes them itself), "
         "output `probabilities` (softmax over the classes)",
         "",
-        "## Intended use", "",
+        "## Intended use",
+        "",
         f"Classify examples drawn from the same distribution as the `{ds.get('name', '?')}` "
         f"dataset into its {ds.get('num_classes', '?')} classes, for example behind TF "
         "Serving / Vertex AI (SavedModel) or on device (TFLite). Not intended for inputs "
-        "from another distribution, or for decisions about people without human review.", "",
-        "## Data", "",
+        "from another distribution, or for decisions about people without human review.",
+        "",
+        "## Data",
+        "",
         f"- Dataset: `{ds.get('name', '?')}`; train {ds.get('num_train', '?')}, validation "
         f"{ds.get('num_validation', '?')}, test {ds.get('num_test', '?')} examples; "
         f"{ds.get('num_classes', '?')} classes",
         "- Metrics below are on the held-out test split, which no training or calibration "
-        "step saw.", "",
-        "## Metrics (test split)", "",
-        "| metric | value |", "|---|---|",
+        "step saw.",
+        "",
+        "## Metrics (test split)",
+        "",
+        "| metric | value |",
+        "|---|---|",
         f"| accuracy | {record['accuracy'] * 100:.2f}% |",
         f"| accuracy drop vs baseline `{summary.get('baseline')}` | "
         + (f"{drop:+.2f} points |" if drop is not None else "- |"),
@@ -78,24 +102,29 @@ def model_card(summary: dict, record: dict | None) -> str:
         f"{record['throughput_per_s']:,.0f} examples/s |",
         f"| peak memory of the inference process | "
         f"{record.get('peak_rss_bytes', 0) / 2**20:,.0f} MiB (the model added "
-        f"{record.get('memory_bytes', 0) / 2**20:,.1f} MiB to the process) |", "",
+        f"{record.get('memory_bytes', 0) / 2**20:,.1f} MiB to the process) |",
+        "",
     ]
     if f1:
         lines += ["Per-class F1: " + ", ".join(f"{i}: {v:.3f}" for i, v in enumerate(f1)), ""]
     lines += [
-        "## Limitations and caveats", "",
+        "## Limitations and caveats",
+        "",
         f"- Latency and memory were measured on the evaluation machine ({platform.machine()}, "
         f"{record.get('runtime')}, {record.get('latency_iterations')} timed calls"
-        + (f", {record.get('num_threads')} thread(s)" if record.get("format") == "tflite"
-           else "") + "), not on the serving hardware; measure again there.",
+        + (f", {record.get('num_threads')} thread(s)" if record.get("format") == "tflite" else "")
+        + "), not on the serving hardware; measure again there.",
         f"- The test split has {record.get('num_test', '?')} examples; accuracy differences "
         "below about 1/sqrt(N) are within noise.",
     ]
     if weakest and f1:
-        lines.append("- Weakest classes by F1: " + ", ".join(
-            f"{i} ({f1[i]:.3f})" for i in weakest) + ".")
+        lines.append(
+            "- Weakest classes by F1: " + ", ".join(f"{i} ({f1[i]:.3f})" for i in weakest) + "."
+        )
     if record.get("format") == "tflite" and record.get("quantization") in ("int8", "dynamic"):
-        lines.append("- Quantized weights/activations: outputs differ slightly from the "
-                     "float model; recheck on data that drifts from the calibration set.")
+        lines.append(
+            "- Quantized weights/activations: outputs differ slightly from the "
+            "float model; recheck on data that drifts from the calibration set."
+        )
     lines.append("")
     return "\n".join(lines)

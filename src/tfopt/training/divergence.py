@@ -21,11 +21,15 @@ class StopOnDivergence(keras.callbacks.Callback):
         self.learning_rate = learning_rate
 
     def on_epoch_end(self, epoch, logs=None):
-        bad = {k: float(v) for k, v in (logs or {}).items()
-               if k.endswith("loss") and not math.isfinite(float(v))}
+        bad = {
+            k: float(v)
+            for k, v in (logs or {}).items()
+            if k.endswith("loss") and not math.isfinite(float(v))
+        }
         if bad:
             raise TrainingError(
                 f"{self.where}: training diverged in epoch {epoch + 1}: "
                 + ", ".join(f"{k} = {v}" for k, v in sorted(bad.items()))
                 + f" (learning_rate {self.learning_rate:g}). Lower the learning rate, or "
-                "look for NaN/inf or extreme feature values in the data; no model was written.")
+                "look for NaN/inf or extreme feature values in the data; no model was written."
+            )

@@ -49,20 +49,30 @@ class ModelConfig:
         check_float("ModelConfig", "dropout", self.dropout, 0.0, 1.0, high_open=True)
 
 
-def build_model(config: ModelConfig, input_shape: tuple[int, ...], num_classes: int,
-                mean: float = 0.0, variance: float = 1.0, name: str | None = None) -> keras.Model:
+def build_model(
+    config: ModelConfig,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    mean: float = 0.0,
+    variance: float = 1.0,
+    name: str | None = None,
+) -> keras.Model:
     """Build an uncompiled classifier; ``mean``/``variance`` normalize the raw input."""
     inputs = keras.Input(shape=tuple(input_shape), name=INPUT_NAME, dtype="float32")
-    x = keras.layers.Normalization(axis=None, mean=mean, variance=variance,
-                                   name="normalize")(inputs)
+    x = keras.layers.Normalization(axis=None, mean=mean, variance=variance, name="normalize")(
+        inputs
+    )
     if config.arch == "cnn":
         if len(input_shape) != 3:
-            raise ModelError(f"arch 'cnn' needs image inputs (height, width, channels); "
-                             f"got shape {tuple(input_shape)}; use arch 'mlp'")
+            raise ModelError(
+                f"arch 'cnn' needs image inputs (height, width, channels); "
+                f"got shape {tuple(input_shape)}; use arch 'mlp'"
+            )
         filters = config.width
         for i in range(config.depth):
-            x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu",
-                                    name=f"conv{i + 1}")(x)
+            x = keras.layers.Conv2D(
+                filters, 3, padding="same", activation="relu", name=f"conv{i + 1}"
+            )(x)
             if min(x.shape[1], x.shape[2]) >= 4 and i % 2 == 1:
                 x = keras.layers.MaxPooling2D(2, name=f"pool{i + 1}")(x)
             filters *= 2
@@ -99,8 +109,12 @@ def serving_function(model: keras.Model):
 def save_model(model: keras.Model, path: str) -> str:
     """Write ``model`` as a SavedModel at ``path`` atomically, with ``serving_default``."""
     with fsutil.atomic_dir(path) as tmp:
-        model.save(tmp, save_format="tf", include_optimizer=False,
-                   signatures={"serving_default": serving_function(model)})
+        model.save(
+            tmp,
+            save_format="tf",
+            include_optimizer=False,
+            signatures={"serving_default": serving_function(model)},
+        )
     return path
 
 
@@ -111,8 +125,10 @@ def load_model(path: str, compile: bool = False) -> keras.Model:
     try:
         return keras.models.load_model(path, compile=compile)
     except Exception as exc:  # TF raises many types for a corrupt model
-        raise ModelError(f"{path}: cannot load the model ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise ModelError(
+            f"{path}: cannot load the model ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
 
 
 def clone_model(model: keras.Model) -> keras.Model:
@@ -122,14 +138,18 @@ def clone_model(model: keras.Model) -> keras.Model:
     return copy
 
 
-def check_compatible(model: keras.Model, feature_shape: tuple[int, ...], num_classes: int,
-                     where: str) -> None:
+def check_compatible(
+    model: keras.Model, feature_shape: tuple[int, ...], num_classes: int, where: str
+) -> None:
     """Fail when a model's input or output does not fit the dataset."""
     in_shape = tuple(model.input_shape[1:])
     out = model.output_shape[-1]
     if in_shape != tuple(feature_shape):
-        raise ModelError(f"{where}: model input shape {in_shape} does not match the dataset's "
-                         f"feature shape {tuple(feature_shape)}")
+        raise ModelError(
+            f"{where}: model input shape {in_shape} does not match the dataset's "
+            f"feature shape {tuple(feature_shape)}"
+        )
     if out != num_classes:
-        raise ModelError(f"{where}: model has {out} outputs but the dataset has "
-                         f"{num_classes} classes")
+        raise ModelError(
+            f"{where}: model has {out} outputs but the dataset has {num_classes} classes"
+        )

@@ -38,8 +38,12 @@ def completed_epochs(backup_dir: str) -> int:
     try:
         return int(tf.train.load_variable(checkpoint, _SAVED_EPOCH)) + 1
     except (tf.errors.NotFoundError, ValueError) as exc:  # another Keras' layout
-        log.warning("%s: cannot read the finished epoch (%s); the resumed run's input "
-                    "order will differ from an uninterrupted run's", checkpoint, exc)
+        log.warning(
+            "%s: cannot read the finished epoch (%s); the resumed run's input "
+            "order will differ from an uninterrupted run's",
+            checkpoint,
+            exc,
+        )
         return 0
 
 

@@ -54,8 +54,11 @@ def event_dirs(root: str) -> list[str]:
     if not fsutil.exists(root):
         return []
     root = root.rstrip("/")
-    dirs = {os.path.relpath(os.path.dirname(f), root) for f in fsutil.iter_files(root)
-            if EVENT_FILE_MARK in os.path.basename(f)}
+    dirs = {
+        os.path.relpath(os.path.dirname(f), root)
+        for f in fsutil.iter_files(root)
+        if EVENT_FILE_MARK in os.path.basename(f)
+    }
     return sorted(dirs)
 
 
@@ -74,8 +77,9 @@ def read_scalars(logdir: str) -> dict[str, list[tuple[int, float]]]:
                         continue
                     out.setdefault(value.tag, []).append((int(event.step), float(number)))
                 elif value.HasField("simple_value"):
-                    out.setdefault(value.tag, []).append((int(event.step),
-                                                          float(value.simple_value)))
+                    out.setdefault(value.tag, []).append(
+                        (int(event.step), float(value.simple_value))
+                    )
     return out
 
 

@@ -82,11 +82,15 @@ class TrainConfig:
         check_choice(name, "precision", self.precision, PRECISIONS)
         if self.profile_batches:
             parts = self.profile_batches.split(",")
-            if len(parts) != 2 or not all(p.strip().isdigit() for p in parts) or (
-                    int(parts[0]) < 1 or int(parts[1]) < int(parts[0])):
+            if (
+                len(parts) != 2
+                or not all(p.strip().isdigit() for p in parts)
+                or (int(parts[0]) < 1 or int(parts[1]) < int(parts[0]))
+            ):
                 raise ingest.ConfigError(
                     f"TrainConfig.profile_batches={self.profile_batches!r} is not allowed: "
-                    "expected 'start,stop' with 1 <= start <= stop, or ''")
+                    "expected 'start,stop' with 1 <= start <= stop, or ''"
+                )
 
 
 @dataclass(frozen=True)
@@ -104,8 +108,11 @@ class TrainResult:
 
 
 def make_optimizer(name: str, learning_rate: float):
-    return {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD,
-            "rmsprop": keras.optimizers.RMSprop}[name](learning_rate=learning_rate)
+    return {
+        "adam": keras.optimizers.Adam,
+        "sgd": keras.optimizers.SGD,
+        "rmsprop": keras.optimizers.RMSprop,
+    }[name](learning_rate=learning_rate)
 
 
 def feature_stats(info: schema.DatasetInfo, limit: int = 100_000) -> tuple[float, float]:
@@ -121,17 +128,30 @@ def feature_stats(info: schema.DatasetInfo, limit: int = 100_000) -> tuple[float
 
 
 def _callbacks(config: TrainConfig, backup_dir: str, tensorboard_dir: str | None, timer):
-    cbs = [StopOnDivergence("train", config.learning_rate),  # before the backup: see there
-           keras.callbacks.BackupAndRestore(backup_dir), timer]
+    cbs = [
+        StopOnDivergence("train", config.learning_rate),  # before the backup: see there
+        keras.callbacks.BackupAndRestore(backup_dir),
+        timer,
+    ]
     if config.early_stopping_patience:
-        cbs.append(keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=config.early_stopping_patience,
-            restore_best_weights=True))
+        cbs.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss",
+                patience=config.early_stopping_patience,
+                restore_best_weights=True,
+            )
+        )
     if tensorboard_dir:
-        profile = tuple(int(p) for p in config.profile_batches.split(",")) \
-            if config.profile_batches else 0
-        cbs.append(keras.callbacks.TensorBoard(tensorboard_dir, profile_batch=profile,
-                                               histogram_freq=0, write_graph=False))
+        profile = (
+            tuple(int(p) for p in config.profile_batches.split(","))
+            if config.profile_batches
+            else 0
+        )
+        cbs.append(
+            keras.callbacks.TensorBoard(
+                tensorboard_dir, profile_batch=profile, histogram_freq=0, write_graph=False
+            )
+        )
     return cbs
 
 
@@ -169,36 +189,58 @@ class ThroughputTimer(keras.callbacks.Callback):
         return self.examples_per_epoch * len(steady) / max(sum(steady), 1e-9)
 
 
-def fit(model: keras.Model, info: schema.DatasetInfo, config: TrainConfig, strategy,
-        backup_dir: str, tensorboard_dir: str | None = None, loss=None, metrics=None):
+def fit(
+    model: keras.Model,
+    info: schema.DatasetInfo,
+    config: TrainConfig,
+    strategy,
+    backup_dir: str,
+    tensorboard_dir: str | None = None,
+    loss=None,
+    metrics=None,
+):
     """Compile and fit ``model`` (built under ``strategy``) on the train split."""
     replicas = strategy.num_replicas_in_sync
     global_batch = config.batch_size * replicas
     lr = config.learning_rate * (replicas if config.scale_learning_rate else 1)
     with strategy.scope():
-        model.compile(optimizer=make_optimizer(config.optimizer, lr),
-                      loss=loss or keras.losses.SparseCategoricalCrossentropy(),
-                      metrics=metrics or ["accuracy"], jit_compile=config.xla)
-    train_ds = input_pipeline.make_dataset(info, "train", input_pipeline.InputConfig(
-        batch_size=global_batch, shuffle=True, seed=config.seed))
-    val_ds = input_pipeline.make_dataset(info, "validation",
-                                   input_pipeline.InputConfig(batch_size=global_batch))
+        model.compile(
+            optimizer=make_optimizer(config.optimizer, lr),
+            loss=loss or keras.losses.SparseCategoricalCrossentropy(),
+            metrics=metrics or ["accuracy"],
+            jit_compile=config.xla,
+        )
+    train_ds = input_pipeline.make_dataset(
+        info,
+        "train",
+        input_pipeline.InputConfig(batch_size=global_batch, shuffle=True, seed=config.seed),
+    )
+    val_ds = input_pipeline.make_dataset(
+        info, "validation", input_pipeline.InputConfig(batch_size=global_batch)
+    )
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         train_ds = resume.with_known_batches(train_ds, info.counts["train"], global_batch)
     resume.skip_epoch_orders(train_ds, resume.completed_epochs(backup_dir))
     timer = ThroughputTimer(info.counts["train"])
     with reporting_corruption(info, ["train", "validation"]):
-        history = model.fit(train_ds,
-                            validation_data=val_ds if info.counts["validation"] else None,
-                            epochs=config.epochs,
-                            callbacks=_callbacks(config, backup_dir, tensorboard_dir, timer),
-                            verbose=1 if sys.stdout.isatty() else 2)
+        history = model.fit(
+            train_ds,
+            validation_data=val_ds if info.counts["validation"] else None,
+            epochs=config.epochs,
+            callbacks=_callbacks(config, backup_dir, tensorboard_dir, timer),
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
     return history, timer
 
 
-def train_model(dataset_dir: str, model_path: str, config: TrainConfig = TrainConfig(),
-                backup_dir: str | None = None, tensorboard_dir: str | None = None,
-                model: keras.Model | None = None) -> TrainResult:
+def train_model(
+    dataset_dir: str,
+    model_path: str,
+    config: TrainConfig = TrainConfig(),
+    backup_dir: str | None = None,
+    tensorboard_dir: str | None = None,
+    model: keras.Model | None = None,
+) -> TrainResult:
     """Train a classifier on ``dataset_dir`` and save it to ``model_path``.
 
     Args:
@@ -227,8 +269,9 @@ def train_model(dataset_dir: str, model_path: str, config: TrainConfig = TrainCo
     try:
         with strategy.scope():
             if model is None:
-                model = models.build_model(config.model, info.feature_shape, info.num_classes,
-                                           mean, var)
+                model = models.build_model(
+                    config.model, info.feature_shape, info.num_classes, mean, var
+                )
             else:
                 models.check_compatible(model, info.feature_shape, info.num_classes, "model")
     finally:
@@ -241,10 +284,15 @@ def train_model(dataset_dir: str, model_path: str, config: TrainConfig = TrainCo
     best = int(np.argmin(hist["val_loss"])) if hist.get("val_loss") else len(hist["loss"]) - 1
     metrics = {k: vals[best] for k, vals in hist.items()}
     metrics["examples_per_second"] = timer.examples_per_second
-    return TrainResult(model_path=model_path, metrics=metrics, history=hist,
-                       epochs_run=len(hist["loss"]), params=models.count_params(model),
-                       strategy=type(strategy).__name__,
-                       replicas=strategy.num_replicas_in_sync)
+    return TrainResult(
+        model_path=model_path,
+        metrics=metrics,
+        history=hist,
+        epochs_run=len(hist["loss"]),
+        params=models.count_params(model),
+        strategy=type(strategy).__name__,
+        replicas=strategy.num_replicas_in_sync,
+    )
 
 
 def _save_from_any_worker(model: keras.Model, model_path: str, cluster) -> None:

@@ -88,10 +88,16 @@ def _check_value(name: str, value: Any) -> Any:
     if kind == "int" and not float(value).is_integer():
         raise _space_error(name, value, "integers")
     low, high, low_open, high_open = spec
-    if not math.isfinite(value) or (value <= low if low_open else value < low) or (
-            value >= high if high_open else value > high):
-        raise _space_error(name, value, f"values in {'(' if low_open else '['}{low}, "
-                                        f"{high}{')' if high_open else ']'}")
+    if (
+        not math.isfinite(value)
+        or (value <= low if low_open else value < low)
+        or (value >= high if high_open else value > high)
+    ):
+        raise _space_error(
+            name,
+            value,
+            f"values in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}",
+        )
     return int(value) if kind == "int" else float(value)
 
 
@@ -116,8 +122,9 @@ class Dimension:
     @classmethod
     def parse(cls, name: str, spec: Any) -> Dimension:
         if name not in PARAMETERS:
-            raise ConfigError(f"search_space: unknown hyperparameter {name!r}; allowed: "
-                              f"{', '.join(PARAMETERS)}")
+            raise ConfigError(
+                f"search_space: unknown hyperparameter {name!r}; allowed: {', '.join(PARAMETERS)}"
+            )
         kind = PARAMETERS[name][0]
         if isinstance(spec, list | tuple):
             if not spec:
@@ -141,10 +148,15 @@ class Dimension:
                 raise _space_error(name, spec, f"min > 0 with sampling {sampling!r}")
             step = spec.get("step")
             if step is not None:
-                if isinstance(step, bool) or not isinstance(step, int | float) or not step > 0 \
-                        or (kind == "int" and not float(step).is_integer()):
-                    raise _space_error(name, spec, "a positive step"
-                                       + (" (an integer)" if kind == "int" else ""))
+                if (
+                    isinstance(step, bool)
+                    or not isinstance(step, int | float)
+                    or not step > 0
+                    or (kind == "int" and not float(step).is_integer())
+                ):
+                    raise _space_error(
+                        name, spec, "a positive step" + (" (an integer)" if kind == "int" else "")
+                    )
                 step = int(step) if kind == "int" else float(step)
             if low == high:
                 return cls(name, "fixed", (low,))
@@ -185,15 +197,21 @@ class SearchSpace:
     @classmethod
     def from_dict(cls, space: dict) -> SearchSpace:
         if not isinstance(space, dict):
-            raise ConfigError(f"search_space={space!r} is not allowed: expected a mapping "
-                              "from hyperparameter name to a list of values or a range")
+            raise ConfigError(
+                f"search_space={space!r} is not allowed: expected a mapping "
+                "from hyperparameter name to a list of values or a range"
+            )
         if not space:
-            raise ConfigError("search_space={} is not allowed: the search space is empty; give "
-                              f"at least one of {', '.join(PARAMETERS)}")
+            raise ConfigError(
+                "search_space={} is not allowed: the search space is empty; give "
+                f"at least one of {', '.join(PARAMETERS)}"
+            )
         dims = tuple(Dimension.parse(name, spec) for name, spec in space.items())
         if all(d.kind == "fixed" for d in dims):
-            raise ConfigError(f"search_space={space!r} is not allowed: every hyperparameter "
-                              "has a single value, there is nothing to search")
+            raise ConfigError(
+                f"search_space={space!r} is not allowed: every hyperparameter "
+                "has a single value, there is nothing to search"
+            )
         return cls(dims)
 
     def to_dict(self) -> dict:
@@ -247,7 +265,8 @@ class TuneConfig:
     max_trials: int = 10
     objective: str = "val_accuracy"
     search_space: SearchSpace = field(
-        default_factory=lambda: SearchSpace.from_dict(DEFAULT_SEARCH_SPACE))
+        default_factory=lambda: SearchSpace.from_dict(DEFAULT_SEARCH_SPACE)
+    )
     base: train_lib.TrainConfig = field(default_factory=_default_base)
     hyperband_factor: int = 3
     max_consecutive_failed_trials: int = 3
@@ -262,18 +281,24 @@ class TuneConfig:
         if isinstance(self.base, dict):
             object.__setattr__(self, "base", config_from_dict(train_lib.TrainConfig, self.base))
         check_int(name, "hyperband_factor", self.hyperband_factor, 2, 100)
-        check_int(name, "max_consecutive_failed_trials", self.max_consecutive_failed_trials,
-                  1, 100_000)
+        check_int(
+            name, "max_consecutive_failed_trials", self.max_consecutive_failed_trials, 1, 100_000
+        )
         if self.base.profile_batches:
-            raise ConfigError(f"{name}.base.profile_batches={self.base.profile_batches!r} is "
-                              "not allowed: expected '' (profile the train step instead)")
+            raise ConfigError(
+                f"{name}.base.profile_batches={self.base.profile_batches!r} is "
+                "not allowed: expected '' (profile the train step instead)"
+            )
 
     def identity(self) -> dict:
         """What a resumed search must share with the one that made the directory."""
-        return {"algorithm": self.algorithm, "objective": self.objective,
-                "search_space": self.search_space.to_dict(),
-                "hyperband_factor": self.hyperband_factor,
-                "base": _plain(dataclasses.asdict(self.base))}
+        return {
+            "algorithm": self.algorithm,
+            "objective": self.objective,
+            "search_space": self.search_space.to_dict(),
+            "hyperband_factor": self.hyperband_factor,
+            "base": _plain(dataclasses.asdict(self.base)),
+        }
 
 
 @dataclass(frozen=True)
@@ -305,16 +330,18 @@ class TuneResult:
         done = [t for t in self.trials if t["status"] == "COMPLETED"]
         best = next(t for t in done if t["trial_id"] == self.best_trial_id)
         out = {f"best_{k}": v for k, v in best["metrics"].items()}
-        out.update(trials_completed=len(done), trials_total=len(self.trials),
-                   trials_run=self.trials_run)
+        out.update(
+            trials_completed=len(done), trials_total=len(self.trials), trials_run=self.trials_run
+        )
         return out
 
     def to_markdown(self) -> str:
         return trials_markdown(self)
 
 
-def train_config_from_hyperparameters(best: dict,
-                                      base: train_lib.TrainConfig) -> train_lib.TrainConfig:
+def train_config_from_hyperparameters(
+    best: dict, base: train_lib.TrainConfig
+) -> train_lib.TrainConfig:
     """``base`` with the tuned values of ``best`` (as written to ``best_hyperparameters.json``).
 
     Args:
@@ -325,12 +352,15 @@ def train_config_from_hyperparameters(best: dict,
         raise ConfigError(f"hyperparameters={best!r} is not allowed: expected a JSON object")
     unknown = sorted(set(best) - set(PARAMETERS))
     if unknown:
-        raise ConfigError(f"hyperparameters: unknown name(s) {', '.join(unknown)}; allowed: "
-                          f"{', '.join(PARAMETERS)}")
+        raise ConfigError(
+            f"hyperparameters: unknown name(s) {', '.join(unknown)}; allowed: "
+            f"{', '.join(PARAMETERS)}"
+        )
     typed = {k: _check_value(k, v) for k, v in best.items()}
     model = dataclasses.replace(base.model, **{k: typed[k] for k in _MODEL_KEYS if k in typed})
-    return dataclasses.replace(base, model=model,
-                               **{k: typed[k] for k in _TRAIN_KEYS if k in typed})
+    return dataclasses.replace(
+        base, model=model, **{k: typed[k] for k in _TRAIN_KEYS if k in typed}
+    )
 
 
 def load_hyperparameters(path: str) -> dict:
@@ -352,35 +382,49 @@ def _plain(obj: Any) -> Any:
 
 def _check_against_dataset(config: TuneConfig, info: schema.DatasetInfo) -> None:
     if config.objective.startswith("val_") and not info.counts.get("validation"):
-        raise DataError(f"{info.path}: objective {config.objective!r} needs a validation split "
-                        "but the dataset has none; use 'accuracy' or 'loss' or re-ingest with "
-                        "validation_fraction > 0")
+        raise DataError(
+            f"{info.path}: objective {config.objective!r} needs a validation split "
+            "but the dataset has none; use 'accuracy' or 'loss' or re-ingest with "
+            "validation_fraction > 0"
+        )
     archs = config.search_space.values_of("arch") or (
-        () if "arch" in config.search_space.names() else (config.base.model.arch,))
+        () if "arch" in config.search_space.names() else (config.base.model.arch,)
+    )
     if "cnn" in archs and len(info.feature_shape) != 3:
-        raise ConfigError(f"search_space['arch'] includes 'cnn' but the dataset's features "
-                          f"have shape {tuple(info.feature_shape)}; cnn needs (height, width, "
-                          "channels): search ['mlp'] only")
+        raise ConfigError(
+            f"search_space['arch'] includes 'cnn' but the dataset's features "
+            f"have shape {tuple(info.feature_shape)}; cnn needs (height, width, "
+            "channels): search ['mlp'] only"
+        )
 
 
 def _make_oracle(config: TuneConfig):
     import keras_tuner
 
     objective = keras_tuner.Objective(config.objective, OBJECTIVES[config.objective])
-    common = {"objective": objective, "seed": config.base.seed,
-              "hyperparameters": config.search_space.hyperparameters(),
-              "allow_new_entries": False, "tune_new_entries": False,
-              "max_consecutive_failed_trials": config.max_consecutive_failed_trials}
+    common = {
+        "objective": objective,
+        "seed": config.base.seed,
+        "hyperparameters": config.search_space.hyperparameters(),
+        "allow_new_entries": False,
+        "tune_new_entries": False,
+        "max_consecutive_failed_trials": config.max_consecutive_failed_trials,
+    }
     if config.algorithm == "random":
         return keras_tuner.oracles.RandomSearchOracle(max_trials=config.max_trials, **common)
     if config.algorithm == "bayesian":
         return keras_tuner.oracles.BayesianOptimizationOracle(
             max_trials=config.max_trials,
-            num_initial_points=min(3, max(1, config.max_trials // 2)), **common)
+            num_initial_points=min(3, max(1, config.max_trials // 2)),
+            **common,
+        )
     # Brackets repeat until the trial budget is spent (hyperband_iterations=None).
     oracle = keras_tuner.oracles.HyperbandOracle(
-        max_epochs=config.base.epochs, factor=config.hyperband_factor,
-        hyperband_iterations=None, **common)
+        max_epochs=config.base.epochs,
+        factor=config.hyperband_factor,
+        hyperband_iterations=None,
+        **common,
+    )
     oracle.max_trials = config.max_trials
     return oracle
 
@@ -394,8 +438,13 @@ def _tuner_class():
         def __init__(self, oracle, directory, settings: dict):
             self.settings = settings
             self.trials_run = 0
-            super().__init__(oracle, hypermodel=None, directory=directory,
-                             project_name=PROJECT_NAME, overwrite=False)
+            super().__init__(
+                oracle,
+                hypermodel=None,
+                directory=directory,
+                project_name=PROJECT_NAME,
+                overwrite=False,
+            )
 
         def run_trial(self, trial, *args, **kwargs):
             self.trials_run += 1
@@ -404,8 +453,17 @@ def _tuner_class():
     return TfoptTuner
 
 
-def _run_trial(tuner, trial, info, config: TuneConfig, mean: float, variance: float,
-               strategy, tensorboard_dir: str | None, callbacks: list) -> dict:
+def _run_trial(
+    tuner,
+    trial,
+    info,
+    config: TuneConfig,
+    mean: float,
+    variance: float,
+    strategy,
+    tensorboard_dir: str | None,
+    callbacks: list,
+) -> dict:
     values = dict(trial.hyperparameters.values)
     chosen = {k: v for k, v in values.items() if not k.startswith("tuner/")}
     train_config = train_config_from_hyperparameters(chosen, config.base)
@@ -418,55 +476,107 @@ def _run_trial(tuner, trial, info, config: TuneConfig, mean: float, variance: fl
     keras.utils.set_random_seed(train_config.seed)
     start = time.perf_counter()
     with strategy.scope():
-        model = models.build_model(train_config.model, info.feature_shape, info.num_classes,
-                                   mean, variance, name=f"trial_{trial.trial_id}")
+        model = models.build_model(
+            train_config.model,
+            info.feature_shape,
+            info.num_classes,
+            mean,
+            variance,
+            name=f"trial_{trial.trial_id}",
+        )
     parent = values.get("tuner/trial_id")
     if parent:  # Hyperband: continue the parent trial's training
         model.load_weights(os.path.join(tuner.get_trial_dir(parent), "weights", "ckpt"))
-    history = _fit(model, info, train_config, strategy, os.path.join(trial_dir, "backup"),
-                   tensorboard.tensorboard_subdir(tensorboard_dir, f"trial_{trial.trial_id}"),
-                   callbacks)
+    history = _fit(
+        model,
+        info,
+        train_config,
+        strategy,
+        os.path.join(trial_dir, "backup"),
+        tensorboard.tensorboard_subdir(tensorboard_dir, f"trial_{trial.trial_id}"),
+        callbacks,
+    )
     if config.algorithm == "hyperband":
         model.save_weights(os.path.join(trial_dir, "weights", "ckpt"))
     hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     if config.objective not in hist:
-        raise ModelError(f"trial {trial.trial_id} did not log {config.objective!r}; "
-                         f"logged: {', '.join(hist)}")
+        raise ModelError(
+            f"trial {trial.trial_id} did not log {config.objective!r}; logged: {', '.join(hist)}"
+        )
     series = np.asarray(hist[config.objective])
     best = int(np.argmax(series) if OBJECTIVES[config.objective] == "max" else np.argmin(series))
-    fsutil.write_json(os.path.join(trial_dir, "tfopt_trial.json"), {
-        "epochs": len(series) + initial_epoch, "best_epoch": best + 1 + initial_epoch,
-        "seconds": time.perf_counter() - start, "history": hist})
+    fsutil.write_json(
+        os.path.join(trial_dir, "tfopt_trial.json"),
+        {
+            "epochs": len(series) + initial_epoch,
+            "best_epoch": best + 1 + initial_epoch,
+            "seconds": time.perf_counter() - start,
+            "history": hist,
+        },
+    )
     return {k: hist[k][best] for k in OBJECTIVES if k in hist}
 
 
-def _fit(model, info, config: train_lib.TrainConfig, strategy, backup_dir: str,
-         tensorboard_dir: str | None, callbacks: list):
+def _fit(
+    model,
+    info,
+    config: train_lib.TrainConfig,
+    strategy,
+    backup_dir: str,
+    tensorboard_dir: str | None,
+    callbacks: list,
+):
     """Compile and fit one trial's model; an interrupted trial resumes from ``backup_dir``."""
     with strategy.scope():
-        model.compile(optimizer=train_lib.make_optimizer(config.optimizer, config.learning_rate),
-                      loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"],
-                      jit_compile=config.xla)
+        model.compile(
+            optimizer=train_lib.make_optimizer(config.optimizer, config.learning_rate),
+            loss=keras.losses.SparseCategoricalCrossentropy(),
+            metrics=["accuracy"],
+            jit_compile=config.xla,
+        )
     batch = config.batch_size * strategy.num_replicas_in_sync
-    train_ds = input_pipeline.make_dataset(info, "train", input_pipeline.InputConfig(
-        batch_size=batch, shuffle=True, seed=config.seed))
-    val_ds = input_pipeline.make_dataset(info, "validation", input_pipeline.InputConfig(batch_size=batch)) \
-        if info.counts.get("validation") else None
+    train_ds = input_pipeline.make_dataset(
+        info, "train", input_pipeline.InputConfig(batch_size=batch, shuffle=True, seed=config.seed)
+    )
+    val_ds = (
+        input_pipeline.make_dataset(
+            info, "validation", input_pipeline.InputConfig(batch_size=batch)
+        )
+        if info.counts.get("validation")
+        else None
+    )
     cbs = [keras.callbacks.BackupAndRestore(backup_dir)]
     if config.early_stopping_patience:
-        cbs.append(keras.callbacks.EarlyStopping(
-            monitor="val_loss" if val_ds is not None else "loss",
-            patience=config.early_stopping_patience, restore_best_weights=True))
+        cbs.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss" if val_ds is not None else "loss",
+                patience=config.early_stopping_patience,
+                restore_best_weights=True,
+            )
+        )
     if tensorboard_dir:
-        cbs.append(keras.callbacks.TensorBoard(tensorboard_dir, histogram_freq=0,
-                                               write_graph=False, profile_batch=0))
+        cbs.append(
+            keras.callbacks.TensorBoard(
+                tensorboard_dir, histogram_freq=0, write_graph=False, profile_batch=0
+            )
+        )
     with reporting_corruption(info, ["train", "validation"]):
-        return model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
-                         callbacks=cbs + list(callbacks), verbose=0)
+        return model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=config.epochs,
+            callbacks=cbs + list(callbacks),
+            verbose=0,
+        )
 
 
-def tune(dataset_dir: str, output_dir: str, config: TuneConfig = TuneConfig(),
-         tensorboard_dir: str | None = None, callbacks: list | None = None) -> TuneResult:
+def tune(
+    dataset_dir: str,
+    output_dir: str,
+    config: TuneConfig = TuneConfig(),
+    tensorboard_dir: str | None = None,
+    callbacks: list | None = None,
+) -> TuneResult:
     """Search hyperparameters on ``dataset_dir``; resumable in ``output_dir``.
 
     Args:
@@ -491,18 +601,29 @@ def tune(dataset_dir: str, output_dir: str, config: TuneConfig = TuneConfig(),
         previous = fsutil.read_json(state_path)
         if previous != _plain(identity):
             changed = sorted(k for k in identity if _plain(identity[k]) != previous.get(k))
-            raise ConfigError(f"{output_dir} holds a search with other settings "
-                              f"({', '.join(changed)}); resume it with the same settings or "
-                              "use a new output_dir (only max_trials may change)")
+            raise ConfigError(
+                f"{output_dir} holds a search with other settings "
+                f"({', '.join(changed)}); resume it with the same settings or "
+                "use a new output_dir (only max_trials may change)"
+            )
     else:
         fsutil.makedirs(output_dir)
         fsutil.write_json(state_path, identity)
     mean, variance = train_lib.feature_stats(info)
     strategy, _ = distribute.choose_strategy(config.base.memory_growth)
-    tuner = _tuner_class()(_make_oracle(config), output_dir, settings={
-        "info": info, "config": config, "mean": mean, "variance": variance,
-        "strategy": strategy, "tensorboard_dir": tensorboard_dir,
-        "callbacks": list(callbacks or [])})
+    tuner = _tuner_class()(
+        _make_oracle(config),
+        output_dir,
+        settings={
+            "info": info,
+            "config": config,
+            "mean": mean,
+            "variance": variance,
+            "strategy": strategy,
+            "tensorboard_dir": tensorboard_dir,
+            "callbacks": list(callbacks or []),
+        },
+    )
     tuner.oracle.max_trials = config.max_trials  # a resumed search takes the new budget
     done_before = len(tuner.oracle.trials)
     log.info("search %s: %d/%d trials done", output_dir, done_before, config.max_trials)
@@ -512,8 +633,9 @@ def tune(dataset_dir: str, output_dir: str, config: TuneConfig = TuneConfig(),
     fsutil.write_json(os.path.join(output_dir, TRIALS_FILE), result.trials)
     with fsutil.atomic_file(os.path.join(output_dir, REPORT_FILE)) as fh:
         fh.write(trials_markdown(result))
-    log.info("best %s=%.4f with %s", config.objective, result.best_score,
-             result.best_hyperparameters)
+    log.info(
+        "best %s=%.4f with %s", config.objective, result.best_score, result.best_hyperparameters
+    )
     return result
 
 
@@ -523,26 +645,44 @@ def _collect(tuner, config: TuneConfig, output_dir: str) -> TuneResult:
         trial = tuner.oracle.trials[trial_id]
         extra_path = os.path.join(tuner.get_trial_dir(trial_id), "tfopt_trial.json")
         extra = fsutil.read_json(extra_path) if fsutil.exists(extra_path) else {}
-        metrics = {name: float(trial.metrics.get_last_value(name))
-                   for name in OBJECTIVES if trial.metrics.exists(name)}
-        hps = {k: v for k, v in trial.hyperparameters.values.items()
-               if not k.startswith("tuner/")}
-        trials.append({"trial_id": trial_id, "status": str(trial.status),
-                       "hyperparameters": hps, "metrics": metrics,
-                       "score": metrics.get(config.objective),
-                       "epochs": extra.get("epochs"), "seconds": extra.get("seconds"),
-                       "message": (trial.message or "").strip().splitlines()[-1:]})
+        metrics = {
+            name: float(trial.metrics.get_last_value(name))
+            for name in OBJECTIVES
+            if trial.metrics.exists(name)
+        }
+        hps = {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
+        trials.append(
+            {
+                "trial_id": trial_id,
+                "status": str(trial.status),
+                "hyperparameters": hps,
+                "metrics": metrics,
+                "score": metrics.get(config.objective),
+                "epochs": extra.get("epochs"),
+                "seconds": extra.get("seconds"),
+                "message": (trial.message or "").strip().splitlines()[-1:],
+            }
+        )
     best = tuner.oracle.get_best_trials(1)
     if not best:
         reasons = [m for t in trials for m in t["message"]]
-        raise ModelError(f"no trial of the search in {output_dir} completed"
-                         + (f"; last error: {reasons[-1]}" if reasons else ""))
-    best_hps = {k: v for k, v in best[0].hyperparameters.values.items()
-                if not k.startswith("tuner/")}
-    return TuneResult(best_hyperparameters=best_hps, best_trial_id=best[0].trial_id,
-                      best_score=float(best[0].metrics.get_last_value(config.objective)),
-                      objective=config.objective, direction=OBJECTIVES[config.objective],
-                      trials=trials, trials_run=tuner.trials_run, output_dir=output_dir)
+        raise ModelError(
+            f"no trial of the search in {output_dir} completed"
+            + (f"; last error: {reasons[-1]}" if reasons else "")
+        )
+    best_hps = {
+        k: v for k, v in best[0].hyperparameters.values.items() if not k.startswith("tuner/")
+    }
+    return TuneResult(
+        best_hyperparameters=best_hps,
+        best_trial_id=best[0].trial_id,
+        best_score=float(best[0].metrics.get_last_value(config.objective)),
+        objective=config.objective,
+        direction=OBJECTIVES[config.objective],
+        trials=trials,
+        trials_run=tuner.trials_run,
+        output_dir=output_dir,
+    )
 
 
 def _fmt(value: Any) -> str:
@@ -557,12 +697,16 @@ def trials_markdown(result: TuneResult) -> str:
     """A Markdown report: the best hyperparameters and a table of every trial."""
     names = list(dict.fromkeys(k for t in result.trials for k in t["hyperparameters"]))
     metric_names = [m for m in OBJECTIVES if any(m in t["metrics"] for t in result.trials)]
-    lines = [f"# Hyperparameter search ({len(result.trials)} trials)", "",
-             f"Objective: `{result.objective}` ({result.direction}imize); best "
-             f"{_fmt(result.best_score)} with "
-             + ", ".join(f"`{k}={_fmt(v)}`" for k, v in result.best_hyperparameters.items()),
-             "", "| trial | status | " + " | ".join(names + metric_names) + " | epochs | s |",
-             "|" + "---|" * (len(names) + len(metric_names) + 4)]
+    lines = [
+        f"# Hyperparameter search ({len(result.trials)} trials)",
+        "",
+        f"Objective: `{result.objective}` ({result.direction}imize); best "
+        f"{_fmt(result.best_score)} with "
+        + ", ".join(f"`{k}={_fmt(v)}`" for k, v in result.best_hyperparameters.items()),
+        "",
+        "| trial | status | " + " | ".join(names + metric_names) + " | epochs | s |",
+        "|" + "---|" * (len(names) + len(metric_names) + 4),
+    ]
     for t in result.trials:
         mark = " (best)" if t["trial_id"] == result.best_trial_id else ""
         cells = [t["trial_id"] + mark, t["status"]]

@@ -16,8 +16,12 @@ from tfopt._keras import tf
 # isort: off
 # tensorflow_serving imports TensorFlow: keep it after tfopt._keras (Keras 2 selection).
 from tensorflow_serving.apis import (
-    get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc, predict_pb2,
-    prediction_service_pb2_grpc)
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
 # isort: on
 
 DEFAULT_SIGNATURE = "serving_default"
@@ -62,9 +66,13 @@ class GrpcClient:
     def __init__(self, target: str, timeout: float = 10.0, max_message_bytes: int = 64 << 20):
         self.target = target
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(target, options=[
-            ("grpc.max_send_message_length", max_message_bytes),
-            ("grpc.max_receive_message_length", max_message_bytes)])
+        self._channel = grpc.insecure_channel(
+            target,
+            options=[
+                ("grpc.max_send_message_length", max_message_bytes),
+                ("grpc.max_receive_message_length", max_message_bytes),
+            ],
+        )
         self._predict = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
 
@@ -81,10 +89,15 @@ class GrpcClient:
         """Send a ready ``PredictRequest`` (e.g. a warmup record); returns the response."""
         return self._predict.Predict(request, timeout=self.timeout)
 
-    def predict(self, model_name: str, inputs: dict[str, np.ndarray] | np.ndarray,
-                version: int | None = None, label: str | None = None,
-                signature_name: str = DEFAULT_SIGNATURE,
-                output_filter: list[str] | None = None) -> Prediction:
+    def predict(
+        self,
+        model_name: str,
+        inputs: dict[str, np.ndarray] | np.ndarray,
+        version: int | None = None,
+        label: str | None = None,
+        signature_name: str = DEFAULT_SIGNATURE,
+        output_filter: list[str] | None = None,
+    ) -> Prediction:
         """Predict; a bare array is sent as input ``x``."""
         if not isinstance(inputs, dict):
             inputs = {"x": inputs}
@@ -96,8 +109,9 @@ class GrpcClient:
             req.inputs[k].CopyFrom(tf.make_tensor_proto(np.asarray(v)))
         req.output_filter.extend(output_filter or [])
         resp = self.predict_request(req)
-        return Prediction({k: tf.make_ndarray(v) for k, v in resp.outputs.items()},
-                          resp.model_spec.version.value)
+        return Prediction(
+            {k: tf.make_ndarray(v) for k, v in resp.outputs.items()}, resp.model_spec.version.value
+        )
 
     def metadata(self, model_name: str, version: int | None = None, label: str | None = None):
         """``GetModelMetadataResponse``; ``signature_defs(resp)`` unpacks it."""
@@ -107,8 +121,9 @@ class GrpcClient:
         req.metadata_field.append("signature_def")
         return self._predict.GetModelMetadata(req, timeout=self.timeout)
 
-    def status(self, model_name: str, version: int | None = None,
-               label: str | None = None) -> dict[int, str]:
+    def status(
+        self, model_name: str, version: int | None = None, label: str | None = None
+    ) -> dict[int, str]:
         """{version: state name} from ``GetModelStatus``."""
         req = get_model_status_pb2.GetModelStatusRequest()
         req.model_spec.name = model_name
@@ -153,8 +168,9 @@ class RestClient:
             conn.close()
             self._local.conn = None
 
-    def request(self, method: str, path: str, body: bytes | dict | None = None
-                ) -> tuple[int, dict | str]:
+    def request(
+        self, method: str, path: str, body: bytes | dict | None = None
+    ) -> tuple[int, dict | str]:
         """Raw call: (HTTP status, parsed JSON or text). Retries once on a dropped connection."""
         data = json.dumps(body).encode() if isinstance(body, dict) else body
         headers = {"Content-Type": "application/json"} if data is not None else {}
@@ -192,23 +208,31 @@ class RestClient:
             path += f"/labels/{urllib.parse.quote(label)}"
         return path
 
-    def predict(self, model_name: str, instances=None, inputs=None, version: int | None = None,
-                label: str | None = None, signature_name: str | None = None) -> dict:
+    def predict(
+        self,
+        model_name: str,
+        instances=None,
+        inputs=None,
+        version: int | None = None,
+        label: str | None = None,
+        signature_name: str | None = None,
+    ) -> dict:
         """POST ``:predict`` with the row (``instances``) or columnar (``inputs``) format."""
         body: dict = {}
         if signature_name:
             body["signature_name"] = signature_name
         if instances is not None:
-            body["instances"] = np.asarray(instances).tolist() \
-                if isinstance(instances, np.ndarray) else instances
+            body["instances"] = (
+                np.asarray(instances).tolist() if isinstance(instances, np.ndarray) else instances
+            )
         if inputs is not None:
             body["inputs"] = inputs.tolist() if isinstance(inputs, np.ndarray) else inputs
         return self._call("POST", self.model_path(model_name, version, label) + ":predict", body)
 
-    def status(self, model_name: str, version: int | None = None,
-               label: str | None = None) -> dict:
+    def status(self, model_name: str, version: int | None = None, label: str | None = None) -> dict:
         return self._call("GET", self.model_path(model_name, version, label))
 
-    def metadata(self, model_name: str, version: int | None = None,
-                 label: str | None = None) -> dict:
+    def metadata(
+        self, model_name: str, version: int | None = None, label: str | None = None
+    ) -> dict:
         return self._call("GET", self.model_path(model_name, version, label) + "/metadata")

@@ -63,14 +63,18 @@ class ModelEntry:
         for v in self.versions:
             check_int("ModelEntry", "versions", v, 1)
         if self.policy == "specific" and not self.versions:
-            raise ConfigError("ModelEntry.versions=() is not allowed with policy 'specific': "
-                              "expected at least one version")
+            raise ConfigError(
+                "ModelEntry.versions=() is not allowed with policy 'specific': "
+                "expected at least one version"
+            )
         for label, v in labels.items():
             check_str("ModelEntry", "labels", label)
             check_int("ModelEntry", f"labels[{label!r}]", v, 1)
             if self.policy == "specific" and v not in self.versions:
-                raise ConfigError(f"ModelEntry.labels[{label!r}]={v} is not allowed: TF Serving "
-                                  f"only labels loaded versions {list(self.versions)}")
+                raise ConfigError(
+                    f"ModelEntry.labels[{label!r}]={v} is not allowed: TF Serving "
+                    f"only labels loaded versions {list(self.versions)}"
+                )
 
     @property
     def label_map(self) -> dict[str, int]:
@@ -83,7 +87,7 @@ class ModelEntry:
             return available
         if self.policy == "specific":
             return [v for v in available if v in self.versions]
-        return available[-self.num_versions:]
+        return available[-self.num_versions :]
 
 
 def to_proto(entries: list[ModelEntry]):
@@ -109,14 +113,19 @@ def from_proto(cfg) -> list[ModelEntry]:
         which = m.model_version_policy.WhichOneof("policy_choice")
         kwargs = {}
         if which == "specific":
-            kwargs = {"policy": "specific",
-                      "versions": tuple(m.model_version_policy.specific.versions)}
+            kwargs = {
+                "policy": "specific",
+                "versions": tuple(m.model_version_policy.specific.versions),
+            }
         elif which == "all":
             kwargs = {"policy": "all"}
         elif which == "latest":
             kwargs = {"num_versions": m.model_version_policy.latest.num_versions or 1}
-        entries.append(ModelEntry(name=m.name, base_path=m.base_path,
-                                  labels=tuple(m.version_labels.items()), **kwargs))
+        entries.append(
+            ModelEntry(
+                name=m.name, base_path=m.base_path, labels=tuple(m.version_labels.items()), **kwargs
+            )
+        )
     return entries
 
 
@@ -188,24 +197,28 @@ class BatchingConfig:
 
     def __post_init__(self):
         check_int("BatchingConfig", "max_batch_size", self.max_batch_size, 1, 1 << 16)
-        check_int("BatchingConfig", "batch_timeout_micros", self.batch_timeout_micros, 0,
-                  10_000_000)
-        check_int("BatchingConfig", "max_enqueued_batches", self.max_enqueued_batches, 1,
-                  1_000_000)
+        check_int(
+            "BatchingConfig", "batch_timeout_micros", self.batch_timeout_micros, 0, 10_000_000
+        )
+        check_int("BatchingConfig", "max_enqueued_batches", self.max_enqueued_batches, 1, 1_000_000)
         check_int("BatchingConfig", "num_batch_threads", self.num_batch_threads, 1, 1024)
         sizes = tuple(self.allowed_batch_sizes)
         if sizes and (list(sizes) != sorted(set(sizes)) or sizes[-1] != self.max_batch_size):
-            raise ConfigError(f"BatchingConfig.allowed_batch_sizes={sizes!r} is not allowed: "
-                              f"expected ascending sizes ending with max_batch_size="
-                              f"{self.max_batch_size}")
+            raise ConfigError(
+                f"BatchingConfig.allowed_batch_sizes={sizes!r} is not allowed: "
+                f"expected ascending sizes ending with max_batch_size="
+                f"{self.max_batch_size}"
+            )
 
 
 def format_batching_config(cfg: BatchingConfig = BatchingConfig()) -> str:
     """``BatchingParameters`` text proto (wrapper fields use ``{ value: N }``)."""
-    lines = [f"max_batch_size {{ value: {cfg.max_batch_size} }}",
-             f"batch_timeout_micros {{ value: {cfg.batch_timeout_micros} }}",
-             f"max_enqueued_batches {{ value: {cfg.max_enqueued_batches} }}",
-             f"num_batch_threads {{ value: {cfg.num_batch_threads} }}"]
+    lines = [
+        f"max_batch_size {{ value: {cfg.max_batch_size} }}",
+        f"batch_timeout_micros {{ value: {cfg.batch_timeout_micros} }}",
+        f"max_enqueued_batches {{ value: {cfg.max_enqueued_batches} }}",
+        f"num_batch_threads {{ value: {cfg.num_batch_threads} }}",
+    ]
     lines += [f"allowed_batch_sizes: {s}" for s in cfg.allowed_batch_sizes]
     if cfg.allowed_batch_sizes:
         lines.append("pad_variable_length_inputs: true")
@@ -215,18 +228,22 @@ def format_batching_config(cfg: BatchingConfig = BatchingConfig()) -> str:
 def format_monitoring_config(path: str = PROMETHEUS_PATH) -> str:
     """``MonitoringConfig`` text proto exposing Prometheus metrics on the REST port."""
     if not path.startswith("/"):
-        raise ConfigError(f"prometheus path {path!r} is not allowed: expected a path "
-                          f"starting with '/'")
+        raise ConfigError(
+            f"prometheus path {path!r} is not allowed: expected a path starting with '/'"
+        )
     return f'prometheus_config {{\n  enable: true\n  path: "{path}"\n}}\n'
 
 
-def write_server_configs(directory: str, entries: list[ModelEntry],
-                         batching: BatchingConfig = BatchingConfig()) -> dict[str, str]:
+def write_server_configs(
+    directory: str, entries: list[ModelEntry], batching: BatchingConfig = BatchingConfig()
+) -> dict[str, str]:
     """Write the three files into ``directory``; returns {file name: path}."""
     out = {}
-    for name, text in ((MODELS_CONFIG, format_model_config(entries)),
-                       (BATCHING_CONFIG, format_batching_config(batching)),
-                       (MONITORING_CONFIG, format_monitoring_config())):
+    for name, text in (
+        (MODELS_CONFIG, format_model_config(entries)),
+        (BATCHING_CONFIG, format_batching_config(batching)),
+        (MONITORING_CONFIG, format_monitoring_config()),
+    ):
         path = os.path.join(directory, name)
         with fsutil.atomic_file(path) as fh:
             fh.write(text)

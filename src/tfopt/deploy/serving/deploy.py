@@ -69,7 +69,8 @@ class DeployConfig:
         if bool(self.grpc_target) != bool(self.rest_url):
             raise ConfigError(
                 "DeployConfig.grpc_target/rest_url: give both (an existing server) or neither "
-                "(a local server)")
+                "(a local server)"
+            )
 
 
 @dataclass
@@ -91,18 +92,38 @@ class DeployResult:
 
     def summary(self) -> dict:
         """The ``serving`` entry of ``summary.json``."""
-        return {k: getattr(self, k) for k in ("model_base_path", "model_name", "version",
-                                              "grpc_port", "rest_port", "smoke_test")}
+        return {
+            k: getattr(self, k)
+            for k in (
+                "model_base_path",
+                "model_name",
+                "version",
+                "grpc_port",
+                "rest_port",
+                "smoke_test",
+            )
+        }
 
 
 def config_path(model_base_path: str) -> str:
     root = model_base_path.rstrip("/")
-    return f"{root}/{serving_config.MODELS_CONFIG}" if fsutil.is_remote(root) else \
-        os.path.join(root, serving_config.MODELS_CONFIG)
+    return (
+        f"{root}/{serving_config.MODELS_CONFIG}"
+        if fsutil.is_remote(root)
+        else os.path.join(root, serving_config.MODELS_CONFIG)
+    )
 
 
-def smoke_test(grpc_target: str, rest_url: str, model_name: str, version: int, label: str,
-               examples: np.ndarray, offline: np.ndarray, atol: float) -> dict:
+def smoke_test(
+    grpc_target: str,
+    rest_url: str,
+    model_name: str,
+    version: int,
+    label: str,
+    examples: np.ndarray,
+    offline: np.ndarray,
+    atol: float,
+) -> dict:
     """Status, gRPC Predict and REST predict of ``label`` -> ``version``; raises AssertionError."""
     from tfopt.deploy.serving import client as clients
     from tfopt.deploy.serving.infravalidate import compare
@@ -118,8 +139,10 @@ def smoke_test(grpc_target: str, rest_url: str, model_name: str, version: int, l
             # smoke-test our own version directly
             pred = g.predict(model_name, examples, version=version)
         if pred.version != version:
-            raise AssertionError(f"gRPC Predict on label {label!r} answered version "
-                                 f"{pred.version}, expected {version}")
+            raise AssertionError(
+                f"gRPC Predict on label {label!r} answered version "
+                f"{pred.version}, expected {version}"
+            )
         probs = pred.outputs["probabilities"]
         checks["grpc_max_abs_diff"] = compare(probs, offline, atol, "gRPC Predict")
         if not np.allclose(probs.sum(axis=-1), 1.0, atol=1e-3):
@@ -129,19 +152,25 @@ def smoke_test(grpc_target: str, rest_url: str, model_name: str, version: int, l
         status = rest.status(model_name, version=version)
         states = {s["version"]: s["state"] for s in status["model_version_status"]}
         if states.get(str(version)) != "AVAILABLE":
-            raise AssertionError(f"REST model status: version {version} is "
-                                 f"{states.get(str(version))}")
+            raise AssertionError(
+                f"REST model status: version {version} is {states.get(str(version))}"
+            )
         out = rest.predict(model_name, instances=examples, version=version)
-        checks["rest_max_abs_diff"] = compare(np.asarray(out["predictions"], np.float32),
-                                              offline, atol, "REST predict")
+        checks["rest_max_abs_diff"] = compare(
+            np.asarray(out["predictions"], np.float32), offline, atol, "REST predict"
+        )
     finally:
         rest.close()
     return checks
 
 
-def deploy(model_dir: str, model_base_path: str, examples: np.ndarray,
-           config: DeployConfig = DeployConfig(), raise_on_failure: bool = True
-           ) -> DeployResult:
+def deploy(
+    model_dir: str,
+    model_base_path: str,
+    examples: np.ndarray,
+    config: DeployConfig = DeployConfig(),
+    raise_on_failure: bool = True,
+) -> DeployResult:
     """Push ``model_dir``, label it, smoke-test it; roll back and raise if that fails.
 
     Args:
@@ -164,56 +193,70 @@ def deploy(model_dir: str, model_base_path: str, examples: np.ndarray,
         old_entry = serving_config.find_entry(serving_config.read_model_config(cfg_path), name)
         old_labels = old_entry.label_map if old_entry else {}
         previous = old_labels.get("stable")
-        pushed = repository.push_model(model_dir, model_base_path, name,
-                                       warmup_examples=examples)
+        pushed = repository.push_model(model_dir, model_base_path, name, warmup_examples=examples)
         labels = {**old_labels, config.label: pushed.version}
         versions = set(labels.values())
         if previous is not None and config.keep_previous:
             versions.add(previous)
         base = repository.model_dir(model_base_path, name)
-        written = serving_config.ModelEntry(name, base, policy="specific",
-                                            versions=tuple(sorted(versions)),
-                                            labels=tuple(labels.items()))
+        written = serving_config.ModelEntry(
+            name,
+            base,
+            policy="specific",
+            versions=tuple(sorted(versions)),
+            labels=tuple(labels.items()),
+        )
         serving_config.upsert_entry(cfg_path, written)
-    result = DeployResult(model_base_path, name, pushed.version, previous, pushed.created,
-                          -1, -1, "failed")
-    smoke = examples[:config.smoke_examples]
+    result = DeployResult(
+        model_base_path, name, pushed.version, previous, pushed.created, -1, -1, "failed"
+    )
+    smoke = examples[: config.smoke_examples]
     srv = None
     try:
         offline = offline_predict(model_dir, smoke)
         if config.grpc_target:
             grpc_target, rest_url = config.grpc_target, config.rest_url
         else:
-            srv = serving_server.ModelServer(model_base_path, name, host=config.host,
-                                             poll_seconds=1.0).start()
+            srv = serving_server.ModelServer(
+                model_base_path, name, host=config.host, poll_seconds=1.0
+            ).start()
             serving_server.wait_available(srv, name, pushed.version, timeout=config.timeout_s)
             result.grpc_port, result.rest_port = srv.grpc_port, srv.rest_port
             host = serving_server._host_port(config.host)
             grpc_target, rest_url = f"{host}:{srv.grpc_port}", f"http://{host}:{srv.rest_port}"
-        result.checks = smoke_test(grpc_target, rest_url, name, pushed.version, config.label,
-                                   smoke, offline, config.atol)
+        result.checks = smoke_test(
+            grpc_target, rest_url, name, pushed.version, config.label, smoke, offline, config.atol
+        )
         result.smoke_test = "passed"
-        log.info("deployed %s version %d (%s); smoke test passed", name, pushed.version,
-                 config.label)
+        log.info(
+            "deployed %s version %d (%s); smoke test passed", name, pushed.version, config.label
+        )
     except Exception as exc:
-        result.reason = str(exc) if isinstance(exc, AssertionError) else \
-            f"{type(exc).__name__}: {exc}"
+        result.reason = (
+            str(exc) if isinstance(exc, AssertionError) else f"{type(exc).__name__}: {exc}"
+        )
         _rollback(cfg_path, name, old_entry, written, pushed)
         result.rolled_back = True
-        log.error("smoke test of %s version %d failed (%s); rolled back to %s", name,
-                  pushed.version, result.reason, previous)
+        log.error(
+            "smoke test of %s version %d failed (%s); rolled back to %s",
+            name,
+            pushed.version,
+            result.reason,
+            previous,
+        )
     finally:
         if srv is not None:
             srv.stop()
     if result.smoke_test != "passed" and raise_on_failure:
-        raise DeployError(f"deploy of {name} version {pushed.version} failed the smoke test: "
-                          f"{result.reason}; stable label rolled back to "
-                          f"{'version ' + str(previous) if previous else 'nothing'}")
+        raise DeployError(
+            f"deploy of {name} version {pushed.version} failed the smoke test: "
+            f"{result.reason}; stable label rolled back to "
+            f"{'version ' + str(previous) if previous else 'nothing'}"
+        )
     return result
 
 
-def _rollback(cfg_path: str, name: str, old_entry, written,
-              pushed: repository.PushResult) -> None:
+def _rollback(cfg_path: str, name: str, old_entry, written, pushed: repository.PushResult) -> None:
     """Undo this deploy's edit of ``models.config``; keep edits other deploys made since."""
     with repository.repo_lock(os.path.dirname(cfg_path) or "."):
         current = serving_config.find_entry(serving_config.read_model_config(cfg_path), name)
@@ -230,39 +273,73 @@ def _rollback(cfg_path: str, name: str, old_entry, written,
             return
         # Another deploy relabelled meanwhile: move back only the labels still on our version.
         old_labels = old_entry.label_map if old_entry is not None else {}
-        labels = {k: (old_labels[k] if v == pushed.version else v)
-                  for k, v in current.label_map.items()
-                  if v != pushed.version or k in old_labels}
+        labels = {
+            k: (old_labels[k] if v == pushed.version else v)
+            for k, v in current.label_map.items()
+            if v != pushed.version or k in old_labels
+        }
         versions = (set(current.versions) - {pushed.version}) | set(labels.values())
         if versions:
-            serving_config.upsert_entry(cfg_path, serving_config.ModelEntry(
-                name, current.base_path, policy="specific", versions=tuple(sorted(versions)),
-                labels=tuple(labels.items())))
+            serving_config.upsert_entry(
+                cfg_path,
+                serving_config.ModelEntry(
+                    name,
+                    current.base_path,
+                    policy="specific",
+                    versions=tuple(sorted(versions)),
+                    labels=tuple(labels.items()),
+                ),
+            )
 
 
-def deploy_local(model_dir: str, model_base_path: str, model_name: str,
-                 examples: np.ndarray, label: str = "stable") -> dict:
+def deploy_local(
+    model_dir: str,
+    model_base_path: str,
+    model_name: str,
+    examples: np.ndarray,
+    label: str = "stable",
+) -> dict:
     """Push, serve locally on free loopback ports, smoke-test over gRPC and REST, stop.
 
     Returns the ``serving`` entry of ``summary.json``: ``model_base_path``,
     ``model_name``, ``version``, ``grpc_port``, ``rest_port``, ``smoke_test``
     (``"passed"`` or ``"failed"``; on failure the labels were rolled back).
     """
-    result = deploy(model_dir, model_base_path, examples,
-                    DeployConfig(model_name=model_name, label=label), raise_on_failure=False)
+    result = deploy(
+        model_dir,
+        model_base_path,
+        examples,
+        DeployConfig(model_name=model_name, label=label),
+        raise_on_failure=False,
+    )
     return result.summary()
 
 
-def write_k8s_manifests(directory: str, model_base_path: str, model_name: str,
-                        variant: str = "cpu", namespace: str = "default",
-                        replicas: int = 1) -> dict[str, str]:
+def write_k8s_manifests(
+    directory: str,
+    model_base_path: str,
+    model_name: str,
+    variant: str = "cpu",
+    namespace: str = "default",
+    replicas: int = 1,
+) -> dict[str, str]:
     """Validated Kubernetes manifests serving the repository's current policy and labels."""
     from tfopt.deploy.serving import k8s
 
     entry = serving_config.find_entry(
-        serving_config.read_model_config(config_path(model_base_path)), model_name)
+        serving_config.read_model_config(config_path(model_base_path)), model_name
+    )
     versions = entry.versions if entry is not None and entry.policy == "specific" else ()
     labels = entry.labels if entry is not None else ()
-    return k8s.write_manifests(directory, k8s.K8sConfig(
-        model_name=model_name, model_base_path=model_base_path, variant=variant,
-        namespace=namespace, replicas=replicas, versions=versions, labels=labels))
+    return k8s.write_manifests(
+        directory,
+        k8s.K8sConfig(
+            model_name=model_name,
+            model_base_path=model_base_path,
+            variant=variant,
+            namespace=namespace,
+            replicas=replicas,
+            versions=versions,
+            labels=labels,
+        ),
+    )

@@ -45,11 +45,16 @@ class InfraValidationConfig:
     def __post_init__(self):
         check_str("InfraValidationConfig", "model_name", self.model_name)
         check_int("InfraValidationConfig", "num_examples", self.num_examples, 1, 1000)
-        check_int("InfraValidationConfig", "latency_requests", self.latency_requests, 0,
-                  100_000)
+        check_int("InfraValidationConfig", "latency_requests", self.latency_requests, 0, 100_000)
         check_float("InfraValidationConfig", "atol", self.atol, 0.0, 1.0)
-        check_float("InfraValidationConfig", "load_timeout_s", self.load_timeout_s, 0.0,
-                    86_400.0, low_open=True)
+        check_float(
+            "InfraValidationConfig",
+            "load_timeout_s",
+            self.load_timeout_s,
+            0.0,
+            86_400.0,
+            low_open=True,
+        )
 
 
 @dataclass
@@ -68,8 +73,11 @@ class InfraValidationResult:
         return asdict(self)
 
     def metrics(self) -> dict:
-        return {k: v for k, v in self.to_dict().items()
-                if isinstance(v, int | float) and not isinstance(v, bool)}
+        return {
+            k: v
+            for k, v in self.to_dict().items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        }
 
 
 def offline_predict(model_dir: str, examples: np.ndarray) -> np.ndarray:
@@ -87,39 +95,42 @@ def compare(served: np.ndarray, offline: np.ndarray, atol: float, what: str) -> 
         raise AssertionError(f"{what}: served shape {served.shape} != offline {offline.shape}")
     diff = float(np.max(np.abs(served - offline))) if served.size else 0.0
     if not np.isfinite(diff) or diff > atol:
-        raise AssertionError(f"{what}: served predictions differ from offline by {diff:.3g} "
-                             f"(> atol {atol:g})")
+        raise AssertionError(
+            f"{what}: served predictions differ from offline by {diff:.3g} (> atol {atol:g})"
+        )
     return diff
 
 
-def infra_validate(model_dir: str, examples: np.ndarray,
-                   config: InfraValidationConfig = InfraValidationConfig()
-                   ) -> InfraValidationResult:
+def infra_validate(
+    model_dir: str, examples: np.ndarray, config: InfraValidationConfig = InfraValidationConfig()
+) -> InfraValidationResult:
     """Load ``model_dir`` in the serving runtime and check it; never raises for a bad model."""
     from tfopt._keras import tf
     from tfopt.deploy.serving import client as clients
     from tfopt.deploy.serving import repository, server, warmup
 
-    examples = np.asarray(examples, np.float32)[:config.num_examples]
+    examples = np.asarray(examples, np.float32)[: config.num_examples]
     srv = None
     result = InfraValidationResult(False, "")
     with tempfile.TemporaryDirectory(prefix="tfopt-infraval-") as repo:
         try:
             offline = offline_predict(model_dir, examples)
-            pushed = repository.push_model(model_dir, repo, config.model_name,
-                                           warmup_examples=examples)
+            pushed = repository.push_model(
+                model_dir, repo, config.model_name, warmup_examples=examples
+            )
             requests = warmup.read_warmup(pushed.path)
             t0 = time.perf_counter()
             srv = server.ModelServer(repo, config.model_name, poll_seconds=3600).start()
             try:
-                server.wait_available(srv, config.model_name, pushed.version,
-                                      timeout=config.load_timeout_s)
+                server.wait_available(
+                    srv, config.model_name, pushed.version, timeout=config.load_timeout_s
+                )
             except TimeoutError:
                 status = srv.model_status(config.model_name).model_version_status
-                detail = "; ".join(s.status.error_message for s in status
-                                   if s.status.error_message)
-                raise AssertionError(f"the serving runtime did not load the model: "
-                                     f"{detail or 'timed out'}") from None
+                detail = "; ".join(s.status.error_message for s in status if s.status.error_message)
+                raise AssertionError(
+                    f"the serving runtime did not load the model: {detail or 'timed out'}"
+                ) from None
             result.load_seconds = time.perf_counter() - t0
             result.warmup_requests = len(requests)
             grpc_client = clients.GrpcClient(f"127.0.0.1:{srv.grpc_port}", timeout=30)
@@ -128,13 +139,22 @@ def infra_validate(model_dir: str, examples: np.ndarray,
                 for i, req in enumerate(requests):
                     resp = grpc_client.predict_request(req)
                     got = tf.make_ndarray(resp.outputs["probabilities"])
-                    diffs.append(compare(got, offline[i:i + len(got)], config.atol,
-                                         f"gRPC warmup request {i}"))
+                    diffs.append(
+                        compare(
+                            got, offline[i : i + len(got)], config.atol, f"gRPC warmup request {i}"
+                        )
+                    )
                 if config.check_rest:
                     rest = clients.RestClient(f"http://127.0.0.1:{srv.rest_port}", timeout=30)
                     out = rest.predict(config.model_name, instances=examples)
-                    diffs.append(compare(np.asarray(out["predictions"], np.float32), offline,
-                                         config.atol, "REST predict"))
+                    diffs.append(
+                        compare(
+                            np.asarray(out["predictions"], np.float32),
+                            offline,
+                            config.atol,
+                            "REST predict",
+                        )
+                    )
                     rest.close()
                 result.requests_checked = len(diffs)
                 result.max_abs_diff = max(diffs)
@@ -151,8 +171,9 @@ def infra_validate(model_dir: str, examples: np.ndarray,
             result.infra_blessed, result.reason = True, "ok"
         except Exception as exc:  # any failure means "not servable", with the reason
             result.infra_blessed = False
-            result.reason = f"{type(exc).__name__}: {exc}" if not isinstance(
-                exc, AssertionError) else str(exc)
+            result.reason = (
+                f"{type(exc).__name__}: {exc}" if not isinstance(exc, AssertionError) else str(exc)
+            )
             log.warning("infra validation of %s failed: %s", model_dir, result.reason)
         finally:
             if srv is not None:

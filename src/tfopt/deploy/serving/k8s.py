@@ -20,8 +20,10 @@ from tfopt.errors import ConfigError
 
 # Pinned official images (CPU / GPU). tensorflow-serving-api's protos are wire-compatible.
 TF_SERVING_VERSION = "2.19.1"
-IMAGES = {"cpu": f"tensorflow/serving:{TF_SERVING_VERSION}",
-          "gpu": f"tensorflow/serving:{TF_SERVING_VERSION}-gpu"}
+IMAGES = {
+    "cpu": f"tensorflow/serving:{TF_SERVING_VERSION}",
+    "gpu": f"tensorflow/serving:{TF_SERVING_VERSION}-gpu",
+}
 GRPC_PORT = 8500
 REST_PORT = 8501
 CONFIG_MOUNT = "/etc/tfserving"
@@ -72,11 +74,15 @@ class K8sConfig:
         check_int("K8sConfig", "poll_seconds", self.poll_seconds, 1, 86_400)
         name = self.model_name.lower().replace("_", "-")
         if not name.replace("-", "").isalnum() or len(name) > 50:
-            raise ConfigError(f"K8sConfig.model_name={self.model_name!r} is not allowed: "
-                              f"expected letters, digits, '-' or '_' (at most 50)")
+            raise ConfigError(
+                f"K8sConfig.model_name={self.model_name!r} is not allowed: "
+                f"expected letters, digits, '-' or '_' (at most 50)"
+            )
         if self.gpu_node_selector and "=" not in self.gpu_node_selector:
-            raise ConfigError(f"K8sConfig.gpu_node_selector={self.gpu_node_selector!r} is not "
-                              f"allowed: expected key=value")
+            raise ConfigError(
+                f"K8sConfig.gpu_node_selector={self.gpu_node_selector!r} is not "
+                f"allowed: expected key=value"
+            )
 
     @property
     def app_name(self) -> str:
@@ -86,18 +92,23 @@ class K8sConfig:
 def model_entry(cfg: K8sConfig) -> serving_config.ModelEntry:
     base = cfg.model_base_path.rstrip("/") + "/" + cfg.model_name
     if cfg.versions:
-        return serving_config.ModelEntry(cfg.model_name, base, policy="specific",
-                                         versions=cfg.versions, labels=cfg.labels)
+        return serving_config.ModelEntry(
+            cfg.model_name, base, policy="specific", versions=cfg.versions, labels=cfg.labels
+        )
     return serving_config.ModelEntry(cfg.model_name, base, labels=cfg.labels)
 
 
 def manifests(cfg: K8sConfig) -> list[dict]:
     """[ConfigMap, Deployment, Service] as dicts in the Kubernetes API's JSON shape."""
     app = cfg.app_name
-    meta = {"name": app, "namespace": cfg.namespace,
-            "labels": {"app": app, "app.kubernetes.io/component": "tf-serving"}}
+    meta = {
+        "name": app,
+        "namespace": cfg.namespace,
+        "labels": {"app": app, "app.kubernetes.io/component": "tf-serving"},
+    }
     config_map = {
-        "apiVersion": "v1", "kind": "ConfigMap",
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
         "metadata": {**meta, "name": f"{app}-config"},
         "data": {
             serving_config.MODELS_CONFIG: serving_config.format_model_config([model_entry(cfg)]),
@@ -105,24 +116,32 @@ def manifests(cfg: K8sConfig) -> list[dict]:
             serving_config.MONITORING_CONFIG: serving_config.format_monitoring_config(),
         },
     }
-    args = [f"--port={GRPC_PORT}", f"--rest_api_port={REST_PORT}",
-            f"--model_config_file={CONFIG_MOUNT}/{serving_config.MODELS_CONFIG}",
-            f"--model_config_file_poll_wait_seconds={cfg.poll_seconds}",
-            f"--file_system_poll_wait_seconds={cfg.poll_seconds}",
-            f"--monitoring_config_file={CONFIG_MOUNT}/{serving_config.MONITORING_CONFIG}",
-            "--enable_model_warmup=true"]
+    args = [
+        f"--port={GRPC_PORT}",
+        f"--rest_api_port={REST_PORT}",
+        f"--model_config_file={CONFIG_MOUNT}/{serving_config.MODELS_CONFIG}",
+        f"--model_config_file_poll_wait_seconds={cfg.poll_seconds}",
+        f"--file_system_poll_wait_seconds={cfg.poll_seconds}",
+        f"--monitoring_config_file={CONFIG_MOUNT}/{serving_config.MONITORING_CONFIG}",
+        "--enable_model_warmup=true",
+    ]
     if cfg.enable_batching:
-        args += ["--enable_batching=true",
-                 f"--batching_parameters_file={CONFIG_MOUNT}/{serving_config.BATCHING_CONFIG}"]
+        args += [
+            "--enable_batching=true",
+            f"--batching_parameters_file={CONFIG_MOUNT}/{serving_config.BATCHING_CONFIG}",
+        ]
     if cfg.labels:
         args.append("--allow_version_labels_for_unavailable_models=false")
-    resources = {"requests": {"cpu": cfg.cpu_request, "memory": cfg.memory_request},
-                 "limits": {"cpu": cfg.cpu_limit, "memory": cfg.memory_limit}}
+    resources = {
+        "requests": {"cpu": cfg.cpu_request, "memory": cfg.memory_request},
+        "limits": {"cpu": cfg.cpu_limit, "memory": cfg.memory_limit},
+    }
     pod_spec: dict = {}
     if cfg.variant == "gpu":
         resources["limits"]["nvidia.com/gpu"] = str(cfg.gpu_count)
-        pod_spec["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists",
-                                    "effect": "NoSchedule"}]
+        pod_spec["tolerations"] = [
+            {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+        ]
         if cfg.gpu_node_selector:
             key, value = cfg.gpu_node_selector.split("=", 1)
             pod_spec["nodeSelector"] = {key: value}
@@ -131,41 +150,67 @@ def manifests(cfg: K8sConfig) -> list[dict]:
         "name": "tf-serving",
         "image": cfg.image or IMAGES[cfg.variant],
         "args": args,
-        "ports": [{"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
-                  {"name": "http", "containerPort": REST_PORT, "protocol": "TCP"}],
+        "ports": [
+            {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
+            {"name": "http", "containerPort": REST_PORT, "protocol": "TCP"},
+        ],
         "resources": resources,
-        "readinessProbe": {"httpGet": {"path": status_path, "port": "http"},
-                           "initialDelaySeconds": 5, "periodSeconds": 5,
-                           "timeoutSeconds": 2, "failureThreshold": 3},
-        "livenessProbe": {"httpGet": {"path": status_path, "port": "http"},
-                          "initialDelaySeconds": 60, "periodSeconds": 15,
-                          "timeoutSeconds": 5, "failureThreshold": 4},
+        "readinessProbe": {
+            "httpGet": {"path": status_path, "port": "http"},
+            "initialDelaySeconds": 5,
+            "periodSeconds": 5,
+            "timeoutSeconds": 2,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": status_path, "port": "http"},
+            "initialDelaySeconds": 60,
+            "periodSeconds": 15,
+            "timeoutSeconds": 5,
+            "failureThreshold": 4,
+        },
         "volumeMounts": [{"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True}],
     }
     deployment = {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta,
         "spec": {
             "replicas": cfg.replicas,
             "selector": {"matchLabels": {"app": app}},
-            "strategy": {"type": "RollingUpdate",
-                         "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
             "template": {
-                "metadata": {"labels": {"app": app},
-                             "annotations": {"prometheus.io/scrape": "true",
-                                             "prometheus.io/port": str(REST_PORT),
-                                             "prometheus.io/path":
-                                                 serving_config.PROMETHEUS_PATH}},
-                "spec": {**pod_spec, "containers": [container],
-                         "volumes": [{"name": "config",
-                                      "configMap": {"name": f"{app}-config"}}]},
+                "metadata": {
+                    "labels": {"app": app},
+                    "annotations": {
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(REST_PORT),
+                        "prometheus.io/path": serving_config.PROMETHEUS_PATH,
+                    },
+                },
+                "spec": {
+                    **pod_spec,
+                    "containers": [container],
+                    "volumes": [{"name": "config", "configMap": {"name": f"{app}-config"}}],
+                },
             },
         },
     }
     service = {
-        "apiVersion": "v1", "kind": "Service", "metadata": meta,
-        "spec": {"type": "ClusterIP", "selector": {"app": app},
-                 "ports": [{"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc"},
-                           {"name": "http", "port": REST_PORT, "targetPort": "http"}]},
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta,
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {"app": app},
+            "ports": [
+                {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc"},
+                {"name": "http", "port": REST_PORT, "targetPort": "http"},
+            ],
+        },
     }
     return [config_map, deployment, service]
 
@@ -182,8 +227,9 @@ def validate(manifest: dict):
 
     kind = manifest.get("kind")
     if kind not in _KINDS:
-        raise ConfigError(f"manifest kind {kind!r} is not allowed: expected one of "
-                          f"{sorted(_KINDS)}")
+        raise ConfigError(
+            f"manifest kind {kind!r} is not allowed: expected one of {sorted(_KINDS)}"
+        )
 
     class _Response:  # ApiClient.deserialize reads .data like an HTTP response
         data = json.dumps(manifest)
@@ -195,8 +241,9 @@ def validate(manifest: dict):
         raise ConfigError(f"{kind} manifest is invalid: {exc}") from None
     back = api.sanitize_for_serialization(obj)
     if back != manifest:
-        raise ConfigError(f"{kind} manifest has fields the Kubernetes API does not know: "
-                          f"{_diff(manifest, back)}")
+        raise ConfigError(
+            f"{kind} manifest has fields the Kubernetes API does not know: {_diff(manifest, back)}"
+        )
     return obj
 
 

@@ -48,9 +48,11 @@ _held = threading.local()
 def check_model_name(model_name: str, field: str = "model_name") -> str:
     """A name used as a directory: letters, digits, ``_ . -``, no ``..``; else ModelError."""
     if not isinstance(model_name, str) or not _NAME.match(model_name) or ".." in model_name:
-        raise ModelError(f"{field}={model_name!r} is not allowed: expected a plain name of "
-                         f"1-128 letters, digits, '_', '.', '-' (not starting with '.' or "
-                         f"'-', no '/' or '..')")
+        raise ModelError(
+            f"{field}={model_name!r} is not allowed: expected a plain name of "
+            f"1-128 letters, digits, '_', '.', '-' (not starting with '.' or "
+            f"'-', no '/' or '..')"
+        )
     return model_name
 
 
@@ -63,8 +65,11 @@ def repo_lock(model_base_path: str, timeout_s: float = 600.0) -> Iterator[None]:
     """
     root = model_base_path.rstrip("/") or "/"
     if fsutil.is_remote(root):
-        log.warning("%s: no lock on remote repositories; concurrent pushes must be "
-                    "serialized by the caller", root)
+        log.warning(
+            "%s: no lock on remote repositories; concurrent pushes must be "
+            "serialized by the caller",
+            root,
+        )
         yield
         return
     import fcntl
@@ -94,12 +99,18 @@ def repo_lock(model_base_path: str, timeout_s: float = 600.0) -> Iterator[None]:
                     raise
                 if time.monotonic() > deadline:
                     holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
-                    raise ModelError(f"{root}: repository locked by another writer for "
-                                     f"{timeout_s:.0f}s ({holder or 'holder unknown'})") from None
+                    raise ModelError(
+                        f"{root}: repository locked by another writer for "
+                        f"{timeout_s:.0f}s ({holder or 'holder unknown'})"
+                    ) from None
                 time.sleep(0.02)
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid={os.getpid()} host={socket.gethostname()} "
-                      f"since={time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n".encode(), 0)
+        os.pwrite(
+            fd,
+            f"pid={os.getpid()} host={socket.gethostname()} "
+            f"since={time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n".encode(),
+            0,
+        )
         held[key] = 1
         try:
             yield
@@ -204,8 +215,10 @@ def check_saved_model(path: str) -> None:
     except (DecodeError, RuntimeWarning, ValueError) as exc:
         raise ModelError(f"{pb}: corrupt SavedModel ({type(exc).__name__}: {exc})") from None
     if len(sm.meta_graphs) != 1 or "serving_default" not in sm.meta_graphs[0].signature_def:
-        raise ModelError(f"{path}: SavedModel has no serving_default signature (corrupt or "
-                         f"not exported by tfopt.training.models.save_model)")
+        raise ModelError(
+            f"{path}: SavedModel has no serving_default signature (corrupt or "
+            f"not exported by tfopt.training.models.save_model)"
+        )
     index = _join(path, "variables", "variables.index")
     if not fsutil.exists(index):
         return
@@ -215,8 +228,9 @@ def check_saved_model(path: str) -> None:
             reader.get_tensor(name)
     except Exception as exc:  # DataLossError, OutOfRangeError, ... for a corrupt bundle
         first = str(exc).splitlines()[0] if str(exc) else ""
-        raise ModelError(f"{path}: corrupt SavedModel variables ({type(exc).__name__}: "
-                         f"{first})") from None
+        raise ModelError(
+            f"{path}: corrupt SavedModel variables ({type(exc).__name__}: {first})"
+        ) from None
 
 
 class _Identical(Exception):
@@ -225,8 +239,12 @@ class _Identical(Exception):
         self.version = version
 
 
-def push_model(source_dir: str, model_base_path: str, model_name: str,
-               warmup_examples: np.ndarray | None = None) -> PushResult:
+def push_model(
+    source_dir: str,
+    model_base_path: str,
+    model_name: str,
+    warmup_examples: np.ndarray | None = None,
+) -> PushResult:
     """Push a SavedModel into the repository as the next version.
 
     Args:
@@ -247,8 +265,9 @@ def push_model(source_dir: str, model_base_path: str, model_name: str,
         return _push_locked(source_dir, model_base_path, model_name, warmup_examples)
 
 
-def _push_locked(source_dir: str, model_base_path: str, model_name: str,
-                 warmup_examples: np.ndarray | None) -> PushResult:
+def _push_locked(
+    source_dir: str, model_base_path: str, model_name: str, warmup_examples: np.ndarray | None
+) -> PushResult:
     base = model_dir(model_base_path, model_name)
     fsutil.makedirs(base)
     for _attempt in range(5):
@@ -266,14 +285,20 @@ def _push_locked(source_dir: str, model_base_path: str, model_name: str,
                 for v in reversed(versions):
                     if _version_hash(_join(base, str(v))) == digest:
                         raise _Identical(v)  # leaves the block: the staged copy is removed
-                fsutil.write_json(_join(tmp, PUSH_RECORD), {
-                    "content_sha256": digest, "source": source_dir, "version": version,
-                    "pushed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+                fsutil.write_json(
+                    _join(tmp, PUSH_RECORD),
+                    {
+                        "content_sha256": digest,
+                        "source": source_dir,
+                        "version": version,
+                        "pushed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    },
+                )
         except _Identical as same:
-            log.info("push: %s is identical to version %d; nothing written", source_dir,
-                     same.version)
-            return PushResult(same.version, _join(base, str(same.version)), digest,
-                              created=False)
+            log.info(
+                "push: %s is identical to version %d; nothing written", source_dir, same.version
+            )
+            return PushResult(same.version, _join(base, str(same.version)), digest, created=False)
         except (FileExistsError, OSError) as exc:
             if fsutil.exists(target):  # another pusher took this version: try the next
                 log.info("push: version %d appeared meanwhile (%s); retrying", version, exc)

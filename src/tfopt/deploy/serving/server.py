@@ -38,8 +38,12 @@ from tfopt.errors import ConfigError
 # isort: off
 # tensorflow_serving imports TensorFlow: keep it after tfopt._keras (Keras 2 selection).
 from tensorflow_serving.apis import (
-    get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc, predict_pb2,
-    prediction_service_pb2_grpc)
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
 # isort: on
 
 log = logging.getLogger(__name__)
@@ -50,12 +54,18 @@ MAX_REQUEST_BYTES_LIMIT = 2 << 30  # gRPC's own ceiling
 _STATE = {"START": 10, "LOADING": 20, "AVAILABLE": 30, "UNLOADING": 40, "END": 50}
 # grpc code -> HTTP status, as TF Serving's http_server.cc maps them.
 _HTTP_STATUS = {
-    grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.OUT_OF_RANGE: 400,
-    grpc.StatusCode.NOT_FOUND: 404, grpc.StatusCode.ALREADY_EXISTS: 409,
-    grpc.StatusCode.ABORTED: 409, grpc.StatusCode.PERMISSION_DENIED: 403,
-    grpc.StatusCode.UNAUTHENTICATED: 401, grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
-    grpc.StatusCode.FAILED_PRECONDITION: 412, grpc.StatusCode.UNIMPLEMENTED: 501,
-    grpc.StatusCode.UNAVAILABLE: 503, grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.FAILED_PRECONDITION: 412,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
     grpc.StatusCode.CANCELLED: 499,
 }
 
@@ -89,39 +99,51 @@ class Servable:
         from tensorflow.core.protobuf import saved_model_pb2
 
         self._loaded = tf.saved_model.load(path)
-        self.signatures = {k: f for k, f in self._loaded.signatures.items()
-                           if not k.startswith("__")}
-        self.input_specs = {k: dict(f.structured_input_signature[1])
-                            for k, f in self.signatures.items()}
+        self.signatures = {
+            k: f for k, f in self._loaded.signatures.items() if not k.startswith("__")
+        }
+        self.input_specs = {
+            k: dict(f.structured_input_signature[1]) for k, f in self.signatures.items()
+        }
         self.output_names = {k: sorted(f.structured_outputs) for k, f in self.signatures.items()}
         sm = saved_model_pb2.SavedModel()
         with tf.io.gfile.GFile(os.path.join(path, "saved_model.pb"), "rb") as fh:
             sm.ParseFromString(fh.read())
-        self.signature_defs = {k: v for k, v in sm.meta_graphs[0].signature_def.items()
-                               if not k.startswith("__")}
+        self.signature_defs = {
+            k: v for k, v in sm.meta_graphs[0].signature_def.items() if not k.startswith("__")
+        }
         self.warmup_requests = 0
 
     def check_inputs(self, signature_name: str, names: list[str]) -> dict:
         signature_name = signature_name or DEFAULT_SIGNATURE
         if signature_name not in self.signatures:
-            raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
-                               f'Serving signature name: "{signature_name}" not found in '
-                               f"signature def")
+            raise ServingError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f'Serving signature name: "{signature_name}" not found in signature def',
+            )
         specs = self.input_specs[signature_name]
         expected = sorted(specs)
         for alias in names:
             if alias not in specs:
-                raise _invalid(f"input tensor alias not found in signature: {alias}. Inputs "
-                               f"expected to be in the set {{{','.join(expected)}}}.")
+                raise _invalid(
+                    f"input tensor alias not found in signature: {alias}. Inputs "
+                    f"expected to be in the set {{{','.join(expected)}}}."
+                )
         if len(names) != len(specs):
             missing = sorted(set(expected) - set(names))
-            raise _invalid(f"input size does not match signature: {len(names)}!={len(specs)} "
-                           f"len({{{','.join(sorted(names))}}}) != len({{{','.join(expected)}}})."
-                           f" Sent extra: {{}}. Missing but required: {{{','.join(missing)}}}.")
+            raise _invalid(
+                f"input size does not match signature: {len(names)}!={len(specs)} "
+                f"len({{{','.join(sorted(names))}}}) != len({{{','.join(expected)}}})."
+                f" Sent extra: {{}}. Missing but required: {{{','.join(missing)}}}."
+            )
         return specs
 
-    def run(self, signature_name: str, inputs: dict[str, np.ndarray],
-            output_filter: list[str] | None = None) -> dict[str, np.ndarray]:
+    def run(
+        self,
+        signature_name: str,
+        inputs: dict[str, np.ndarray],
+        output_filter: list[str] | None = None,
+    ) -> dict[str, np.ndarray]:
         """Validate shapes and dtypes, call the signature, return NumPy outputs."""
         signature_name = signature_name or DEFAULT_SIGNATURE
         specs = self.check_inputs(signature_name, list(inputs))
@@ -130,19 +152,24 @@ class Servable:
             spec = specs[name]
             if arr.dtype != spec.dtype.as_numpy_dtype:
                 got = _dtype_name(arr.dtype) if arr.dtype.kind not in "OUS" else "string"
-                raise _invalid(f"Expects arg[{i}] to be {_dtype_name(spec.dtype)} but {got} is "
-                               f"provided")
+                raise _invalid(
+                    f"Expects arg[{i}] to be {_dtype_name(spec.dtype)} but {got} is provided"
+                )
             if not spec.shape.is_compatible_with(arr.shape):
                 want = [-1 if d is None else d for d in spec.shape.as_list()]
-                raise _invalid(f"input '{name}' has shape {list(arr.shape)} but the signature "
-                               f"expects {want} (-1 = any size)")
+                raise _invalid(
+                    f"input '{name}' has shape {list(arr.shape)} but the signature "
+                    f"expects {want} (-1 = any size)"
+                )
             feed[name] = tf.constant(arr)
         outputs = self.output_names[signature_name]
         wanted = list(output_filter) if output_filter else outputs
         for alias in wanted:
             if alias not in outputs:
-                raise _invalid(f"output tensor alias not found in signature: {alias} Outputs "
-                               f"expected to be in the set {{{','.join(outputs)}}}.")
+                raise _invalid(
+                    f"output tensor alias not found in signature: {alias} Outputs "
+                    f"expected to be in the set {{{','.join(outputs)}}}."
+                )
         try:
             result = self.signatures[signature_name](**feed)
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as exc:
@@ -181,8 +208,10 @@ class _Metrics:
         lines = ["# TYPE :tensorflow:serving:request_count counter"]
         with self._lock:
             for (model, api, status), n in sorted(self._count.items()):
-                lines.append(f':tensorflow:serving:request_count{{model_name="{model}",'
-                             f'entrypoint="{api}",status="{status}"}} {n}')
+                lines.append(
+                    f':tensorflow:serving:request_count{{model_name="{model}",'
+                    f'entrypoint="{api}",status="{status}"}} {n}'
+                )
             lines.append("# TYPE :tensorflow:serving:request_latency summary")
             for (model, api), (total, n) in sorted(self._latency.items()):
                 labels = f'model_name="{model}",API="{api}"'
@@ -213,34 +242,52 @@ class ModelServer:
         load_retry_interval_s: wait between load retries (TF Serving: 60 s).
     """
 
-    def __init__(self, model_base_path: str, model_names: list[str] | str,
-                 config_file: str | None = None, host: str = "127.0.0.1", grpc_port: int = 0,
-                 rest_port: int = 0, poll_seconds: float = 2.0,
-                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, grpc_workers: int = 32,
-                 max_load_retries: int = 5, load_retry_interval_s: float = 60.0):
+    def __init__(
+        self,
+        model_base_path: str,
+        model_names: list[str] | str,
+        config_file: str | None = None,
+        host: str = "127.0.0.1",
+        grpc_port: int = 0,
+        rest_port: int = 0,
+        poll_seconds: float = 2.0,
+        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        grpc_workers: int = 32,
+        max_load_retries: int = 5,
+        load_retry_interval_s: float = 60.0,
+    ):
         if isinstance(model_names, str):
             model_names = [model_names]
         for n in model_names:
             repository.check_model_name(n)
         if not 1 <= int(max_request_bytes) <= MAX_REQUEST_BYTES_LIMIT:
-            raise ConfigError(f"max_request_bytes={max_request_bytes} is not allowed: expected "
-                              f"1..{MAX_REQUEST_BYTES_LIMIT}")
+            raise ConfigError(
+                f"max_request_bytes={max_request_bytes} is not allowed: expected "
+                f"1..{MAX_REQUEST_BYTES_LIMIT}"
+            )
         if not 0 <= int(max_load_retries) <= 1000 or load_retry_interval_s < 0:
-            raise ConfigError(f"max_load_retries={max_load_retries}, load_retry_interval_s="
-                              f"{load_retry_interval_s} are not allowed: expected 0..1000 and "
-                              f">= 0")
+            raise ConfigError(
+                f"max_load_retries={max_load_retries}, load_retry_interval_s="
+                f"{load_retry_interval_s} are not allowed: expected 0..1000 and "
+                f">= 0"
+            )
         self.max_load_retries = int(max_load_retries)
         self.load_retry_interval_s = float(load_retry_interval_s)
         self.model_base_path = model_base_path
-        self.config_file = config_file or os.path.join(model_base_path,
-                                                       serving_config.MODELS_CONFIG)
+        self.config_file = config_file or os.path.join(
+            model_base_path, serving_config.MODELS_CONFIG
+        )
         self.host = host
         self.poll_seconds = poll_seconds
         self.max_request_bytes = max_request_bytes
-        self._models = {n: _Model(n, repository.model_dir(model_base_path, n),
-                                  serving_config.ModelEntry(n, repository.model_dir(
-                                      model_base_path, n)))
-                        for n in model_names}
+        self._models = {
+            n: _Model(
+                n,
+                repository.model_dir(model_base_path, n),
+                serving_config.ModelEntry(n, repository.model_dir(model_base_path, n)),
+            )
+            for n in model_names
+        }
         self._lock = threading.Lock()
         self._poll_lock = threading.Lock()
         self._stop = threading.Event()
@@ -264,8 +311,15 @@ class ModelServer:
         t = threading.Thread(target=self._poll_loop, name="tfopt-serving-poll", daemon=True)
         t.start()
         self._threads.append(t)
-        log.info("serving %s from %s: gRPC %s:%d, REST %s:%d", sorted(self._models),
-                 self.model_base_path, self.host, self.grpc_port, self.host, self.rest_port)
+        log.info(
+            "serving %s from %s: gRPC %s:%d, REST %s:%d",
+            sorted(self._models),
+            self.model_base_path,
+            self.host,
+            self.grpc_port,
+            self.host,
+            self.rest_port,
+        )
         return self
 
     def stop(self) -> None:
@@ -313,13 +367,17 @@ class ModelServer:
                 log.error("cannot read %s: %s", self.config_file, exc)
                 entries = {n: m.entry for n, m in self._models.items()}
             for model in self._models.values():
-                entry = entries.get(model.name) or serving_config.ModelEntry(model.name,
-                                                                             model.base_path)
+                entry = entries.get(model.name) or serving_config.ModelEntry(
+                    model.name, model.base_path
+                )
                 self._sync(model, entry)
 
     def _sync(self, model: _Model, entry: serving_config.ModelEntry) -> None:
-        on_disk = [v for v in repository.list_versions(self.model_base_path, model.name)
-                   if fsutil.exists(os.path.join(model.base_path, str(v), "saved_model.pb"))]
+        on_disk = [
+            v
+            for v in repository.list_versions(self.model_base_path, model.name)
+            if fsutil.exists(os.path.join(model.base_path, str(v), "saved_model.pb"))
+        ]
         aspired = entry.aspired(on_disk)
         current = dict(model.servables)
         for v in list(model.failed):
@@ -340,9 +398,15 @@ class ModelServer:
                 attempts = model.failed.get(v, ("", 0, 0.0))[1] + 1
                 final = attempts > self.max_load_retries
                 model.failed[v] = (msg, attempts, time.monotonic() + self.load_retry_interval_s)
-                log.error("loading %s version %d failed (attempt %d of %d%s): %s", model.name,
-                          v, attempts, self.max_load_retries + 1,
-                          "; giving up" if final else "", msg)
+                log.error(
+                    "loading %s version %d failed (attempt %d of %d%s): %s",
+                    model.name,
+                    v,
+                    attempts,
+                    self.max_load_retries + 1,
+                    "; giving up" if final else "",
+                    msg,
+                )
                 self._set_state(model, v, "END", 3, msg)  # INVALID_ARGUMENT-ish load error
                 continue
             model.failed.pop(v, None)
@@ -360,8 +424,9 @@ class ModelServer:
             self._set_state(model, v, "END")
             log.info("unloaded %s version %d", model.name, v)
 
-    def _set_state(self, model: _Model, version: int, state: str, code: int = 0,
-                   message: str = "") -> None:
+    def _set_state(
+        self, model: _Model, version: int, state: str, code: int = 0, message: str = ""
+    ) -> None:
         with self._lock:
             model.states[version] = (state, code, message)
 
@@ -373,13 +438,17 @@ class ModelServer:
             inputs = {k: _tensor_to_array(v) for k, v in req.inputs.items()}
             servable.run(req.model_spec.signature_name, inputs, list(req.output_filter))
         servable.warmup_requests = len(requests)
-        log.info("loaded %s version %d in %.2fs (%d warmup requests replayed)", name, version,
-                 time.perf_counter() - t0, len(requests))
+        log.info(
+            "loaded %s version %d in %.2fs (%d warmup requests replayed)",
+            name,
+            version,
+            time.perf_counter() - t0,
+            len(requests),
+        )
         return servable
 
     # ------------------------------------------------------------- core API
-    def resolve(self, name: str, version: int | None = None, label: str | None = None
-                ) -> Servable:
+    def resolve(self, name: str, version: int | None = None, label: str | None = None) -> Servable:
         """The servable a request names, or the NOT_FOUND / INVALID_ARGUMENT TF Serving gives."""
         model = self._models.get(name)
         with self._lock:
@@ -440,8 +509,9 @@ class ModelServer:
             proto = request.inputs[name]
             if proto.dtype != specs[name].dtype.as_datatype_enum:
                 got = _dtype_name(proto.dtype) if proto.dtype else "invalid"
-                raise _invalid(f"Expects arg[{i}] to be {_dtype_name(specs[name].dtype)} but "
-                               f"{got} is provided")
+                raise _invalid(
+                    f"Expects arg[{i}] to be {_dtype_name(specs[name].dtype)} but {got} is provided"
+                )
             inputs[name] = _tensor_to_array(proto)
         outputs = servable.run(sig, inputs, list(request.output_filter))
         resp = predict_pb2.PredictResponse()
@@ -469,13 +539,18 @@ class ModelServer:
 
     def _start_grpc(self) -> None:
         server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=self._grpc_workers,
-                                       thread_name_prefix="tfopt-grpc"),
-            options=[("grpc.max_receive_message_length", self.max_request_bytes),
-                     ("grpc.max_send_message_length", -1),
-                     ("grpc.so_reuseport", 0)])
+            futures.ThreadPoolExecutor(
+                max_workers=self._grpc_workers, thread_name_prefix="tfopt-grpc"
+            ),
+            options=[
+                ("grpc.max_receive_message_length", self.max_request_bytes),
+                ("grpc.max_send_message_length", -1),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            _PredictionService(self), server)
+            _PredictionService(self), server
+        )
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(_ModelService(self), server)
         port = server.add_insecure_port(f"{_host_port(self.host)}:{self._want_grpc}")
         if not port:
@@ -489,8 +564,12 @@ class ModelServer:
         httpd = ThreadingHTTPServer((self.host, self._want_rest), handler)
         httpd.daemon_threads = True
         self._http, self.rest_port = httpd, httpd.server_address[1]
-        t = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.2},
-                             name="tfopt-rest", daemon=True)
+        t = threading.Thread(
+            target=httpd.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name="tfopt-rest",
+            daemon=True,
+        )
         t.start()
         self._threads.append(t)
 
@@ -518,8 +597,10 @@ class ModelServer:
         if method == "POST" and verb == "predict" and not m.group("metadata"):
             return 200, self._rest_predict(name, version, label, body)
         if method == "POST" and verb in ("classify", "regress"):
-            raise ServingError(grpc.StatusCode.UNIMPLEMENTED,
-                               f"{verb} is not supported by the tfopt local server; use predict")
+            raise ServingError(
+                grpc.StatusCode.UNIMPLEMENTED,
+                f"{verb} is not supported by the tfopt local server; use predict",
+            )
         raise _invalid(f"Malformed request: {method} {path}")
 
     def _rest_predict(self, name, version, label, body: bytes) -> dict:
@@ -538,14 +619,19 @@ class ModelServer:
         sig = sig or DEFAULT_SIGNATURE
         if ("instances" in doc) == ("inputs" in doc):
             if "instances" in doc:
-                raise _invalid("Not formatted correctly expecting only one of 'inputs' or "
-                               "'instances' keys exists")
+                raise _invalid(
+                    "Not formatted correctly expecting only one of 'inputs' or "
+                    "'instances' keys exists"
+                )
             raise _invalid("Missing 'inputs' or 'instances' key")
         servable.check_inputs(sig, list(servable.input_specs.get(sig, {})))
         specs = servable.input_specs[sig]
         row = "instances" in doc
-        inputs = _rows_to_inputs(doc["instances"], specs) if row else \
-            _columns_to_inputs(doc["inputs"], specs)
+        inputs = (
+            _rows_to_inputs(doc["instances"], specs)
+            if row
+            else _columns_to_inputs(doc["inputs"], specs)
+        )
         outputs = servable.run(sig, inputs)
         if row:
             n = {len(v) for v in outputs.values() if v.ndim}
@@ -553,8 +639,11 @@ class ModelServer:
                 return {"predictions": next(iter(outputs.values())).tolist()}
             if len(n) != 1:
                 raise _invalid("Batch size of outputs differs; use the 'inputs' format")
-            return {"predictions": [{k: v[i].tolist() for k, v in outputs.items()}
-                                    for i in range(n.pop())]}
+            return {
+                "predictions": [
+                    {k: v[i].tolist() for k, v in outputs.items()} for i in range(n.pop())
+                ]
+            }
         if len(outputs) == 1:
             return {"outputs": next(iter(outputs.values())).tolist()}
         return {"outputs": {k: v.tolist() for k, v in outputs.items()}}
@@ -563,7 +652,8 @@ class ModelServer:
 _REST_PATH = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)"
     r"(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
-    r"(?P<metadata>/metadata)?(?::(?P<verb>[a-z]+))?/?$")
+    r"(?P<metadata>/metadata)?(?::(?P<verb>[a-z]+))?/?$"
+)
 
 
 def _host_port(host: str) -> str:
@@ -604,14 +694,18 @@ def _json_array(value, spec, name: str) -> np.ndarray:
     try:
         arr = np.asarray(value)
     except (ValueError, TypeError, RecursionError):
-        raise _invalid(f"Failed to process element: input '{name}' is a ragged list; every "
-                       f"row must have the same shape") from None
+        raise _invalid(
+            f"Failed to process element: input '{name}' is a ragged list; every "
+            f"row must have the same shape"
+        ) from None
     kind = arr.dtype.kind
     ok = {"f": "iuf", "i": "iu", "u": "iu", "b": "b", "O": "OSU", "S": "SU", "U": "SU"}
     if kind not in ok.get(np.dtype(want).kind, np.dtype(want).kind):
         bad = {"U": "String", "S": "String", "b": "Bool", "O": "Object"}.get(kind, kind)
-        raise _invalid(f"JSON Value of input '{name}' Type: {bad} is not of expected type: "
-                       f"{_dtype_name(spec.dtype)}")
+        raise _invalid(
+            f"JSON Value of input '{name}' Type: {bad} is not of expected type: "
+            f"{_dtype_name(spec.dtype)}"
+        )
     return arr.astype(want)
 
 
@@ -622,14 +716,17 @@ def _rows_to_inputs(instances, specs: dict) -> dict[str, np.ndarray]:
     if all(isinstance(i, dict) for i in instances):
         for inst in instances:
             if sorted(inst) != names:
-                raise _invalid(f"instance keys {sorted(inst)} do not match the signature "
-                               f"inputs {names}")
+                raise _invalid(
+                    f"instance keys {sorted(inst)} do not match the signature inputs {names}"
+                )
         return {n: _json_array([inst[n] for inst in instances], specs[n], n) for n in names}
     if any(isinstance(i, dict) for i in instances):
         raise _invalid("Expecting all 'instances' to be objects or all to be values")
     if len(names) != 1:
-        raise _invalid(f"The signature has {len(names)} inputs {names}; each instance must be "
-                       f"an object naming them")
+        raise _invalid(
+            f"The signature has {len(names)} inputs {names}; each instance must be "
+            f"an object naming them"
+        )
     return {names[0]: _json_array(instances, specs[names[0]], names[0])}
 
 
@@ -638,31 +735,41 @@ def _columns_to_inputs(inputs, specs: dict) -> dict[str, np.ndarray]:
     if isinstance(inputs, dict):
         for alias in inputs:
             if alias not in specs:
-                raise _invalid(f"input tensor alias not found in signature: {alias}. Inputs "
-                               f"expected to be in the set {{{','.join(names)}}}.")
+                raise _invalid(
+                    f"input tensor alias not found in signature: {alias}. Inputs "
+                    f"expected to be in the set {{{','.join(names)}}}."
+                )
         if sorted(inputs) != names:
             raise _invalid(f"input size does not match signature: {len(inputs)}!={len(names)}")
         return {n: _json_array(inputs[n], specs[n], n) for n in names}
     if len(names) != 1:
-        raise _invalid(f"The signature has {len(names)} inputs {names}; 'inputs' must be an "
-                       f"object naming them")
+        raise _invalid(
+            f"The signature has {len(names)} inputs {names}; 'inputs' must be an object naming them"
+        )
     return {names[0]: _json_array(inputs, specs[names[0]], names[0])}
 
 
 def _status_json(resp) -> dict:
     from google.protobuf import json_format
 
-    return json_format.MessageToDict(resp, preserving_proto_field_name=True,
-                                     always_print_fields_with_no_presence=True)
+    return json_format.MessageToDict(
+        resp, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
 
 
 def _metadata_json(servable: Servable, sig_map) -> dict:
     from google.protobuf import json_format
 
-    return {"model_spec": {"name": servable.name, "signature_name": "",
-                           "version": str(servable.version)},
-            "metadata": {"signature_def": json_format.MessageToDict(
-                sig_map, preserving_proto_field_name=True)}}
+    return {
+        "model_spec": {
+            "name": servable.name,
+            "signature_name": "",
+            "version": str(servable.version),
+        },
+        "metadata": {
+            "signature_def": json_format.MessageToDict(sig_map, preserving_proto_field_name=True)
+        },
+    }
 
 
 def _grpc_call(server: ModelServer, fn, request, context, api: str):
@@ -717,8 +824,13 @@ class _RestHandler(BaseHTTPRequestHandler):
         n = int(length)
         if n > srv.max_request_bytes:
             self._discard(n)
-            self._send(413, {"error": f"Request body of {n} bytes exceeds the limit of "
-                                      f"{srv.max_request_bytes} bytes"})
+            self._send(
+                413,
+                {
+                    "error": f"Request body of {n} bytes exceeds the limit of "
+                    f"{srv.max_request_bytes} bytes"
+                },
+            )
             return
         self._handle("POST", self.rfile.read(n))
 
@@ -757,8 +869,9 @@ class _RestHandler(BaseHTTPRequestHandler):
             data, ctype = payload["__text__"].encode(), "text/plain; version=0.0.4"
         else:
             data, ctype = json.dumps(payload).encode(), "application/json"
-        self.send_response(status, HTTPStatus(status).phrase if status in
-                           HTTPStatus._value2member_map_ else "")
+        self.send_response(
+            status, HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
+        )
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))
         if self.close_connection:
@@ -767,8 +880,9 @@ class _RestHandler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-def wait_available(server: ModelServer, name: str, version: int | None = None,
-                   timeout: float = 60.0) -> Servable:
+def wait_available(
+    server: ModelServer, name: str, version: int | None = None, timeout: float = 60.0
+) -> Servable:
     """Poll until ``name`` (or one version of it) is served; raise TimeoutError otherwise."""
     deadline = time.monotonic() + timeout
     while True:
@@ -776,7 +890,8 @@ def wait_available(server: ModelServer, name: str, version: int | None = None,
             return server.resolve(name, version)
         except ServingError:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{name} version {version or 'latest'} not available after "
-                                   f"{timeout:.0f}s") from None
+                raise TimeoutError(
+                    f"{name} version {version or 'latest'} not available after {timeout:.0f}s"
+                ) from None
             server.poll_once()
             time.sleep(0.05)

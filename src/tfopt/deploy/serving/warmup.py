@@ -34,8 +34,13 @@ def examples_from_dataset(dataset_dir: str, split: str = "test", limit: int = 32
     return np.asarray(x[:limit], dtype=np.float32)
 
 
-def build_requests(examples: np.ndarray, model_name: str, batch_sizes: tuple[int, ...] = (1,),
-                   signature_name: str = SIGNATURE, input_name: str = INPUT_NAME) -> list:
+def build_requests(
+    examples: np.ndarray,
+    model_name: str,
+    batch_sizes: tuple[int, ...] = (1,),
+    signature_name: str = SIGNATURE,
+    input_name: str = INPUT_NAME,
+) -> list:
     """``PredictRequest`` protos cycling through ``examples`` for each batch size."""
     from tensorflow_serving.apis import predict_pb2
 
@@ -43,12 +48,14 @@ def build_requests(examples: np.ndarray, model_name: str, batch_sizes: tuple[int
 
     examples = np.asarray(examples, dtype=np.float32)
     if examples.ndim < 2 or len(examples) == 0:
-        raise DataError(f"warmup examples must be a non-empty batch [n, *feature_shape]; "
-                        f"got shape {examples.shape}")
+        raise DataError(
+            f"warmup examples must be a non-empty batch [n, *feature_shape]; "
+            f"got shape {examples.shape}"
+        )
     requests = []
     for size in batch_sizes:
         for start in range(0, len(examples), size):
-            batch = examples[start:start + size]
+            batch = examples[start : start + size]
             if len(batch) < size:
                 break
             req = predict_pb2.PredictRequest()
@@ -61,8 +68,13 @@ def build_requests(examples: np.ndarray, model_name: str, batch_sizes: tuple[int
     return requests
 
 
-def write_warmup(model_dir: str, examples: np.ndarray, model_name: str,
-                 batch_sizes: tuple[int, ...] = (1,), num_records: int = 0) -> str:
+def write_warmup(
+    model_dir: str,
+    examples: np.ndarray,
+    model_name: str,
+    batch_sizes: tuple[int, ...] = (1,),
+    num_records: int = 0,
+) -> str:
     """Write the warmup file into ``model_dir`` (a staged copy, never the input model).
 
     Args:
@@ -80,7 +92,7 @@ def write_warmup(model_dir: str, examples: np.ndarray, model_name: str,
     from tfopt._keras import tf
 
     requests = build_requests(examples, model_name, batch_sizes)
-    requests = requests[:num_records or 1000]
+    requests = requests[: num_records or 1000]
     path = warmup_path(model_dir)
     fsutil.makedirs(os.path.dirname(path))
     tmp = fsutil._tmp_sibling(path)
@@ -88,7 +100,8 @@ def write_warmup(model_dir: str, examples: np.ndarray, model_name: str,
         with tf.io.TFRecordWriter(tmp) as writer:
             for req in requests:
                 log = prediction_log_pb2.PredictionLog(
-                    predict_log=prediction_log_pb2.PredictLog(request=req))
+                    predict_log=prediction_log_pb2.PredictLog(request=req)
+                )
                 writer.write(log.SerializeToString())
         tf.io.gfile.rename(tmp, path, overwrite=True)
     finally:
@@ -110,7 +123,9 @@ def read_warmup(model_dir: str) -> list:
     for raw in tf.data.TFRecordDataset(path).as_numpy_iterator():
         log = prediction_log_pb2.PredictionLog.FromString(raw)
         if log.WhichOneof("log_type") != "predict_log":
-            raise DataError(f"{path}: only predict_log warmup records are supported, got "
-                            f"{log.WhichOneof('log_type')}")
+            raise DataError(
+                f"{path}: only predict_log warmup records are supported, got "
+                f"{log.WhichOneof('log_type')}"
+            )
         requests.append(log.predict_log.request)
     return requests
