@@ -1,4 +1,5 @@
-"""Deploy to Vertex AI: upload a version, canary on an endpoint, smoke-test, promote or roll back."""
+"""Deploy to Vertex AI: upload a version, canary on an endpoint, smoke-test, promote or
+roll back."""
 
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output

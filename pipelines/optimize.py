@@ -1,4 +1,5 @@
-"""The ``tfopt-optimize`` pipeline: ingest -> (tune) -> train -> compress -> evaluate -> select -> deploy.
+"""The ``tfopt-optimize`` pipeline: ingest -> (tune) -> train -> compress -> evaluate -> select ->
+deploy.
 
 Wiring only: every step is a component from ``tfopt.components``. Variants
 are switched on or off by ``enable_*`` parameters; a disabled variant runs as

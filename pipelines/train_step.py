@@ -76,7 +76,8 @@ def train_step(
     the matching training parameters on every target (the TFJob and Vertex
     launchers apply them before sending the config to the workers), and a disabled
     tune step's (skipped) output changes nothing. It is required because KFP's
-    local runner cannot run a sub-pipeline whose optional artifact input is left out. ``batch_size`` is per replica; ``scale_learning_rate`` multiplies the learning
+    local runner cannot run a sub-pipeline whose optional artifact input is left out.
+    ``batch_size`` is per replica; ``scale_learning_rate`` multiplies the learning
     rate by the number of replicas. ``gpu_resource`` is the accelerator resource
     of the in-cluster task (``nvidia.com/gpu`` on Kubeflow, the Vertex name such
     as ``NVIDIA_TESLA_T4`` on Vertex AI Pipelines).

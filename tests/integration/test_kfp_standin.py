@@ -1,4 +1,5 @@
-"""KFP paths end to end: ``tfopt submit`` / ``tfopt schedule`` -> kfp.Client -> local v2beta1 API."""
+"""KFP paths end to end: ``tfopt submit`` / ``tfopt schedule`` -> kfp.Client -> local
+v2beta1 API."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Low-rank factorization: SVD init, per-layer reduction, fine-tuning, input untouched, bad input."""
+"""Low-rank factorization: SVD init, per-layer reduction, fine-tuning, input untouched,
+bad input."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""tfopt.reporting.report / tfopt.reporting.modelcard / select_and_report: content people read, files written."""
+"""tfopt.reporting.report / tfopt.reporting.modelcard / select_and_report: content people read,
+files written.
+"""
 
 import base64
 import json

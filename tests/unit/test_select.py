@@ -1,4 +1,6 @@
-"""tfopt.evaluation.select: targets, objectives, reasons, the previous-model gate, the summary contract."""
+"""tfopt.evaluation.select: targets, objectives, reasons, the previous-model gate, the summary
+contract.
+"""
 
 import json
 

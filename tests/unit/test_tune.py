@@ -1,4 +1,6 @@
-"""Hyperparameter search (tfopt.training.tune) and TensorBoard layout helpers (tfopt.training.tensorboard)."""
+"""Hyperparameter search (tfopt.training.tune) and TensorBoard layout helpers
+(tfopt.training.tensorboard).
+"""
 
 from __future__ import annotations
 

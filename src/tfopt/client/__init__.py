@@ -1,1 +1,3 @@
-"""Client layer: run, submit and schedule pipelines (the only library code besides cli/ that imports kfp)."""
+"""Client layer: run, submit and schedule pipelines (the only library code besides cli/ that
+imports kfp).
+"""

@@ -1,1 +1,3 @@
-"""Evaluation stage: model runtimes, the evaluation of every candidate, the variant registry and selection."""
+"""Evaluation stage: model runtimes, the evaluation of every candidate, the variant registry and
+selection.
+"""

@@ -232,7 +232,7 @@ def _measurement_note(summary: dict) -> str:
         f"Batch-1 latency over {v.get('latency_iterations')} timed calls after "
         f"{v.get('latency_warmup')} warm-up calls; throughput at batch "
         f"{v.get('throughput_batch_size')} over {v.get('throughput_iterations')} calls. "
-        f"TFLite runtime {next((x.get('runtime') for x in _ok(summary) if x.get('format') == 'tflite'), '-')}"
+        f"TFLite runtime {_tflite_runtime(summary)}"
         f" with {', '.join(threads) or '-'} thread(s) (0 = runtime default); SavedModels "
         "through their concrete serving_default function. Peak memory: resident "
         f"high-water mark of the evaluation process per candidate "
@@ -422,3 +422,7 @@ def write_reports(
         fh.write(markdown_report(summary))
     with fsutil.atomic_file(html_path) as fh:
         fh.write(html_report(summary, confusion))
+
+
+def _tflite_runtime(summary: dict) -> str:
+    return next((x.get("runtime") for x in _ok(summary) if x.get("format") == "tflite"), "-")

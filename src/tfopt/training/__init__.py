@@ -1,1 +1,3 @@
-"""Training stage: model builders, training with tf.distribute, hyperparameter search, callbacks, TensorBoard folders."""
+"""Training stage: model builders, training with tf.distribute, hyperparameter search, callbacks,
+TensorBoard folders.
+"""

@@ -22,7 +22,7 @@ _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 def safe_name(step_name: str) -> str:
-    """``step_name`` made safe as one path component (``"QAT fine-tune"`` -> ``"QAT_fine-tune"``)."""
+    """``step_name`` as one safe path component (``"QAT fine-tune"`` -> ``"QAT_fine-tune"``)."""
     if not isinstance(step_name, str) or not step_name.strip():
         raise ConfigError(f"step_name={step_name!r} is not allowed: expected a non-empty string")
     name = _SAFE.sub("_", step_name.strip()).strip("._")
