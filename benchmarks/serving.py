@@ -2,8 +2,10 @@
 
 Starts ``tfopt serve`` in a subprocess (so client and server do not share a GIL),
 then measures, for gRPC and REST, requests per second and p50 / p99 latency of
-batch-1 Predict at concurrency 1, 8 and 32; the first request to a freshly
-loaded version with and without warmup records against the steady-state p50;
+batch-1 Predict at concurrency 1, 8 and 32, and the latency the server adds at
+concurrency 1 over an in-process call of the same SavedModel signature; the
+first request to a freshly loaded version with and without warmup records
+against the steady-state p50;
 and failed requests while a new version is swapped in under load.
 
     .venv/bin/python benchmarks/serving.py [--seconds 3]
@@ -86,6 +88,23 @@ def _load(
     }
 
 
+def _in_process_p50_ms(path: str, x: np.ndarray, seconds: float) -> float:
+    """p50 of calling the SavedModel's serving_default in this process (no server)."""
+    from tfopt._keras import tf
+
+    fn = tf.saved_model.load(path).signatures["serving_default"]
+    row = tf.constant(x[:1])
+    for _ in range(20):
+        fn(x=row)
+    lat = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t = time.perf_counter()
+        fn(x=row)["probabilities"].numpy()
+        lat.append(time.perf_counter() - t)
+    return float(np.percentile(np.array(lat) * 1000, 50))
+
+
 def _wait_version(g: clients.GrpcClient, version: int, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -148,6 +167,7 @@ def main(argv=None) -> int:
                     _load(api, grpc_target, rest_url, x, c, 0.5)  # connection warm-up
                     rows.append(_load(api, grpc_target, rest_url, x, c, args.seconds))
                     print(rows[-1], flush=True)
+            in_process = _in_process_p50_ms(srcs[0], x, args.seconds)
             g = clients.GrpcClient(grpc_target)
             steady = next(r["p50_ms"] for r in rows if r["api"] == "grpc" and r["concurrency"] == 1)
             first_warm = _first_request(g, srcs[1], base, x, warm=True)
@@ -183,6 +203,12 @@ def main(argv=None) -> int:
         f"{first_warm:.2f} ms ({first_warm / steady:.1f}x), without warmup "
         f"{first_cold:.2f} ms ({first_cold / steady:.1f}x)"
     )
+    for api in ("grpc", "rest"):
+        p50 = next(r["p50_ms"] for r in rows if r["api"] == api and r["concurrency"] == 1)
+        print(
+            f"{api} c=1 p50 {p50:.2f} ms vs in-process {in_process:.3f} ms: the server adds "
+            f"{p50 - in_process:.2f} ms"
+        )
     swap_requests = sum(r["requests"] for r in results)
     swap_failed = sum(r["errors"] for r in results)
     print(

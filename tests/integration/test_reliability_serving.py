@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tfopt.data import ingest, input_pipeline
+from tfopt.data import input_pipeline, schema
 from tfopt.deploy.serving import client as clients
 from tfopt.deploy.serving import repository, server
 from tfopt.errors import ModelError
@@ -39,9 +39,9 @@ def _stress_module():
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
+def env(tmp_path_factory, digits_dir):
     root = tmp_path_factory.mktemp("reliability_serving")
-    info = ingest.ingest(str(root / "ds"), ingest.IngestConfig())
+    info = schema.load_info(digits_dir)
     x, _ = input_pipeline.load_arrays(info, "test", limit=8)
     paths = []
     for i in range(2):
@@ -143,8 +143,9 @@ def test_generated_rest_payloads_get_tf_serving_shaped_answers(env, body):
     status, raw = _post(env["srv"].rest_port, body)
     doc = json.loads(raw)
     if status == 200:
-        preds = np.asarray(doc["predictions"], np.float32)
-        assert preds.ndim == 2 and preds.shape[1] == 10
+        # Shapes are left to the graph (as TF Serving does): an empty batch runs too.
+        preds = np.asarray(doc["predictions" if "predictions" in doc else "outputs"], np.float32)
+        assert preds.size == 0 or (preds.ndim == 2 and preds.shape[1] == 10)
     else:
         assert status in (400, 404, 412), (status, doc)
         assert set(doc) == {"error"} and isinstance(doc["error"], str) and doc["error"]

@@ -284,7 +284,7 @@ def distill_model(
         verbose=verbose,
         callbacks=[StopOnDivergence("distill", config.learning_rate), *board("distill")],
     )
-    models.save_model(student, output_path)
+    models.save_model(student, output_path, info.class_names)
 
     xt, yt = input_pipeline.load_arrays(info, "test")
     scratch_acc = None

@@ -99,7 +99,7 @@ def _matrix(layer) -> np.ndarray | None:
 def energy_rank(s: np.ndarray, energy: float) -> int:
     """Smallest rank whose singular values keep ``energy`` of the sum of squares."""
     cum = np.cumsum(s.astype(np.float64) ** 2)
-    return int(min(len(s), np.searchsorted(cum / cum[-1], energy - 1e-12) + 1))
+    return min(len(s), int(np.searchsorted(cum / cum[-1], energy - 1e-12)) + 1)
 
 
 def plan(model: keras.Model, config: LowRankConfig) -> dict[str, dict]:
@@ -123,6 +123,7 @@ def plan(model: keras.Model, config: LowRankConfig) -> dict[str, dict]:
     out, too_large = {}, []
     for n in chosen:
         w = _matrix(candidates[n])
+        assert w is not None  # candidates hold only factorizable layers
         m, k = w.shape
         max_rank = min(m, k)
         if config.rank > max_rank:
@@ -243,7 +244,7 @@ def factorize_model(
             config.seed,
             tensorboard_dir=tensorboard_dir,
         )
-    models.save_model(new, output_path)
+    models.save_model(new, output_path, info.class_names)
     layers = {n: {k: v for k, v in p.items() if k not in ("a", "b")} for n, p in layer_plan.items()}
     result = LowRankResult(
         model_path=output_path,

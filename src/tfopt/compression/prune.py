@@ -234,10 +234,12 @@ def prune_model(
         tensorboard_dir=tensorboard_dir,
     )
     stripped = tfmot.sparsity.keras.strip_pruning(wrapped)
-    models.save_model(stripped, output_path)
+    models.save_model(stripped, output_path, info.class_names)
     layer_sparsity = kernel_sparsity(stripped)
-    pruned_zeros = sum(int(np.sum(kernel_of(stripped.get_layer(n)).numpy() == 0)) for n in to_prune)
-    pruned_total = sum(int(np.prod(kernel_of(stripped.get_layer(n)).shape)) for n in to_prune)
+    # every layer in to_prune has a kernel: the filter only narrows the type
+    kernels = [k for n in to_prune if (k := kernel_of(stripped.get_layer(n))) is not None]
+    pruned_zeros = sum(int(np.sum(k.numpy() == 0)) for k in kernels)
+    pruned_total = sum(int(np.prod(k.shape)) for k in kernels)
     result = PruneResult(
         model_path=output_path,
         target_sparsity=config.effective_sparsity,

@@ -140,7 +140,7 @@ def qat_model(
     import tensorflow_model_optimization as tfmot
 
     model, info = load_for_compression(model_path, dataset_dir, "qat")
-    kernels = [kernel_of(la).numpy() for la in model.layers if kernel_of(la) is not None]
+    kernels = [k.numpy() for la in model.layers if (k := kernel_of(la)) is not None]
     sparsity_before = _kernel_zero_fraction(kernels)
     annotated, quantized, kept = annotate(model)
     notes = [f"layers left in float during QAT: {', '.join(kept)}"] if kept else []
@@ -169,7 +169,7 @@ def qat_model(
     tmp = tempfile.mkdtemp(prefix="tfopt-qat-")
     try:
         saved = os.path.join(tmp, "model")
-        models.save_model(qmodel, saved)
+        models.save_model(qmodel, saved, info.class_names)
         qres = tflite.convert_to_tflite(
             saved,
             output_path,

@@ -106,16 +106,54 @@ def serving_function(model: keras.Model):
     return serve
 
 
-def save_model(model: keras.Model, path: str) -> str:
-    """Write ``model`` as a SavedModel at ``path`` atomically, with ``serving_default``."""
+CLASSIFY_SIGNATURE = "classify"
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+
+
+def classification_function(model: keras.Model, class_names: tuple[str, ...]):
+    """TF Serving's Classify signature: serialized ``tf.Example`` on ``inputs`` (feature
+    ``x``: the flattened float features), ``classes`` (the class names) and ``scores``."""
+    shape = [int(d) for d in model.input_shape[1:]]
+    names = tf.constant([str(c) for c in class_names])
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    def classify(inputs):
+        spec = {INPUT_NAME: tf.io.FixedLenFeature([int(np.prod(shape))], tf.float32)}
+        x = tf.reshape(tf.io.parse_example(inputs, spec)[INPUT_NAME], [-1, *shape])
+        scores = tf.cast(model(x, training=False), tf.float32)
+        return {"classes": tf.tile(names[None], [tf.shape(scores)[0], 1]), "scores": scores}
+
+    return classify
+
+
+def save_model(model: keras.Model, path: str, class_names: tuple[str, ...] = ()) -> str:
+    """Write ``model`` as a SavedModel at ``path`` atomically, with ``serving_default``
+    (and, given the dataset's ``class_names``, a ``classify`` signature for TF Serving's
+    Classify API)."""
+    signatures = {"serving_default": serving_function(model)}
+    if class_names:
+        if len(class_names) != model.output_shape[-1]:
+            raise ModelError(
+                f"class_names has {len(class_names)} names but the model has "
+                f"{model.output_shape[-1]} outputs"
+            )
+        signatures[CLASSIFY_SIGNATURE] = classification_function(model, tuple(class_names))
     with fsutil.atomic_dir(path) as tmp:
-        model.save(
-            tmp,
-            save_format="tf",
-            include_optimizer=False,
-            signatures={"serving_default": serving_function(model)},
-        )
+        model.save(tmp, save_format="tf", include_optimizer=False, signatures=signatures)
+        if class_names:
+            _set_method_name(tmp, CLASSIFY_SIGNATURE, CLASSIFY_METHOD)
     return path
+
+
+def _set_method_name(saved_model_dir: str, signature: str, method: str) -> None:
+    # TF2 exports every signature as Predict; TF Serving routes Classify by method_name.
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    pb = os.path.join(saved_model_dir, "saved_model.pb")
+    sm = saved_model_pb2.SavedModel.FromString(tf.io.gfile.GFile(pb, "rb").read())
+    sm.meta_graphs[0].signature_def[signature].method_name = method
+    with tf.io.gfile.GFile(pb, "wb") as fh:
+        fh.write(sm.SerializeToString())
 
 
 def load_model(path: str, compile: bool = False) -> keras.Model:

@@ -277,7 +277,7 @@ def train_model(
     finally:
         keras.mixed_precision.set_global_policy("float32")
     history, timer = fit(model, info, config, strategy, backup_dir, tensorboard_dir)
-    _save_from_any_worker(model, model_path, cluster)
+    _save_from_any_worker(model, model_path, cluster, info.class_names)
     if cluster.is_chief and not fsutil.is_remote(backup_dir):
         shutil.rmtree(backup_dir, ignore_errors=True)
     hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
@@ -295,12 +295,14 @@ def train_model(
     )
 
 
-def _save_from_any_worker(model: keras.Model, model_path: str, cluster) -> None:
+def _save_from_any_worker(
+    model: keras.Model, model_path: str, cluster, class_names: tuple[str, ...] = ()
+) -> None:
     if cluster.is_chief:
-        models.save_model(model, model_path)
+        models.save_model(model, model_path, class_names)
         return
     tmp = tempfile.mkdtemp(prefix=f"tfopt-worker{cluster.task_index}-")
     try:
-        models.save_model(model, os.path.join(tmp, "model"))
+        models.save_model(model, os.path.join(tmp, "model"), class_names)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

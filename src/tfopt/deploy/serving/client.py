@@ -16,11 +16,14 @@ from tfopt._keras import tf
 # isort: off
 # tensorflow_serving imports TensorFlow: keep it after tfopt._keras (Keras 2 selection).
 from tensorflow_serving.apis import (
+    classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
+    inference_pb2,
     model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
+    regression_pb2,
 )
 # isort: on
 
@@ -121,6 +124,66 @@ class GrpcClient:
         req.metadata_field.append("signature_def")
         return self._predict.GetModelMetadata(req, timeout=self.timeout)
 
+    def _examples_request(self, req, model_name, examples, context, signature_name, version, label):
+        req.model_spec.name = model_name
+        req.model_spec.signature_name = signature_name
+        _set_version(req.model_spec, version, label)
+        fill_input(req.input, examples, context)
+        return req
+
+    def classify(
+        self,
+        model_name: str,
+        examples: list,
+        signature_name: str = DEFAULT_SIGNATURE,
+        version: int | None = None,
+        label: str | None = None,
+        context=None,
+    ):
+        """``ClassificationResponse`` for ``tf.train.Example`` protos (and a shared context)."""
+        req = self._examples_request(
+            classification_pb2.ClassificationRequest(),
+            model_name,
+            examples,
+            context,
+            signature_name,
+            version,
+            label,
+        )
+        return self._predict.Classify(req, timeout=self.timeout)
+
+    def regress(
+        self,
+        model_name: str,
+        examples: list,
+        signature_name: str = DEFAULT_SIGNATURE,
+        version: int | None = None,
+        label: str | None = None,
+        context=None,
+    ):
+        """``RegressionResponse`` for ``tf.train.Example`` protos (and a shared context)."""
+        req = self._examples_request(
+            regression_pb2.RegressionRequest(),
+            model_name,
+            examples,
+            context,
+            signature_name,
+            version,
+            label,
+        )
+        return self._predict.Regress(req, timeout=self.timeout)
+
+    def multi_inference(
+        self, model_name: str, tasks: list[tuple[str, str]], examples: list, context=None
+    ):
+        """``MultiInferenceResponse``; ``tasks`` are (signature name, method name) pairs."""
+        req = inference_pb2.MultiInferenceRequest()
+        for sig, method in tasks:
+            t = req.tasks.add()
+            t.model_spec.name, t.model_spec.signature_name, t.method_name = model_name, sig, method
+        fill_input(req.input, examples, context)
+        return self._predict.MultiInference(req, timeout=self.timeout)
+
     def status(
         self, model_name: str, version: int | None = None, label: str | None = None
     ) -> dict[int, str]:
@@ -130,6 +193,15 @@ class GrpcClient:
         _set_version(req.model_spec, version, label)
         resp = self._models.GetModelStatus(req, timeout=self.timeout)
         return {s.version: STATE_NAMES[s.state] for s in resp.model_version_status}
+
+
+def fill_input(input_proto, examples: list, context=None) -> None:
+    """An ``Input`` proto: ``example_list``, or ``example_list_with_context``."""
+    target = input_proto.example_list if context is None else input_proto.example_list_with_context
+    if context is not None:
+        target.context.CopyFrom(context)
+    for e in examples:
+        target.examples.add().CopyFrom(e)
 
 
 def signature_defs(metadata_response) -> dict:
@@ -195,7 +267,7 @@ class RestClient:
         if status != 200:
             msg = payload.get("error", payload) if isinstance(payload, dict) else payload
             raise RestError(status, str(msg))
-        return payload
+        return payload  # type: ignore[return-value]  # a 200 from the REST API is JSON
 
     @staticmethod
     def model_path(model_name: str, version: int | None = None, label: str | None = None) -> str:
@@ -236,3 +308,39 @@ class RestClient:
         self, model_name: str, version: int | None = None, label: str | None = None
     ) -> dict:
         return self._call("GET", self.model_path(model_name, version, label) + "/metadata")
+
+    def _examples(self, verb, model_name, examples, context, signature_name, version, label):
+        body: dict = {"examples": examples}
+        if context is not None:
+            body["context"] = context
+        if signature_name:
+            body["signature_name"] = signature_name
+        return self._call("POST", self.model_path(model_name, version, label) + verb, body)
+
+    def classify(
+        self,
+        model_name: str,
+        examples: list[dict],
+        context: dict | None = None,
+        signature_name: str | None = None,
+        version: int | None = None,
+        label: str | None = None,
+    ) -> dict:
+        """POST ``:classify``: ``{"results": [[[label, score], ...], ...]}``."""
+        return self._examples(
+            ":classify", model_name, examples, context, signature_name, version, label
+        )
+
+    def regress(
+        self,
+        model_name: str,
+        examples: list[dict],
+        context: dict | None = None,
+        signature_name: str | None = None,
+        version: int | None = None,
+        label: str | None = None,
+    ) -> dict:
+        """POST ``:regress``: ``{"results": [value, ...]}``."""
+        return self._examples(
+            ":regress", model_name, examples, context, signature_name, version, label
+        )
