@@ -91,7 +91,7 @@ def test_pod_manifests_are_valid_pods():
 
 
 @pytest.mark.parametrize(
-    "kw, match",
+    ("kw", "match"),
     [
         ({"name": "Bad_Name"}, "DNS label"),
         ({"cpu": "four"}, "Kubernetes quantity"),
@@ -141,6 +141,7 @@ class FakeKubeApi:
                     return self._send(404, {"kind": "Status", "code": 404})
                 api.jobs[body["metadata"]["name"]] = body
                 self._send(201, body)
+                return None
 
             def do_GET(self):
                 path = self.path.split("?")[0]
@@ -160,6 +161,7 @@ class FakeKubeApi:
                 if m:
                     return self._send(200, api.logs.get(m.group(1), ""), text=True)
                 self._send(404, {"kind": "Status", "code": 404})
+                return None
 
             def do_DELETE(self):
                 m = re.fullmatch(
@@ -170,6 +172,7 @@ class FakeKubeApi:
                     api.deleted.append(m.group(2))
                     return self._send(200, {"kind": "Status", "status": "Success"})
                 self._send(404, {"kind": "Status", "code": 404})
+                return None
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()

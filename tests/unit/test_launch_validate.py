@@ -54,7 +54,7 @@ def test_node_selector_for_gpu_request():
 
 
 @pytest.mark.parametrize(
-    "raw, match",
+    ("raw", "match"),
     [
         ("{not json", "not valid JSON"),
         ("", "TF_CONFIG is empty"),

@@ -4,6 +4,7 @@ import os
 import signal
 import threading
 import time
+from typing import ClassVar
 
 import pytest
 from google.cloud.aiplatform_v1 import types
@@ -45,7 +46,7 @@ def test_single_cpu_replica():
 
 
 @pytest.mark.parametrize(
-    "kw, match",
+    ("kw", "match"),
     [
         ({"boot_disk_gb": 10}, "boot_disk_gb=10"),
         ({"labels": {"Bad Key": "x"}}, "labels"),
@@ -60,7 +61,7 @@ def test_bad_config(kw, match):
 class FakeCustomJob:
     """Stand-in for google.cloud.aiplatform.CustomJob (the cloud API boundary)."""
 
-    instances: list = []
+    instances: ClassVar[list] = []
 
     def __init__(self, display_name, worker_pool_specs, project, location, staging_bucket, labels):
         # The specs must be what Vertex AI's proto accepts.

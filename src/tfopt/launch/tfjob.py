@@ -1,4 +1,8 @@
-"""Kubeflow training-operator v1 TFJob: build the spec, launch it, wait, clean up.
+"""Kubeflow training-operator v1 TFJob (legacy): build the spec, launch it, wait, clean up.
+
+Training Operator v1 is no longer maintained; new clusters run Kubeflow Trainer
+v2 (:mod:`tfopt.launch.trainjob`) or bare JobSet (:mod:`tfopt.launch.jobset`).
+This target stays for old clusters.
 
 The spec is built from the kubeflow-training SDK's own models
 (``KubeflowOrgV1TFJob`` ...) and the kubernetes client's ``V1PodTemplateSpec``,
@@ -110,13 +114,19 @@ def _tolerations(config: TFJobConfig) -> list[k8s.V1Toleration]:
     return tols
 
 
-def _pod_template(config: TFJobConfig, replica_type: str) -> k8s.V1PodTemplateSpec:
+def _pod_template(
+    config: TFJobConfig,
+    replica_type: str,
+    container_name: str = CONTAINER_NAME,
+    extra_env: dict | None = None,
+) -> k8s.V1PodTemplateSpec:
+    """The replica pod (also used by the JobSet launcher, which passes its own name and env)."""
     req = config.request
     limits = {"cpu": config.cpu, "memory": config.memory}
     if req.gpus_per_replica:
         limits[validate.GPU_RESOURCE] = str(req.gpus_per_replica)
     container = k8s.V1Container(
-        name=CONTAINER_NAME,
+        name=container_name,
         image=config.image,
         image_pull_policy="Always",
         command=list(config.command),
@@ -130,6 +140,7 @@ def _pod_template(config: TFJobConfig, replica_type: str) -> k8s.V1PodTemplateSp
             # The root filesystem is read-only: caches go to the /tmp volume.
             k8s.V1EnvVar(name="HOME", value="/tmp"),
             k8s.V1EnvVar(name="KERAS_HOME", value="/tmp/.keras"),
+            *(k8s.V1EnvVar(name=k, value=v) for k, v in (extra_env or {}).items()),
         ],
         security_context=k8s.V1SecurityContext(
             run_as_non_root=True,

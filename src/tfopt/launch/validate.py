@@ -12,11 +12,17 @@ from tfopt import distribute
 from tfopt.checks import check_choice, check_int, check_str
 from tfopt.errors import ConfigError
 
-TARGETS = ("local", "kubeflow", "vertex")
+TARGETS = ("local", "kubeflow", "trainjob", "jobset", "vertex")
 MAX_REPLICAS = 64
 MAX_GPUS_PER_REPLICA = 16
 # In-cluster ("local") training is one pod: MirroredStrategy over its GPUs.
-MAX_REPLICAS_BY_TARGET = {"local": 1, "kubeflow": MAX_REPLICAS, "vertex": MAX_REPLICAS}
+MAX_REPLICAS_BY_TARGET = {
+    "local": 1,
+    "kubeflow": MAX_REPLICAS,
+    "trainjob": MAX_REPLICAS,
+    "jobset": MAX_REPLICAS,
+    "vertex": MAX_REPLICAS,
+}
 
 # GKE's node label value for each accelerator (cloud.google.com/gke-accelerator).
 GKE_ACCELERATORS = {
@@ -56,7 +62,8 @@ class TrainingRequest:
     """Where and how big a training run is.
 
     Attributes:
-        target: ``local`` (one pod in the pipeline), ``kubeflow`` (TFJob) or ``vertex``.
+        target: ``local`` (one pod in the pipeline), ``trainjob`` (Kubeflow Trainer v2),
+            ``jobset`` (bare JobSet), ``kubeflow`` (legacy TFJob) or ``vertex``.
         replicas: worker processes (chief included); each runs on one machine/pod.
         gpus_per_replica: GPUs each replica gets (0 = CPU).
         accelerator_type: Vertex AI style name, e.g. ``NVIDIA_TESLA_T4``.
@@ -81,8 +88,8 @@ class TrainingRequest:
         ):
             why = (
                 (
-                    " (target 'local' trains in one pod; use target 'kubeflow' or 'vertex' "
-                    "for several workers)"
+                    " (target 'local' trains in one pod; use target 'trainjob', 'jobset', "
+                    "'kubeflow' or 'vertex' for several workers)"
                 )
                 if self.target == "local"
                 else ""

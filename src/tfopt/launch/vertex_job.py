@@ -80,7 +80,7 @@ class VertexJobConfig:
 def worker_pool_specs(config: VertexJobConfig) -> list[dict]:
     """Chief pool (1 replica) plus, for ``replicas > 1``, a worker pool of the rest."""
     req = config.request
-    machine = {"machine_type": config.machine_type}
+    machine: dict[str, str | int] = {"machine_type": config.machine_type}
     if req.gpus_per_replica:
         machine.update(
             accelerator_type=req.accelerator_type, accelerator_count=req.gpus_per_replica

@@ -1,8 +1,10 @@
-"""Entry point of every replica of a TFJob or Vertex AI custom job.
+"""Entry point of every replica of a TrainJob, JobSet, TFJob or Vertex AI custom job.
 
 ``python -m tfopt.launch.worker --dataset D --model M --config '{...}'`` trains
 with :func:`tfopt.training.train.train_model` under the strategy ``TF_CONFIG`` asks for;
 the chief writes the model, the backup and (with ``--result``) a JSON summary.
+In a JobSet pod (TrainJob or bare JobSet) without ``TF_CONFIG``, the config is
+derived from the JobSet variables and pod DNS names (:mod:`tfopt.launch.tf_config`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 from tfopt.errors import TfoptError
@@ -33,8 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from tfopt import distribute, fsutil
         from tfopt.checks import config_from_dict
+        from tfopt.launch import tf_config
         from tfopt.training import train as train_lib
 
+        source = tf_config.ensure_tf_config(os.environ)
+        if source == "jobset":
+            logging.info("TF_CONFIG from the JobSet environment: %s", os.environ["TF_CONFIG"])
         cluster = distribute.parse_tf_config()  # fail fast on a malformed TF_CONFIG
         config = config_from_dict(train_lib.TrainConfig, json.loads(args.config))
         result = train_lib.train_model(
