@@ -18,6 +18,11 @@ def ingest(
     seed: int = 42,
     shard_size: int = 50000,
     synthetic_examples: int = 1797,
+    max_examples: int = 0,
+    image_size: str = "",
+    channels: int = 0,
+    skip_corrupt_images: bool = False,
+    force_classification: bool = False,
 ):
     """Read a source, split it (seeded, stratified) and write sharded TFRecords."""
     from tfopt.components import _util
@@ -33,6 +38,11 @@ def ingest(
         seed=seed,
         shard_size=shard_size,
         synthetic_examples=synthetic_examples,
+        max_examples=max_examples,
+        image_size=_util.parse_shape(image_size),
+        channels=channels,
+        skip_corrupt_images=skip_corrupt_images,
+        force_classification=force_classification,
     )
     info = ingest_lib.ingest(dataset.path, config)
     dataset.metadata.update(
@@ -40,5 +50,6 @@ def ingest(
             **info.to_summary(),
             "content_sha256": info.content_sha256,
             "feature_shape": list(info.feature_shape),
+            "feature_dtype": info.feature_dtype,
         }
     )

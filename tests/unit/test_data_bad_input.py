@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _data_helpers import listing, toy_arrays, write_csv, write_foreign_tfrecord
 
 from tfopt.data import ingest as ingest_lib
 from tfopt.data import input_pipeline, readers, schema
 from tfopt.errors import DataError
+
+from helpers.data import listing, toy_arrays, write_csv, write_foreign_tfrecord
 
 HEADER = "label,a,b,c\n"
 

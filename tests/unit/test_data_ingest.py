@@ -9,12 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _data_helpers import all_examples, canonical, toy_arrays, write_csv, write_foreign_tfrecord
 
 from tfopt._keras import tf
 from tfopt.data import codec, ingest, input_pipeline, readers
 from tfopt.data import schema as schema_lib
 from tfopt.errors import ConfigError
+
+from helpers.data import all_examples, canonical, toy_arrays, write_csv, write_foreign_tfrecord
 
 
 def test_builtin_digits_schema_and_stratification(digits_dir):
@@ -194,7 +195,7 @@ def test_shards_roll_and_window_is_bounded(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "kwargs, field",
+    ("kwargs", "field"),
     [
         ({"shard_size": 0}, "shard_size"),
         ({"test_fraction": 0.9}, "test_fraction"),

@@ -7,11 +7,12 @@ import json
 
 import numpy as np
 import pytest
-from _data_helpers import canonical
 
 from tfopt._keras import tf
 from tfopt.data import ingest, input_pipeline
 from tfopt.errors import ConfigError
+
+from helpers.data import canonical
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +138,7 @@ def test_auto_shard_policy_choice():
         input_pipeline.InputConfig(auto_shard="rows")
 
 
-@pytest.mark.parametrize("workers, policy", [(3, "FILE"), (20, "DATA")])
+@pytest.mark.parametrize(("workers", "policy"), [(3, "FILE"), (20, "DATA")])
 def test_workers_get_disjoint_parts(sharded, workers, policy):
     from tensorflow.python.data.experimental.ops.distribute import _AutoShardDataset
 

@@ -10,12 +10,13 @@ import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from tfopt import fsutil
-from tfopt.checks import check_float, check_int, check_str
-from tfopt.data import readers
+from tfopt.checks import check_choice, check_float, check_int, check_str
+from tfopt.data import idx, images, labels, readers, subset
 from tfopt.data.codec import ExampleEncoder
 from tfopt.data.schema import (
     FEATURE_KEY,
@@ -54,6 +55,15 @@ class IngestConfig:
         buffer_bytes: caps the shuffle window of each split in bytes of features,
             so large examples (images) keep memory bounded too.
         synthetic_examples / synthetic_shape / synthetic_classes: ``builtin:synthetic``.
+        max_examples: > 0 keeps a seeded subset of this many examples, stratified by
+            class (image folders, IDX directories, ``builtin:fashion_mnist``, ``builtin:digits``).
+        image_size: ``(height, width)`` images are resized to at ingest (image folders);
+            () keeps their size, which they must then share.
+        channels: 1 (grey) or 3 (RGB) for image folders; 0 picks 3 when any image has colour.
+        skip_corrupt_images: skip (and count in ``schema.json``) unreadable images
+            instead of failing on the first one.
+        force_classification: accept inferred labels that look like a continuous
+            target or skip class ids (see ``tfopt.data.labels``).
     """
 
     source: str = "builtin:digits"
@@ -70,6 +80,11 @@ class IngestConfig:
     synthetic_examples: int = 1797
     synthetic_shape: tuple[int, ...] = (8, 8, 1)
     synthetic_classes: int = 10
+    max_examples: int = 0
+    image_size: tuple[int, ...] = ()
+    channels: int = 0
+    skip_corrupt_images: bool = False
+    force_classification: bool = False
 
     def __post_init__(self):
         name = "IngestConfig"
@@ -95,6 +110,20 @@ class IngestConfig:
         check_int(name, "synthetic_classes", self.synthetic_classes, 2, 10_000)
         if not self.synthetic_shape:
             raise ConfigError(f"{name}.synthetic_shape=() is not allowed: expected dimensions")
+        check_int(name, "max_examples", self.max_examples, 0, 1_000_000_000)
+        object.__setattr__(self, "image_size", tuple(self.image_size))
+        if self.image_size and (
+            len(self.image_size) != 2
+            or any(
+                isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= 8192
+                for d in self.image_size
+            )
+        ):
+            raise ConfigError(
+                f"{name}.image_size={self.image_size!r} is not allowed: expected () or "
+                "(height, width) with each in [1, 8192]"
+            )
+        check_choice(name, "channels", self.channels, (0, 1, 3))
 
 
 # --- ingest -------------------------------------------------------------------
@@ -105,39 +134,81 @@ def ingest(output_dir: str, config: IngestConfig = IngestConfig()) -> DatasetInf
 
     The directory appears only when everything was read, checked and written.
     """
-    chunks = _read_source(config)
+    meta: dict = {}
+    chunks = _read_source(config, meta)
     with fsutil.atomic_dir(output_dir) as tmp:
         writer = _SplitWriter(tmp, config)
         for chunk in chunks:
             writer.add(chunk)
-        info = writer.close(name=config.source, final_path=output_dir)
+        info = writer.close(name=config.source, final_path=output_dir, meta=meta)
     log.info("ingested %s: %s", config.source, info.counts)
     return info
 
 
-def _read_source(config: IngestConfig) -> Iterator[readers.Chunk]:
+def _read_source(config: IngestConfig, meta: dict) -> Iterator[readers.Chunk]:
+    """The chunks of ``config.source``; ``meta`` receives ``class_names`` and source
+    counts (skipped / ignored files) for ``schema.json``. Layout errors raise here,
+    before any work."""
     src = config.source
     shape = config.feature_shape or None
     if src == "builtin:digits":
-        return readers.read_digits()
+        return _subset_digits(config) if config.max_examples else readers.read_digits()
     if src == "builtin:synthetic":
+        _no_subset(config, src)
         return readers.read_synthetic(
             config.synthetic_examples, config.synthetic_shape, config.synthetic_classes, config.seed
         )
+    if src == "builtin:fashion_mnist":
+        meta["class_names"] = list(idx.FASHION_MNIST_CLASSES)
+        return idx.read_idx_dir(idx.fashion_mnist_dir(), config.max_examples, config.seed)
     if src.startswith("builtin:"):
         raise ConfigError(
             f"IngestConfig.source={src!r} is not allowed: built-in datasets "
-            "are builtin:digits and builtin:synthetic"
+            "are builtin:digits, builtin:fashion_mnist and builtin:synthetic"
         )
+    if "," not in src and idx.is_idx_dir(src):
+        idx.idx_files(src)  # layout errors now
+        return idx.read_idx_dir(src, config.max_examples, config.seed)
+    if "," not in src and images.is_image_folder(src):
+        found = images.scan(src)
+        meta["class_names"] = found.class_names
+        meta["stats"] = found
+        return images.read_image_folder(
+            src,
+            config.image_size,
+            config.channels,
+            config.skip_corrupt_images,
+            config.max_examples,
+            config.seed,
+            found,
+        )
+    _no_subset(config, src)
     lower = src.lower()
     if "," not in src and lower.endswith(".npz"):
         return readers.read_npz(src)
     if "," not in src and lower.endswith(".csv"):
         return readers.read_csv(src, config.label_column, shape)
     files = _tfrecord_files(src)
+    shape_known, dtype = _tfopt_dataset_feature(src)
     if shape is None:
-        shape = _tfopt_dataset_shape(src)
-    return readers.read_tfrecords(files, config.feature_column, config.label_column, shape)
+        shape = shape_known
+    return readers.read_tfrecords(files, config.feature_column, config.label_column, shape, dtype)
+
+
+def _no_subset(config: IngestConfig, src: str) -> None:
+    if config.max_examples:
+        raise ConfigError(
+            f"IngestConfig.max_examples={config.max_examples} is not allowed for source "
+            f"{src!r}: a stratified subset needs the labels up front (image folders, IDX "
+            "directories, builtin:fashion_mnist, builtin:digits); use 0"
+        )
+
+
+def _subset_digits(config: IngestConfig) -> Iterator[readers.Chunk]:
+    for chunk in readers.read_digits():
+        keep = subset.stratified_mask(chunk.y, config.max_examples, config.seed)
+        chunk.x, chunk.y, chunk.positions = chunk.x[keep], chunk.y[keep], chunk.positions[keep]
+        yield chunk
 
 
 def _tfrecord_files(src: str) -> list[str]:
@@ -175,16 +246,18 @@ def _tfrecord_files(src: str) -> list[str]:
     return files
 
 
-def _tfopt_dataset_shape(src: str) -> tuple[int, ...] | None:
-    """The feature shape when ``src`` is a tfopt dataset directory (re-ingest)."""
+def _tfopt_dataset_feature(src: str) -> tuple[tuple[int, ...] | None, str]:
+    """Feature shape and stored dtype when ``src`` is a tfopt dataset directory (re-ingest)."""
     schema = os.path.join(src, SCHEMA_FILE)
     if "," in src or not fsutil.exists(schema):
-        return None
+        return None, "float32"
     try:
         raw = fsutil.read_json(schema)
-        return tuple(raw["feature"]["shape"]) if raw.get("format") == SCHEMA_FORMAT else None
-    except (ValueError, KeyError, TypeError):
-        return None
+        if raw.get("format") != SCHEMA_FORMAT:
+            return None, "float32"
+        return tuple(raw["feature"]["shape"]), raw["feature"].get("dtype", "float32")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None, "float32"
 
 
 _CODES = {"train": 0, "validation": 1, "test": 2}
@@ -251,13 +324,14 @@ class _ShardWriter:
         self.window = config.shuffle_window
         self.count = 0
         self.shards: list[str] = []
-        self._writer = None
+        self._writer: Any = None  # tf.io.TFRecordWriter of the open shard
         self._in_shard = 0
         self._encoder: ExampleEncoder | None = None
 
     def add(self, x: np.ndarray, y: np.ndarray) -> None:
         if self._encoder is None:
-            self._encoder = ExampleEncoder(int(np.prod(x.shape[1:])) * 4)
+            self.dtype = x.dtype
+            self._encoder = ExampleEncoder(int(np.prod(x.shape[1:])) * x.dtype.itemsize)
             self.window = max(
                 1,
                 min(self.config.shuffle_window, self.config.buffer_bytes // self._encoder.data_len),
@@ -274,9 +348,10 @@ class _ShardWriter:
         from tfopt._keras import tf
 
         order = self.rng.permutation(self.buffered)
-        x = np.ascontiguousarray(np.concatenate(self.buf_x)[order], dtype=np.float32)
+        x = np.ascontiguousarray(np.concatenate(self.buf_x)[order], dtype=self.dtype)
         y = np.concatenate(self.buf_y)[order]
         self.buf_x, self.buf_y, self.buffered = [], [], 0
+        assert self._encoder is not None  # set by the first add(); nothing buffered without it
         records = self._encoder.encode(x, y)
         done = 0
         while done < len(records):
@@ -326,15 +401,22 @@ class _SplitWriter:
         )
         self.writers = {s: _ShardWriter(directory, s, config) for s in SPLITS}
         self.shape: tuple[int, ...] | None = None
+        self.dtype: np.dtype | None = None
         self.first_origin = ""
         self.class_counts: dict[str, np.ndarray] = {s: np.zeros(0, np.int64) for s in SPLITS}
+        self.labels = labels.LabelTracker()
 
     def add(self, chunk: readers.Chunk) -> None:
         if len(chunk.y) == 0:
             return
         shape = tuple(chunk.x.shape[1:])
         if self.shape is None:
-            self.shape, self.first_origin = shape, chunk.origin
+            self.shape, self.dtype, self.first_origin = shape, chunk.x.dtype, chunk.origin
+        elif chunk.x.dtype != self.dtype:  # a reader mixing dtypes is a bug, not bad data
+            raise DataError(
+                f"{chunk.origin}: features are {chunk.x.dtype} but {self.first_origin} "
+                f"were {self.dtype}"
+            )
         elif shape != self.shape:
             raise DataError(
                 f"{chunk.origin}: examples have shape {shape} but "
@@ -346,6 +428,7 @@ class _SplitWriter:
             raise DataError(
                 f"{chunk.at(row)}: label {chunk.y[row]} is outside [0, {k}) (num_classes={k})"
             )
+        self.labels.add(chunk)
         if chunk.split in SPLITS:
             codes = np.full(len(chunk.y), _CODES[chunk.split], dtype=np.int8)
         else:  # None: split three ways; "trainval": the source has its own test split
@@ -362,15 +445,28 @@ class _SplitWriter:
                     counts, (0, size - len(counts))
                 )
 
-    def close(self, name: str, final_path: str) -> DatasetInfo:
+    def close(self, name: str, final_path: str, meta: dict | None = None) -> DatasetInfo:
         shards = {s: w.close() for s, w in self.writers.items()}
         counts = {s: w.count for s, w in self.writers.items()}
         if self.shape is None or counts["train"] == 0:
             raise DataError(f"{name}: no examples were read")
+        # a source naming its classes (image folders, Fashion-MNIST) has class ids by construction
+        named = len((meta or {}).get("class_names", ()))
+        self.labels.check(name, self.config.num_classes or named, self.config.force_classification)
         inferred = max(len(c) for c in self.class_counts.values())
         num_classes = self.config.num_classes or inferred
         if num_classes < 2:
             raise DataError(f"{name}: found a single class; classification needs at least 2")
+        meta = meta or {}
+        class_names = tuple(meta.get("class_names", ()))
+        if class_names and len(class_names) != num_classes:
+            raise DataError(
+                f"{name}: the source names {len(class_names)} classes but num_classes is "
+                f"{num_classes}"
+            )
+        extra = meta["stats"].stats() if "stats" in meta else {}
+        if self.config.max_examples:
+            extra["subset"] = {"max_examples": self.config.max_examples, "stratified": True}
         class_counts = {
             s: np.pad(c, (0, num_classes - len(c))).tolist() for s, c in self.class_counts.items()
         }
@@ -384,6 +480,9 @@ class _SplitWriter:
             shards=shards,
             class_counts=class_counts,
             content_sha256=fsutil.sha256_files(files),
+            feature_dtype=str(self.dtype),
+            class_names=class_names,
+            extra=extra,
         )
         write_schema(self.dir, info)
         return info

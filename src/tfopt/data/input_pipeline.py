@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tfopt import fsutil
-from tfopt.checks import check_choice, check_int, check_str
+from tfopt.checks import check_choice, check_float, check_int, check_str
 from tfopt.data.schema import FEATURE_KEY, LABEL_KEY, DatasetInfo
 from tfopt.errors import ConfigError, DataError
 
@@ -51,6 +51,12 @@ class InputConfig:
             workers, else ``data``), ``file``, ``data`` or ``off``.
         num_workers: workers for ``auto``; 0 reads them from ``TF_CONFIG``.
         read_parallelism: shards read at the same time (interleave cycle length).
+        augment_flip: random left-right flips (training only; off by default).
+        augment_crop: pad images by this many pixels (edge values) and crop back at a
+            random offset, per image; 0 = off.
+        augment_brightness: add a random offset in ``[-b, b]`` times the pixel range
+            (255 for uint8 images, 1 otherwise) per image; 0 = off.
+        All augmentation is seeded by ``seed``: the same seed gives the same images.
     """
 
     batch_size: int = 64
@@ -65,6 +71,9 @@ class InputConfig:
     auto_shard: str = "auto"
     num_workers: int = 0
     read_parallelism: int = 8
+    augment_flip: bool = False
+    augment_crop: int = 0
+    augment_brightness: float = 0.0
 
     def __post_init__(self):
         check_int("InputConfig", "batch_size", self.batch_size, 1, 1 << 20)
@@ -74,6 +83,8 @@ class InputConfig:
         check_int("InputConfig", "num_workers", self.num_workers, 0, 100_000)
         check_int("InputConfig", "read_parallelism", self.read_parallelism, 1, 1024)
         check_choice("InputConfig", "auto_shard", self.auto_shard, AUTO_SHARD)
+        check_int("InputConfig", "augment_crop", self.augment_crop, 0, 1024)
+        check_float("InputConfig", "augment_brightness", self.augment_brightness, 0.0, 1.0)
         if self.cache not in ("auto", "memory", "none"):
             check_str("InputConfig", "cache", self.cache)
             if fsutil.is_remote(self.cache):
@@ -110,7 +121,8 @@ def _num_workers(config: InputConfig) -> int:
 
 def cache_mode(info: DatasetInfo, split: str, config: InputConfig) -> str:
     """``memory``, ``none`` or a cache file path: what ``make_dataset`` does for ``split``."""
-    approx = info.counts[split] * (int(np.prod(info.feature_shape)) * 4 + 8)
+    itemsize = np.dtype(info.feature_dtype).itemsize  # cached as stored (uint8 stays small)
+    approx = info.counts[split] * (int(np.prod(info.feature_shape)) * itemsize + 8)
     prefix = config.cache
     if config.cache == "auto":
         if approx <= config.cache_budget_bytes:
@@ -152,10 +164,15 @@ def _records(
     return ds
 
 
-def _parser(info: DatasetInfo):
+def _parser(info: DatasetInfo, cast: bool = True):
+    """Batch parser: records -> ``(x, label)``; x as stored (``cast=False``) or float32.
+
+    uint8 images keep their 0..255 values: the model's normalization layer scales them.
+    """
     from tfopt._keras import tf
 
     shape = list(info.feature_shape)
+    dtype = tf.as_dtype(info.feature_dtype)
     spec = {
         FEATURE_KEY: tf.io.FixedLenFeature([], tf.string),
         LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
@@ -163,10 +180,18 @@ def _parser(info: DatasetInfo):
 
     def parse_batch(records):
         ex = tf.io.parse_example(records, spec)
-        x = tf.reshape(tf.io.decode_raw(ex[FEATURE_KEY], tf.float32), [-1, *shape])
+        x = tf.reshape(tf.io.decode_raw(ex[FEATURE_KEY], dtype), [-1, *shape])
+        if cast and x.dtype != tf.float32:
+            x = tf.cast(x, tf.float32)
         return x, ex[LABEL_KEY]
 
     return parse_batch
+
+
+def _to_float(x, y):
+    from tfopt._keras import tf
+
+    return (tf.cast(x, tf.float32) if x.dtype != tf.float32 else x), y
 
 
 def make_dataset(
@@ -187,13 +212,18 @@ def make_dataset(
     parse_batch = _parser(info)
     ds = _records(info, split, config, limit)
     cached = cache_mode(info, split, config)
+    stored = info.feature_dtype != "float32"
     autotune = tf.data.AUTOTUNE
     if cached != "none":
         if cached != "memory":
             os.makedirs(os.path.dirname(os.path.abspath(cached)), exist_ok=True)
         ds = (
             ds.batch(1024)
-            .map(parse_batch, num_parallel_calls=autotune, deterministic=config.deterministic)
+            .map(
+                _parser(info, cast=False),
+                num_parallel_calls=autotune,
+                deterministic=config.deterministic,
+            )
             .unbatch()
         )
         ds = ds.cache() if cached == "memory" else ds.cache(cached)
@@ -210,6 +240,20 @@ def make_dataset(
     )
     if cached == "none":
         ds = ds.map(parse_batch, num_parallel_calls=autotune, deterministic=config.deterministic)
+    elif stored:  # the cache holds uint8 (4x less memory); cast per batch
+        ds = ds.map(_to_float, num_parallel_calls=autotune, deterministic=config.deterministic)
+    if config.augment_flip or config.augment_crop or config.augment_brightness:
+        if len(info.feature_shape) != 3:
+            raise ConfigError(
+                f"InputConfig augmentation needs images (height, width, channels); "
+                f"{info.path} has feature shape {tuple(info.feature_shape)}"
+            )
+        seeds = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=True)
+        ds = tf.data.Dataset.zip((ds, seeds.batch(2))).map(
+            _augmenter(config, 255.0 if info.feature_dtype == "uint8" else 1.0),
+            num_parallel_calls=autotune,
+            deterministic=config.deterministic,
+        )
     options = tf.data.Options()
     options.deterministic = config.deterministic
     policy = auto_shard_policy(len(files), _num_workers(config), config.auto_shard)
@@ -217,6 +261,44 @@ def make_dataset(
         tf.data.experimental.AutoShardPolicy, policy
     )
     return ds.with_options(options).prefetch(autotune)
+
+
+def _augmenter(config: InputConfig, pixel_range: float):
+    """Vectorized per-image augmentation of a float32 batch, seeded per batch."""
+    from tfopt._keras import tf
+
+    pad = config.augment_crop
+
+    def augment(batch, seed):
+        (x, y), seed = batch, tf.cast(seed, tf.int64)
+        n = tf.shape(x)[0]
+        if config.augment_flip:
+            x = tf.image.stateless_random_flip_left_right(x, seed)
+        if pad:
+            h, w = x.shape[1], x.shape[2]
+            padded = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="SYMMETRIC")
+            off = tf.random.stateless_uniform([n, 2], seed + 1, 0, 2 * pad + 1, tf.int32)
+            off = tf.cast(off, tf.float32)
+            hp, wp = float(h + 2 * pad - 1), float(w + 2 * pad - 1)
+            boxes = tf.stack(
+                [
+                    off[:, 0] / hp,
+                    off[:, 1] / wp,
+                    (off[:, 0] + h - 1) / hp,
+                    (off[:, 1] + w - 1) / wp,
+                ],
+                axis=1,
+            )  # pixel-aligned boxes: crop_and_resize copies the pixels exactly
+            x = tf.image.crop_and_resize(padded, boxes, tf.range(n), [h, w])
+        if config.augment_brightness:
+            b = config.augment_brightness * pixel_range
+            delta = tf.random.stateless_uniform([n, 1, 1, 1], seed + 2, -b, b)
+            x = x + delta
+            if pixel_range == 255.0:
+                x = tf.clip_by_value(x, 0.0, 255.0)
+        return x, y
+
+    return augment
 
 
 def iter_arrays(

@@ -66,7 +66,7 @@ def _gfile():
 
 
 def _open(path: str, mode: str = "rb"):
-    return _gfile().GFile(path, mode) if "://" in path else open(path, mode)  # noqa: SIM115
+    return _gfile().GFile(path, mode) if "://" in path else open(path, mode)
 
 
 def check_file(path: str) -> None:
@@ -87,14 +87,18 @@ def check_file(path: str) -> None:
 def make_chunk(
     x: np.ndarray, y: np.ndarray, path: str, unit: str, positions, split: str | None = None
 ) -> Chunk:
-    """Check features (numbers, finite) and labels (whole, >= 0) and build a Chunk."""
+    """Check features (numbers, finite) and labels (whole, >= 0) and build a Chunk.
+
+    uint8 features (images) stay uint8, a quarter of the bytes; others become float32.
+    """
     chunk = Chunk(x, y, path, unit, np.asarray(positions), split)
     if x.dtype.kind not in "biuf":
         raise DataError(f"{chunk.origin}: features have dtype {x.dtype}; expected numbers")
-    chunk.x = x.astype(np.float32, copy=False)
-    bad = ~np.isfinite(chunk.x.reshape(len(chunk.x), -1)).all(axis=1)
-    if bad.any():
-        raise DataError(f"{chunk.at(int(np.argmax(bad)))}: features contain NaN or infinity")
+    chunk.x = x if x.dtype == np.uint8 else x.astype(np.float32, copy=False)
+    if chunk.x.dtype == np.float32:
+        bad = ~np.isfinite(chunk.x.reshape(len(chunk.x), -1)).all(axis=1)
+        if bad.any():
+            raise DataError(f"{chunk.at(int(np.argmax(bad)))}: features contain NaN or infinity")
     if y.dtype.kind == "f":
         whole = np.isfinite(y) & (y == np.round(y))
         if not whole.all():
@@ -158,7 +162,8 @@ def _npz_member(zf: zipfile.ZipFile, name: str, path: str):
         else:  # 3.0 (utf-8 field names) has no public reader
             from numpy.lib import _format_impl
 
-            shape, fortran, dtype = _format_impl._read_array_header(fh, version)
+            # private: no stub names it
+            shape, fortran, dtype = _format_impl._read_array_header(fh, version)  # type: ignore[attr-defined]
     except ValueError as exc:
         raise DataError(f"{path}: array {name} is not a valid .npy member ({exc})") from None
     if fortran and len(shape) > 1:
@@ -183,7 +188,10 @@ def read_npz(path: str) -> Iterator[Chunk]:
             raise DataError(f"{path}: not a valid .npz file ({exc})") from None
         names = {n.removesuffix(".npy") for n in zf.namelist()}
         if {"x_train", "y_train", "x_test", "y_test"} <= names:
-            pairs = [("x_train", "y_train", "trainval"), ("x_test", "y_test", "test")]
+            pairs: list[tuple[str, str, str | None]] = [
+                ("x_train", "y_train", "trainval"),
+                ("x_test", "y_test", "test"),
+            ]
         elif {"x", "y"} <= names:
             pairs = [("x", "y", None)]
         else:
@@ -337,10 +345,15 @@ def check_shard_set(files: list[str]) -> None:
 
 
 def read_tfrecords(
-    files: list[str], feature: str, label: str, shape: tuple[int, ...] | None
+    files: list[str],
+    feature: str,
+    label: str,
+    shape: tuple[int, ...] | None,
+    raw_dtype: str = "float32",
 ) -> Iterator[Chunk]:
     """Stream ``tf.train.Example`` records: ``feature`` as float list, int64 list or
-    raw float32 bytes, ``label`` as int64. Corrupt records name file and record."""
+    raw ``raw_dtype`` bytes (float32, or uint8 for a tfopt image dataset), ``label``
+    as int64. Corrupt records name file and record."""
     from tfopt._keras import tf
 
     check_shard_set(files)
@@ -355,7 +368,7 @@ def read_tfrecords(
         try:
             for index, record in enumerate(tf.data.TFRecordDataset(path).as_numpy_iterator()):
                 where = f"{path}: record {index}"
-                x, y = _parse_example(record, feature, label, where)
+                x, y = _parse_example(record, feature, label, where, raw_dtype)
                 if length is None:
                     length = len(x)
                     step = rows_per_chunk(length * 4)
@@ -378,7 +391,7 @@ def read_tfrecords(
             yield _record_chunk(path, first, xs, ys, shape)
 
 
-def _parse_example(record: bytes, feature: str, label: str, where: str):
+def _parse_example(record: bytes, feature: str, label: str, where: str, raw_dtype="float32"):
     from tfopt._keras import tf
 
     try:
@@ -397,6 +410,8 @@ def _parse_example(record: bytes, feature: str, label: str, where: str):
         x = np.asarray(f.float_list.value, dtype=np.float32)
     elif kind == "bytes_list" and len(f.bytes_list.value) == 1:
         raw = f.bytes_list.value[0]
+        if raw_dtype == "uint8":
+            return np.frombuffer(raw, dtype=np.uint8), _label(fmap, label, where)
         if len(raw) % 4:
             raise DataError(
                 f"{where}: feature {feature!r} has {len(raw)} bytes; raw float32 "
@@ -407,9 +422,13 @@ def _parse_example(record: bytes, feature: str, label: str, where: str):
         x = np.asarray(f.int64_list.value, dtype=np.float32)
     else:
         raise DataError(f"{where}: feature {feature!r} is empty or not numeric")
+    return x, _label(fmap, label, where)
+
+
+def _label(fmap, label: str, where: str) -> int:
     if fmap[label].WhichOneof("kind") != "int64_list" or len(fmap[label].int64_list.value) != 1:
         raise DataError(f"{where}: label {label!r} must be one int64 value")
-    return x, int(fmap[label].int64_list.value[0])
+    return int(fmap[label].int64_list.value[0])
 
 
 def _record_chunk(path, first, xs, ys, shape) -> Chunk:

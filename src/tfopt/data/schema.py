@@ -29,6 +29,8 @@ SCHEMA_FILE = "schema.json"
 SCHEMA_FORMAT = "tfopt.dataset/v1"
 FEATURE_KEY = "x"
 LABEL_KEY = "label"
+FEATURE_DTYPES = ("float32", "uint8")  # uint8: images, cast to float32 when read
+_CORE_KEYS = ("format", "name", "feature", "label", "splits", "content_sha256")
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class DatasetInfo:
     class_counts: dict[str, list[int]]
     content_sha256: str
     feature_dtype: str = "float32"
+    class_names: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict)
 
     def files(self, split: str) -> list[str]:
@@ -58,6 +61,8 @@ class DatasetInfo:
             "num_validation": self.counts.get("validation", 0),
             "num_test": self.counts.get("test", 0),
             "num_classes": self.num_classes,
+            # the label vocabulary (image folders, Fashion-MNIST) rides along to the summary
+            **({"class_names": list(self.class_names)} if self.class_names else {}),
         }
 
 
@@ -70,7 +75,11 @@ def write_schema(directory: str, info: DatasetInfo) -> None:
             "shape": list(info.feature_shape),
             "dtype": info.feature_dtype,
         },
-        "label": {"name": LABEL_KEY, "num_classes": info.num_classes},
+        "label": {
+            "name": LABEL_KEY,
+            "num_classes": info.num_classes,
+            **({"vocabulary": list(info.class_names)} if info.class_names else {}),
+        },
         "splits": {
             s: {
                 "count": info.counts[s],
@@ -104,7 +113,14 @@ def load_info(dataset_dir: str) -> DatasetInfo:
             class_counts={s: list(v.get("class_counts", [])) for s, v in raw["splits"].items()},
             content_sha256=raw["content_sha256"],
             feature_dtype=raw["feature"]["dtype"],
+            class_names=tuple(str(c) for c in raw["label"].get("vocabulary", ())),
+            extra={k: v for k, v in raw.items() if k not in _CORE_KEYS},
         )
+        if info.feature_dtype not in FEATURE_DTYPES:
+            raise DataError(
+                f"{path}: feature dtype {info.feature_dtype!r}; expected one of "
+                f"{', '.join(FEATURE_DTYPES)}"
+            )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         if isinstance(exc, DataError):
             raise
