@@ -55,6 +55,11 @@ def deploy_tf_serving(
         replicas=replicas,
     )
     manifests.metadata.update(
-        {**result.summary(), "variant": variant, "image": k8s.IMAGES[variant]}
+        {
+            **result.summary(),
+            "variant": variant,
+            "image": k8s.IMAGES[variant],
+            "rollback_version": result.rollback_version or 0,  # 0 = none
+        }
     )
     return namedtuple("DeployOutputs", ["version", "smoke_test"])(result.version, result.smoke_test)

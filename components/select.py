@@ -3,8 +3,9 @@
 ``blessed`` gates the deploy branch (``dsl.If(select.outputs["blessed"] == True)``);
 ``selected_model`` is a copy of the selected candidate (SavedModel directory or
 ``.tflite`` file, like the candidate itself), written only when one was selected.
-The candidate inputs are optional and named as in ``evaluate``: pass them so the
-copy reads files KFP delivered to this step (needed on Kubeflow with MinIO/S3);
+The candidate inputs are optional and named as in ``evaluate`` (the registry
+``tfopt.evaluation.candidates``, checked by ``tests/compile/test_variant_registry.py``):
+pass them so the copy reads files KFP delivered to this step (needed on Kubeflow with MinIO/S3);
 without them the path recorded by the evaluation step is used (local runner, /gcs).
 """
 
@@ -33,6 +34,8 @@ def select(
     previous_summary: str = "",
     min_accuracy_change: float = 0.0,
     deploy_target: str = "none",
+    min_accuracy: float = 0.0,
+    min_f1: float = 0.0,
     baseline_model: Input[Model] = None,
     tflite_float32: Input[Model] = None,
     tflite_dynamic: Input[Model] = None,
@@ -55,9 +58,12 @@ def select(
     """
     from tfopt import fsutil
     from tfopt.components import _util
+    from tfopt.evaluation import candidates as registry
     from tfopt.evaluation import select as select_lib
 
-    paths = {name: a.path for name, a in _util.candidate_models(dict(locals())).items()}
+    args = dict(locals())
+    models = {registry.BASELINE: baseline_model, **{n: args[n] for n in registry.NAMES}}
+    paths = {name: a.path for name, a in _util.candidate_models(models).items()}
     policy = select_lib.SelectionPolicy(
         max_accuracy_drop=max_accuracy_drop,
         max_size_bytes=max_size_bytes,
@@ -66,6 +72,8 @@ def select(
         previous=previous_summary,
         min_accuracy_change=min_accuracy_change,
         deploy_target=deploy_target,
+        min_accuracy=min_accuracy,
+        min_f1=min_f1,
     )
     out = select_lib.select_and_report(
         fsutil.read_json(evaluations.path),

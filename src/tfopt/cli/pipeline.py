@@ -13,7 +13,7 @@ from tfopt.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
-def parse_set(items: list[str]) -> dict[str, Any]:
+def parse_set(items: list[str] | None) -> dict[str, Any]:
     """``["epochs=5", "xla=true"]`` -> ``{"epochs": 5, "xla": True}`` (YAML scalars)."""
     import yaml
 
@@ -30,7 +30,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from tfopt.client.params import load_params
     from tfopt.reporting.summary import format_table
 
-    params = load_params(args.params, args.pipeline, parse_set(args.set))
+    params = load_params(args.params, args.pipeline, parse_set(args.set), local=True)
     summary = run_local(params, args.output_dir, args.pipeline, args.cache)
     print()
     print(format_table(summary))
@@ -51,12 +51,36 @@ def _cmd_run(args: argparse.Namespace) -> int:
             f"tfopt serve --model-base-path {serving['model_base_path']} "
             f"--model-name {serving['model_name']}"
         )
+        back = serving.get("rollback_version")
+        print(f"rollback target: {'version ' + str(back) if back else 'none (first verified)'}")
     elif summary.get("blessed") is False:
-        print("not deployed: no candidate met the selection policy (see rejected reasons)")
+        floor = summary.get("quality_floor") or {}
+        if floor.get("baseline_passes") is False:
+            print(f"not deployed: {summary.get('selection_reason')}")
+        else:
+            print("not deployed: no candidate met the selection policy (see rejected reasons)")
     print(
         f"summary: {os.path.join(os.path.abspath(args.output_dir), 'summary.json')}"
         f"  ({summary['wall_seconds']} s)"
     )
+    return 0
+
+
+def _cmd_params(args: argparse.Namespace) -> int:
+    import json
+
+    from tfopt.client.preflight import describe_params
+
+    rows = describe_params(args.pipeline)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max(len(r["name"]) for r in rows)
+    print(f"{'parameter':<{width}}  {'type':<7}  {'default':<16}  allowed")
+    for r in rows:
+        default = json.dumps(r["default"])
+        print(f"{r['name']:<{width}}  {r['type']:<7}  {default:<16}  {r['allowed']}")
+    print("\n(allowed values hold with the other parameters at their defaults)")
     return 0
 
 
@@ -78,7 +102,10 @@ def register(sub) -> None:
         "run",
         help="run a pipeline on this machine (KFP local runner)",
         description="Run a pipeline end to end with KFP's local "
-        "SubprocessRunner and print the comparison table.",
+        "SubprocessRunner and print the comparison table. Every parameter is checked "
+        "before any step runs.",
+        epilog="Pipeline parameters (--params file keys, --set NAME=VALUE): "
+        "`tfopt params` lists each with its type, default and allowed values.",
     )
     run.add_argument("--params", help="YAML/JSON file of pipeline parameters")
     run.add_argument(
@@ -94,6 +121,16 @@ def register(sub) -> None:
         "--cache", action="store_true", help="reuse outputs of steps whose inputs did not change"
     )
     run.set_defaults(func=_cmd_run)
+
+    par = sub.add_parser(
+        "params",
+        help="list every pipeline parameter (type, default, allowed values)",
+        description="List the parameters of a pipeline with their type, default and "
+        "allowed values, as read from the configs that check them.",
+    )
+    par.add_argument("--pipeline", default="optimize", help="pipeline name (default: optimize)")
+    par.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    par.set_defaults(func=_cmd_params)
 
     comp = sub.add_parser(
         "compile",

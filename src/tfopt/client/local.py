@@ -10,6 +10,7 @@ import warnings
 from typing import Any
 
 from tfopt import fsutil
+from tfopt.client.runlog import RunLog
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +29,11 @@ def run_local(
     from kfp import local
 
     from tfopt.client.params import validate_params
+    from tfopt.client.preflight import check_pipeline_params
     from tfopt.pipelines.compile import pipeline_function
 
     params = validate_params(params, pipeline)
+    check_pipeline_params(params, pipeline, local=True)  # before any step: no retries, no files
     func = pipeline_function(pipeline)
     output_dir = os.path.abspath(output_dir)
     if "serving_base_path" in func.component_spec.inputs and not params.get("serving_base_path"):
@@ -46,13 +49,23 @@ def run_local(
     )
     start = time.perf_counter()
     hits = _CacheHits()
-    with warnings.catch_warnings(), hits:  # the local runner warns about non-"python" images
+    runlog = RunLog(os.path.join(output_dir, "logs"))
+    with warnings.catch_warnings(), hits, runlog:  # kfp warns about non-"python" images
         warnings.filterwarnings("ignore", message=".*non-Python base image.*")
-        task = func(**params)
+        try:
+            task = func(**params)
+        except RuntimeError as exc:  # kfp's "Pipeline ... Inner task failed: 'step'"
+            raise runlog.failure(exc) from None
     summary = fsutil.read_json(task.output.path)
     if enable_caching:
         summary["cached_steps"] = hits.steps
     summary["serving"] = serving_entry(os.path.dirname(os.path.dirname(task.output.path)))
+    html = summary.get("report_html")
+    if html and not html.endswith(".html") and os.path.isfile(html):
+        # KFP names the HTML artifact's file without an extension; browsers need one
+        summary["report_html"] = os.path.join(output_dir, "report.html")
+        with open(html, "rb") as src, fsutil.atomic_file(summary["report_html"], "wb") as dst:
+            dst.write(src.read())
     summary["wall_seconds"] = round(time.perf_counter() - start, 1)
     summary["params"] = params
     fsutil.write_json(os.path.join(output_dir, "summary.json"), summary)
@@ -121,9 +134,15 @@ def serving_entry(run_dir: str) -> dict | None:
                         "grpc_port",
                         "rest_port",
                         "smoke_test",
+                        "rollback_version",
                     )
                 }
-                for key in ("version", "grpc_port", "rest_port"):  # metadata numbers are floats
+                for key in (
+                    "version",
+                    "grpc_port",
+                    "rest_port",
+                    "rollback_version",
+                ):  # metadata numbers are floats
                     entry[key] = int(entry[key]) if entry[key] is not None else None
                 return entry
     return None

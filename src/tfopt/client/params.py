@@ -12,6 +12,8 @@ import json
 import os
 from typing import Any
 
+import yaml
+
 from tfopt.errors import ConfigError
 
 RESERVED_SECTIONS = ("submit", "schedule")
@@ -29,22 +31,57 @@ def read_params_file(path: str) -> dict[str, Any]:
     """Parse a YAML or JSON mapping; errors name the file."""
     if not os.path.isfile(path):
         raise ConfigError(f"{path}: params file not found")
-    with open(path) as fh:
-        text = fh.read()
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not a text params file (byte {exc.start} is not UTF-8); expected YAML or JSON"
+        ) from None
+    if "\x00" in text:
+        raise ConfigError(f"{path}: not a text params file (it holds NUL bytes)")
     try:
         if path.endswith(".json"):
-            raw = json.loads(text)
+            raw = json.loads(text, object_pairs_hook=_unique_pairs)
         else:
-            import yaml
-
-            raw = yaml.safe_load(text)
+            raw = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except Exception as exc:  # json.JSONDecodeError or yaml.YAMLError
         raise ConfigError(f"{path}: cannot parse ({type(exc).__name__}: {exc})") from None
     if raw is None:
-        return {}
+        raise ConfigError(
+            f"{path}: the params file is empty; give at least one parameter, "
+            "or leave out --params to run with the defaults"
+        )
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of parameter names to values")
     return raw
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """JSON ``object_pairs_hook`` failing on a key given twice (json keeps the last)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ConfigError(f"parameter {key!r} is given twice")
+        out[key] = value
+    return out
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A ``SafeLoader`` failing on a mapping key given twice (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(
+                    f"line {key_node.start_mark.line + 1}: parameter {key!r} is given twice"
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def pipeline_inputs(pipeline: str = "optimize") -> dict:
@@ -80,14 +117,26 @@ def validate_params(
                 f"{type(value).__name__}; expected {specs[name].type}"
             )
         if specs[name].type == "Float":
-            params[name] = float(value)
+            params[name] = float(value)  # type: ignore[arg-type]  # an int or float, checked above
     return params
 
 
 def load_params(
-    path: str | None, pipeline: str = "optimize", overrides: dict[str, Any] | None = None
+    path: str | None,
+    pipeline: str = "optimize",
+    overrides: dict[str, Any] | None = None,
+    local: bool = False,
 ) -> dict[str, Any]:
-    """Parameters from ``path`` (may be None) updated by ``overrides``, validated."""
+    """Parameters from ``path`` (may be None) updated by ``overrides``, validated.
+
+    Names and types are checked here, then every value with the steps' own
+    config classes (:func:`tfopt.client.preflight.check_pipeline_params`;
+    ``local``: the run is on this machine, so its source is checked as well).
+    """
+    from tfopt.client.preflight import check_pipeline_params
+
     values = read_params_file(path) if path else {}
     values.update(overrides or {})
-    return validate_params(values, pipeline, where=path or "params")
+    params = validate_params(values, pipeline, where=path or "params")
+    check_pipeline_params(params, pipeline, local=local)
+    return params

@@ -51,7 +51,7 @@ MACROS = {
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
 }
-_FIELDS = (
+_FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
     ("minute", 0, 59, {}),
     ("hour", 0, 23, {}),
     ("day-of-month", 1, 31, {}),
@@ -252,7 +252,8 @@ def create_prepared(prep: Prepared, sched: ScheduleConfig, credentials=None) -> 
     log.info(
         "created Vertex AI schedule %s (%s, cron %s)", schedule.resource_name, sched.name, cron
     )
-    return ScheduleInfo(schedule.resource_name, sched.name, cron, schedule.state.name)
+    state = schedule.state.name if schedule.state is not None else ""
+    return ScheduleInfo(schedule.resource_name, sched.name, cron, state)
 
 
 def create_schedule(

@@ -6,11 +6,18 @@ A candidate is acceptable when it evaluated without error, loses at most
 given) changes accuracy by at least ``min_accuracy_change`` points against it,
 as TFX's Evaluator does with a change threshold. Among acceptable candidates
 the objective picks one; ``blessed`` is true exactly when one was picked.
+
+Besides these change thresholds there is a quality floor (TFX's value
+thresholds): a candidate must clearly beat the majority-class predictor on the
+test split (see :func:`quality_floor`) and meet the optional ``min_accuracy`` /
+``min_f1``. When the baseline itself fails the floor nothing is blessed: every
+candidate derives from it, so passing a relative gate against it means nothing.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import asdict, dataclass, field
 
@@ -22,6 +29,10 @@ from tfopt.reporting.summary import build_summary
 log = logging.getLogger(__name__)
 
 OBJECTIVES = ("smallest", "fastest", "most_accurate")
+# Standard errors above the majority rate a candidate must reach: a model with
+# no skill (expected accuracy = the majority rate p0) passes with probability
+# about 0.13% (one-sided normal tail at 3 sigma of Binomial(n, p0) / n).
+MAJORITY_MARGIN_SE = 3.0
 
 
 # Deploy target -> formats it can serve (TF Serving and Vertex load SavedModels).
@@ -49,6 +60,8 @@ class SelectionPolicy:
         deploy_target: where the pick goes, which decides the formats it may have:
             ``tf_serving`` / ``vertex`` serve SavedModels, ``tflite`` (edge) takes
             ``.tflite`` files, ``none`` accepts any format.
+        min_accuracy: hard floor on test accuracy, a fraction in [0, 1] (0 = none).
+        min_f1: hard floor on macro F1 on the test split, in [0, 1] (0 = none).
     """
 
     max_accuracy_drop: float = 1.0
@@ -58,6 +71,8 @@ class SelectionPolicy:
     previous: str = ""
     min_accuracy_change: float = 0.0
     deploy_target: str = "none"
+    min_accuracy: float = 0.0
+    min_f1: float = 0.0
 
     def __post_init__(self):
         check_float("SelectionPolicy", "max_accuracy_drop", self.max_accuracy_drop, 0.0, 100.0)
@@ -71,6 +86,8 @@ class SelectionPolicy:
         check_choice(
             "SelectionPolicy", "deploy_target", self.deploy_target, tuple(DEPLOY_TARGET_FORMATS)
         )
+        check_float("SelectionPolicy", "min_accuracy", self.min_accuracy, 0.0, 1.0)
+        check_float("SelectionPolicy", "min_f1", self.min_f1, 0.0, 1.0)
 
     @property
     def formats(self) -> tuple[str, ...]:
@@ -89,6 +106,7 @@ class Selection:
     reason: str = ""
     policy: dict = field(default_factory=dict)
     previous: dict | None = None
+    floor: dict | None = None
 
 
 def load_previous(path: str) -> dict | None:
@@ -165,6 +183,58 @@ def rejection_reasons(
     return reasons
 
 
+def quality_floor(records: list[dict], baseline: str, policy: SelectionPolicy) -> dict:
+    """The value thresholds every candidate must meet, with the numbers behind them.
+
+    The majority-class predictor's accuracy ``p0`` comes from the test split's
+    class counts (the rows of an evaluated record's confusion matrix; the
+    baseline's when it has one). A candidate must reach ``p0`` plus
+    ``MAJORITY_MARGIN_SE`` binomial standard errors ``sqrt(p0 (1 - p0) / n)``,
+    and at least one more correct test example than ``p0``. Without any
+    confusion matrix the majority part is unknown (``majority_accuracy`` None)
+    and only ``min_accuracy`` / ``min_f1`` apply.
+    """
+    ordered = sorted(records, key=lambda r: r.get("name") != baseline)
+    matrix = next((r["confusion_matrix"] for r in ordered if r.get("confusion_matrix")), None)
+    floor = {"min_accuracy": policy.min_accuracy, "min_f1": policy.min_f1}
+    if matrix is None:
+        return dict(floor, majority_accuracy=None, num_test=None, required_accuracy=None)
+    support = [sum(row) for row in matrix]
+    n = sum(support)
+    p0 = max(support) / n if n else 1.0
+    margin = max(MAJORITY_MARGIN_SE * math.sqrt(p0 * (1 - p0) / n), 1 / n) if n else 0.0
+    return dict(
+        floor,
+        majority_accuracy=p0,
+        majority_class=support.index(max(support)) if n else None,
+        num_test=n,
+        margin=margin,
+        required_accuracy=p0 + margin,
+    )
+
+
+def floor_reasons(record: dict, floor: dict) -> list[str]:
+    """Every value threshold of ``floor`` that an evaluated ``record`` misses."""
+    if record.get("error") or record.get("not_applicable"):
+        return []
+    reasons = []
+    acc = record["accuracy"]
+    required = floor.get("required_accuracy")
+    if required is not None and acc < required - 1e-9:
+        reasons.append(
+            f"accuracy {acc * 100:.2f}% does not clearly beat the majority-class predictor "
+            f"({floor['majority_accuracy'] * 100:.2f}% on {floor['num_test']} test examples; "
+            f"needs >= {required * 100:.2f}%)"
+        )
+    if floor["min_accuracy"] and acc < floor["min_accuracy"] - 1e-9:
+        reasons.append(f"accuracy {acc * 100:.2f}% < min_accuracy {floor['min_accuracy'] * 100:g}%")
+    f1 = record.get("f1")
+    if floor["min_f1"] and (f1 is None or f1 < floor["min_f1"] - 1e-9):
+        shown = "unknown" if f1 is None else f"{f1:.3f}"
+        reasons.append(f"macro F1 {shown} < min_f1 {floor['min_f1']:g}")
+    return reasons
+
+
 _KEYS = {
     "smallest": ("size_bytes", lambda r: (r["size_bytes"], -r["accuracy"])),
     "fastest": ("latency_ms_p50", lambda r: (r["latency_ms_p50"], -r["accuracy"])),
@@ -190,11 +260,27 @@ def select_candidate(records: list[dict], baseline: str, policy: SelectionPolicy
     if base.get("error"):
         base = None
     previous = load_previous(policy.previous) if policy.previous else None
-    reasons = {r["name"]: rejection_reasons(r, base, policy, previous) for r in records}
+    floor = quality_floor(records, baseline, policy)
+    reasons = {
+        r["name"]: rejection_reasons(r, base, policy, previous) + floor_reasons(r, floor)
+        for r in records
+    }
+    base_fails = floor_reasons(base, floor) if base is not None else []
+    floor["baseline_passes"] = base is not None and not base_fails
+    if base_fails:
+        # every candidate derives from the baseline: a gate relative to it means nothing
+        why = "the baseline fails the quality floor, so nothing is blessed"
+        for name, rs in reasons.items():
+            if name != baseline:
+                rs.append(why)
     ok = [r for r in records if not reasons[r["name"]]]
     metric, key = _KEYS[policy.objective]
     best = min(ok, key=key) if ok else None
-    if best is None:
+    if base_fails:
+        reason = "the baseline fails the quality floor, so nothing is blessed: " + "; ".join(
+            base_fails
+        )
+    elif best is None:
         reason = "no candidate meets the policy"
     else:
         others = len(ok) - 1
@@ -212,6 +298,7 @@ def select_candidate(records: list[dict], baseline: str, policy: SelectionPolicy
         reason,
         asdict(policy),
         previous,
+        floor,
     )
 
 
@@ -228,6 +315,7 @@ def summarize(pipeline: str, dataset: dict, baseline: str, selection: Selection,
         selection_reason=selection.reason,
         policy=selection.policy,
         previous=({k: prev.get(k) for k in ("name", "accuracy", "path")} if prev else None),
+        quality_floor=selection.floor,
         **extra,
     )
 

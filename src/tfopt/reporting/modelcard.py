@@ -41,7 +41,7 @@ def model_card(summary: dict, record: dict | None) -> str:
             ]
         )
     name = record["name"]
-    base = next((v for v in summary["variants"] if v["name"] == summary.get("baseline")), {})
+    base: dict = next((v for v in summary["variants"] if v["name"] == summary.get("baseline")), {})
     drop = (
         (base.get("accuracy") - record["accuracy"]) * 100
         if base.get("accuracy") is not None

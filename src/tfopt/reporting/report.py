@@ -209,6 +209,17 @@ def _policy_lines(summary: dict) -> list[str]:
         if p.get("max_latency_ms_p99")
         else "no latency limit",
     ]
+    floor = summary.get("quality_floor") or {}
+    if floor.get("required_accuracy") is not None:
+        lines.append(
+            f"quality floor: accuracy >= {floor['required_accuracy'] * 100:.2f}% (the "
+            f"majority-class predictor scores {floor['majority_accuracy'] * 100:.2f}% on "
+            f"{floor['num_test']} test examples)"
+        )
+    if floor.get("min_accuracy"):
+        lines.append(f"min accuracy {floor['min_accuracy'] * 100:g}%")
+    if floor.get("min_f1"):
+        lines.append(f"min macro F1 {floor['min_f1']:g}")
     prev = summary.get("previous")
     if prev:
         lines.append(
@@ -219,6 +230,18 @@ def _policy_lines(summary: dict) -> list[str]:
     elif p.get("previous"):
         lines.append("previous run given but it blessed no model: no comparison")
     return lines
+
+
+def _edge_candidates(summary: dict) -> set[str]:
+    """TFLite variants of a run whose deploy target serves SavedModels only."""
+    target = (summary.get("policy") or {}).get("deploy_target")
+    if target not in ("tf_serving", "vertex"):
+        return set()
+    return {
+        v["name"]
+        for v in summary["variants"]
+        if v.get("format") == "tflite" and not v.get("error") and not v.get("not_applicable")
+    }
 
 
 def _measurement_note(summary: dict) -> str:
@@ -287,10 +310,20 @@ def markdown_report(summary: dict) -> str:
         "|" + "|".join("---" for _ in _MD_COLUMNS) + "|",
     ]
     out += ["| " + " | ".join(r[c].replace("|", "/") for c in _MD_COLUMNS) + " |" for r in rows]
-    rejected = [r for r in rows if r["reasons"]]
+    edge = _edge_candidates(summary)
+    rejected = [r for r in rows if r["reasons"] and r["variant"] not in edge]
     if rejected:
         out += ["", "## Rejected", ""]
         out += [f"- `{r['variant']}`: {r['reasons']}" for r in rejected]
+    if edge:
+        target = (summary.get("policy") or {}).get("deploy_target")
+        out += ["", "## Edge candidates (TFLite)", ""]
+        out += [
+            f"Measured for edge devices (`deploy_target=tflite`); `{target}` serves "
+            "SavedModels only, so they are not selectable in this run.",
+            "",
+        ]
+        out += [f"- `{r['variant']}`: {r['reasons']}" for r in rows if r["variant"] in edge]
     chosen = next((v for v in summary["variants"] if v["name"] == sel), None)
     if chosen and chosen.get("per_class"):
         pc = chosen["per_class"]
@@ -335,7 +368,7 @@ def html_report(summary: dict, confusion: Sequence[Sequence[int]] | None = None)
     sel = summary.get("selected")
     ds = summary.get("dataset") or {}
     verdict = (
-        f'<p class="ok"><b>Selected: {e(sel)} - blessed for deployment.</b></p>'
+        f'<p class="ok"><b>Selected: {e(str(sel))} - blessed for deployment.</b></p>'
         if summary.get("blessed")
         else '<p class="no"><b>No candidate selected - not blessed; deployment is skipped.</b></p>'
     )
@@ -393,7 +426,7 @@ def html_report(summary: dict, confusion: Sequence[Sequence[int]] | None = None)
     if chosen and chosen.get("per_class"):
         pc = chosen["per_class"]
         parts.append(
-            f"<h2>Per-class metrics of {e(sel)}</h2><table><tr><th>class</th>"
+            f"<h2>Per-class metrics of {e(str(sel))}</h2><table><tr><th>class</th>"
             "<th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>"
         )
         parts += [
@@ -424,5 +457,5 @@ def write_reports(
         fh.write(html_report(summary, confusion))
 
 
-def _tflite_runtime(summary: dict) -> str:
+def _tflite_runtime(summary: dict) -> str | None:
     return next((x.get("runtime") for x in _ok(summary) if x.get("format") == "tflite"), "-")

@@ -47,7 +47,8 @@ def build_summary(
         "dataset": dataset,
         "baseline": baseline,
         "variants": variants,
-        **{**TOP_LEVEL_DEFAULTS, **extra},
+        **TOP_LEVEL_DEFAULTS,
+        **extra,
     }
 
 

@@ -20,7 +20,7 @@ import numpy as np
 from tfopt import fsutil
 from tfopt.checks import check_choice, check_float, check_int, check_str
 from tfopt.deploy.serving import config as serving_config
-from tfopt.deploy.serving import repository
+from tfopt.deploy.serving import repository, rollback
 from tfopt.errors import ConfigError, TfoptError
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,8 @@ class DeployResult:
     reason: str = ""
     rolled_back: bool = False
     checks: dict = field(default_factory=dict)
+    rollback_version: int | None = None  # kept loaded; stable moves back to it on failure
+    rollback_skipped: list = field(default_factory=list)  # earlier versions unfit, and why
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -194,10 +196,26 @@ def deploy(
         old_labels = old_entry.label_map if old_entry else {}
         previous = old_labels.get("stable")
         pushed = repository.push_model(model_dir, model_base_path, name, warmup_examples=examples)
+        # the version kept loaded for rollback: verified and intact, never a broken one
+        target, skipped = rollback.rollback_target(
+            model_base_path,
+            name,
+            [
+                previous,
+                *sorted(old_entry.versions if old_entry else (), reverse=True),
+                *sorted(rollback.verified_versions(model_base_path, name), reverse=True),
+            ],
+            exclude=pushed.version,
+        )
+        for why in skipped:
+            log.warning("%s: not a rollback target: %s", name, why)
+        if target != previous and old_entry is not None:
+            # a failed smoke test restores the old entry: with stable on the target
+            old_entry = _with_stable(old_entry, target)
         labels = {**old_labels, config.label: pushed.version}
         versions = set(labels.values())
-        if previous is not None and config.keep_previous:
-            versions.add(previous)
+        if target is not None and config.keep_previous:
+            versions.add(target)
         base = repository.model_dir(model_base_path, name)
         written = serving_config.ModelEntry(
             name,
@@ -209,6 +227,13 @@ def deploy(
         serving_config.upsert_entry(cfg_path, written)
     result = DeployResult(
         model_base_path, name, pushed.version, previous, pushed.created, -1, -1, "failed"
+    )
+    result.rollback_version, result.rollback_skipped = target, skipped
+    log.info(
+        "deploying %s version %d; rollback target: %s",
+        name,
+        pushed.version,
+        f"version {target}" if target is not None else "none",
     )
     smoke = examples[: config.smoke_examples]
     srv = None
@@ -228,6 +253,8 @@ def deploy(
             grpc_target, rest_url, name, pushed.version, config.label, smoke, offline, config.atol
         )
         result.smoke_test = "passed"
+        with repository.repo_lock(model_base_path):
+            rollback.mark_verified(model_base_path, name, pushed.version)
         log.info(
             "deployed %s version %d (%s); smoke test passed", name, pushed.version, config.label
         )
@@ -242,7 +269,7 @@ def deploy(
             name,
             pushed.version,
             result.reason,
-            previous,
+            target,
         )
     finally:
         if srv is not None:
@@ -251,9 +278,24 @@ def deploy(
         raise DeployError(
             f"deploy of {name} version {pushed.version} failed the smoke test: "
             f"{result.reason}; stable label rolled back to "
-            f"{'version ' + str(previous) if previous else 'nothing'}"
+            f"{'version ' + str(target) if target else 'nothing'}"
+            + (f" (skipped: {'; '.join(skipped)})" if skipped else "")
         )
     return result
+
+
+def _with_stable(entry, version: int | None):
+    """``entry`` with ``stable`` on ``version`` (removed when None) and that version loaded."""
+    labels = {k: v for k, v in entry.label_map.items() if k != "stable"}
+    if version is not None:
+        labels["stable"] = version
+    return serving_config.ModelEntry(
+        entry.name,
+        entry.base_path,
+        policy="specific",
+        versions=tuple(sorted(set(labels.values()))) or tuple(entry.versions),
+        labels=tuple(labels.items()),
+    )
 
 
 def _rollback(cfg_path: str, name: str, old_entry, written, pushed: repository.PushResult) -> None:

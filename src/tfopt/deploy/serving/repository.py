@@ -164,8 +164,19 @@ def list_versions(model_base_path: str, model_name: str) -> list[int]:
     return sorted(int(n.rstrip("/")) for n in names if n.rstrip("/").isdigit())
 
 
+# Bumped when content_hash changes meaning; push records of another scheme are re-hashed.
+HASH_SCHEME = 2  # 2: fingerprint.pb without its per-save UUID
+FINGERPRINT = "fingerprint.pb"
+
+
 def content_hash(directory: str) -> str:
-    """SHA-256 over relative paths and bytes of every file, the push record excluded."""
+    """SHA-256 over relative paths and bytes of every file, the push record excluded.
+
+    ``fingerprint.pb`` counts without its ``uuid``: TensorFlow writes a fresh
+    random UUID on every save, so two saves of the same model would otherwise
+    always differ (its other fields hash the graph, signatures and checkpoint,
+    so they still tell different models apart).
+    """
     digest = hashlib.sha256()
     root = directory.rstrip("/")
     for path in fsutil.iter_files(root):
@@ -173,16 +184,32 @@ def content_hash(directory: str) -> str:
         if rel == PUSH_RECORD.replace(os.sep, "/"):
             continue
         digest.update(rel.encode() + b"\0")
-        digest.update(fsutil.sha256_files([path]).encode() + b"\0")
+        file_hash = _fingerprint_hash(path) if rel == FINGERPRINT else None
+        digest.update((file_hash or fsutil.sha256_files([path])).encode() + b"\0")
     return digest.hexdigest()
+
+
+def _fingerprint_hash(path: str) -> str | None:
+    """SHA-256 of a SavedModel fingerprint with its UUID cleared (None: unreadable)."""
+    try:
+        from tensorflow.core.protobuf import fingerprint_pb2
+
+        with _gf().GFile(path, "rb") as fh:
+            fingerprint = fingerprint_pb2.FingerprintDef.FromString(fh.read())
+    except Exception:  # not a fingerprint we can read: hash its bytes instead
+        return None
+    fingerprint.ClearField("uuid")
+    return hashlib.sha256(fingerprint.SerializeToString(deterministic=True)).hexdigest()
 
 
 def _version_hash(path: str) -> str:
     record = _join(path, PUSH_RECORD)
     if fsutil.exists(record):
         try:
-            return fsutil.read_json(record)["content_sha256"]
-        except (ValueError, KeyError):
+            payload = fsutil.read_json(record)
+            if payload.get("hash_scheme") == HASH_SCHEME:
+                return payload["content_sha256"]
+        except (ValueError, KeyError, AttributeError):
             pass
     return content_hash(path)
 
@@ -233,7 +260,7 @@ def check_saved_model(path: str) -> None:
         ) from None
 
 
-class _Identical(Exception):
+class _Identical(Exception):  # noqa: N818 - a control-flow signal, not an error
     def __init__(self, version: int):
         super().__init__(version)
         self.version = version
@@ -289,6 +316,7 @@ def _push_locked(
                     _join(tmp, PUSH_RECORD),
                     {
                         "content_sha256": digest,
+                        "hash_scheme": HASH_SCHEME,
                         "source": source_dir,
                         "version": version,
                         "pushed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
