@@ -32,6 +32,7 @@ from tfopt._keras import tf
 from tfopt.checks import check_choice, check_float, check_int
 from tfopt.data import input_pipeline, schema
 from tfopt.errors import ConfigError, ModelError
+from tfopt.evaluation import runtime
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +147,7 @@ def make_converter(
     if config.mode == "float16":
         converter.target_spec.supported_types = [tf.float16]
     elif config.mode == "int8":
+        assert dataset_dir  # checked above; narrows the type
         converter.representative_dataset = representative_dataset(
             dataset_dir, config.representative_samples
         )
@@ -174,7 +176,7 @@ def _convert(converter) -> bytes:
 def op_types(content: bytes) -> list[str]:
     """Op types of a TFLite flatbuffer (empty when they cannot be read)."""
     try:
-        interp = tf.lite.Interpreter(model_content=content)
+        interp = runtime.interpreter_from_content(content)
         return sorted({d["op_name"] for d in interp._get_ops_details()})
     except Exception:  # introspection is best effort
         return []
@@ -183,7 +185,7 @@ def op_types(content: bytes) -> list[str]:
 def float_ops_in_int8(content: bytes) -> list[str]:
     """Ops an int8 model runs in float: those fed through DEQUANTIZE (best effort)."""
     try:
-        interp = tf.lite.Interpreter(model_content=content)
+        interp = runtime.interpreter_from_content(content)
         details = interp._get_ops_details()
         tensors = {t["index"]: t for t in interp.get_tensor_details()}
     except Exception:
@@ -248,6 +250,7 @@ def _selective(
     saved_model_dir: str, dataset_dir: str, config: QuantizeConfig, notes: list[str]
 ) -> tuple[bytes, list[str], float | None] | None:
     """Keep the worst layers in float until the drop fits; ``None`` when it never does."""
+    assert config.max_accuracy_drop is not None  # only called to meet a drop limit
     converter = make_converter(saved_model_dir, config, dataset_dir, float_builtins=True)
     try:
         ranked = _worst_layers(converter, dataset_dir, config)
@@ -315,7 +318,8 @@ def _convert_int8(
                 drop = (
                     _accuracy_drop(saved_model_dir, content, dataset_dir, config) if check else None
                 )
-                if not check or drop <= config.max_accuracy_drop + 1e-9:
+                # drop is None exactly when there is no limit to check
+                if drop is None or drop <= (config.max_accuracy_drop or 0.0) + 1e-9:
                     return content, "int8", "selective", drop, []
                 notes.append(
                     f"int8 with float kernels: drop {drop:.2f} points > "
@@ -327,7 +331,7 @@ def _convert_int8(
         content = _float16(saved_model_dir, config, notes)
         drop = _accuracy_drop(saved_model_dir, content, dataset_dir, config) if check else None
         return content, "float16", "float16", drop, []
-    if not check:
+    if config.max_accuracy_drop is None:
         return content, "int8", "", None, []
     drop = _accuracy_drop(saved_model_dir, content, dataset_dir, config)
     if drop <= config.max_accuracy_drop + 1e-9:
@@ -367,10 +371,14 @@ def convert_to_tflite(
         ConversionError: no model could be produced, fallbacks included.
     """
     notes: list[str] = []
-    mode, fallback, drop, deny, float_ops = config.mode, "", None, [], []
+    mode, fallback = config.mode, ""
+    drop: float | None = None
+    deny: list[str] = []
+    float_ops: list[str] = []
     if config.mode == "int8":
+        # "" for None: make_converter refuses int8 without a dataset, as before
         content, mode, fallback, drop, deny = _convert_int8(
-            saved_model_dir, config, dataset_dir, notes
+            saved_model_dir, config, dataset_dir or "", notes
         )
         if mode == "int8":
             float_ops = float_ops_in_int8(content)

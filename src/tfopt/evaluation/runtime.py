@@ -1,8 +1,10 @@
-"""Run TFLite models: LiteRT where importable, ``tf.lite.Interpreter`` otherwise.
+"""Run TFLite models: the LiteRT interpreter where importable, ``tf.lite.Interpreter`` otherwise.
 
-``ai-edge-litert`` installed beside TensorFlow 2.21 breaks full-integer
-conversion (see ARCHITECTURE.md), so the converting environment does not
-have it; an inference-only image may, and then gets the maintained runtime.
+The venv gets ``ai-edge-litert`` on a ``sys.path`` entry after site-packages
+(``requirements/litert.txt``): there TF 2.21's converter, its int8 calibration
+included, and LiteRT work in one process. ``tf.lite.Interpreter`` (deprecated)
+stays only as the fallback for an environment without ai-edge-litert.
+``TFOPT_TFLITE_RUNTIME`` (``auto``, ``litert``, ``tf.lite``) picks one explicitly.
 """
 
 from __future__ import annotations
@@ -15,25 +17,40 @@ import numpy as np
 from tfopt import fsutil
 from tfopt._keras import tf
 from tfopt.checks import check_choice
-from tfopt.errors import ModelError
+from tfopt.errors import ConfigError, ModelError
 from tfopt.evaluation import runtime
 
 log = logging.getLogger(__name__)
 
+RUNTIMES = ("auto", "litert", "tf.lite")
+
 
 def _interpreter_class():
-    try:  # pragma: no cover - absent in the converting environment
-        from ai_edge_litert.interpreter import Interpreter
+    choice = os.environ.get("TFOPT_TFLITE_RUNTIME", "auto")
+    if choice not in RUNTIMES:
+        raise ConfigError(
+            f"TFOPT_TFLITE_RUNTIME={choice!r} is not allowed: expected one of {', '.join(RUNTIMES)}"
+        )
+    if choice != "tf.lite":
+        try:
+            from ai_edge_litert.interpreter import Interpreter
 
-        return Interpreter, "ai_edge_litert"
-    except ImportError:
-        from tfopt._keras import tf
-
-        return tf.lite.Interpreter, "tf.lite"
+            return Interpreter, "ai_edge_litert"
+        except ImportError:
+            if choice == "litert":
+                raise ConfigError(
+                    "TFOPT_TFLITE_RUNTIME='litert' but ai_edge_litert is not importable"
+                ) from None
+    return tf.lite.Interpreter, "tf.lite"
 
 
 def runtime_name() -> str:
     return _interpreter_class()[1]
+
+
+def interpreter_from_content(content: bytes):
+    """An interpreter (not allocated) over flatbuffer bytes, for introspection."""
+    return _interpreter_class()[0](model_content=content)
 
 
 class TFLiteModel:
@@ -43,15 +60,21 @@ class TFLiteModel:
     integer input/output tensors, and resizes the batch dimension on demand.
     """
 
-    def __init__(self, path: str, num_threads: int | None = None):
+    def __init__(self, path: str, num_threads: int | None = None, content: bytes | None = None):
         cls, _ = _interpreter_class()
         self.path = path
         self.num_threads = num_threads
-        self.interpreter = cls(model_path=path, num_threads=num_threads)
+        source = dict(model_content=content) if content is not None else dict(model_path=path)
+        self.interpreter = cls(**source, num_threads=num_threads)
         self.interpreter.allocate_tensors()
         self._input = self.interpreter.get_input_details()[0]
         self._output = self.interpreter.get_output_details()[0]
         self._batch = int(self._input["shape"][0])
+
+    @classmethod
+    def from_content(cls, content: bytes, num_threads: int | None = None) -> TFLiteModel:
+        """A model from flatbuffer bytes (no file)."""
+        return cls("<memory>", num_threads, content=content)
 
     @property
     def feature_shape(self) -> tuple[int, ...]:
