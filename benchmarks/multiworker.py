@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
-import mw_helpers as mw  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from helpers import multiworker as mw
 
 
 def run(n: int, dataset: str, workdir: Path, epochs: int) -> tuple[float, float]:

@@ -37,15 +37,74 @@ def log_metrics(metrics, values: dict) -> None:
     fsutil.write_json(metrics.path, dict(metrics.metadata))
 
 
-def train_config(
-    hyperparameters=None, *, arch: str, width: int, depth: int, dropout: float, **settings
-):
-    """The ``TrainConfig`` of a training component's flat parameters, tuned values applied."""
+# The training settings the pipeline passes down as one ``train_config`` mapping
+# (flat, as the pipeline's parameters are named; ModelConfig's then TrainConfig's).
+MODEL_SETTINGS = ("arch", "width", "depth", "dropout")
+TRAIN_SETTINGS = MODEL_SETTINGS + (
+    "optimizer",
+    "learning_rate",
+    "scale_learning_rate",
+    "epochs",
+    "batch_size",
+    "early_stopping_patience",
+    "seed",
+    "precision",
+    "xla",
+)
+
+
+def train_config(hyperparameters=None, mapping: dict | None = None, **settings):
+    """The ``TrainConfig`` of a training component, tuned values applied.
+
+    Args:
+        hyperparameters: a tune step's ``best_hyperparameters`` artifact, or None.
+        mapping: the component's ``train_config`` parameter: ``ModelConfig`` and
+            ``TrainConfig`` field names, flat (``{"arch": "mlp", "epochs": 3}``);
+            absent ones keep their defaults.
+        settings: more fields, flat, overriding ``mapping`` (e.g. ``profile_batches``).
+
+    Raises:
+        ConfigError: a name that is no field (the allowed ones are listed) or a value
+            ``TrainConfig`` / ``ModelConfig`` rejects.
+    """
+    import dataclasses
+
     from tfopt.training import models
     from tfopt.training import train as train_lib
 
-    model = models.ModelConfig(arch=arch, width=width, depth=depth, dropout=dropout)
-    return apply_tuned(train_lib.TrainConfig(model=model, **settings), hyperparameters)
+    if mapping is not None and not isinstance(mapping, dict):
+        raise ConfigError(f"train_config={mapping!r} is not allowed: expected a mapping")
+    values = {**(mapping or {}), **settings}
+    model_names = {f.name for f in dataclasses.fields(models.ModelConfig)}
+    train_names = {f.name for f in dataclasses.fields(train_lib.TrainConfig)} - {"model"}
+    unknown = sorted(set(values) - model_names - train_names)
+    if unknown:
+        raise ConfigError(
+            f"train_config: unknown name(s) {', '.join(unknown)}; "
+            f"allowed: {', '.join(sorted(model_names | train_names))}"
+        )
+    model = models.ModelConfig(
+        **_typed(models.ModelConfig, {k: v for k, v in values.items() if k in model_names})
+    )
+    train = _typed(train_lib.TrainConfig, {k: v for k, v in values.items() if k in train_names})
+    return apply_tuned(train_lib.TrainConfig(model=model, **train), hyperparameters)
+
+
+def _typed(cls, values: dict) -> dict:
+    """``values`` with JSON's numbers typed as ``cls`` declares them: a dict parameter
+    crosses KFP as a protobuf Struct, where every number is a float (``3`` -> ``3.0``)."""
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    out = dict(values)
+    for name, value in values.items():
+        if isinstance(value, bool):
+            continue
+        if hints.get(name) is int and isinstance(value, float) and value.is_integer():
+            out[name] = int(value)
+        elif hints.get(name) is float and isinstance(value, int):
+            out[name] = float(value)
+    return out
 
 
 def apply_tuned(config, hyperparameters):

@@ -1,6 +1,9 @@
 """Evaluate component: every candidate model on the test split, in one process.
 
-Each candidate is an optional input; a skipped or absent one is left out.
+Each candidate of the registry (``tfopt.evaluation.candidates``) is an optional input
+named as its entry; a skipped or absent one is left out. The signature is written out
+because KFP reads it; ``tests/compile/test_variant_registry.py`` checks it against the
+registry.
 One step (rather than one per candidate) pays TensorFlow's start-up once.
 A candidate that cannot be loaded or run is recorded with its error.
 """
@@ -40,9 +43,11 @@ def evaluate(
     from tfopt import fsutil
     from tfopt.components import _util
     from tfopt.data import schema
+    from tfopt.evaluation import candidates as registry
     from tfopt.evaluation import evaluate as evaluate_lib
 
-    inputs = dict(locals())
+    args = dict(locals())
+    inputs = {name: args[name] for name in (registry.BASELINE, *registry.NAMES)}
     candidates = _util.candidates_from_inputs(inputs)
     uris = {v.path: v.uri for v in inputs.values() if hasattr(v, "uri") and hasattr(v, "path")}
     for cand in candidates:

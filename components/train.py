@@ -13,19 +13,7 @@ def train(
     metrics: Output[Metrics],
     tensorboard: Output[Artifact],
     hyperparameters: Input[Artifact] = None,
-    arch: str = "cnn",
-    width: int = 32,
-    depth: int = 2,
-    dropout: float = 0.1,
-    optimizer: str = "adam",
-    learning_rate: float = 0.001,
-    scale_learning_rate: bool = False,
-    epochs: int = 30,
-    batch_size: int = 64,
-    early_stopping_patience: int = 5,
-    seed: int = 42,
-    precision: str = "float32",
-    xla: bool = False,
+    train_config: dict = {},  # noqa: B006 - TrainConfig fields, flat; a KFP default, never mutated
     profile_batches: str = "",
     backup_dir: str = "",
 ):
@@ -35,20 +23,8 @@ def train(
 
     config = _util.train_config(
         hyperparameters,
-        arch=arch,
-        width=width,
-        depth=depth,
-        dropout=dropout,
-        optimizer=optimizer,
-        learning_rate=learning_rate,
-        scale_learning_rate=scale_learning_rate,
-        epochs=epochs,
-        batch_size=batch_size,
-        early_stopping_patience=early_stopping_patience,
-        seed=seed,
-        precision=precision,
-        xla=xla,
-        profile_batches=profile_batches,
+        train_config,
+        **({"profile_batches": profile_batches} if profile_batches else {}),
     )
     result = train_lib.train_model(
         dataset.path,

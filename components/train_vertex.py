@@ -15,19 +15,7 @@ def train_vertex(
     location: str,
     staging_bucket: str,
     hyperparameters: Input[Artifact] = None,
-    arch: str = "cnn",
-    width: int = 32,
-    depth: int = 2,
-    dropout: float = 0.1,
-    optimizer: str = "adam",
-    learning_rate: float = 0.001,
-    scale_learning_rate: bool = False,
-    epochs: int = 30,
-    batch_size: int = 64,
-    early_stopping_patience: int = 5,
-    seed: int = 42,
-    precision: str = "float32",
-    xla: bool = False,
+    train_config: dict = {},  # noqa: B006 - TrainConfig fields, flat; a KFP default, never mutated
     replicas: int = 2,
     gpus_per_replica: int = 1,
     accelerator_type: str = "NVIDIA_TESLA_T4",
@@ -42,22 +30,7 @@ def train_vertex(
     from tfopt.launch import validate, vertex_job
 
     request = validate.TrainingRequest("vertex", replicas, gpus_per_replica, accelerator_type)
-    config = _util.train_config(
-        hyperparameters,
-        arch=arch,
-        width=width,
-        depth=depth,
-        dropout=dropout,
-        optimizer=optimizer,
-        learning_rate=learning_rate,
-        scale_learning_rate=scale_learning_rate,
-        epochs=epochs,
-        batch_size=batch_size,
-        early_stopping_patience=early_stopping_patience,
-        seed=seed,
-        precision=precision,
-        xla=xla,
-    )
+    config = _util.train_config(hyperparameters, train_config)
     result = vertex_job.train_on_vertex(
         dataset.uri,
         model.uri,

@@ -15,6 +15,7 @@ import contextlib
 from kfp import dsl
 from kfp.dsl import Artifact
 
+from tfopt.components import _util
 from tfopt.components.deploy_tf_serving import deploy_tf_serving
 from tfopt.components.deploy_vertex import deploy_vertex
 from tfopt.components.distill import distill
@@ -26,7 +27,9 @@ from tfopt.components.prune import prune
 from tfopt.components.qat import qat
 from tfopt.components.quantize import quantize
 from tfopt.components.select import select
+from tfopt.components.train_config import train_config
 from tfopt.components.tune import tune
+from tfopt.evaluation import candidates as registry
 from tfopt.pipelines.train_step import train_step
 
 PIPELINE_NAME = "tfopt-optimize"
@@ -59,9 +62,15 @@ def optimize(
     source: str = "builtin:digits",
     label_column: str = "label",
     feature_shape: str = "",
+    num_classes: int = 0,  # 0 = max(label) + 1, checked for gaps / a continuous target
+    force_classification: bool = False,  # accept what that check rejects
     seed: int = 42,
     validation_fraction: float = 0.1,
     test_fraction: float = 0.2,
+    max_examples: int = 0,  # > 0: a seeded class-stratified subset (quick runs)
+    image_size: str = "",  # image folders: "height,width" to resize to at ingest
+    channels: int = 0,  # image folders: 1 or 3; 0 = 3 when any image has colour
+    skip_corrupt_images: bool = False,
     # hyperparameter search (off: the train step uses the values below)
     enable_tuning: bool = False,
     tune_trials: int = 6,
@@ -85,6 +94,7 @@ def optimize(
     replicas: int = 1,
     gpus_per_replica: int = 0,
     accelerator_type: str = "NVIDIA_TESLA_T4",
+    training_queue_name: str = "",  # Kueue LocalQueue (training_target trainjob / jobset)
     # compression
     enable_tflite_float32: bool = True,
     enable_tflite_dynamic: bool = True,
@@ -113,6 +123,8 @@ def optimize(
     objective: str = "smallest",
     previous_summary: str = "",
     min_accuracy_change: float = 0.0,
+    min_accuracy: float = 0.0,  # hard floors on test accuracy / macro F1, fractions in [0, 1]
+    min_f1: float = 0.0,
     # deployment: tf_serving | vertex | tflite (no server: the pick is the artifact) | none
     deploy_target: str = "tf_serving",
     model_name: str = "tfopt-model",
@@ -123,13 +135,20 @@ def optimize(
     vertex_machine_type: str = "n1-standard-2",
     canary_percent: int = 10,
 ) -> Artifact:
+    params = dict(locals())  # the pipeline's parameters (channels), for the enable_* switches
     data = ingest(
         source=source,
         label_column=label_column,
         feature_shape=feature_shape,
+        num_classes=num_classes,
+        force_classification=force_classification,
         seed=seed,
         validation_fraction=validation_fraction,
         test_fraction=test_fraction,
+        max_examples=max_examples,
+        image_size=image_size,
+        channels=channels,
+        skip_corrupt_images=skip_corrupt_images,
     ).set_display_name("ingest")
     dataset = data.outputs["dataset"]
 
@@ -142,121 +161,72 @@ def optimize(
         seed=seed,
         enabled=enable_tuning,
     ).set_display_name("tune")
+    # one mapping down to every train component (the parameters above stay flat: KFP's interface)
+    settings = train_config(**{name: params[name] for name in _util.TRAIN_SETTINGS})
+    settings.set_display_name("train-config").set_caching_options(False)  # cheap, no TF
     baseline = (
         train_step(
             dataset=dataset,
             hyperparameters=tuned.outputs["best_hyperparameters"],
-            arch=arch,
-            width=width,
-            depth=depth,
-            dropout=dropout,
-            optimizer=optimizer,
-            learning_rate=learning_rate,
-            scale_learning_rate=scale_learning_rate,
-            epochs=epochs,
-            batch_size=batch_size,
-            early_stopping_patience=early_stopping_patience,
-            seed=seed,
-            precision=precision,
-            xla=xla,
+            train_config=settings.output,
             target=training_target,
             replicas=replicas,
             gpus_per_replica=gpus_per_replica,
             accelerator_type=accelerator_type,
+            queue_name=training_queue_name,
         )
         .set_display_name("train")
         .output
     )
 
-    def to_tflite(model, variant: str, mode: str, enabled=True):
-        # int8 falls back (selective, then float16) when it loses more than the policy allows
-        return (
-            quantize(
-                model=model,
-                dataset=dataset,
-                variant=variant,
-                mode=mode,
+    def make(variant, model):
+        """The step that makes ``variant`` (a registry entry) from ``model``, its base."""
+        enabled = params[variant.switch] if variant.switch else True
+        common = dict(model=model, dataset=dataset, enabled=enabled)
+        if variant.technique == "tflite":
+            # int8 falls back (selective, then float16) when it loses more than the policy allows
+            task = quantize(
+                **common,
+                variant=variant.name,
+                mode=variant.mode,
                 representative_samples=representative_samples,
-                enabled=enabled,
                 max_accuracy_drop=max_accuracy_drop,
             )
-            .set_display_name(variant.replace("_", "-"))
-            .outputs["tflite_model"]
-        )
+        elif variant.technique == "prune":
+            task = prune(**common, target_sparsity=target_sparsity, epochs=prune_epochs, seed=seed)
+        elif variant.technique == "distill":
+            task = distill(
+                **common,
+                student_width=student_width,
+                temperature=distill_temperature,
+                alpha=distill_alpha,
+                epochs=distill_epochs,
+                seed=seed,
+            )
+        elif variant.technique == "lowrank":
+            task = lowrank(
+                **common, rank=lowrank_rank, energy=lowrank_energy, epochs=lowrank_epochs, seed=seed
+            )
+        elif variant.technique == "qat":
+            # QAT of a pruned model keeps its sparsity (pqat_int8)
+            pruned = variant.base != registry.BASELINE
+            pruned = pruned and registry.get(variant.base).technique == "prune"
+            task = qat(
+                **common,
+                variant=variant.name,
+                preserve_sparsity=pruned,
+                epochs=qat_epochs,
+                seed=seed,
+                representative_samples=representative_samples,
+            )
+        else:
+            raise ValueError(f"variant {variant.name}: no step for technique {variant.technique}")
+        return task.set_display_name(variant.task).outputs[variant.output]
 
-    pruned = (
-        prune(
-            model=baseline,
-            dataset=dataset,
-            target_sparsity=target_sparsity,
-            epochs=prune_epochs,
-            seed=seed,
-            enabled=enable_pruning,
-        )
-        .set_display_name("prune")
-        .outputs["pruned_model"]
-    )
-    distilled = (
-        distill(
-            model=baseline,
-            dataset=dataset,
-            student_width=student_width,
-            temperature=distill_temperature,
-            alpha=distill_alpha,
-            epochs=distill_epochs,
-            seed=seed,
-            enabled=enable_distillation,
-        )
-        .set_display_name("distill")
-        .outputs["student_model"]
-    )
-    factorized = (
-        lowrank(
-            model=baseline,
-            dataset=dataset,
-            rank=lowrank_rank,
-            energy=lowrank_energy,
-            epochs=lowrank_epochs,
-            seed=seed,
-            enabled=enable_lowrank,
-        )
-        .set_display_name("lowrank")
-        .outputs["lowrank_model"]
-    )
-    candidates = {
-        "tflite_float32": to_tflite(baseline, "tflite_float32", "float32", enable_tflite_float32),
-        "tflite_dynamic": to_tflite(baseline, "tflite_dynamic", "dynamic", enable_tflite_dynamic),
-        "tflite_float16": to_tflite(baseline, "tflite_float16", "float16", enable_tflite_float16),
-        "tflite_int8": to_tflite(baseline, "tflite_int8", "int8", enable_tflite_int8),
-        "pruned": pruned,
-        "pruned_int8": to_tflite(pruned, "pruned_int8", "int8"),
-        "distilled": distilled,
-        "distilled_int8": to_tflite(distilled, "distilled_int8", "int8"),
-        "lowrank": factorized,
-        "lowrank_int8": to_tflite(factorized, "lowrank_int8", "int8"),
-        "qat_int8": qat(
-            model=baseline,
-            dataset=dataset,
-            epochs=qat_epochs,
-            seed=seed,
-            representative_samples=representative_samples,
-            enabled=enable_qat,
-        )
-        .set_display_name("qat-int8")
-        .outputs["tflite_model"],
-        "pqat_int8": qat(
-            model=pruned,
-            dataset=dataset,
-            variant="pqat_int8",
-            preserve_sparsity=True,
-            epochs=qat_epochs,
-            seed=seed,
-            representative_samples=representative_samples,
-            enabled=enable_qat,
-        )
-        .set_display_name("pqat-int8")
-        .outputs["tflite_model"],
-    }
+    models = {registry.BASELINE: baseline}
+    for variant in registry.VARIANTS:  # a base comes before the variants made from it
+        models[variant.name] = make(variant, models[variant.base])
+    candidates = {name: models[name] for name in registry.NAMES}
 
     evaluated = evaluate(
         dataset=dataset, baseline=baseline, latency_iterations=latency_iterations, **candidates
@@ -271,6 +241,8 @@ def optimize(
         previous_summary=previous_summary,
         min_accuracy_change=min_accuracy_change,
         deploy_target=deploy_target,
+        min_accuracy=min_accuracy,
+        min_f1=min_f1,
         baseline_model=baseline,
         **candidates,
     ).set_display_name("select")

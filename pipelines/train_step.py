@@ -6,7 +6,11 @@
   ``MirroredStrategy`` over ``gpus_per_replica`` GPUs); under KFP's local
   runner it simply runs in-process (resources and kfp-kubernetes settings are
   ignored there).
-* ``kubeflow`` - a TFJob (chief + ``replicas - 1`` workers) via ``train_tfjob``.
+* ``trainjob`` - a Kubeflow Trainer v2 TrainJob (``replicas`` nodes on the
+  ``tfopt-tensorflow`` runtime) via ``train_trainjob``.
+* ``jobset``   - a bare JobSet of ``replicas`` workers via ``train_jobset``.
+* ``kubeflow`` - a legacy Training Operator v1 TFJob (chief + ``replicas - 1``
+  workers) via ``train_tfjob``.
 * ``vertex``   - a Vertex AI custom job (worker pools) via ``train_vertex``.
 
 The branches are ``dsl.If/Elif/Else``. KFP 2.17.3's local runner cannot
@@ -24,7 +28,9 @@ from tfopt.components._image import GPU_IMAGE
 from tfopt.components.artifact_uri import artifact_uri
 from tfopt.components.plan_training import plan_training
 from tfopt.components.train import train
+from tfopt.components.train_jobset import train_jobset
 from tfopt.components.train_tfjob import train_tfjob
+from tfopt.components.train_trainjob import train_trainjob
 from tfopt.components.train_vertex import train_vertex
 
 TRAIN_TIMEOUT_S = 6 * 3600  # pod deadline of the in-cluster training task
@@ -43,19 +49,7 @@ def _retry(task, retries: int = TRAIN_RETRIES):
 def train_step(
     dataset: Input[Dataset],
     hyperparameters: Input[Artifact],
-    arch: str = "cnn",
-    width: int = 32,
-    depth: int = 2,
-    dropout: float = 0.1,
-    optimizer: str = "adam",
-    learning_rate: float = 0.001,
-    scale_learning_rate: bool = False,
-    epochs: int = 30,
-    batch_size: int = 64,
-    early_stopping_patience: int = 5,
-    seed: int = 42,
-    precision: str = "float32",
-    xla: bool = False,
+    train_config: dict = {},  # noqa: B006 - a pipeline default, never mutated
     target: str = "local",
     replicas: int = 1,
     gpus_per_replica: int = 0,
@@ -65,6 +59,7 @@ def train_step(
     memory: str = "16Gi",
     namespace: str = "kubeflow",
     timeout_s: int = 21600,
+    queue_name: str = "",
     project: str = "",
     location: str = "us-central1",
     staging_bucket: str = "",
@@ -77,26 +72,17 @@ def train_step(
     launchers apply them before sending the config to the workers), and a disabled
     tune step's (skipped) output changes nothing. It is required because KFP's
     local runner cannot run a sub-pipeline whose optional artifact input is left out.
-    ``batch_size`` is per replica; ``scale_learning_rate`` multiplies the learning
-    rate by the number of replicas. ``gpu_resource`` is the accelerator resource
-    of the in-cluster task (``nvidia.com/gpu`` on Kubeflow, the Vertex name such
-    as ``NVIDIA_TESLA_T4`` on Vertex AI Pipelines).
+    ``train_config`` holds the training settings, ``TrainConfig`` / ``ModelConfig``
+    field names, flat (``components/train_config.py`` makes it from the optimize
+    pipeline's parameters; absent names keep their defaults); every train component
+    takes it as is and checks it. ``batch_size`` is per replica;
+    ``scale_learning_rate`` multiplies the learning rate by the number of replicas.
+    ``gpu_resource`` is the accelerator resource of the in-cluster task
+    (``nvidia.com/gpu`` on Kubeflow, the Vertex name such as ``NVIDIA_TESLA_T4`` on
+    Vertex AI Pipelines). ``queue_name`` (``trainjob`` and ``jobset`` targets) labels
+    the job for a Kueue LocalQueue, so the cluster's GPU quota and fair sharing apply.
     """
-    hp = dict(
-        arch=arch,
-        width=width,
-        depth=depth,
-        dropout=dropout,
-        optimizer=optimizer,
-        learning_rate=learning_rate,
-        scale_learning_rate=scale_learning_rate,
-        epochs=epochs,
-        batch_size=batch_size,
-        early_stopping_patience=early_stopping_patience,
-        seed=seed,
-        precision=precision,
-        xla=xla,
-    )
+    hp = {"train_config": train_config}  # what every train component takes
     plan = plan_training(
         target=target,
         replicas=replicas,
@@ -125,6 +111,28 @@ def train_step(
         kubernetes.add_node_selector_json(local, plan.outputs["node_selector"])
         kubernetes.add_toleration(local, **GPU_TOLERATION)
         local_uri = artifact_uri(artifact=local.outputs["model"]).set_caching_options(False)
+
+    cluster_jobs = {}
+    for kind, component in (("trainjob", train_trainjob), ("jobset", train_jobset)):
+        with dsl.Elif(target == kind, name=f"train-{kind}"):
+            task = component(
+                dataset=dataset,
+                hyperparameters=hyperparameters,
+                replicas=replicas,
+                gpus_per_replica=gpus_per_replica,
+                accelerator_type=accelerator_type,
+                namespace=namespace,
+                cpu=cpu,
+                memory=memory,
+                timeout_s=timeout_s,
+                queue_name=queue_name,
+                **hp,
+            ).after(plan)
+            task.set_cpu_request("250m").set_memory_request("512Mi").set_memory_limit("1Gi")
+            task.set_caching_options(True)
+            _retry(task, 1)
+            kubernetes.set_timeout(task, LAUNCHER_TIMEOUT_S)
+            cluster_jobs[kind] = task
 
     with dsl.Elif(target == "kubeflow", name="train-tfjob"):
         tfjob = train_tfjob(
@@ -163,7 +171,13 @@ def train_step(
         _retry(vertex, 1)
         kubernetes.set_timeout(vertex, LAUNCHER_TIMEOUT_S)
 
-    chosen = dsl.OneOf(local_uri.output, tfjob.outputs["Output"], vertex.outputs["Output"])
+    chosen = dsl.OneOf(
+        local_uri.output,
+        cluster_jobs["trainjob"].outputs["Output"],
+        cluster_jobs["jobset"].outputs["Output"],
+        tfjob.outputs["Output"],
+        vertex.outputs["Output"],
+    )
     trained = dsl.importer(
         artifact_uri=chosen,
         artifact_class=Model,

@@ -33,3 +33,11 @@ def small_model_dir(tmp_path_factory, digits_dir) -> str:
     )
     train.train_model(digits_dir, path, config)
     return path
+
+
+@pytest.fixture(scope="session")
+def cnn(tmp_path_factory, digits_dir) -> str:
+    """The tiny CNN the compression tests start from (trained once; helpers.compression)."""
+    from helpers.compression import trained_cnn
+
+    return trained_cnn(tmp_path_factory, digits_dir)

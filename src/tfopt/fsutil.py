@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import gzip
 import hashlib
 import json
@@ -328,6 +329,6 @@ def sha256_files(paths: list[str]) -> str:
     for p in paths:
         opener = _gfile().GFile if is_remote(p) else open
         with opener(p, "rb") as fh:
-            for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""):
+            for chunk in iter(functools.partial(fh.read, 1 << 20), b""):
                 digest.update(chunk)
     return digest.hexdigest()

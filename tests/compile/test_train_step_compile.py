@@ -24,7 +24,7 @@ def demo(
     ts.train_step(
         dataset=data.outputs["dataset"],
         hyperparameters=tuned.outputs["best_hyperparameters"],
-        epochs=3,
+        train_config={"epochs": 3},
         target=target,
         replicas=replicas,
         gpus_per_replica=gpus_per_replica,
@@ -111,7 +111,12 @@ def test_kubernetes_platform_spec(compiled):
         {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
     ]
     assert int(train["activeDeadlineSeconds"]) == ts.TRAIN_TIMEOUT_S
-    for name in ("exec-train-tfjob", "exec-train-vertex"):
+    for name in (
+        "exec-train-trainjob",
+        "exec-train-jobset",
+        "exec-train-tfjob",
+        "exec-train-vertex",
+    ):
         assert int(execs[name]["activeDeadlineSeconds"]) == ts.LAUNCHER_TIMEOUT_S
 
 
@@ -126,17 +131,23 @@ def test_branches_retries_and_caching(compiled):
     )
     assert any("== 'local'" in c and "!" not in c for c in conditions)
     assert any("== 'kubeflow'" in c for c in conditions)
+    assert any("== 'trainjob'" in c for c in conditions)
+    assert any("== 'jobset'" in c for c in conditions)
     assert by_name["train"]["retryPolicy"] == {
         "maxRetryCount": 2,
         "backoffDuration": "60s",
         "backoffFactor": 2.0,
         "backoffMaxDuration": "900s",
     }
-    for launcher in ("train-tfjob", "train-vertex"):
+    for launcher in ("train-trainjob", "train-jobset", "train-tfjob", "train-vertex"):
         assert by_name[launcher]["retryPolicy"]["maxRetryCount"] == 1
         # tuned hyperparameters reach every target, not only the in-cluster one
         assert "hyperparameters" in by_name[launcher]["inputs"]["artifacts"]
         assert by_name[launcher]["cachingOptions"] == {"enableCache": True}
+    for launcher in ("train-trainjob", "train-jobset"):  # the Kueue queue reaches both
+        assert by_name[launcher]["inputs"]["parameters"]["queue_name"] == {
+            "componentInputParameter": "pipelinechannel--queue_name"
+        }
     assert by_name["train"]["cachingOptions"] == {"enableCache": True}
     # The request check and the URI hand-off always run (cheap, never stale).
     assert not by_name["plan-training"]["cachingOptions"].get("enableCache")

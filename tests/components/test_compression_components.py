@@ -3,32 +3,30 @@ metadata the evaluation step reads, disabled and skipped inputs, recorded fallba
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 from kfp import dsl
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "unit"))
-from _compression_helpers import assert_no_wrappers, trained_cnn  # noqa: E402
-
-from tfopt._keras import keras, tf  # noqa: E402
-from tfopt.components.distill import distill  # noqa: E402
-from tfopt.components.lowrank import lowrank  # noqa: E402
-from tfopt.components.prune import prune  # noqa: E402
-from tfopt.components.qat import qat  # noqa: E402
-from tfopt.components.quantize import quantize  # noqa: E402
-from tfopt.fsutil import read_json  # noqa: E402
-from tfopt.training import models  # noqa: E402
+from tfopt._keras import keras, tf
+from tfopt.components.distill import distill
+from tfopt.components.lowrank import lowrank
+from tfopt.components.prune import prune
+from tfopt.components.qat import qat
+from tfopt.components.quantize import quantize
+from tfopt.fsutil import read_json
+from tfopt.training import models
 from tfopt.training import tensorboard as tensorboard_lib
+
+from helpers.compression import assert_no_wrappers
 
 KEYS = {"variant", "format", "skipped", "params", "sparsity", "notes"}
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory, digits_dir):
+def inputs(cnn, digits_dir):
     base = dsl.Model(
-        uri=trained_cnn(tmp_path_factory, digits_dir),
+        uri=cnn,
         metadata={"variant": "baseline", "format": "saved_model", "params": 5000},
     )
     return base, dsl.Dataset(uri=digits_dir)
@@ -180,7 +178,7 @@ def test_qat_component_preserving_sparsity(tmp_path, inputs, pruned):
 
 
 @pytest.mark.parametrize(
-    "component,output",
+    ("component", "output"),
     [
         (prune, "pruned_model"),
         (lowrank, "lowrank_model"),

@@ -10,7 +10,7 @@ from kfp import dsl
 from tfopt.components.evaluate import evaluate
 from tfopt.components.select import select
 from tfopt.compression import tflite as tflite_lib
-from tfopt.data import ingest, input_pipeline
+from tfopt.data import input_pipeline, schema
 from tfopt.errors import ConfigError
 from tfopt.training import models
 
@@ -25,11 +25,11 @@ def model_artifact(path, **meta):
 
 
 @pytest.fixture(scope="module")
-def evaluated(tmp_path_factory):
+def evaluated(tmp_path_factory, digits_dir):
     """Run the evaluate component once over baseline, two TFLite variants and a broken one."""
     root = tmp_path_factory.mktemp("evsel")
-    ds = str(root / "dataset")
-    info = ingest.ingest(ds, ingest.IngestConfig())
+    ds = digits_dir
+    info = schema.load_info(ds)
     x, y = input_pipeline.load_arrays(info, "train")
     model = models.build_model(
         models.ModelConfig(arch="mlp", width=16, depth=1, dropout=0.0),
@@ -167,7 +167,7 @@ def test_select_blesses_and_copies_the_smallest(evaluated, tmp_path):
 
 
 def test_select_most_accurate_copies_a_saved_model_dir(evaluated, tmp_path):
-    result, outs = run_select(
+    _result, outs = run_select(
         evaluated,
         tmp_path,
         max_accuracy_drop=50.0,

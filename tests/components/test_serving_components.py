@@ -8,19 +8,17 @@ from kfp import dsl
 
 from tfopt.components.deploy_tf_serving import deploy_tf_serving
 from tfopt.components.infra_validate import infra_validate
-from tfopt.data import ingest
 from tfopt.errors import ModelError
 from tfopt.training import models
 
 
 @pytest.fixture(scope="module")
-def assets(tmp_path_factory):
+def assets(tmp_path_factory, digits_dir):
     root = tmp_path_factory.mktemp("serving_components")
-    ingest.ingest(str(root / "ds"), ingest.IngestConfig())
     m = models.build_model(models.ModelConfig(arch="mlp", width=8, depth=1), (8, 8, 1), 10)
     models.save_model(m, str(root / "model"))
     return {
-        "dataset": dsl.Dataset(uri=str(root / "ds")),
+        "dataset": dsl.Dataset(uri=digits_dir),
         "model": dsl.Model(uri=str(root / "model")),
     }
 

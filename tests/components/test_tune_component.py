@@ -96,7 +96,7 @@ def test_a_disabled_tune_step_changes_no_training_setting(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "params, needle",
+    ("params", "needle"),
     [
         ({"search_space": {}}, "search space is empty"),
         ({"max_trials": 0}, "max_trials=0"),

@@ -56,13 +56,13 @@ class KfpStandIn:
                 status, obj = outer.handle(verb, url.path, query, data)
                 self._send(status, obj)
 
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 self._route("GET")
 
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 self._route("POST")
 
-            def do_DELETE(self):  # noqa: N802
+            def do_DELETE(self):
                 self._route("DELETE")
 
             def log_message(self, *args):

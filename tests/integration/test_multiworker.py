@@ -6,15 +6,13 @@ TFJob or Vertex AI replica runs), i.e. ``tfopt.training.train.train_model``.
 
 import json
 import re
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import mw_helpers as mw  # noqa: E402
+from helpers import multiworker as mw
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

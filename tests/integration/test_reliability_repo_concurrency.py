@@ -14,7 +14,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from tfopt.data import ingest, input_pipeline
+from tfopt.data import input_pipeline, schema
 from tfopt.deploy.serving import config as sc
 from tfopt.deploy.serving import repository
 from tfopt.training import models
@@ -23,9 +23,9 @@ NAME = "digits"
 
 
 @pytest.fixture(scope="module")
-def assets(tmp_path_factory):
+def assets(tmp_path_factory, digits_dir):
     root = tmp_path_factory.mktemp("repo_concurrency")
-    info = ingest.ingest(str(root / "ds"), ingest.IngestConfig())
+    info = schema.load_info(digits_dir)
     x, _ = input_pipeline.load_arrays(info, "test", limit=16)
     np.save(root / "x.npy", x)
     paths = []

@@ -312,10 +312,7 @@ def test_submit_and_schedule_on_vertex_pipelines(standin, storage, tmp_path):
     assert job.network == "projects/123/global/networks/vpc"
     assert job.labels["team"] == "ml"
     assert job.runtime_config.gcs_output_directory == "gs://bucket/root"
-    values = {
-        k: v
-        for k, v in type(job.runtime_config).to_dict(job.runtime_config)["parameter_values"].items()
-    }
+    values = dict(type(job.runtime_config).to_dict(job.runtime_config)["parameter_values"].items())
     assert values["epochs"] == 3 and values["arch"] == "mlp" and values["width"] == 16
     assert type(job).to_dict(job)["pipeline_spec"]["pipelineInfo"]["name"] == "tfopt-optimize"
     assert result.target == "vertex" and result.name == f"{req.parent}/pipelineJobs/nightly-check"

@@ -443,7 +443,7 @@ class StorageStandIn:
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 outer.requests.append(self.path)
                 bucket = self.path.split("/storage/v1/b/", 1)[-1].split("?")[0].split("/")[0]
                 body = json.dumps(

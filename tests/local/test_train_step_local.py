@@ -25,11 +25,13 @@ def wrapper(target: str = "local", replicas: int = 1) -> str:
     step = train_step(
         dataset=data.outputs["dataset"],
         hyperparameters=no_tuning.outputs["best_hyperparameters"],
-        arch="mlp",
-        width=8,
-        depth=1,
-        epochs=2,
-        early_stopping_patience=0,
+        train_config={
+            "arch": "mlp",
+            "width": 8,
+            "depth": 1,
+            "epochs": 2,
+            "early_stopping_patience": 0,
+        },
         target=target,
         replicas=replicas,
     )

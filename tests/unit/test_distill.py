@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _compression_helpers import assert_no_wrappers, assert_unchanged, snapshot, trained_cnn
 
 from tfopt._keras import keras, tf
 from tfopt.compression import distill
@@ -12,12 +11,9 @@ from tfopt.data import input_pipeline, schema
 from tfopt.errors import ConfigError, DataError
 from tfopt.training import models
 
+from helpers.compression import assert_no_wrappers, assert_unchanged, snapshot
+
 STUDENT = models.ModelConfig(arch="mlp", width=8, depth=1, dropout=0.0)
-
-
-@pytest.fixture(scope="module")
-def cnn(tmp_path_factory, digits_dir):
-    return trained_cnn(tmp_path_factory, digits_dir)
 
 
 @pytest.fixture(scope="module")

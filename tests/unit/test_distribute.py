@@ -30,7 +30,7 @@ def test_without_chief_worker_zero_writes():
 
 
 @pytest.mark.parametrize(
-    "raw,message",
+    ("raw", "message"),
     [
         ("{not json", "not valid JSON"),
         ('{"task": {}}', "'cluster' object"),

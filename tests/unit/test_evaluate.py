@@ -6,18 +6,18 @@ import numpy as np
 import pytest
 
 from tfopt.compression import tflite as tflite_lib
-from tfopt.data import ingest, input_pipeline
+from tfopt.data import input_pipeline, schema
 from tfopt.errors import ConfigError, ModelError
 from tfopt.evaluation import evaluate as ev
 from tfopt.training import models
 
 
 @pytest.fixture(scope="module")
-def zoo(tmp_path_factory):
+def zoo(tmp_path_factory, digits_dir):
     """digits + a tiny trained mlp (SavedModel) + float32 / int8 TFLite + a sparse copy."""
     root = tmp_path_factory.mktemp("eval_zoo")
-    ds = str(root / "ds")
-    info = ingest.ingest(ds, ingest.IngestConfig())
+    ds = digits_dir
+    info = schema.load_info(ds)
     x, y = input_pipeline.load_arrays(info, "train")
     model = models.build_model(
         models.ModelConfig(arch="mlp", width=16, depth=1, dropout=0.0),

@@ -5,14 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _compression_helpers import (
-    accuracy,
-    assert_no_wrappers,
-    assert_unchanged,
-    layer_classes,
-    snapshot,
-    trained_cnn,
-)
 
 from tfopt._keras import keras
 from tfopt.compression import lowrank
@@ -20,10 +12,13 @@ from tfopt.data import input_pipeline, schema
 from tfopt.errors import ConfigError, ModelError
 from tfopt.training import models
 
-
-@pytest.fixture(scope="module")
-def cnn(tmp_path_factory, digits_dir):
-    return trained_cnn(tmp_path_factory, digits_dir)
+from helpers.compression import (
+    accuracy,
+    assert_no_wrappers,
+    assert_unchanged,
+    layer_classes,
+    snapshot,
+)
 
 
 @pytest.fixture(scope="module")

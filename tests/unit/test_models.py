@@ -24,7 +24,7 @@ def test_cnn_needs_image_inputs():
 
 
 @pytest.mark.parametrize(
-    "field,value", [("arch", "rnn"), ("width", 0), ("depth", 17), ("dropout", 1.0)]
+    ("field", "value"), [("arch", "rnn"), ("width", 0), ("depth", 17), ("dropout", 1.0)]
 )
 def test_model_config_rejects_bad_values(field, value):
     with pytest.raises(ConfigError, match=f"ModelConfig.{field}="):

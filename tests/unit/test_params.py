@@ -41,7 +41,7 @@ def test_unknown_parameters_are_named_with_the_allowed_ones(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "text,message",
+    ("text", "message"),
     [
         ("epochs: three\n", "epochs='three' has type str; expected Integer"),
         ("epochs: 2.5\n", "expected Integer"),

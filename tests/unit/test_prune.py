@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _compression_helpers import (
-    accuracy,
-    assert_no_wrappers,
-    assert_unchanged,
-    pruned_cnn,
-    snapshot,
-    trained_cnn,
-)
 
 from tfopt.compression import common, prune
 from tfopt.errors import ConfigError, ModelError
 from tfopt.training import models
 
-
-@pytest.fixture(scope="module")
-def cnn(tmp_path_factory, digits_dir):
-    return trained_cnn(tmp_path_factory, digits_dir)
+from helpers.compression import (
+    accuracy,
+    assert_no_wrappers,
+    assert_unchanged,
+    pruned_cnn,
+    snapshot,
+)
 
 
 @pytest.fixture(scope="module")

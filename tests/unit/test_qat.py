@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _compression_helpers import accuracy, assert_unchanged, pruned_cnn, snapshot, trained_cnn
 
 from tfopt._keras import keras, tf
 from tfopt.compression import qat
@@ -14,10 +13,7 @@ from tfopt.compression import tflite as tflite_lib
 from tfopt.errors import ConfigError, ModelError
 from tfopt.training import models
 
-
-@pytest.fixture(scope="module")
-def cnn(tmp_path_factory, digits_dir):
-    return trained_cnn(tmp_path_factory, digits_dir)
+from helpers.compression import accuracy, assert_unchanged, pruned_cnn, snapshot
 
 
 @pytest.fixture(scope="module")

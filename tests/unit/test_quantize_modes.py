@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _compression_helpers import accuracy, trained_cnn
 
 from tfopt._keras import keras, tf
 from tfopt.compression import tflite as tflite_lib
@@ -13,10 +12,7 @@ from tfopt.errors import ConfigError
 from tfopt.evaluation.runtime import Predictor
 from tfopt.training import models
 
-
-@pytest.fixture(scope="module")
-def cnn(tmp_path_factory, digits_dir):
-    return trained_cnn(tmp_path_factory, digits_dir)
+from helpers.compression import accuracy
 
 
 @pytest.fixture(scope="module")

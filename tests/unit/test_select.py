@@ -42,7 +42,7 @@ RECORDS = [
 
 
 @pytest.mark.parametrize(
-    "objective, expected",
+    ("objective", "expected"),
     [("smallest", "tflite_int8"), ("fastest", "tflite_int8"), ("most_accurate", "pruned")],
 )
 def test_each_objective_picks_its_candidate(objective, expected):

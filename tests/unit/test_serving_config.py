@@ -44,7 +44,7 @@ def test_policies_choose_versions():
 
 
 @pytest.mark.parametrize(
-    "kwargs,match",
+    ("kwargs", "match"),
     [
         ({"policy": "newest"}, "policy"),
         ({"policy": "specific"}, "at least one version"),

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tfopt._keras import tf
-from tfopt.data import ingest, input_pipeline
+from tfopt.data import input_pipeline, schema
 from tfopt.deploy.serving import config as sc
 from tfopt.deploy.serving import deploy, infravalidate, repository
 from tfopt.errors import ConfigError
@@ -14,9 +14,9 @@ from tfopt.training import models
 
 
 @pytest.fixture(scope="module")
-def assets(tmp_path_factory):
+def assets(tmp_path_factory, digits_dir):
     root = tmp_path_factory.mktemp("serving_deploy")
-    info = ingest.ingest(str(root / "ds"), ingest.IngestConfig())
+    info = schema.load_info(digits_dir)
     x, _ = input_pipeline.load_arrays(info, "test", limit=16)
     paths = []
     for i in range(2):

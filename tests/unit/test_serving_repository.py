@@ -5,22 +5,22 @@ import os
 import numpy as np
 import pytest
 
-from tfopt.data import ingest, input_pipeline
+from tfopt.data import input_pipeline, schema
 from tfopt.deploy.serving import repository, warmup
 from tfopt.errors import DataError, ModelError
 from tfopt.training import models
 
 
 @pytest.fixture(scope="module")
-def assets(tmp_path_factory):
+def assets(tmp_path_factory, digits_dir):
     root = tmp_path_factory.mktemp("serving_repo")
-    info = ingest.ingest(str(root / "ds"), ingest.IngestConfig())
+    info = schema.load_info(digits_dir)
     x, _ = input_pipeline.load_arrays(info, "test", limit=8)
     paths = []
     for i in range(2):
         m = models.build_model(models.ModelConfig(arch="mlp", width=8, depth=1), (8, 8, 1), 10)
         paths.append(models.save_model(m, str(root / f"m{i}")))
-    return {"x": x, "models": paths, "dataset": str(root / "ds")}
+    return {"x": x, "models": paths, "dataset": digits_dir}
 
 
 def _entries(path):

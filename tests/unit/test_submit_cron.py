@@ -8,7 +8,7 @@ from tfopt.errors import ConfigError
 
 
 @pytest.mark.parametrize(
-    "expr, kfp, vertex_",
+    ("expr", "kfp", "vertex_"),
     [
         ("30 2 * * *", "0 30 2 * * *", "TZ=UTC 30 2 * * *"),
         (
@@ -25,7 +25,7 @@ def test_cron_dialects(expr, kfp, vertex_):
 
 
 @pytest.mark.parametrize(
-    "expr, match",
+    ("expr", "match"),
     [
         ("", "empty"),
         ("* * * *", "4 field"),

@@ -35,7 +35,7 @@ def test_secret_is_referenced_by_name_in_the_platform_spec(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "secrets, match",
+    ("secrets", "match"),
     [
         ({}, "expected"),
         ({"Bad_Name": {"token": "TOKEN"}}, "not a Kubernetes name"),

@@ -76,7 +76,7 @@ def test_killed_training_resumes_from_backup(tmp_path, digits_dir):
 
 
 @pytest.mark.parametrize(
-    "changes,message",
+    ("changes", "message"),
     [
         ({"optimizer": "adagrad"}, "TrainConfig.optimizer"),
         ({"learning_rate": 0.0}, "TrainConfig.learning_rate"),

@@ -13,7 +13,7 @@ from tfopt import fsutil
 from tfopt._keras import keras
 from tfopt.data import ingest, schema
 from tfopt.errors import ConfigError, DataError
-from tfopt.training import tensorboard, tune
+from tfopt.training import search_space, tensorboard, tune
 from tfopt.training.train import TrainConfig
 
 TINY_SPACE = {
@@ -46,9 +46,9 @@ def tiny(**changes) -> tune.TuneConfig:
 
 
 def test_default_space_parses_and_round_trips():
-    space = tune.SearchSpace.from_dict(tune.DEFAULT_SEARCH_SPACE)
+    space = search_space.SearchSpace.from_dict(search_space.DEFAULT_SEARCH_SPACE)
     assert space.names() == ("arch", "depth", "width", "learning_rate", "dropout", "batch_size")
-    assert space.to_dict() == tune.DEFAULT_SEARCH_SPACE
+    assert space.to_dict() == search_space.DEFAULT_SEARCH_SPACE
     hp = space.hyperparameters()
     assert hp.get("arch") in ("cnn", "mlp")
     lr = next(p for p in hp.space if p.name == "learning_rate")
@@ -61,7 +61,7 @@ def test_default_space_parses_and_round_trips():
 
 
 def test_space_value_kinds():
-    space = tune.SearchSpace.from_dict({"dropout": [0, 0.25], "depth": 2, "width": [32]})
+    space = search_space.SearchSpace.from_dict({"dropout": [0, 0.25], "depth": 2, "width": [32]})
     kinds = {d.name: (d.kind, d.values) for d in space.dimensions}
     assert kinds == {
         "dropout": ("choice", (0.0, 0.25)),
@@ -72,7 +72,7 @@ def test_space_value_kinds():
 
 
 @pytest.mark.parametrize(
-    "space, needle",
+    ("space", "needle"),
     [
         ({}, "search space is empty"),
         ([], "expected a mapping"),
@@ -103,7 +103,7 @@ def test_bad_search_space_names_the_problem(space, needle):
 
 
 @pytest.mark.parametrize(
-    "changes, needle",
+    ("changes", "needle"),
     [
         ({"max_trials": 0}, "max_trials=0"),
         ({"objective": "val_auc"}, "objective='val_auc'"),

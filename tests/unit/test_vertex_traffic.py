@@ -38,7 +38,7 @@ def test_canary_split_always_valid(weights, pct):
     # Normalise to a valid current split first.
     current = vertex.canary_split(weights, 1)
     current.pop("0")
-    current = {k: v for k, v in current.items()}
+    current = dict(current.items())
     if not current or sum(current.values()) != 99:
         return
     current[max(current, key=current.get)] += 1
@@ -55,7 +55,7 @@ def test_smoke_requests_reach_the_canary_with_high_probability():
 
 
 @pytest.mark.parametrize(
-    "changes, match",
+    ("changes", "match"),
     [
         ({"canary_percent": 0}, "canary_percent"),
         ({"accelerator_type": "NVIDIA_TESLA_T4"}, "accelerator_count"),

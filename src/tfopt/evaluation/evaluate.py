@@ -279,7 +279,7 @@ def evaluate_model(
         "latency_ms_p95": float(np.percentile(lat, 95)),
         "latency_ms_p99": float(np.percentile(lat, 99)),
         "latency_ms_mean": float(lat.mean()),
-        "latency_iterations": int(len(lat)),
+        "latency_iterations": len(lat),
         "latency_warmup": config.latency_warmup,
         "throughput_per_s": throughput,
         "throughput_batch_size": config.throughput_batch_size,

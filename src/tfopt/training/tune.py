@@ -8,7 +8,8 @@ what is framework-free - the oracles (search algorithms), the trial
 bookkeeping and the resumable project directory - through a ``BaseTuner``
 whose ``run_trial`` builds the model with :func:`tfopt.training.models.build_model`
 and trains it with :func:`tfopt.training.train.fit` on :func:`tfopt.data.make_dataset`
-pipelines, all tf_keras.
+pipelines, all tf_keras (that adapter: :mod:`tfopt.training.tuner`; the search space:
+:mod:`tfopt.training.search_space`).
 
 The search directory is resumable: calling :func:`tune` again with the same
 ``output_dir`` reloads the oracle, re-runs a trial that was interrupted (from
@@ -20,221 +21,52 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from tfopt import distribute, fsutil
-from tfopt._keras import keras
 from tfopt.checks import check_choice, check_int, config_from_dict
-from tfopt.data import input_pipeline, schema
-from tfopt.data.integrity import reporting_corruption
+from tfopt.data import schema
 from tfopt.errors import ConfigError, DataError, ModelError
-from tfopt.training import models, tensorboard
 from tfopt.training import train as train_lib
+from tfopt.training.search_space import (
+    DEFAULT_SEARCH_SPACE,
+    PARAMETERS,
+    SearchSpace,
+    load_hyperparameters,
+    train_config_from_hyperparameters,
+)
+from tfopt.training.tuner import OBJECTIVES, PROJECT_NAME, make_oracle, tuner_class
+
+# The search space and the adapter live in their own modules; their public names
+# stay importable from here, where the search is.
+__all__ = [
+    "ALGORITHMS",
+    "BEST_FILE",
+    "DEFAULT_SEARCH_SPACE",
+    "OBJECTIVES",
+    "PARAMETERS",
+    "PROJECT_NAME",
+    "REPORT_FILE",
+    "STATE_FILE",
+    "TRIALS_FILE",
+    "SearchSpace",
+    "TuneConfig",
+    "TuneResult",
+    "load_hyperparameters",
+    "train_config_from_hyperparameters",
+    "trials_markdown",
+    "tune",
+]
 
 log = logging.getLogger(__name__)
 
 ALGORITHMS = ("random", "hyperband", "bayesian")
-# Metrics every trial logs (compiled with metrics=["accuracy"]) and their direction.
-OBJECTIVES = {"val_accuracy": "max", "val_loss": "min", "accuracy": "max", "loss": "min"}
-SAMPLINGS = ("linear", "log", "reverse_log")
-PROJECT_NAME = "search"
 STATE_FILE = "tune_config.json"
 BEST_FILE = "best_hyperparameters.json"
 TRIALS_FILE = "trials.json"
 REPORT_FILE = "trials.md"
-
-# Searchable hyperparameters: kind and allowed values / bounds (low, high, low_open, high_open).
-PARAMETERS: dict[str, tuple] = {
-    "arch": ("str", models.ARCHITECTURES),
-    "optimizer": ("str", train_lib.OPTIMIZERS),
-    "depth": ("int", (1, 16, False, False)),
-    "width": ("int", (1, 8192, False, False)),
-    "batch_size": ("int", (1, 1 << 20, False, False)),
-    "learning_rate": ("float", (0.0, 10.0, True, False)),
-    "dropout": ("float", (0.0, 1.0, False, True)),
-}
-_MODEL_KEYS = ("arch", "width", "depth", "dropout")
-_TRAIN_KEYS = ("optimizer", "learning_rate", "batch_size")
-
-DEFAULT_SEARCH_SPACE = {
-    "arch": ["cnn", "mlp"],
-    "depth": {"min": 1, "max": 3},
-    "width": [16, 32, 64],
-    "learning_rate": {"min": 1e-4, "max": 1e-2, "sampling": "log"},
-    "dropout": {"min": 0.0, "max": 0.5, "step": 0.1},
-    "batch_size": [32, 64, 128],
-}
-
-
-def _space_error(name: str, value: Any, allowed: str) -> ConfigError:
-    return ConfigError(f"search_space[{name!r}]={value!r} is not allowed: expected {allowed}")
-
-
-def _check_value(name: str, value: Any) -> Any:
-    """One value of hyperparameter ``name`` checked against its bounds; returns it typed."""
-    kind, spec = PARAMETERS[name]
-    if kind == "str":
-        if value not in spec:
-            raise _space_error(name, value, "values among " + ", ".join(map(repr, spec)))
-        return value
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _space_error(name, value, f"{'integers' if kind == 'int' else 'numbers'}")
-    if kind == "int" and not float(value).is_integer():
-        raise _space_error(name, value, "integers")
-    low, high, low_open, high_open = spec
-    if (
-        not math.isfinite(value)
-        or (value <= low if low_open else value < low)
-        or (value >= high if high_open else value > high)
-    ):
-        raise _space_error(
-            name,
-            value,
-            f"values in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}",
-        )
-    return int(value) if kind == "int" else float(value)
-
-
-@dataclass(frozen=True)
-class Dimension:
-    """One searched hyperparameter.
-
-    Attributes:
-        name: a key of :data:`PARAMETERS`.
-        kind: ``choice`` (one of ``values``), ``int`` / ``float`` (a range
-            ``low..high`` with optional ``step`` and ``sampling``) or ``fixed``.
-    """
-
-    name: str
-    kind: str
-    values: tuple = ()
-    low: float | int | None = None
-    high: float | int | None = None
-    step: float | int | None = None
-    sampling: str = "linear"
-
-    @classmethod
-    def parse(cls, name: str, spec: Any) -> Dimension:
-        if name not in PARAMETERS:
-            raise ConfigError(
-                f"search_space: unknown hyperparameter {name!r}; allowed: {', '.join(PARAMETERS)}"
-            )
-        kind = PARAMETERS[name][0]
-        if isinstance(spec, list | tuple):
-            if not spec:
-                raise _space_error(name, spec, "a non-empty list of values")
-            values = tuple(_check_value(name, v) for v in spec)
-            if len(set(values)) != len(values):
-                raise _space_error(name, spec, "a list without repeated values")
-            return cls(name, "choice" if len(values) > 1 else "fixed", values)
-        if isinstance(spec, dict):
-            if kind == "str":
-                raise _space_error(name, spec, "a list of values (it is categorical)")
-            unknown = sorted(set(spec) - {"min", "max", "step", "sampling"})
-            if unknown or "min" not in spec or "max" not in spec:
-                raise _space_error(name, spec, "a range {'min', 'max'[, 'step'][, 'sampling']}")
-            low, high = _check_value(name, spec["min"]), _check_value(name, spec["max"])
-            if high < low:
-                raise _space_error(name, spec, "min <= max")
-            sampling = spec.get("sampling", "linear")
-            check_choice(f"search_space[{name!r}]", "sampling", sampling, SAMPLINGS)
-            if sampling != "linear" and low <= 0:
-                raise _space_error(name, spec, f"min > 0 with sampling {sampling!r}")
-            step = spec.get("step")
-            if step is not None:
-                if (
-                    isinstance(step, bool)
-                    or not isinstance(step, int | float)
-                    or not step > 0
-                    or (kind == "int" and not float(step).is_integer())
-                ):
-                    raise _space_error(
-                        name, spec, "a positive step" + (" (an integer)" if kind == "int" else "")
-                    )
-                step = int(step) if kind == "int" else float(step)
-            if low == high:
-                return cls(name, "fixed", (low,))
-            return cls(name, kind, (), low, high, step, sampling)
-        return cls(name, "fixed", (_check_value(name, spec),))
-
-    def declare(self, hp) -> None:
-        """Register this dimension on keras-tuner ``HyperParameters``."""
-        if self.kind == "fixed":
-            hp.Fixed(self.name, self.values[0])
-        elif self.kind == "choice":
-            hp.Choice(self.name, list(self.values), ordered=PARAMETERS[self.name][0] != "str")
-        elif self.kind == "int":
-            hp.Int(self.name, self.low, self.high, step=self.step, sampling=self.sampling)
-        else:
-            hp.Float(self.name, self.low, self.high, step=self.step, sampling=self.sampling)
-
-    def to_spec(self) -> Any:
-        """The params-file form of this dimension."""
-        if self.kind == "fixed":
-            return self.values[0]
-        if self.kind == "choice":
-            return list(self.values)
-        spec = {"min": self.low, "max": self.high}
-        if self.step is not None:
-            spec["step"] = self.step
-        if self.sampling != "linear":
-            spec["sampling"] = self.sampling
-        return spec
-
-
-@dataclass(frozen=True)
-class SearchSpace:
-    """A validated search space (see :data:`DEFAULT_SEARCH_SPACE` for the params-file form)."""
-
-    dimensions: tuple[Dimension, ...]
-
-    @classmethod
-    def from_dict(cls, space: dict) -> SearchSpace:
-        if not isinstance(space, dict):
-            raise ConfigError(
-                f"search_space={space!r} is not allowed: expected a mapping "
-                "from hyperparameter name to a list of values or a range"
-            )
-        if not space:
-            raise ConfigError(
-                "search_space={} is not allowed: the search space is empty; give "
-                f"at least one of {', '.join(PARAMETERS)}"
-            )
-        dims = tuple(Dimension.parse(name, spec) for name, spec in space.items())
-        if all(d.kind == "fixed" for d in dims):
-            raise ConfigError(
-                f"search_space={space!r} is not allowed: every hyperparameter "
-                "has a single value, there is nothing to search"
-            )
-        return cls(dims)
-
-    def to_dict(self) -> dict:
-        return {d.name: d.to_spec() for d in self.dimensions}
-
-    def names(self) -> tuple[str, ...]:
-        return tuple(d.name for d in self.dimensions)
-
-    def hyperparameters(self):
-        """keras-tuner ``HyperParameters`` declaring every dimension."""
-        import keras_tuner
-
-        hp = keras_tuner.HyperParameters()
-        for dim in self.dimensions:
-            dim.declare(hp)
-        return hp
-
-    def values_of(self, dim_name: str) -> tuple:
-        """Values a categorical or fixed dimension can take (empty for ranges / absent)."""
-        for dim in self.dimensions:
-            if dim.name == dim_name:
-                return dim.values
-        return ()
 
 
 def _default_base() -> train_lib.TrainConfig:
@@ -339,39 +171,6 @@ class TuneResult:
         return trials_markdown(self)
 
 
-def train_config_from_hyperparameters(
-    best: dict, base: train_lib.TrainConfig
-) -> train_lib.TrainConfig:
-    """``base`` with the tuned values of ``best`` (as written to ``best_hyperparameters.json``).
-
-    Args:
-        best: hyperparameter name -> value; names from :data:`PARAMETERS`.
-        base: the train step's own settings, kept for every name ``best`` lacks.
-    """
-    if not isinstance(best, dict):
-        raise ConfigError(f"hyperparameters={best!r} is not allowed: expected a JSON object")
-    unknown = sorted(set(best) - set(PARAMETERS))
-    if unknown:
-        raise ConfigError(
-            f"hyperparameters: unknown name(s) {', '.join(unknown)}; allowed: "
-            f"{', '.join(PARAMETERS)}"
-        )
-    typed = {k: _check_value(k, v) for k, v in best.items()}
-    model = dataclasses.replace(base.model, **{k: typed[k] for k in _MODEL_KEYS if k in typed})
-    return dataclasses.replace(
-        base, model=model, **{k: typed[k] for k in _TRAIN_KEYS if k in typed}
-    )
-
-
-def load_hyperparameters(path: str) -> dict:
-    """Read a ``best_hyperparameters.json`` file (checked by the same rules)."""
-    if not fsutil.exists(path):
-        raise DataError(f"{path}: no such hyperparameters file")
-    best = fsutil.read_json(path)
-    train_config_from_hyperparameters(best, train_lib.TrainConfig())
-    return best
-
-
 def _plain(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: _plain(v) for k, v in obj.items()}
@@ -395,178 +194,6 @@ def _check_against_dataset(config: TuneConfig, info: schema.DatasetInfo) -> None
             f"search_space['arch'] includes 'cnn' but the dataset's features "
             f"have shape {tuple(info.feature_shape)}; cnn needs (height, width, "
             "channels): search ['mlp'] only"
-        )
-
-
-def _make_oracle(config: TuneConfig):
-    import keras_tuner
-
-    objective = keras_tuner.Objective(config.objective, OBJECTIVES[config.objective])
-    common = {
-        "objective": objective,
-        "seed": config.base.seed,
-        "hyperparameters": config.search_space.hyperparameters(),
-        "allow_new_entries": False,
-        "tune_new_entries": False,
-        "max_consecutive_failed_trials": config.max_consecutive_failed_trials,
-    }
-    if config.algorithm == "random":
-        return keras_tuner.oracles.RandomSearchOracle(max_trials=config.max_trials, **common)
-    if config.algorithm == "bayesian":
-        return keras_tuner.oracles.BayesianOptimizationOracle(
-            max_trials=config.max_trials,
-            num_initial_points=min(3, max(1, config.max_trials // 2)),
-            **common,
-        )
-    # Brackets repeat until the trial budget is spent (hyperband_iterations=None).
-    oracle = keras_tuner.oracles.HyperbandOracle(
-        max_epochs=config.base.epochs,
-        factor=config.hyperband_factor,
-        hyperband_iterations=None,
-        **common,
-    )
-    oracle.max_trials = config.max_trials
-    return oracle
-
-
-def _tuner_class():
-    import keras_tuner
-
-    class TfoptTuner(keras_tuner.engine.base_tuner.BaseTuner):
-        """Trains tf_keras models built by tfopt for each trial."""
-
-        def __init__(self, oracle, directory, settings: dict):
-            self.settings = settings
-            self.trials_run = 0
-            super().__init__(
-                oracle,
-                hypermodel=None,
-                directory=directory,
-                project_name=PROJECT_NAME,
-                overwrite=False,
-            )
-
-        def run_trial(self, trial, *args, **kwargs):
-            self.trials_run += 1
-            return _run_trial(self, trial, **self.settings)
-
-    return TfoptTuner
-
-
-def _run_trial(
-    tuner,
-    trial,
-    info,
-    config: TuneConfig,
-    mean: float,
-    variance: float,
-    strategy,
-    tensorboard_dir: str | None,
-    callbacks: list,
-) -> dict:
-    values = dict(trial.hyperparameters.values)
-    chosen = {k: v for k, v in values.items() if not k.startswith("tuner/")}
-    train_config = train_config_from_hyperparameters(chosen, config.base)
-    epochs = int(values.get("tuner/epochs", train_config.epochs))
-    initial_epoch = int(values.get("tuner/initial_epoch", 0))
-    train_config = dataclasses.replace(train_config, epochs=max(epochs - initial_epoch, 1))
-    trial_dir = tuner.get_trial_dir(trial.trial_id)
-    log.info("trial %s: %s (%d epochs)", trial.trial_id, chosen, train_config.epochs)
-    keras.backend.clear_session()
-    keras.utils.set_random_seed(train_config.seed)
-    start = time.perf_counter()
-    with strategy.scope():
-        model = models.build_model(
-            train_config.model,
-            info.feature_shape,
-            info.num_classes,
-            mean,
-            variance,
-            name=f"trial_{trial.trial_id}",
-        )
-    parent = values.get("tuner/trial_id")
-    if parent:  # Hyperband: continue the parent trial's training
-        model.load_weights(os.path.join(tuner.get_trial_dir(parent), "weights", "ckpt"))
-    history = _fit(
-        model,
-        info,
-        train_config,
-        strategy,
-        os.path.join(trial_dir, "backup"),
-        tensorboard.tensorboard_subdir(tensorboard_dir, f"trial_{trial.trial_id}"),
-        callbacks,
-    )
-    if config.algorithm == "hyperband":
-        model.save_weights(os.path.join(trial_dir, "weights", "ckpt"))
-    hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
-    if config.objective not in hist:
-        raise ModelError(
-            f"trial {trial.trial_id} did not log {config.objective!r}; logged: {', '.join(hist)}"
-        )
-    series = np.asarray(hist[config.objective])
-    best = int(np.argmax(series) if OBJECTIVES[config.objective] == "max" else np.argmin(series))
-    fsutil.write_json(
-        os.path.join(trial_dir, "tfopt_trial.json"),
-        {
-            "epochs": len(series) + initial_epoch,
-            "best_epoch": best + 1 + initial_epoch,
-            "seconds": time.perf_counter() - start,
-            "history": hist,
-        },
-    )
-    return {k: hist[k][best] for k in OBJECTIVES if k in hist}
-
-
-def _fit(
-    model,
-    info,
-    config: train_lib.TrainConfig,
-    strategy,
-    backup_dir: str,
-    tensorboard_dir: str | None,
-    callbacks: list,
-):
-    """Compile and fit one trial's model; an interrupted trial resumes from ``backup_dir``."""
-    with strategy.scope():
-        model.compile(
-            optimizer=train_lib.make_optimizer(config.optimizer, config.learning_rate),
-            loss=keras.losses.SparseCategoricalCrossentropy(),
-            metrics=["accuracy"],
-            jit_compile=config.xla,
-        )
-    batch = config.batch_size * strategy.num_replicas_in_sync
-    train_ds = input_pipeline.make_dataset(
-        info, "train", input_pipeline.InputConfig(batch_size=batch, shuffle=True, seed=config.seed)
-    )
-    val_ds = (
-        input_pipeline.make_dataset(
-            info, "validation", input_pipeline.InputConfig(batch_size=batch)
-        )
-        if info.counts.get("validation")
-        else None
-    )
-    cbs = [keras.callbacks.BackupAndRestore(backup_dir)]
-    if config.early_stopping_patience:
-        cbs.append(
-            keras.callbacks.EarlyStopping(
-                monitor="val_loss" if val_ds is not None else "loss",
-                patience=config.early_stopping_patience,
-                restore_best_weights=True,
-            )
-        )
-    if tensorboard_dir:
-        cbs.append(
-            keras.callbacks.TensorBoard(
-                tensorboard_dir, histogram_freq=0, write_graph=False, profile_batch=0
-            )
-        )
-    with reporting_corruption(info, ["train", "validation"]):
-        return model.fit(
-            train_ds,
-            validation_data=val_ds,
-            epochs=config.epochs,
-            callbacks=cbs + list(callbacks),
-            verbose=0,
         )
 
 
@@ -611,8 +238,8 @@ def tune(
         fsutil.write_json(state_path, identity)
     mean, variance = train_lib.feature_stats(info)
     strategy, _ = distribute.choose_strategy(config.base.memory_growth)
-    tuner = _tuner_class()(
-        _make_oracle(config),
+    tuner = tuner_class()(
+        make_oracle(config),
         output_dir,
         settings={
             "info": info,

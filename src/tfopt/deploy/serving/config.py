@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from tfopt import fsutil
 from tfopt.checks import check_choice, check_int, check_str
@@ -111,7 +112,7 @@ def from_proto(cfg) -> list[ModelEntry]:
     entries = []
     for m in cfg.model_config_list.config:
         which = m.model_version_policy.WhichOneof("policy_choice")
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         if which == "specific":
             kwargs = {
                 "policy": "specific",

@@ -1,4 +1,4 @@
-"""Shared helpers for the tests/unit/test_data_*.py files (no fixtures, plain functions)."""
+"""Shared helpers for the data tests (tests/unit/test_data_*.py; plain functions, no fixtures)."""
 
 from __future__ import annotations
 

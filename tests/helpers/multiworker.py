@@ -1,4 +1,4 @@
-"""Helpers for the loopback multi-worker tests and benchmark (no conftest)."""
+"""Helpers for the loopback multi-worker tests and benchmark (plain functions, no fixtures)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,10 @@ def start_worker(
     backup_dir: str = "",
     result: str = "",
     tmpdir: str = "",
+    extra_env: dict | None = None,
+    entry: list[str] | None = None,
 ) -> subprocess.Popen:
+    """Start one replica; ``entry`` replaces ``-m tfopt.launch.worker`` (same arguments)."""
     env = {
         **os.environ,
         "TF_CONFIG": tf_config,
@@ -53,10 +56,10 @@ def start_worker(
     }
     if tmpdir:
         env["TMPDIR"] = tmpdir
+    env.update(extra_env or {})
     cmd = [
         sys.executable,
-        "-m",
-        "tfopt.launch.worker",
+        *(entry or ["-m", "tfopt.launch.worker"]),
         "--dataset",
         dataset,
         "--model",
