@@ -12,6 +12,9 @@ thresholds): a candidate must clearly beat the majority-class predictor on the
 test split (see :func:`quality_floor`) and meet the optional ``min_accuracy`` /
 ``min_f1``. When the baseline itself fails the floor nothing is blessed: every
 candidate derives from it, so passing a relative gate against it means nothing.
+
+Over 400 lines on purpose: the selection policy, the quality floor and the gate's verdict
+read one record format and are checked together; splitting them would spread one rule set.
 """
 
 from __future__ import annotations

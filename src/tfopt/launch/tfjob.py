@@ -11,6 +11,9 @@ creates the job with ``kubeflow.training.TrainingClient``, polls its status,
 prints replica logs, enforces a timeout, turns a failed replica into a
 :class:`LaunchError` carrying the operator's reason, and deletes the job when
 the run ends early (timeout, SIGTERM on cancel, Ctrl-C).
+
+Over 400 lines on purpose: the pod template, worker command and launch loop here are
+shared by the JobSet and TrainJob launchers (``launch/jobset.py``, ``launch/trainjob.py``).
 """
 
 from __future__ import annotations
