@@ -119,6 +119,31 @@ def apply_tuned(config, hyperparameters):
     )
 
 
+def train_on_kubernetes(
+    target: str, dataset, model, metrics, hyperparameters, mapping, request, **launch
+) -> str:
+    """The body of the ``trainjob`` and ``jobset`` train components: launch the job of
+    ``target`` (``request``: replicas, GPUs, accelerator), wait, record metrics and metadata."""
+    from dataclasses import asdict
+
+    from tfopt.components import _image
+    from tfopt.launch import jobset, trainjob
+
+    launcher = {"trainjob": trainjob.train_on_trainjob, "jobset": jobset.train_on_jobset}[target]
+    config = train_config(hyperparameters, mapping)
+    result = launcher(dataset.uri, model.uri, asdict(config), request, _image.GPU_IMAGE, **launch)
+    log_metrics(metrics, {**result.get("metrics", {}), "replicas": result.get("replicas", 0)})
+    model.metadata.update(
+        {
+            "variant": "baseline",
+            "format": "saved_model",
+            "target": target,
+            "params": result.get("params", 0),
+        }
+    )
+    return model.uri
+
+
 def ensure_exists(*artifacts) -> None:
     """Give each output that nothing was written to an empty directory (see ``mark_skipped``)."""
     for artifact in artifacts:

@@ -49,6 +49,11 @@ def select(
     lowrank_int8: Input[Model] = None,
     qat_int8: Input[Model] = None,
     pqat_int8: Input[Model] = None,
+    litert_int8: Input[Model] = None,
+    litert_int16x8: Input[Model] = None,
+    litert_dynamic: Input[Model] = None,
+    litert_int4_weight_only: Input[Model] = None,
+    litert_mixed: Input[Model] = None,
 ) -> bool:
     """Pick one candidate under the policy; return ``blessed``, which gates deployment.
 

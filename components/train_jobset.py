@@ -29,19 +29,18 @@ def train_jobset(
     ``queue_name`` labels the job for a Kueue LocalQueue (GPU quota, fair sharing);
     ``node_selector`` and ``tolerations`` add to the GPU node selector and toleration.
     """
-    from dataclasses import asdict
-
-    from tfopt.components import _image, _util
-    from tfopt.launch import jobset, validate
+    from tfopt.components import _util
+    from tfopt.launch import validate
 
     request = validate.TrainingRequest("jobset", replicas, gpus_per_replica, accelerator_type)
-    config = _util.train_config(hyperparameters, train_config)
-    result = jobset.train_on_jobset(
-        dataset.uri,
-        model.uri,
-        asdict(config),
+    return _util.train_on_kubernetes(
+        "jobset",
+        dataset,
+        model,
+        metrics,
+        hyperparameters,
+        train_config,
         request,
-        _image.GPU_IMAGE,
         namespace=namespace,
         cpu=cpu,
         memory=memory,
@@ -50,13 +49,3 @@ def train_jobset(
         node_selector=dict(node_selector),
         tolerations=tuple(tolerations),
     )
-    _util.log_metrics(metrics, {**result.get("metrics", {}), "replicas": result.get("replicas", 0)})
-    model.metadata.update(
-        {
-            "variant": "baseline",
-            "format": "saved_model",
-            "target": "jobset",
-            "params": result.get("params", 0),
-        }
-    )
-    return model.uri

@@ -22,6 +22,7 @@ from tfopt.components.distill import distill
 from tfopt.components.evaluate import evaluate
 from tfopt.components.infra_validate import infra_validate
 from tfopt.components.ingest import ingest
+from tfopt.components.litert_quantize import litert_quantize
 from tfopt.components.lowrank import lowrank
 from tfopt.components.prune import prune
 from tfopt.components.qat import qat
@@ -104,6 +105,7 @@ def optimize(
     enable_distillation: bool = True,
     enable_lowrank: bool = True,
     enable_qat: bool = True,
+    enable_litert_quantizer: bool = False,
     representative_samples: int = 200,
     target_sparsity: float = 0.8,
     prune_epochs: int = 10,
@@ -191,6 +193,12 @@ def optimize(
                 mode=variant.mode,
                 representative_samples=representative_samples,
                 max_accuracy_drop=max_accuracy_drop,
+            )
+        elif variant.technique == "litert":
+            task = litert_quantize(
+                **common,
+                variant=variant.name,
+                recipe=variant.mode,
             )
         elif variant.technique == "prune":
             task = prune(**common, target_sparsity=target_sparsity, epochs=prune_epochs, seed=seed)

@@ -17,6 +17,7 @@ MODEL = "system.Model@0.0.1"
 # the component that makes each technique's variants
 COMPONENT_OF = {
     "tflite": "quantize",
+    "litert": "litert_quantize",
     "prune": "prune",
     "distill": "distill",
     "lowrank": "lowrank",
@@ -64,7 +65,8 @@ def test_every_variant_is_made_by_its_technique_from_its_base_under_its_switch(s
         assert v.task in named, f"{v.name}: no step named {v.task!r}"
         task_name, task = named[v.task]
         ref = task["componentRef"]["name"]  # comp-quantize, comp-quantize-2, ...
-        assert re.fullmatch(rf"comp-{COMPONENT_OF[v.technique]}(-\d+)?", ref), (v.name, ref)
+        comp = COMPONENT_OF[v.technique].replace("_", "-")
+        assert re.fullmatch(rf"comp-{comp}(-\d+)?", ref), (v.name, ref)
         model = task["inputs"]["artifacts"]["model"]["taskOutputArtifact"]
         assert (model["producerTask"], model["outputArtifactKey"]) == producer[v.base], v.name
         enabled = task["inputs"]["parameters"]["enabled"]
@@ -72,8 +74,9 @@ def test_every_variant_is_made_by_its_technique_from_its_base_under_its_switch(s
             assert enabled == {"componentInputParameter": v.switch}, v.name
         else:  # follows its base: a skipped base skips it
             assert enabled == {"runtimeValue": {"constant": True}}, v.name
-        if v.mode:
-            assert task["inputs"]["parameters"]["mode"]["runtimeValue"]["constant"] == v.mode
+        if v.mode:  # the conversion mode or the LiteRT Quantizer recipe
+            key = "recipe" if v.technique == "litert" else "mode"
+            assert task["inputs"]["parameters"][key]["runtimeValue"]["constant"] == v.mode
         producer[v.name] = (task_name, v.output)
     # evaluate and select receive each variant from the step that makes it
     for step, baseline_input in (("evaluate", "baseline"), ("select", "baseline_model")):
@@ -97,7 +100,8 @@ def test_every_enable_switch_of_the_pipeline_is_a_variants(spec):
     switches = {name for name in params if name.startswith("enable_")} - {"enable_tuning"}
     assert switches == set(registry.SWITCHES)
     for name in registry.SWITCHES:
-        assert params[name]["parameterType"] == "BOOLEAN" and params[name]["defaultValue"] is True
+        assert params[name]["parameterType"] == "BOOLEAN"
+        assert params[name]["defaultValue"] is registry.SWITCH_DEFAULTS[name], name
 
 
 def test_training_settings_stay_flat_at_the_top_and_travel_as_one_mapping(spec):

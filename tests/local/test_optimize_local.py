@@ -23,8 +23,8 @@ SMALL = {
     "qat_epochs": 1,
     "max_accuracy_drop": 5.0,
 }
-# every registered variant reaches the summary (the registry is the pipeline's wiring)
-ALL_VARIANTS = {registry.BASELINE, *registry.NAMES}
+# every variant the default pipeline makes reaches the summary (the registry is the wiring)
+ALL_VARIANTS = {registry.BASELINE, *(n for n in registry.NAMES if registry.on_by_default(n))}
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +96,28 @@ def test_unmet_targets_are_not_blessed_and_nothing_is_deployed(tmp_path):
     names = {v["name"] for v in summary["variants"]}
     assert names == {"baseline", "tflite_float32", "tflite_int8"}  # disabled ones skipped
     assert all(v["rejected_reasons"] for v in summary["variants"])
+
+
+@pytest.mark.slow
+def test_litert_quantizer_variants_run_when_switched_on(tmp_path):
+    litert = [v for v in registry.VARIANTS if v.technique == "litert"]
+    params = {
+        **SMALL,
+        "enable_pruning": False,
+        "enable_distillation": False,
+        "enable_lowrank": False,
+        "enable_qat": False,
+        "enable_tflite_dynamic": False,
+        "enable_tflite_float16": False,
+        "enable_litert_quantizer": True,
+    }
+    summary = run_local(params, str(tmp_path))
+    by_name = {v["name"]: v for v in summary["variants"]}
+    assert {v.name for v in litert} <= set(by_name)
+    f32 = by_name["tflite_float32"]
+    for v in litert:
+        got = by_name[v.name]
+        assert got["format"] == "tflite" and os.path.exists(got["path"]), v.name
+        assert got["size_bytes"] < f32["size_bytes"], v.name  # every recipe quantizes weights
+        assert got["accuracy"] >= f32["accuracy"] - 0.03, v.name
+    assert by_name["litert_int4_weight_only"]["size_bytes"] < by_name["litert_int8"]["size_bytes"]

@@ -49,3 +49,13 @@ def test_registry_order_and_duplicates_are_checked():
         registry._check_registry((b, a))
     with pytest.raises(ConfigError, match="registered twice"):
         registry._check_registry((a, a))
+
+
+def test_litert_recipes_are_the_quantizers_and_off_by_default():
+    from tfopt.compression import litert_quantizer
+
+    assert registry.LITERT_RECIPES == litert_quantizer.RECIPES
+    litert = [v for v in registry.VARIANTS if v.technique == "litert"]
+    assert {v.mode for v in litert} == set(litert_quantizer.RECIPES)
+    assert all(v.base == "tflite_float32" and not registry.on_by_default(v.name) for v in litert)
+    assert registry.on_by_default("pqat_int8") and registry.on_by_default("tflite_int8")

@@ -18,8 +18,11 @@ from tfopt.errors import ConfigError
 
 BASELINE = "baseline"  # the trained model every variant derives from, directly or not
 FORMATS = ("saved_model", "tflite")
-TECHNIQUES = ("tflite", "prune", "distill", "lowrank", "qat")
+TECHNIQUES = ("tflite", "litert", "prune", "distill", "lowrank", "qat")
 TFLITE_MODES = ("float32", "dynamic", "float16", "int8")
+# LiteRT Quantizer recipes (tfopt.compression.litert_quantizer.RECIPES; a test keeps them equal)
+LITERT_RECIPES = ("int8", "int16x8", "dynamic", "int4_weight_only", "mixed")
+MODES = {"tflite": TFLITE_MODES, "litert": LITERT_RECIPES}
 
 
 @dataclass(frozen=True)
@@ -35,9 +38,12 @@ class Variant:
         switch: the pipeline's ``enable_*`` parameter, or "" when the variant has no
             switch of its own (it runs whenever its base does: a disabled base is
             skipped and so is everything made from it).
-        mode: the TFLite conversion mode of a ``tflite`` variant, else "".
+        mode: the TFLite conversion mode of a ``tflite`` variant or the LiteRT Quantizer
+            recipe of a ``litert`` variant, else "".
         output: the output name of the step that makes it.
         task: the step's display name in the pipeline.
+        default: the switch's default in the pipeline (off for variants that cost more
+            run time than most users want by default).
     """
 
     name: str
@@ -48,6 +54,7 @@ class Variant:
     mode: str = ""
     output: str = "tflite_model"
     task: str = ""
+    default: bool = True
 
     def __post_init__(self):
         owner = f"Variant({self.name!r})"
@@ -58,13 +65,16 @@ class Variant:
             raise ConfigError(
                 f"{owner}.switch={self.switch!r} is not allowed: expected 'enable_<name>' or ''"
             )
-        if (self.technique == "tflite") != bool(self.mode):
+        if (self.technique in MODES) != bool(self.mode):
             raise ConfigError(
                 f"{owner}.mode={self.mode!r} is not allowed: a tflite conversion needs one of "
-                f"{', '.join(TFLITE_MODES)}, other techniques ''"
+                f"{', '.join(TFLITE_MODES)}, a litert quantization one of "
+                f"{', '.join(LITERT_RECIPES)}, other techniques ''"
             )
         if self.mode:
-            check_choice(owner, "mode", self.mode, TFLITE_MODES)
+            check_choice(owner, "mode", self.mode, MODES[self.technique])
+        if not self.default and not self.switch:
+            raise ConfigError(f"{owner}.default=False needs a switch of its own")
         if not self.task:
             object.__setattr__(self, "task", self.name.replace("_", "-"))
 
@@ -90,10 +100,14 @@ VARIANTS: tuple[Variant, ...] = (
     _tflite("lowrank_int8", "lowrank", "int8"),
     Variant("qat_int8", "qat", "tflite", BASELINE, "enable_qat"),
     Variant("pqat_int8", "qat", "tflite", "pruned", "enable_qat"),
+    # LiteRT Quantizer recipes on the float TFLite file: off by default (five more steps)
+    *(Variant(f"litert_{recipe}", "litert", "tflite", "tflite_float32", "enable_litert_quantizer",
+              mode=recipe, default=False) for recipe in LITERT_RECIPES),
 )  # fmt: skip
 
 NAMES: tuple[str, ...] = tuple(v.name for v in VARIANTS)
 SWITCHES: tuple[str, ...] = tuple(dict.fromkeys(v.switch for v in VARIANTS if v.switch))
+SWITCH_DEFAULTS: dict[str, bool] = {v.switch: v.default for v in VARIANTS if v.switch}
 
 
 def get(name: str) -> Variant:
@@ -126,3 +140,8 @@ def _check_registry(variants: tuple[Variant, ...]) -> None:
 
 
 _check_registry(VARIANTS)
+
+
+def on_by_default(name: str) -> bool:
+    """Whether the default pipeline makes ``name``: its switch and its bases' are on."""
+    return all(SWITCH_DEFAULTS.get(get(n).switch, True) for n in lineage(name) if n != BASELINE)
