@@ -42,7 +42,7 @@ tf.config.experimental.enable_op_determinism()
 spec = json.loads(sys.argv[1])
 component = getattr(import_module("tfopt.components." + spec["step"]), spec["step"])
 args = {k: getattr(dsl, v["kind"])(uri=v["uri"], metadata=v.get("metadata", {}))
-        if isinstance(v, dict) else v for k, v in spec["args"].items()}
+        if isinstance(v, dict) and "kind" in v else v for k, v in spec["args"].items()}
 print("start", flush=True)
 component.python_func(**args)
 print("done", flush=True)
@@ -53,7 +53,7 @@ TRAIN = dict(
 )
 # step -> (primary output, extra outputs, parameters)
 STEPS = {
-    "train": ("model", ("metrics", "tensorboard"), TRAIN),
+    "train": ("model", ("metrics", "tensorboard"), {"train_config": TRAIN}),
     "prune": (
         "pruned_model",
         ("metrics", "tensorboard"),

@@ -42,7 +42,7 @@ def test_train_writes_metrics_tensorboard_and_stops_early(tmp_path, digits_dir):
 _KILLABLE = """
 import sys
 from tfopt.training import models, train
-cfg = train.TrainConfig(model=models.ModelConfig(arch="mlp", width=16, depth=1), epochs=6,
+cfg = train.TrainConfig(model=models.ModelConfig(arch="mlp", width=16, depth=1), epochs=30,
                         early_stopping_patience=0, batch_size=16)
 train.train_model(sys.argv[1], sys.argv[2], cfg, backup_dir=sys.argv[3])
 """
@@ -59,19 +59,19 @@ def test_killed_training_resumes_from_backup(tmp_path, digits_dir):
     deadline = time.time() + 120
     while time.time() < deadline and not glob.glob(str(backup / "**" / "*.index"), recursive=True):
         time.sleep(0.2)
-    time.sleep(1.0)  # let it get further into the next epoch
+    # kill at once: an epoch takes ~0.1 s on an idle machine, and a finished run deletes its backup
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert glob.glob(str(backup / "**" / "*.index"), recursive=True), "no checkpoint written"
     assert not (tmp_path / "m").exists()  # nothing half-written where the model goes
     cfg = train.TrainConfig(
         model=models.ModelConfig(arch="mlp", width=16, depth=1),
-        epochs=6,
+        epochs=30,
         early_stopping_patience=0,
         batch_size=16,
     )
     result = train.train_model(digits_dir, str(tmp_path / "m"), cfg, backup_dir=str(backup))
-    assert result.epochs_run < 6  # resumed: only the remaining epochs ran
+    assert result.epochs_run < 30  # resumed: only the remaining epochs ran
     assert (tmp_path / "m" / "saved_model.pb").exists()
 
 
