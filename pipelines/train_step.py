@@ -39,6 +39,15 @@ TRAIN_RETRIES = 2  # a retried task resumes from its BackupAndRestore checkpoint
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
 
+def _as_launcher(task):
+    """A launcher pod (TFJob, TrainJob, JobSet, Vertex): small, cached, one retry, bounded."""
+    task.set_cpu_request("250m").set_memory_request("512Mi").set_memory_limit("1Gi")
+    task.set_caching_options(True)
+    _retry(task, 1)
+    kubernetes.set_timeout(task, LAUNCHER_TIMEOUT_S)
+    return task
+
+
 def _retry(task, retries: int = TRAIN_RETRIES):
     return task.set_retry(
         retries, backoff_duration="60s", backoff_factor=2.0, backoff_max_duration="900s"
@@ -128,11 +137,7 @@ def train_step(
                 queue_name=queue_name,
                 **hp,
             ).after(plan)
-            task.set_cpu_request("250m").set_memory_request("512Mi").set_memory_limit("1Gi")
-            task.set_caching_options(True)
-            _retry(task, 1)
-            kubernetes.set_timeout(task, LAUNCHER_TIMEOUT_S)
-            cluster_jobs[kind] = task
+            cluster_jobs[kind] = _as_launcher(task)
 
     with dsl.Elif(target == "kubeflow", name="train-tfjob"):
         tfjob = train_tfjob(
@@ -147,10 +152,7 @@ def train_step(
             timeout_s=timeout_s,
             **hp,
         ).after(plan)
-        tfjob.set_cpu_request("250m").set_memory_request("512Mi").set_memory_limit("1Gi")
-        tfjob.set_caching_options(True)
-        _retry(tfjob, 1)
-        kubernetes.set_timeout(tfjob, LAUNCHER_TIMEOUT_S)
+        _as_launcher(tfjob)
 
     with dsl.Else(name="train-vertex"):
         vertex = train_vertex(
@@ -166,10 +168,7 @@ def train_step(
             timeout_s=timeout_s,
             **hp,
         ).after(plan)
-        vertex.set_cpu_request("250m").set_memory_request("512Mi").set_memory_limit("1Gi")
-        vertex.set_caching_options(True)
-        _retry(vertex, 1)
-        kubernetes.set_timeout(vertex, LAUNCHER_TIMEOUT_S)
+        _as_launcher(vertex)
 
     chosen = dsl.OneOf(
         local_uri.output,
