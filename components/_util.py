@@ -50,6 +50,7 @@ TRAIN_SETTINGS = MODEL_SETTINGS + (
     "seed",
     "precision",
     "xla",
+    "augment",
 )
 
 

@@ -28,6 +28,7 @@ def train_config(
     seed: int = 42,
     precision: str = "float32",
     xla: bool = False,
+    augment: str = "",
 ) -> dict:
     """Return the training settings as one mapping (no TensorFlow import: a cheap step)."""
     return dict(locals())

@@ -91,6 +91,7 @@ def optimize(
     early_stopping_patience: int = 5,
     precision: str = "float32",
     xla: bool = False,
+    augment: str = "",
     training_target: str = "local",
     replicas: int = 1,
     gpus_per_replica: int = 0,

@@ -24,6 +24,7 @@ SETTINGS = dict(
     seed=3,
     precision="mixed_bfloat16",
     xla=True,
+    augment="flip,crop=3",
 )
 EXPECTED = train_lib.TrainConfig(
     model=models.ModelConfig(arch="mlp", width=16, depth=3, dropout=0.25),
@@ -36,6 +37,7 @@ EXPECTED = train_lib.TrainConfig(
     seed=3,
     precision="mixed_bfloat16",
     xla=True,
+    augment="flip,crop=3",
 )
 
 

@@ -24,7 +24,7 @@ from typing import Any
 from tfopt.errors import ConfigError, TfoptError
 
 # Shapes of the built-in sources, known without reading anything.
-_BUILTIN_SHAPES = {"builtin:digits": (8, 8, 1)}
+_BUILTIN_SHAPES = {"builtin:digits": (8, 8, 1), "builtin:fashion_mnist": (28, 28, 1)}
 
 
 def pipeline_defaults(pipeline: str = "optimize") -> dict[str, Any]:

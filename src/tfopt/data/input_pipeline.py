@@ -98,6 +98,48 @@ class InputConfig:
             )
 
 
+AUGMENTS = ("flip", "crop", "brightness")
+DEFAULT_CROP = 2  # pixels, for a bare "crop"
+DEFAULT_BRIGHTNESS = 0.1  # of the pixel range, for a bare "brightness"
+
+
+def parse_augment(spec: str, owner: str = "TrainConfig.augment") -> dict:
+    """``InputConfig`` augmentation fields from a spec such as ``"flip,crop=4,brightness=0.2"``.
+
+    "" turns augmentation off. A bare ``crop`` pads/crops by ``DEFAULT_CROP`` pixels, a bare
+    ``brightness`` shifts by up to ``DEFAULT_BRIGHTNESS`` of the pixel range.
+
+    Raises:
+        ConfigError: an unknown item, a repeated item, a value on ``flip`` or a bad number.
+    """
+    fields: dict = {}
+    allowed = "comma-separated flip, crop[=PIXELS 1..1024], brightness[=FRACTION (0, 1]], or ''"
+    for item in filter(None, (part.strip() for part in str(spec).split(","))):
+        name, sep, value = item.partition("=")
+        name, value = name.strip(), value.strip()
+        bad = ConfigError(f"{owner}={spec!r} is not allowed: item {item!r}; expected {allowed}")
+        if name not in AUGMENTS or f"augment_{name}" in fields or (sep and not value):
+            raise bad
+        try:
+            if name == "flip":
+                if sep:
+                    raise bad
+                fields["augment_flip"] = True
+            elif name == "crop":
+                pixels = int(value) if sep else DEFAULT_CROP
+                if not 1 <= pixels <= 1024:
+                    raise bad
+                fields["augment_crop"] = pixels
+            else:
+                fraction = float(value) if sep else DEFAULT_BRIGHTNESS
+                if not 0.0 < fraction <= 1.0:
+                    raise bad
+                fields["augment_brightness"] = fraction
+        except ValueError:
+            raise bad from None
+    return fields
+
+
 def auto_shard_policy(num_files: int, num_workers: int, requested: str = "auto") -> str:
     """The ``tf.data`` auto-shard policy name for a split of ``num_files`` shards.
 

@@ -53,6 +53,8 @@ class TrainConfig:
         memory_growth: allocate GPU memory as needed instead of all at once.
         profile_batches: ``"start,stop"`` batches to trace with the profiler, or "".
         deterministic_ops: make TensorFlow ops deterministic (slower).
+        augment: training-split image augmentation, ``"flip,crop=N,brightness=B"`` (any
+            subset; see ``input_pipeline.parse_augment``), seeded by ``seed``; "" = off.
     """
 
     model: models.ModelConfig = field(default_factory=models.ModelConfig)
@@ -68,6 +70,7 @@ class TrainConfig:
     memory_growth: bool = True
     profile_batches: str = ""
     deterministic_ops: bool = False
+    augment: str = ""
 
     def __post_init__(self):
         name = "TrainConfig"
@@ -80,6 +83,7 @@ class TrainConfig:
         check_int(name, "early_stopping_patience", self.early_stopping_patience, 0, 10_000)
         check_int(name, "seed", self.seed, 0, 2**31 - 1)
         check_choice(name, "precision", self.precision, PRECISIONS)
+        input_pipeline.parse_augment(self.augment)
         if self.profile_batches:
             parts = self.profile_batches.split(",")
             if (
@@ -213,7 +217,12 @@ def fit(
     train_ds = input_pipeline.make_dataset(
         info,
         "train",
-        input_pipeline.InputConfig(batch_size=global_batch, shuffle=True, seed=config.seed),
+        input_pipeline.InputConfig(
+            batch_size=global_batch,
+            shuffle=True,
+            seed=config.seed,
+            **input_pipeline.parse_augment(config.augment),
+        ),
     )
     val_ds = input_pipeline.make_dataset(
         info, "validation", input_pipeline.InputConfig(batch_size=global_batch)
