@@ -56,9 +56,13 @@ def test_killed_training_resumes_from_backup(tmp_path, digits_dir):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    # the `checkpoint` state file is written after the checkpoint's data and index: only then
+    # can a restore find it (killing on the index alone raced with that write under load)
     deadline = time.time() + 120
-    while time.time() < deadline and not glob.glob(str(backup / "**" / "*.index"), recursive=True):
-        time.sleep(0.2)
+    while time.time() < deadline and not glob.glob(
+        str(backup / "**" / "checkpoint"), recursive=True
+    ):
+        time.sleep(0.05)
     # kill at once: an epoch takes ~0.1 s on an idle machine, and a finished run deletes its backup
     proc.send_signal(signal.SIGKILL)
     proc.wait()
