@@ -39,7 +39,7 @@ def log_metrics(metrics, values: dict) -> None:
 
 # The training settings the pipeline passes down as one ``train_config`` mapping
 # (flat, as the pipeline's parameters are named; ModelConfig's then TrainConfig's).
-MODEL_SETTINGS = ("arch", "width", "depth", "dropout")
+MODEL_SETTINGS = ("arch", "width", "depth", "dropout", "alpha", "weights_uri")
 TRAIN_SETTINGS = MODEL_SETTINGS + (
     "optimizer",
     "learning_rate",

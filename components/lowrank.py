@@ -52,6 +52,7 @@ def lowrank(
                 "params": result.params_after,
                 "params_before": result.params_before,
                 "factorized_reduction": result.factorized_reduction,
+                "factorized_param_fraction": result.factorized_param_fraction,
             },
         )
         _util.describe_model(
@@ -62,5 +63,6 @@ def lowrank(
             params=result.params_after,
             sparsity=0.0,
             layers=result.layers,
+            factorized_param_fraction=result.factorized_param_fraction,
             notes=result.notes,
         )

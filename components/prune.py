@@ -54,6 +54,7 @@ def prune(
                 "sparsity": result.sparsity,
                 "model_sparsity": result.model_sparsity,
                 "params": result.params,
+                "pruned_param_fraction": result.pruned_param_fraction,
                 **{f"sparsity.{k}": v for k, v in result.layer_sparsity.items()},
             },
         )
@@ -66,5 +67,6 @@ def prune(
             sparsity=result.model_sparsity,
             pruned_sparsity=result.sparsity,
             layer_sparsity=result.layer_sparsity,
+            pruned_param_fraction=result.pruned_param_fraction,
             notes=result.notes,
         )

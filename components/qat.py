@@ -52,8 +52,16 @@ def qat(
                 "size_bytes": result.size_bytes,
                 "sparsity_before": result.sparsity_before,
                 "sparsity_after": result.sparsity_after,
+                "quantized_param_fraction": result.quantized_param_fraction,
             },
         )
         _util.describe_model(
-            tflite_model, variant, "tflite", base=model, quantization="int8", notes=result.notes
+            tflite_model,
+            variant,
+            "tflite",
+            base=model,
+            quantization="int8",
+            quantized_param_fraction=result.quantized_param_fraction,
+            float_layers=result.float_reasons,
+            notes=result.notes,
         )

@@ -19,6 +19,8 @@ def train_config(
     width: int = 32,
     depth: int = 2,
     dropout: float = 0.1,
+    alpha: float = 1.0,
+    weights_uri: str = "",
     optimizer: str = "adam",
     learning_rate: float = 0.001,
     scale_learning_rate: bool = False,

@@ -83,6 +83,8 @@ def optimize(
     width: int = 32,
     depth: int = 2,
     dropout: float = 0.1,
+    alpha: float = 1.0,  # width multiplier of mobilenet_v2 / mobilenet_v3_small
+    weights_uri: str = "",  # a .h5 (by layer name) or checkpoint loaded into the built model
     optimizer: str = "adam",
     learning_rate: float = 0.001,
     scale_learning_rate: bool = False,

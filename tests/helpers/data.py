@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from tfopt._keras import tf
-from tfopt.data import input_pipeline, schema
+from tfopt.data import ingest, input_pipeline, schema
 
 
 def write_csv(
@@ -73,3 +73,17 @@ def canonical(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def listing(path) -> list[str]:
     return sorted(os.listdir(path))
+
+
+def synthetic_images(path: str, examples: int, shape: tuple[int, ...], classes: int) -> str:
+    """Ingest a seeded ``builtin:synthetic`` image dataset into ``path``; returns ``path``."""
+    ingest.ingest(
+        path,
+        ingest.IngestConfig(
+            source="builtin:synthetic",
+            synthetic_examples=examples,
+            synthetic_shape=shape,
+            synthetic_classes=classes,
+        ),
+    )
+    return path

@@ -23,6 +23,7 @@ def test_the_defaults_pass():
         ({"objective": "banana"}, "step select: SelectionPolicy.objective='banana'"),
         ({"epochs": -1}, "step train: TrainConfig.epochs=-1"),
         ({"arch": "resnet"}, "step train: ModelConfig.arch='resnet'"),
+        ({"arch": "resnet50", "alpha": 0.5}, "ModelConfig.alpha=0.5 is not allowed for arch"),
         ({"target_sparsity": 1.5}, "step prune: PruneConfig.target_sparsity=1.5"),
         # a disabled technique's parameters are still checked
         (

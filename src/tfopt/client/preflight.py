@@ -254,9 +254,14 @@ def _check_source(p: dict[str, Any]) -> None:
     ):
         raise ConfigError(f"source={source!r}: no such file or directory")
     shape = known_feature_shape(p)
-    if shape is not None and p["arch"] == "cnn" and len(shape) != 3:
+    weights = p.get("weights_uri", "")
+    if weights and "://" not in weights:
+        found = os.path.exists(weights) or os.path.exists(weights + ".index")
+        if not found:
+            raise ConfigError(f"weights_uri={weights!r}: no such file (nor checkpoint .index)")
+    if shape is not None and p["arch"] != "mlp" and len(shape) != 3:
         raise ConfigError(
-            f"arch='cnn' needs image inputs (height, width, channels) but {source} gives "
+            f"arch={p['arch']!r} needs image inputs (height, width, channels) but {source} gives "
             f"examples of shape {shape}; use arch=mlp, or feature_shape=H,W,C to reshape them"
         )
 

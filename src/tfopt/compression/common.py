@@ -12,6 +12,7 @@ import numpy as np
 from tfopt._keras import keras, tf
 from tfopt.data import input_pipeline, schema
 from tfopt.data.integrity import reporting_corruption
+from tfopt.errors import ModelError
 from tfopt.training import models
 from tfopt.training.divergence import StopOnDivergence
 
@@ -19,11 +20,111 @@ log = logging.getLogger(__name__)
 
 
 def load_for_compression(model_path: str, dataset_dir: str, where: str):
-    """Load ``model_path`` (a copy: the file on disk is only read) and the dataset info."""
+    """Load ``model_path`` (a copy: the file on disk is only read) and the dataset info.
+
+    Nested models (a backbone inside a classifier) come back flattened, so every
+    technique sees the backbone's layers.
+    """
     info = schema.load_info(dataset_dir)
     model = models.load_model(model_path)
     models.check_compatible(model, info.feature_shape, info.num_classes, where)
-    return models.clone_model(model), info
+    return flatten_nested(models.clone_model(model)), info
+
+
+def graph_links(model: keras.Model) -> tuple[dict[str, list], dict[str, int]]:
+    """Per layer name of ``model``'s own graph: the layers feeding it, and how many
+    calls consume its output (a layer may sit in other graphs too)."""
+    inbound: dict[str, list] = {la.name: [] for la in model.layers}
+    consumers: dict[str, int] = {la.name: 0 for la in model.layers}
+    for nodes in model._nodes_by_depth.values():
+        for node in nodes:
+            if node.is_input:
+                continue
+            feeding = tf.nest.flatten(node.inbound_layers)
+            inbound[node.layer.name] = feeding
+            for layer in feeding:
+                consumers[layer.name] = consumers.get(layer.name, 0) + 1
+    return inbound, consumers
+
+
+def layer_params(layer) -> int:
+    return int(sum(np.prod(w.shape) for w in layer.weights))
+
+
+def _is_nested(layer) -> bool:
+    return isinstance(layer, keras.Model) and bool(getattr(layer, "_is_graph_network", False))
+
+
+def flatten_nested(model: keras.Model) -> keras.Model:
+    """One functional graph with the layers of nested functional / Sequential models inlined.
+
+    The layers themselves are reused (their weights with them); one whose name the flat
+    graph already uses is copied under a numbered name with the same weights. A
+    model without nested models is returned as is. Keyword arguments of the call of a
+    nested model (``training=False`` of a frozen backbone) do not reach its layers: they
+    follow the learning phase like every other layer, and ``trainable`` flags are kept.
+
+    Raises:
+        ModelError: ``model`` is subclassed (no graph to flatten) around a nested model.
+    """
+    if not any(_is_nested(layer) for layer in model.layers):
+        return model
+    if not getattr(model, "_is_graph_network", False):
+        raise ModelError(
+            f"model {model.name!r} is a subclassed model holding nested models: tfopt can "
+            "only flatten functional / Sequential models"
+        )
+    taken: set[str] = set()
+    inputs = [keras.Input(type_spec=t.type_spec, name=t.node.layer.name) for t in model.inputs]
+    taken.update(i.node.layer.name for i in inputs)
+    outputs = _inline(model, inputs, taken, {})
+    flat = keras.Model(inputs, outputs, name=model.name)
+    log.info("flattened nested model(s) of %s: %d layers", model.name, len(flat.layers))
+    return flat
+
+
+def _call_inlined(layer, args, kwargs, taken: set[str], copies: dict):
+    """Call ``layer`` (or its renamed copy: names are unique in a model) in the flat graph;
+    a layer called at several places keeps one set of weights."""
+    first = id(layer) not in copies
+    if first:
+        if layer.name in taken:
+            config = {**layer.get_config(), "name": f"{layer.name}_{len(taken)}"}
+            copies[id(layer)] = layer.__class__.from_config(config)
+        else:
+            copies[id(layer)] = layer
+        taken.add(copies[id(layer)].name)
+    own = copies[id(layer)]
+    out = own(*args, **kwargs)
+    if first and own is not layer:
+        own.set_weights(layer.get_weights())
+    return out
+
+
+def _inline(graph: keras.Model, inputs: list, taken: set[str], copies: dict) -> object:
+    """Run ``graph``'s nodes on ``inputs`` (outputs nested as ``graph``'s are)."""
+    tensors = {id(t): x for t, x in zip(graph.inputs, inputs, strict=True)}
+    nodes_by_depth = graph._nodes_by_depth
+    for depth in sorted(nodes_by_depth, reverse=True):
+        for node in nodes_by_depth[depth]:
+            if node.is_input:
+                continue
+            flat = [tensors.get(id(a), a) for a in node._flat_arguments]
+            args, kwargs = tf.nest.pack_sequence_as(
+                (node.call_args, list(node.call_kwargs.values())), flat
+            )
+            kwargs = dict(zip(node.call_kwargs.keys(), kwargs, strict=True))
+            layer = node.layer
+            if _is_nested(layer):
+                out = _inline(layer, tf.nest.flatten(args[0]), taken, copies)
+            else:
+                out = _call_inlined(layer, args, kwargs, taken, copies)
+            for t, y in zip(tf.nest.flatten(node.outputs), tf.nest.flatten(out), strict=True):
+                tensors[id(t)] = y
+    return tf.nest.pack_sequence_as(
+        graph._nested_outputs,
+        [tensors[id(t)] for t in tf.nest.flatten(graph.outputs)],
+    )
 
 
 def finetune(

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -30,7 +31,7 @@ from tfopt import fsutil
 from tfopt._keras import keras, tf
 from tfopt.checks import check_float, check_int
 from tfopt.data import input_pipeline, schema
-from tfopt.errors import DataError
+from tfopt.errors import DataError, ModelError
 from tfopt.training import models
 from tfopt.training.divergence import StopOnDivergence
 
@@ -216,8 +217,23 @@ def _accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(model.predict(x, batch_size=512, verbose=0).argmax(1) == y))
 
 
-def _build_student(config: DistillConfig, info, mean: float, var: float) -> keras.Model:
+# A user's student: (feature shape, number of classes) -> an uncompiled tf_keras classifier
+# taking raw features and returning probabilities (as tfopt's own models do).
+StudentBuilder = Callable[[tuple[int, ...], int], keras.Model]
+
+
+def _build_student(
+    config: DistillConfig, info, mean: float, var: float, builder: StudentBuilder | None = None
+) -> keras.Model:
     keras.utils.set_random_seed(config.seed)
+    if builder is not None:
+        student = builder(tuple(info.feature_shape), info.num_classes)
+        if not isinstance(student, keras.Model):
+            raise ModelError(
+                f"build_student returned {type(student).__name__}, not a tf_keras Model"
+            )
+        models.check_compatible(student, info.feature_shape, info.num_classes, "build_student")
+        return student
     return models.build_model(
         config.student, info.feature_shape, info.num_classes, mean, var, name="student"
     )
@@ -229,10 +245,14 @@ def distill_model(
     output_path: str,
     config: DistillConfig = DistillConfig(),
     tensorboard_dir: str | None = None,
+    build_student: StudentBuilder | None = None,
 ) -> DistillResult:
     """Distil the teacher at ``teacher_path`` (only read) into a student saved at ``output_path``.
 
     ``tensorboard_dir`` gets ``distill/`` and ``scratch/`` runs (TensorBoard scalars).
+    ``build_student`` (e.g. a module file's) replaces ``config.student``; it is called
+    once per student with the same seed set. An application family's narrower member is
+    ``config.student = applications.student_config(teacher_config)``.
     """
     from tfopt.training.tensorboard import tensorboard_subdir
     from tfopt.training.train import feature_stats
@@ -255,7 +275,7 @@ def distill_model(
         m_all = np.concatenate([mask, np.zeros(len(xu), np.float32)])
         notes.append(f"{len(xu)} unlabeled transfer examples from {config.unlabeled}")
     mean, var = feature_stats(info)
-    student = _build_student(config, info, mean, var)
+    student = _build_student(config, info, mean, var, build_student)
     teacher_params, student_params = models.count_params(teacher), models.count_params(student)
     if student_params >= teacher_params:
         notes.append(
@@ -289,7 +309,7 @@ def distill_model(
     xt, yt = input_pipeline.load_arrays(info, "test")
     scratch_acc = None
     if config.train_scratch:
-        scratch = _build_student(config, info, mean, var)
+        scratch = _build_student(config, info, mean, var, build_student)
         scratch.compile(
             optimizer=keras.optimizers.Adam(config.learning_rate),
             loss=keras.losses.SparseCategoricalCrossentropy(),

@@ -71,6 +71,8 @@ class LowRankResult:
     params_after: int
     factorized_params_before: int
     factorized_params_after: int
+    # share of the model's parameters in the kernels that were factorized
+    factorized_param_fraction: float
     metrics: dict
     notes: list[str] = field(default_factory=list)
 
@@ -102,6 +104,42 @@ def energy_rank(s: np.ndarray, energy: float) -> int:
     return min(len(s), int(np.searchsorted(cum / cum[-1], energy - 1e-12)) + 1)
 
 
+def _svd_plan(w: np.ndarray, config: LowRankConfig) -> dict:
+    """Rank, sizes, kept energy and the SVD factors of one ``m x n`` kernel."""
+    m, k = w.shape
+    u, s, vt = np.linalg.svd(w.astype(np.float64), full_matrices=False)
+    r = min(config.rank, min(m, k)) if config.rank else energy_rank(s, config.energy)
+    root = np.sqrt(s[:r])
+    return {
+        "rank": r,
+        "max_rank": min(m, k),
+        "params_before": m * k,
+        "params_after": r * (m + k),
+        "energy": float(np.sum(s[:r] ** 2) / max(np.sum(s**2), 1e-30)),
+        "a": (u[:, :r] * root).astype(np.float32),
+        "b": (root[:, None] * vt[:r]).astype(np.float32),
+    }
+
+
+def factorizability(model: keras.Model, config: LowRankConfig = LowRankConfig()) -> dict[str, dict]:
+    """Per layer (input layers aside): ``{"factorizable", "reason", rank, params_before,
+    params_after, energy}`` at ``config``'s rank / energy (sizes only for Dense / 1x1 Conv2D)."""
+    out: dict[str, dict] = {}
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        w = _matrix(layer)
+        if w is None:
+            why = "only Dense and 1x1 Conv2D kernels are matrices"
+            out[layer.name] = {"factorizable": False, "reason": why}
+            continue
+        entry = {k: v for k, v in _svd_plan(w, config).items() if k not in ("a", "b")}
+        saves = entry["params_after"] < entry["params_before"]
+        why = "" if saves else f"rank {entry['rank']} saves no parameters"
+        out[layer.name] = {"factorizable": saves, "reason": why, **entry}
+    return out
+
+
 def plan(model: keras.Model, config: LowRankConfig) -> dict[str, dict]:
     """Rank and SVD factors per layer; every bad input fails here, before training."""
     candidates = {la.name: la for la in model.layers if _matrix(la) is not None}
@@ -129,9 +167,8 @@ def plan(model: keras.Model, config: LowRankConfig) -> dict[str, dict]:
         if config.rank > max_rank:
             too_large.append(f"{n} ({m}x{k}, max rank {max_rank})")
             continue
-        u, s, vt = np.linalg.svd(w.astype(np.float64), full_matrices=False)
-        r = config.rank or energy_rank(s, config.energy)
-        before, after = m * k, r * (m + k)
+        entry = _svd_plan(w, config)
+        r, before, after = entry["rank"], entry["params_before"], entry["params_after"]
         if after >= before:
             if config.layers:
                 raise ConfigError(
@@ -140,16 +177,7 @@ def plan(model: keras.Model, config: LowRankConfig) -> dict[str, dict]:
                     f"{before // (m + k) + (1 if before % (m + k) else 0)}"
                 )
             continue
-        root = np.sqrt(s[:r])
-        out[n] = {
-            "rank": r,
-            "max_rank": max_rank,
-            "params_before": before,
-            "params_after": after,
-            "energy": float(np.sum(s[:r] ** 2) / np.sum(s**2)),
-            "a": (u[:, :r] * root).astype(np.float32),
-            "b": (root[:, None] * vt[:r]).astype(np.float32),
-        }
+        out[n] = entry
     if too_large and (config.layers or not out):
         raise ConfigError(
             f"LowRankConfig.rank={config.rank} is larger than layer(s) allow: "
@@ -253,6 +281,9 @@ def factorize_model(
         params_after=models.count_params(new),
         factorized_params_before=sum(p["params_before"] for p in layers.values()),
         factorized_params_after=sum(p["params_after"] for p in layers.values()),
+        factorized_param_fraction=(
+            sum(p["params_before"] for p in layers.values()) / max(models.count_params(model), 1)
+        ),
         metrics=metrics,
         notes=notes,
     )

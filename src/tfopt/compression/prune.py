@@ -1,10 +1,11 @@
 """Magnitude pruning with tfmot: schedule, optional 2:4 structure, fine-tuning, strip.
 
 ``prune_model`` loads any tf_keras SavedModel, copies it (the input is never
-modified), wraps the prunable layers (Conv/Dense kernels) except those kept
-dense, fine-tunes on the train split while the schedule raises the sparsity,
-strips the pruning wrappers and saves a plain SavedModel. The schedule's
-steps come from the number of epochs and the size of the train split.
+modified; nested models flattened), wraps the prunable layers (Conv, Dense and
+DepthwiseConv2D kernels) except those kept dense, fine-tunes on the train split
+while the schedule raises the sparsity, strips the pruning wrappers and saves a
+plain SavedModel. The schedule's steps come from the number of epochs and the size
+of the train split.
 
 Also home of the small helpers the other compression modules share
 (:func:`load_for_compression`, :func:`finetune`, :func:`kernel_sparsity`).
@@ -103,6 +104,8 @@ class PruneResult:
     pruned_layers: list[str]
     dense_layers: list[str]
     params: int
+    # share of the model's parameters in the pruned kernels (depthwise ones included)
+    pruned_param_fraction: float
     metrics: dict
     schedule: dict
     notes: list[str] = field(default_factory=list)
@@ -117,6 +120,30 @@ def _prunable(layer) -> bool:
     )
 
     return kernel_of(layer) is not None and PruneRegistry.supports(layer)
+
+
+def prunability(
+    model: keras.Model, keep_dense: tuple[str, ...] = (AUTO,)
+) -> dict[str, tuple[bool, str]]:
+    """Per layer (input layers aside): whether pruning with ``keep_dense`` prunes it, and
+    why not."""
+    try:
+        to_prune, dense = plan_layers(model, keep_dense)
+    except ModelError:
+        to_prune, dense = [], []
+    out = {}
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if layer.name in to_prune:
+            out[layer.name] = (True, "")
+        elif kernel_of(layer) is None:
+            out[layer.name] = (False, "no kernel (passes through)")
+        elif layer.name in dense:
+            out[layer.name] = (False, f"kept dense (keep_dense={','.join(keep_dense)})")
+        else:
+            out[layer.name] = (False, f"{type(layer).__name__} is not in tfmot's prune registry")
+    return out
 
 
 def plan_layers(model: keras.Model, keep_dense: tuple[str, ...]) -> tuple[list[str], list[str]]:
@@ -209,6 +236,10 @@ def prune_model(
 
     def wrap(layer):
         if layer.name in to_prune:
+            if isinstance(layer, keras.layers.DepthwiseConv2D):
+                # tfmot's registry lists DepthwiseConv2D with no prunable weight; a layer
+                # naming its own (tfmot's PrunableLayer protocol) is pruned as any other
+                layer.get_prunable_weights = lambda: [layer.depthwise_kernel]
             return tfmot.sparsity.keras.prune_low_magnitude(layer, **kwargs)
         return layer  # layers of the private copy: their weights are kept as they are
 
@@ -234,12 +265,15 @@ def prune_model(
         tensorboard_dir=tensorboard_dir,
     )
     stripped = tfmot.sparsity.keras.strip_pruning(wrapped)
+    for layer in stripped.layers:
+        layer.__dict__.pop("get_prunable_weights", None)
     models.save_model(stripped, output_path, info.class_names)
     layer_sparsity = kernel_sparsity(stripped)
     # every layer in to_prune has a kernel: the filter only narrows the type
     kernels = [k for n in to_prune if (k := kernel_of(stripped.get_layer(n))) is not None]
     pruned_zeros = sum(int(np.sum(k.numpy() == 0)) for k in kernels)
     pruned_total = sum(int(np.prod(k.shape)) for k in kernels)
+    params = models.count_params(stripped)
     result = PruneResult(
         model_path=output_path,
         target_sparsity=config.effective_sparsity,
@@ -248,7 +282,8 @@ def prune_model(
         layer_sparsity=layer_sparsity,
         pruned_layers=to_prune,
         dense_layers=dense,
-        params=models.count_params(stripped),
+        params=params,
+        pruned_param_fraction=pruned_total / max(params, 1),
         metrics=metrics,
         schedule=sched_info,
         notes=notes,

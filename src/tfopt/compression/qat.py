@@ -2,9 +2,11 @@
 
 tfmot's ``quantize_model`` refuses models with layers it does not know (the
 ``Normalization`` layer every tfopt model starts with), so every layer the
-default 8-bit registry supports is annotated and the rest stays float; the
-TFLite converter then quantizes the float prefix from the representative
-set. With ``preserve_sparsity`` the pruning-preserving scheme
+default 8-bit registry supports is annotated, plus each BatchNormalization that
+tfmot's transforms fold into the Conv/Dense before it; the rest stays float
+(each with its reason) and the TFLite converter quantizes it from the
+representative set. Nested models are flattened first (``common.flatten_nested``).
+With ``preserve_sparsity`` the pruning-preserving scheme
 (``Default8BitPrunePreserveQuantizeScheme``) keeps the zeros of a pruned
 model through fine-tuning. The fine-tuned model is exported only as int8
 TFLite: no quantization wrapper reaches an artifact.
@@ -23,7 +25,12 @@ import numpy as np
 from tfopt._keras import keras
 from tfopt.checks import check_float, check_int
 from tfopt.compression import tflite
-from tfopt.compression.common import finetune, kernel_of, load_for_compression
+from tfopt.compression.common import (
+    finetune,
+    graph_links,
+    kernel_of,
+    load_for_compression,
+)
 from tfopt.errors import ModelError
 from tfopt.training import models
 
@@ -63,6 +70,9 @@ class QatResult:
     size_bytes: int
     quantized_layers: list[str]
     float_layers: list[str]
+    float_reasons: dict[str, str]
+    # parameters of the float model inside quantize wrappers (measured on the QAT model)
+    quantized_param_fraction: float
     sparsity_before: float
     sparsity_after: float
     metrics: dict
@@ -77,33 +87,100 @@ def _kernel_zero_fraction(weights: list[np.ndarray]) -> float:
     return float(sum(int(np.sum(w == 0)) for w in weights) / max(total, 1))
 
 
-def annotate(model: keras.Model) -> tuple[keras.Model, list[str], list[str]]:
-    """Annotate the layers tfmot's default 8-bit registry supports; the rest stays float."""
-    import tensorflow_model_optimization as tfmot
+_FOLDING_PRODUCERS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
+
+
+def quantizability(model: keras.Model) -> dict[str, tuple[bool, str]]:
+    """Per layer (input layers aside): whether QAT annotates it, and why not.
+
+    Supported: what tfmot's default 8-bit registry knows, and a ``BatchNormalization``
+    fed only by a linear Conv2D / DepthwiseConv2D / Dense with no other consumer: tfmot's
+    transforms fold it into that layer (no fake-quant between them), as TFLite does.
+    """
     from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
         default_8bit_quantize_registry as registry_lib,
     )
 
     registry = registry_lib.Default8BitQuantizeRegistry()
-    quantized, kept = [], []
+    inbound, consumers = graph_links(model)
+    out: dict[str, tuple[bool, str]] = {}
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        kind = type(layer).__name__
+        if isinstance(layer, keras.layers.BatchNormalization):
+            feeding = inbound.get(layer.name, [])
+            producer = feeding[0] if len(feeding) == 1 else None
+            if (
+                isinstance(producer, _FOLDING_PRODUCERS)
+                and getattr(producer.activation, "__name__", "") == "linear"
+                and consumers.get(producer.name) == 1
+            ):
+                out[layer.name] = (True, f"folded into {producer.name}")
+            else:
+                out[layer.name] = (
+                    False,
+                    "BatchNormalization not right after a linear Conv2D / DepthwiseConv2D / "
+                    "Dense (the only place tfmot folds it)",
+                )
+        elif registry.supports(layer):
+            out[layer.name] = (True, "")
+        elif kind == "TFOpLambda":
+            out[layer.name] = (
+                False,
+                f"raw TensorFlow op ({layer.get_config().get('function')})"
+                ": tfmot annotates Keras layers only",
+            )
+        else:
+            out[layer.name] = (False, f"{kind} is not in tfmot's default 8-bit registry")
+    return out
+
+
+def annotate(
+    model: keras.Model,
+) -> tuple[keras.Model, list[str], list[str], dict[str, str]]:
+    """Annotate the layers QAT can quantize (:func:`quantizability`); the rest stays float.
+
+    Returns the annotated model, the quantized and float layer names, and why each float
+    layer is float.
+    """
+    import tensorflow_model_optimization as tfmot
+
+    plan = quantizability(model)
+    quantized = [n for n, (ok, _) in plan.items() if ok]
+    reasons = {n: why for n, (ok, why) in plan.items() if not ok}
 
     def wrap(layer):
-        if isinstance(layer, keras.layers.InputLayer):
-            return layer
-        if registry.supports(layer):
-            quantized.append(layer.name)
+        if plan.get(layer.name, (False, ""))[0]:
             return tfmot.quantization.keras.quantize_annotate_layer(layer)
-        kept.append(layer.name)
         return layer  # a layer of the private copy: weights kept as they are
 
-    annotated = keras.models.clone_model(model, clone_function=wrap)
     if not any(kernel_of(model.get_layer(n)) is not None for n in quantized):
         raise ModelError(
             "the model has no layer quantization-aware training can quantize "
             f"(no Dense/Conv layer tfmot supports); layers: "
             f"{[la.name for la in model.layers]}"
         )
-    return annotated, quantized, kept
+    annotated = keras.models.clone_model(model, clone_function=wrap)
+    return annotated, quantized, list(reasons), reasons
+
+
+def quantized_fraction(qmodel: keras.Model, total_params: int) -> float:
+    """Share of the float model's parameters inside quantize wrappers of ``qmodel``."""
+    from tensorflow_model_optimization.python.core.quantization.keras.quantize_wrapper import (
+        QuantizeWrapper,
+    )
+
+    inside = 0
+    for layer in qmodel.layers:
+        if isinstance(layer, QuantizeWrapper):
+            # the wrapper holds the layer's weights (the kernel moves to it) and its own
+            # quantizer state (optimizer_step, min/max), named after the wrapper
+            own = f"{layer.name}/"
+            inside += sum(
+                int(np.prod(w.shape)) for w in layer.weights if not w.name.startswith(own)
+            )
+    return inside / max(total_params, 1)
 
 
 def _prune_preserve_scheme():
@@ -142,7 +219,7 @@ def qat_model(
     model, info = load_for_compression(model_path, dataset_dir, "qat")
     kernels = [k.numpy() for la in model.layers if (k := kernel_of(la)) is not None]
     sparsity_before = _kernel_zero_fraction(kernels)
-    annotated, quantized, kept = annotate(model)
+    annotated, quantized, kept, reasons = annotate(model)
     notes = [f"layers left in float during QAT: {', '.join(kept)}"] if kept else []
     if config.preserve_sparsity:
         if sparsity_before < 0.05:
@@ -155,6 +232,8 @@ def qat_model(
         scheme = tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme()
     with tfmot.quantization.keras.quantize_scope():
         qmodel = tfmot.quantization.keras.quantize_apply(annotated, scheme)
+    fraction = quantized_fraction(qmodel, models.count_params(model))
+    log.info("QAT covers %.1f%% of the parameters; float: %s", 100 * fraction, reasons)
     metrics = finetune(
         qmodel,
         info,
@@ -195,6 +274,8 @@ def qat_model(
         size_bytes=qres.size_bytes,
         quantized_layers=quantized,
         float_layers=kept,
+        float_reasons=reasons,
+        quantized_param_fraction=fraction,
         sparsity_before=sparsity_before,
         sparsity_after=sparsity_after,
         metrics=metrics,

@@ -1,0 +1,211 @@
+"""Pre-flight report: what each technique can do to a model, before any training.
+
+Per layer: parameters, whether magnitude pruning prunes it, whether QAT quantizes it,
+whether low-rank factorization applies (with the saving); the answers come from the
+same functions the techniques plan with, on the model flattened as they flatten it.
+With ``convert``, the model is converted to TFLite float32 and to int8 (calibrated on
+a small random set, float kernels allowed as a fallback): the report lists the ops and
+those the int8 model still runs in float (no int8 kernel, or not quantized).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections import Counter
+
+import numpy as np
+
+from tfopt._keras import keras, tf
+from tfopt.compression import lowrank, prune, qat, tflite
+from tfopt.compression.common import flatten_nested, kernel_of, layer_params
+from tfopt.errors import ConfigError
+from tfopt.training import models
+
+CALIBRATION_SAMPLES = 16
+
+
+def _input_shape(model: keras.Model, input_shape) -> tuple[int, ...]:
+    shape = tuple(model.input_shape[1:]) if input_shape is None else tuple(input_shape)
+    if any(d is None for d in shape) or any(int(d) < 1 for d in shape):
+        raise ConfigError(
+            f"input_shape={shape}: give every dimension (the model takes "
+            f"{tuple(model.input_shape[1:])})"
+        )
+    return tuple(int(d) for d in shape)
+
+
+def inspect_model(
+    model: keras.Model | str,
+    input_shape=None,
+    convert: bool = True,
+    keep_dense: tuple[str, ...] = (prune.AUTO,),
+    rank: int = 0,
+    energy: float = 0.9,
+) -> dict:
+    """A JSON-able report on ``model`` (a tf_keras model or a path: SavedModel, ``.keras``,
+    ``.h5``); ``input_shape`` (no batch) is needed only where the model's has ``None``.
+
+    ``keep_dense``, ``rank`` and ``energy`` are the pruning / low-rank settings the report
+    answers for (the techniques' defaults).
+    """
+    source = model if isinstance(model, str) else None
+    loaded = models.load_model(model) if isinstance(model, str) else model
+    shape = _input_shape(loaded, input_shape)
+    flat = flatten_nested(loaded)
+    prunable = prune.prunability(flat, tuple(keep_dense))
+    quantizable = qat.quantizability(flat)
+    factors = lowrank.factorizability(flat, lowrank.LowRankConfig(rank=rank, energy=energy))
+    layers = []
+    for layer in flat.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        p_ok, p_why = prunable[layer.name]
+        q_ok, q_why = quantizable[layer.name]
+        f = factors[layer.name]
+        layers.append(
+            {
+                "name": layer.name,
+                "type": type(layer).__name__,
+                "params": layer_params(layer),
+                "prunable": p_ok,
+                "prune_reason": p_why,
+                "qat": q_ok,
+                "qat_reason": q_why,
+                "factorizable": f["factorizable"],
+                "factorize_reason": f["reason"],
+                "factorize_saving": (
+                    f["params_before"] - f["params_after"] if f["factorizable"] else 0
+                ),
+                "factorize_rank": f.get("rank"),
+            }
+        )
+    total = models.count_params(flat)
+    pruned = sum(
+        int(np.prod(k.shape))
+        for la in flat.layers
+        if prunable.get(la.name, (False, ""))[0] and (k := kernel_of(la)) is not None
+    )
+    return {
+        "model": source or loaded.name,
+        "input_shape": list(shape),
+        "nested_models": [la.name for la in loaded.layers if isinstance(la, keras.Model)],
+        "params": total,
+        "float32_bytes": 4 * total,
+        "layers": layers,
+        "coverage": {
+            "prunable_param_fraction": pruned / max(total, 1),
+            "qat_param_fraction": sum(r["params"] for r in layers if r["qat"]) / max(total, 1),
+            "factorizable_layers": [r["name"] for r in layers if r["factorizable"]],
+            "factorize_saving": sum(r["factorize_saving"] for r in layers),
+        },
+        "tflite": _convert_report(flat, shape) if convert else None,
+    }
+
+
+def _convert_report(model: keras.Model, shape: tuple[int, ...]) -> dict:
+    rng = np.random.default_rng(0)
+    samples = rng.standard_normal((CALIBRATION_SAMPLES, *shape)).astype(np.float32)
+    tmp = tempfile.mkdtemp(prefix="tfopt-inspect-")
+    try:
+        saved = os.path.join(tmp, "model")
+        models.save_model(model, saved)
+
+        def converter():
+            return tf.lite.TFLiteConverter.from_saved_model(
+                saved, signature_keys=["serving_default"]
+            )
+
+        try:
+            float_content = converter().convert()
+            c = converter()
+            c.optimizations = [tf.lite.Optimize.DEFAULT]
+            c.representative_dataset = lambda: ([samples[i : i + 1]] for i in range(len(samples)))
+            # float builtins allowed: an op without an int8 kernel stays float, and is listed
+            c.target_spec.supported_ops = [
+                tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+                tf.lite.OpsSet.TFLITE_BUILTINS,
+            ]
+            int8_content = c.convert()
+        except Exception as exc:  # the converter raises many types
+            return {"error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}"}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    ops = tflite.op_types(int8_content)
+    float_ops = tflite.float_ops_in_int8(int8_content)
+    return {
+        "float32_bytes": len(float_content),
+        "int8_bytes": len(int8_content),
+        "float32_ops": tflite.op_types(float_content),
+        "int8_ops": ops,
+        "op_counts": dict(Counter(_op_list(int8_content))),
+        "float_ops_in_int8": float_ops,
+        "int8_kernels": {op: op not in float_ops for op in ops if op not in _IO_OPS},
+    }
+
+
+_IO_OPS = ("QUANTIZE", "DEQUANTIZE")
+
+
+def _op_list(content: bytes) -> list[str]:
+    from tfopt.evaluation import runtime
+
+    try:
+        return [d["op_name"] for d in runtime.interpreter_from_content(content)._get_ops_details()]
+    except Exception:  # introspection is best effort
+        return []
+
+
+def format_inspect(report: dict) -> str:
+    """``inspect_model``'s report as a text table and summary lines."""
+    rows = [("layer", "type", "params", "prune", "qat", "low-rank", "notes")]
+    for r in report["layers"]:
+        why = "; ".join(
+            f"{k}: {v}"
+            for k, v in (
+                ("prune", r["prune_reason"]),
+                ("qat", r["qat_reason"]),
+            )
+            if v and not v.startswith("no kernel")
+        )
+        saving = f"-{r['factorize_saving']}" if r["factorizable"] else "-"
+        rows.append(
+            (
+                r["name"],
+                r["type"],
+                str(r["params"]),
+                "y" if r["prunable"] else "n",
+                "y" if r["qat"] else "n",
+                saving,
+                why,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(6)]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row[:6], widths, strict=True)) + "  " + row[6]
+        for row in rows
+    ]
+    cov = report["coverage"]
+    lines += [
+        "",
+        f"model {report['model']}: input {tuple(report['input_shape'])}, "
+        f"{report['params']} params ({report['float32_bytes'] / 1e6:.2f} MB float32)",
+        f"prunable: {cov['prunable_param_fraction']:.1%} of parameters; "
+        f"QAT-quantized: {cov['qat_param_fraction']:.1%}; "
+        f"low-rank: {len(cov['factorizable_layers'])} layers, saving {cov['factorize_saving']} "
+        "params",
+    ]
+    if report.get("nested_models"):
+        lines.append(f"nested models (flattened): {', '.join(report['nested_models'])}")
+    t = report.get("tflite")
+    if t and "error" in t:
+        lines.append(f"TFLite conversion failed: {t['error']}")
+    elif t:
+        lines += [
+            f"TFLite: float32 {t['float32_bytes']} bytes, int8 {t['int8_bytes']} bytes "
+            f"({t['int8_bytes'] / max(t['float32_bytes'], 1):.0%})",
+            f"int8 ops: {', '.join(t['int8_ops'])}",
+            "ops left in float in the int8 model: " + (", ".join(t["float_ops_in_int8"]) or "none"),
+        ]
+    return "\n".join(lines)
