@@ -27,13 +27,34 @@ def parse_set(items: list[str] | None) -> dict[str, Any]:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    import contextlib
+
+    from tfopt.client.console import QuietStartup, gpu_visible
+
+    verbose = bool(args.stream or args.verbose)
+    # TensorFlow's native start-up lines (CUDA not found, oneDNN) say nothing without a GPU
+    quiet = QuietStartup() if not verbose and not gpu_visible() else contextlib.nullcontext()
+    with quiet:
+        summary = _run(args, verbose)
+    _report(summary, args)
+    return 0
+
+
+def _run(args: argparse.Namespace, verbose: bool) -> dict:
     from tfopt.client.params import load_params
-    from tfopt.reporting.summary import format_table
 
     params = load_params(args.params, args.pipeline, parse_set(args.set), local=True)
-    summary = run_local(params, args.output_dir, args.pipeline, args.cache)
+    return run_local(params, args.output_dir, args.pipeline, args.cache, verbose=verbose)
+
+
+def _report(summary: dict, args: argparse.Namespace) -> None:
+    from tfopt.client.results import target_note, target_reasons
+    from tfopt.reporting.summary import format_table
+
     print()
-    print(format_table(summary))
+    for line in target_note(summary):
+        print(line)
+    print(format_table(summary, said_above=target_reasons(summary)))
     verdict = (
         f"selected: {summary.get('selected')}  blessed: {summary.get('blessed')}"
         if "selected" in summary
@@ -63,7 +84,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"summary: {os.path.join(os.path.abspath(args.output_dir), 'summary.json')}"
         f"  ({summary['wall_seconds']} s)"
     )
-    return 0
 
 
 def _cmd_params(args: argparse.Namespace) -> int:
@@ -119,6 +139,14 @@ def register(sub) -> None:
     run.add_argument("--pipeline", default="optimize", help="pipeline name (default: optimize)")
     run.add_argument(
         "--cache", action="store_true", help="reuse outputs of steps whose inputs did not change"
+    )
+    run.add_argument(
+        "-v",
+        "--verbose",
+        dest="stream",
+        action="store_true",
+        help="stream every step's output (default: one progress line per step; the full "
+        "output is in OUTPUT_DIR/logs/<step>.log either way)",
     )
     run.set_defaults(func=_cmd_run)
 

@@ -10,7 +10,7 @@ import warnings
 from typing import Any
 
 from tfopt import fsutil
-from tfopt.client.runlog import RunLog
+from tfopt.client.runlog import run_output
 
 log = logging.getLogger(__name__)
 
@@ -20,11 +20,14 @@ def run_local(
     output_dir: str,
     pipeline: str = "optimize",
     enable_caching: bool = False,
+    verbose: bool = False,
 ) -> dict:
     """Run a pipeline with KFP's local SubprocessRunner; write ``output_dir/summary.json``.
 
     Artifacts stay under ``output_dir/artifacts/<run>/``; the summary's paths
-    point there. Returns the summary.
+    point there; each step's output goes to ``output_dir/logs/<step>.log``. The
+    console shows one progress line per step (``verbose``: every step's output
+    too). Returns the summary.
     """
     from kfp import local
 
@@ -49,9 +52,11 @@ def run_local(
     )
     start = time.perf_counter()
     hits = _CacheHits()
-    runlog = RunLog(os.path.join(output_dir, "logs"))
+    runlog = run_output(func.pipeline_spec, params, output_dir, verbose)
     with warnings.catch_warnings(), hits, runlog:  # kfp warns about non-"python" images
         warnings.filterwarnings("ignore", message=".*non-Python base image.*")
+        if not verbose:  # cluster-only settings (resources, display names) the local run ignores
+            warnings.filterwarnings("ignore", message=".*no effect in the current local runner.*")
         try:
             task = func(**params)
         except RuntimeError as exc:  # kfp's "Pipeline ... Inner task failed: 'step'"

@@ -52,8 +52,16 @@ def build_summary(
     }
 
 
-def format_table(summary: dict) -> str:
-    """A fixed-width comparison table; the selected variant is marked with ``*``."""
+def format_table(
+    summary: dict, said_above: dict[str, list[str]] | None = None, other: str = "other target"
+) -> str:
+    """A fixed-width comparison table; the selected variant is marked with ``*``.
+
+    ``said_above`` maps a variant to reasons stated once above the table (the
+    deploy target's formats): left out of its row, whose status is ``other``
+    when no other reason remains.
+    """
+    said_above = said_above or {}
     selected = summary.get("selected")
     base = next((v for v in summary["variants"] if v["name"] == summary["baseline"]), None)
     base_acc = base.get("accuracy") if base else None
@@ -73,8 +81,13 @@ def format_table(summary: dict) -> str:
             continue
         drop = (base_acc - v["accuracy"]) * 100 if base_acc is not None else 0.0
         reasons = v.get("rejected_reasons") or []
+        shown = [r for r in reasons if r not in said_above.get(v["name"], ())]
         status = (
-            "rejected: " + "; ".join(reasons) if reasons else ("SELECTED" if mark == "*" else "ok")
+            "rejected: " + "; ".join(shown)
+            if shown
+            else other
+            if reasons
+            else ("SELECTED" if mark == "*" else "ok")
         )
         f1 = f"{v['f1']:6.3f}" if v.get("f1") is not None else f"{'-':>6}"
         tput = (
