@@ -14,17 +14,9 @@ from pathlib import Path
 import pytest
 from google.protobuf import json_format
 
-from tfopt.client.console import (
-    CLEAR,
-    Progress,
-    Step,
-    _UnknownError,
-    evaluate_condition,
-    is_startup_noise,
-    plan_steps,
-    step_figure,
-)
+from tfopt.client.console import CLEAR, Progress, is_startup_noise, step_figure
 from tfopt.client.runlog import RunLog
+from tfopt.client.step_plan import Step, _UnknownError, evaluate_condition, plan_steps
 from tfopt.pipelines.compile import pipeline_function
 
 DATA = Path(__file__).parent / "data"

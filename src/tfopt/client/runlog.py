@@ -218,7 +218,8 @@ def run_output(pipeline_spec: Any, params: dict, output_dir: str, verbose: bool 
     """
     from google.protobuf import json_format
 
-    from tfopt.client.console import Progress, gpu_visible, plan_steps
+    from tfopt.client.console import Progress, gpu_visible
+    from tfopt.client.step_plan import plan_steps
 
     steps = plan_steps(json_format.MessageToDict(pipeline_spec), params)
     out = sys.stdout
