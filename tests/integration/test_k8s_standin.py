@@ -18,7 +18,9 @@ from k8s_standin_server import K8sStandIn
 from tfopt.launch import jobset, k8s, trainjob, validate
 from tfopt.launch.tfjob import LaunchError
 
-pytestmark = pytest.mark.timeout(60)
+# A guard against hangs, not a speed check: the component test pays a cold import of kfp
+# and the launchers (24 s with both cores busy, so 60 s was too close on a loaded CI runner).
+pytestmark = pytest.mark.timeout(300)
 TRAIN_CONFIG = {"epochs": 3, "learning_rate": 0.0042, "model": {"arch": "mlp", "width": 24}}
 
 
@@ -120,15 +122,26 @@ def test_timeout_deletes_the_job(standin):
 def test_sigterm_deletes_the_job(standin):
     standin.scenario = "hang"
     body = jobset.build_jobset(_config("jobset", "js-cancel"))
-    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM))
-    timer.start()
+    done = threading.Event()
+
+    def cancel_while_waiting():
+        # On the launcher's first read after the create, not after a fixed delay: on a
+        # loaded machine that could fire before its handler is in and kill the test run.
+        while not done.wait(0.05):
+            if any(v == "GET" and p.endswith("/jobsets") for v, p, _ in list(standin.calls)):
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    canceller = threading.Thread(target=cancel_while_waiting, daemon=True)
+    canceller.start()
     try:
         with pytest.raises(
             LaunchError, match="launcher cancelled .*deleted JobSet team-a/js-cancel"
         ):
             k8s.launch(jobset.JOBSET_RESOURCE, body, 30, api=standin.api_client(), poll_s=5)
     finally:
-        timer.cancel()
+        done.set()
+        canceller.join()
     assert standin.created("jobsets") == []
     assert signal.getsignal(signal.SIGTERM) is not None  # the previous handler is back
 

@@ -14,7 +14,9 @@ from tfopt.client import schedule, submit
 from tfopt.deploy.vertex import CloudError
 from tfopt.errors import ConfigError
 
-pytestmark = pytest.mark.timeout(120)
+# A guard against hangs, not a speed check: the file's first test pays the cold import of
+# TF, kfp and the pipeline compile (53 s with both cores busy; CI's loaded runner more).
+pytestmark = pytest.mark.timeout(600)
 
 
 @pytest.fixture
@@ -124,12 +126,14 @@ def test_bad_input_creates_nothing(kfp_api, tmp_path, capsys):
     with pytest.raises(ConfigError, match="credentials do not belong"):
         submit.load_submit_config(_params(tmp_path, kfp_api.url, token="abc"))
     assert kfp_api.calls == []
-    # An unreachable host: a clear error in well under the client's retry loop.
+    # An unreachable host: a clear error in well under the client's retry loop. The port
+    # stays bound (not listening: connections are refused) so that no other process can
+    # take it between picking it and the call, as it could once the socket was closed.
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{s.getsockname()[1]}"
-    with pytest.raises(CloudError, match="cannot reach the KFP API"):
-        submit.submit_file(_params(tmp_path, dead))
+        with pytest.raises(CloudError, match="cannot reach the KFP API"):
+            submit.submit_file(_params(tmp_path, dead))
     # Something that answers HTTP but is not a KFP API.
     with pytest.raises(CloudError, match="does not answer as a KFP v2 API"):
         submit.submit_file(_params(tmp_path, kfp_api.url + "/not-kfp"))

@@ -114,8 +114,10 @@ DEPLOYER = (
     x = np.load(xpath)
     out = []
     for m in models:
+        # the default load timeout (120 s): two TF processes loading at once on a loaded
+        # 2-core machine can take over a minute
         r = deploy.deploy(m, base, x, deploy.DeployConfig("digits", label=label,
-                                                          smoke_examples=2, timeout_s=60))
+                                                          smoke_examples=2))
         out.append([r.version, r.smoke_test])
     print(json.dumps(out))
     """
@@ -134,7 +136,7 @@ def test_two_concurrent_deploys_keep_models_config_consistent(assets, tmp_path):
     _start_together(procs, go)
     outs = []
     for p in procs:
-        out, err = p.communicate(timeout=240)
+        out, err = p.communicate(timeout=600)  # two deploys, each allowed 120 s to load
         assert p.returncode == 0, err[-3000:]
         outs.append(json.loads(out.strip().splitlines()[-1]))
     stable, canary = outs

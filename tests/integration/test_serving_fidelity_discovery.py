@@ -10,7 +10,6 @@ labels), ``model_servers/get_model_status_impl.cc`` (status of failed loads).
 from __future__ import annotations
 
 import os
-import time
 
 import numpy as np
 import pytest
@@ -19,6 +18,8 @@ import serving_fidelity_models as fm
 from tfopt.deploy.serving import client as clients
 from tfopt.deploy.serving import config as sc
 from tfopt.deploy.serving import server
+
+from helpers.waiting import wait_until
 
 X = np.array([[1.0], [2.0], [5.0]], np.float32)
 
@@ -157,11 +158,11 @@ def test_labels_config_reload_several_models_and_base_paths(tmp_path, versions):
             r = clients.RestClient(f"http://127.0.0.1:{srv.rest_port}")
             got = r.predict("a", instances=[[2.0]], label="canary")
             assert got == {"predictions": [[31.0]]}
-            write(canary=1)  # relabel on disk; the poll loop picks it up
-            deadline = time.monotonic() + 20
-            while _y(g, "a", label="canary")[1] != 1 and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert _y(g, "a", label="canary")[1] == 1
+            write(canary=1)  # relabel on disk; the poll loop (not the test) picks it up
+            wait_until(
+                lambda: _y(g, "a", label="canary")[1] == 1,
+                "the poll loop to move label canary to version 1",
+            )
             code, doc = r.request(
                 "POST", "/v1/models/a/labels/gold:predict", {"instances": [[1.0]]}
             )

@@ -19,6 +19,8 @@ from tfopt.deploy.serving import config as sc
 from tfopt.deploy.serving import repository, server
 from tfopt.training import models
 
+from helpers.waiting import LOADED_DEADLINE_S, wait_until
+
 NAME = "digits"
 
 
@@ -323,7 +325,7 @@ def test_rest_bad_requests(env, case, method, path, body, status, message):
 
 def test_rest_oversized_payload_and_missing_length(env):
     srv = env["srv"]
-    conn = http.client.HTTPConnection("127.0.0.1", srv.rest_port, timeout=10)
+    conn = http.client.HTTPConnection("127.0.0.1", srv.rest_port, timeout=clients.DEFAULT_TIMEOUT_S)
     body = _row(np.zeros((200, 8, 8, 1), np.float32)).encode()
     assert len(body) > srv.max_request_bytes
     conn.request("POST", f"/v1/models/{NAME}:predict", body=body)
@@ -333,7 +335,9 @@ def test_rest_oversized_payload_and_missing_length(env):
     conn.close()
     import socket
 
-    with socket.create_connection(("127.0.0.1", srv.rest_port), timeout=10) as s:
+    with socket.create_connection(
+        ("127.0.0.1", srv.rest_port), timeout=clients.DEFAULT_TIMEOUT_S
+    ) as s:
         s.sendall(b"POST /v1/models/digits:predict HTTP/1.1\r\nHost: x\r\n\r\n")
         assert s.recv(200).startswith(b"HTTP/1.1 411")
     _alive(env)
@@ -375,7 +379,7 @@ def test_version_swap_under_load_has_no_failed_requests(env):
     def worker(kind):
         g = clients.GrpcClient(f"127.0.0.1:{srv.grpc_port}")
         r = clients.RestClient(f"http://127.0.0.1:{srv.rest_port}")
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 5 * LOADED_DEADLINE_S  # a guard: the test sets stop
         while not stop.is_set() and time.monotonic() < deadline:
             try:
                 if kind == "grpc":
@@ -396,13 +400,19 @@ def test_version_swap_under_load_has_no_failed_requests(env):
     for t in threads:
         t.start()
     try:
-        time.sleep(0.5)
+        # Wait for events, not for time: a loaded CI machine may answer nothing in 0.5 s.
+        # A failed request ends a wait early; the assertions below then report it.
+        wait_until(lambda: failures or 1 in versions, "a gRPC answer from version 1")
         pushed = repository.push_model(env["models"][1], env["base"], NAME, warmup_examples=x)
         assert pushed.version == 2
-        deadline = time.monotonic() + 60
-        while env["g"].status(NAME).get(1) != "END" and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(0.5)
+        wait_until(
+            lambda: failures or env["g"].status(NAME).get(1) == "END",
+            "version 1 to be unloaded once version 2 is loaded",
+        )
+        wait_until(
+            lambda: failures or (2 in versions and counts[0] > 50),
+            "gRPC answers from version 2 and over 50 answered requests",
+        )
     finally:
         stop.set()
         for t in threads:

@@ -28,6 +28,10 @@ from tensorflow_serving.apis import (
 # isort: on
 
 DEFAULT_SIGNATURE = "serving_default"
+# Seconds per call. The first request to a freshly loaded version pays TF's first-call
+# setup, which on a busy CPU host (a CI runner, a node shared with training) passes
+# 10 s; deploy's and infra validation's smoke tests already used 30.
+DEFAULT_TIMEOUT_S = 30.0
 STATE_NAMES = {v: k for k, v in get_model_status_pb2.ModelVersionStatus.State.items()}
 
 
@@ -66,7 +70,9 @@ class GrpcClient:
         max_message_bytes: largest message sent or received.
     """
 
-    def __init__(self, target: str, timeout: float = 10.0, max_message_bytes: int = 64 << 20):
+    def __init__(
+        self, target: str, timeout: float = DEFAULT_TIMEOUT_S, max_message_bytes: int = 64 << 20
+    ):
         self.target = target
         self.timeout = timeout
         self._channel = grpc.insecure_channel(
@@ -219,7 +225,7 @@ class RestClient:
         timeout: seconds per call.
     """
 
-    def __init__(self, base_url: str, timeout: float = 10.0):
+    def __init__(self, base_url: str, timeout: float = DEFAULT_TIMEOUT_S):
         parsed = urllib.parse.urlsplit(base_url)
         if parsed.scheme != "http" or not parsed.hostname:
             raise ValueError(f"base_url {base_url!r}: expected http://host:port")

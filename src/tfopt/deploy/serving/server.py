@@ -305,9 +305,13 @@ class ModelServer:
 
 
 def wait_available(
-    server: ModelServer, name: str, version: int | None = None, timeout: float = 60.0
+    server: ModelServer, name: str, version: int | None = None, timeout: float = 120.0
 ) -> Servable:
-    """Poll until ``name`` (or one version of it) is served; raise TimeoutError otherwise."""
+    """Poll until ``name`` (or one version of it) is served; raise TimeoutError otherwise.
+
+    The default is deploy's and infra validation's load timeout: loading a SavedModel
+    and replaying its warmup on a busy CPU host can take over a minute.
+    """
     deadline = time.monotonic() + timeout
     while True:
         try:
