@@ -11,7 +11,7 @@ PYTEST_ARGS ?= -n 2 --dist loadfile
 
 CHECKOV_VENV := build/checkov-venv
 
-.PHONY: run test lint compile clean-venv fashion-mnist
+.PHONY: run test lint compile images clean-venv fashion-mnist
 
 # Re-install only when the dependency declarations change.
 $(VENV)/.installed: setup.cfg pyproject.toml requirements/constraints.txt requirements/litert.txt
@@ -58,6 +58,12 @@ lint: $(VENV)/.installed
 
 compile: $(VENV)/.installed
 	$(BIN)/tfopt compile --output-dir build/pipelines
+
+# The CPU image from this checkout's wheel on a base made here (no Docker Hub; as root it
+# installs podman with images/engine.sh); prints its size and tag. For the registry base:
+# images/build.sh (docs/containers.md).
+images: $(VENV)/.installed
+	LOCAL_BASE=1 FLAVOURS=cpu PYTHON=$(BIN)/python images/build.sh
 
 clean-venv:
 	rm -rf $(VENV)

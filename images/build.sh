@@ -7,6 +7,7 @@
 #   TFOPT_IMAGE_REPO=us-docker.pkg.dev/proj/repo/tfopt PUSH=1 images/build.sh
 #   LOCAL_BASE=1 FLAVOURS=cpu images/build.sh   # base from images/base.sh (no Docker Hub)
 #   RENDER=1 images/build.sh              # print the build commands, build nothing
+#   TFOPT_BASE_CPU=REG/tensorflow@sha256:... TFOPT_BASE_GPU=... images/build.sh   # pinned bases
 #
 # A build is skipped while the image's tfopt.build-hash label (wheel contents, Dockerfile,
 # pins, base) matches; the layers themselves live in the engine's store.
@@ -42,6 +43,14 @@ if [ "$RENDER" != 1 ]; then
   "$PYTHON" -m pip wheel -q --no-deps --wheel-dir dist . >/dev/null
 fi
 WHEEL="dist/tfopt-${VERSION}-py3-none-any.whl"
+# the dependencies' layer is keyed by this file, not by the wheel (Dockerfile: two layers)
+if [ "$RENDER" != 1 ]; then
+  "$PYTHON" -c 'import email, sys, zipfile
+z = zipfile.ZipFile(sys.argv[1])
+meta = email.message_from_bytes(z.read(next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))))
+print("\n".join(r for r in meta.get_all("Requires-Dist") or [] if "extra ==" not in r))' \
+    "$WHEEL" >dist/requirements.txt
+fi
 
 for flavour in $FLAVOURS; do
   case "$flavour" in
@@ -54,7 +63,8 @@ for flavour in $FLAVOURS; do
     [ "$flavour" = gpu ] && { echo "LOCAL_BASE=1 has no CUDA: build gpu from tensorflow/tensorflow:2.21.0-gpu" >&2; exit 2; }
     if [ "$RENDER" = 1 ]; then base="localhost/tfopt-base:<hash of images/base.sh>"; else base=$(ENGINE=$ENGINE images/base.sh); fi
   else
-    base="tensorflow/tensorflow:2.21.0${suffix}"
+    pin="TFOPT_BASE_${flavour^^}"  # e.g. TFOPT_BASE_GPU=REGISTRY/tensorflow@sha256:... (a mirror)
+    base="${!pin:-tensorflow/tensorflow:2.21.0${suffix}}"
   fi
   args=(--file images/Dockerfile --build-arg "TFOPT_VERSION=${VERSION}"
         --build-arg "BASE_IMAGE=${base}" --build-arg "IMAGE_TITLE=tfopt${suffix}")
