@@ -197,3 +197,28 @@ def test_select_and_report_without_a_pick_copies_nothing(tmp_path):
     assert result.selection.blessed is False and result.record is None
     assert not (out / "model").exists()
     assert json.loads((out / "s.json").read_text())["selected"] is None
+
+
+def test_class_names_reach_the_report_and_the_model_card(tmp_path):
+    out = tmp_path / "out"
+    evaluations = {"dataset": {**DATASET, "class_names": ["cat", "dog"]}, "candidates": records()}
+    (tmp_path / "int8.tflite").write_bytes(b"TFL3")
+    paths = [str(out / n) for n in ("s.json", "r.md", "r.html", "card.md", "model")]
+    sources = {"tflite_int8": str(tmp_path / "int8.tflite")}
+    sel.select_and_report(evaluations, "baseline", sel.SelectionPolicy(), "p", *paths, sources)
+    summary = json.loads((out / "s.json").read_text())
+    assert summary["dataset"]["class_names"] == ["cat", "dog"]  # kept by select
+    md = (out / "r.md").read_text()
+    assert "Classes, in label-id order: cat, dog." in md
+    assert "| 0 (cat) | 0.700 | 0.800 | 0.750 | 6 |" in md
+    page = (out / "r.html").read_text()
+    assert "2 classes: cat, dog.</p>" in page and "<tr><td>1 (dog)</td>" in page
+    card = (out / "card.md").read_text()  # the selected tflite_int8
+    assert "2 classes (in label-id order: cat, dog)" in card
+    assert "Per-class F1: 0 (cat): 0.750, 1 (dog): 0.747" in card
+    assert "Weakest classes by F1: 1 (dog): 0.747, 0 (cat): 0.750." in card
+    assert "not inside the `.tflite` file" in card
+    baseline = next(v for v in records() if v["name"] == "baseline")
+    assert "`assets/labels.txt` in the SavedModel" in modelcard.model_card(summary, baseline)
+    unnamed, _ = summary_for()
+    assert "Label vocabulary" not in modelcard.model_card(unnamed, baseline)

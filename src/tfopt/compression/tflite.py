@@ -1,7 +1,8 @@
 """SavedModel -> TFLite: float32, dynamic-range, float16 and full-integer int8.
 
-Full-integer conversion calibrates on a bounded sample of the training
-split (``representative_samples`` examples), as the TFLite docs recommend.
+Full-integer conversion calibrates on a bounded, seeded sample of the training
+split (``representative_samples`` examples drawn across its shards and decoded as
+training decodes them), as the TFLite docs recommend.
 
 int8 never crashes a pipeline for a fixable reason: when the conversion
 fails, or the accuracy drop measured on the validation split exceeds
@@ -116,15 +117,11 @@ class QuantizeResult:
 
 
 def representative_dataset(dataset_dir: str, samples: int) -> Callable[[], Iterator[list]]:
-    """A calibration generator over a bounded sample of the training split."""
+    """A calibration generator: ``samples`` training examples drawn (seeded) across all
+    shards, decoded by the training input pipeline (``input_pipeline.representative_samples``;
+    memory: a bounded buffer). Every call yields the same examples."""
     info = schema.load_info(dataset_dir)
-    x, _ = input_pipeline.load_arrays(info, "train", limit=samples)
-
-    def gen():
-        for i in range(len(x)):
-            yield [x[i : i + 1].astype(np.float32)]
-
-    return gen
+    return lambda: input_pipeline.representative_samples(info, "train", limit=samples)
 
 
 def make_converter(

@@ -257,18 +257,7 @@ def make_dataset(
     stored = info.feature_dtype != "float32"
     autotune = tf.data.AUTOTUNE
     if cached != "none":
-        if cached != "memory":
-            os.makedirs(os.path.dirname(os.path.abspath(cached)), exist_ok=True)
-        ds = (
-            ds.batch(1024)
-            .map(
-                _parser(info, cast=False),
-                num_parallel_calls=autotune,
-                deterministic=config.deterministic,
-            )
-            .unbatch()
-        )
-        ds = ds.cache() if cached == "memory" else ds.cache(cached)
+        ds = _cache(_decode(ds, info, config), cached)
     if config.shuffle:
         # Bounded: a buffer as large as a big split costs more per example (memory
         # traffic) and ingest already shuffled the records within windows.
@@ -303,6 +292,44 @@ def make_dataset(
         tf.data.experimental.AutoShardPolicy, policy
     )
     return ds.with_options(options).prefetch(autotune)
+
+
+def _decode(records, info: DatasetInfo, config: InputConfig):
+    """Serialized records -> single ``(x as stored, label)`` examples (parsed in batches)."""
+    from tfopt._keras import tf
+
+    parse = _parser(info, cast=False)
+    return (
+        records.batch(1024)
+        .map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=config.deterministic)
+        .unbatch()
+    )
+
+
+def _cache(ds, cached: str):
+    if cached == "none":
+        return ds
+    if cached != "memory":
+        os.makedirs(os.path.dirname(os.path.abspath(cached)), exist_ok=True)
+    return ds.cache() if cached == "memory" else ds.cache(cached)
+
+
+def examples(info: DatasetInfo, split: str, config: InputConfig = InputConfig()):
+    """One split as a ``tf.data`` pipeline of single ``(x, label)`` examples, ``x`` as
+    stored (uint8 images stay uint8: 4x less memory in a cache or a shuffle buffer; cast
+    where the model is fed), in file order unless ``config.shuffle``.
+
+    Cached as ``make_dataset`` caches (``config.cache``): memory stays within
+    ``cache_budget_bytes`` whatever the split's size; batching is the caller's.
+    """
+    from tfopt._keras import tf
+
+    ds = _cache(
+        _decode(_records(info, split, config, None), info, config), cache_mode(info, split, config)
+    )
+    options = tf.data.Options()
+    options.deterministic = config.deterministic
+    return ds.with_options(options)
 
 
 def _augmenter(config: InputConfig, pixel_range: float):

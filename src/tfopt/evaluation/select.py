@@ -305,6 +305,18 @@ def select_candidate(records: list[dict], baseline: str, policy: SelectionPolicy
     )
 
 
+# what summary.json keeps of the dataset; class_names: the report and model card show them
+SUMMARY_DATASET_KEYS = (
+    "name",
+    "num_train",
+    "num_validation",
+    "num_test",
+    "num_classes",
+    "class_names",
+    "content_sha256",
+)
+
+
 def summarize(pipeline: str, dataset: dict, baseline: str, selection: Selection, **extra) -> dict:
     """``summary.json`` payload: the variants plus ``selected`` / ``blessed`` and ``extra``."""
     prev = selection.previous
@@ -398,9 +410,7 @@ def select_and_report(
     selection = select_candidate(records, baseline, policy)
     record = next((r for r in selection.records if r["name"] == selection.selected), None)
     dataset = {
-        k: v
-        for k, v in (evaluations.get("dataset") or {}).items()
-        if k in ("name", "num_train", "num_validation", "num_test", "num_classes", "content_sha256")
+        k: v for k, v in (evaluations.get("dataset") or {}).items() if k in SUMMARY_DATASET_KEYS
     }
     summary = summarize(
         pipeline,

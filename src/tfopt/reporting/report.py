@@ -117,8 +117,11 @@ def plot_tradeoff(summary: dict, metric: str, label: str, log_x: bool = False) -
     return _png(fig)
 
 
-def plot_confusion(matrix: Sequence[Sequence[int]], title: str) -> bytes:
-    """A confusion matrix heat map with counts (rows true, columns predicted) (PNG)."""
+def plot_confusion(
+    matrix: Sequence[Sequence[int]], title: str, labels: Sequence[str] = ()
+) -> bytes:
+    """A confusion matrix heat map with counts (rows true, columns predicted) (PNG);
+    ``labels`` name the classes on the axes."""
     import numpy as np
 
     plt = _pyplot()
@@ -131,6 +134,9 @@ def plot_confusion(matrix: Sequence[Sequence[int]], title: str) -> bytes:
     if n <= 30:
         ax.set_xticks(range(n))
         ax.set_yticks(range(n))
+        if len(labels) == n:
+            ax.set_xticklabels(labels, rotation=90, fontsize=7)
+            ax.set_yticklabels(labels, fontsize=7)
         thresh = cm.max() / 2 if cm.size else 0
         for i in range(n):
             for j in range(n):
@@ -151,6 +157,12 @@ def plot_confusion(matrix: Sequence[Sequence[int]], title: str) -> bytes:
 
 
 # --- tables -------------------------------------------------------------------------
+
+
+def class_label(dataset: dict, i: int) -> str:
+    """Class ``i`` as people read it: ``3 (Dress)`` when the dataset names its classes."""
+    names = dataset.get("class_names") or []
+    return f"{i} ({names[i]})" if i < len(names) else str(i)
 
 
 def _fmt(value, spec: str, missing: str = "-") -> str:
@@ -302,6 +314,8 @@ def markdown_report(summary: dict) -> str:
         f"{ds.get('num_classes', '?')} classes (train {ds.get('num_train', '?')}).",
         "",
     ]
+    if ds.get("class_names"):
+        out += [f"Classes, in label-id order: {', '.join(ds['class_names'])}.", ""]
     policy = _policy_lines(summary)
     if policy:
         out += ["## Policy", ""] + [f"- {line}" for line in policy] + [""]
@@ -338,7 +352,7 @@ def markdown_report(summary: dict) -> str:
             "|---|---|---|---|---|",
         ]
         out += [
-            f"| {i} | {p:.3f} | {r:.3f} | {f:.3f} | {s} |"
+            f"| {class_label(ds, i)} | {p:.3f} | {r:.3f} | {f:.3f} | {s} |"
             for i, (p, r, f, s) in enumerate(
                 zip(pc["precision"], pc["recall"], pc["f1"], pc["support"], strict=False)
             )
@@ -384,7 +398,9 @@ def html_report(summary: dict, confusion: Sequence[Sequence[int]] | None = None)
         f"<p>{e(summary.get('selection_reason') or '')}</p>",
         f"<p>Dataset <code>{e(str(ds.get('name', '?')))}</code>: "
         f"{e(str(ds.get('num_test', '?')))} test examples, "
-        f"{e(str(ds.get('num_classes', '?')))} classes.</p>",
+        f"{e(str(ds.get('num_classes', '?')))} classes"
+        + (f": {e(', '.join(ds['class_names']))}" if ds.get("class_names") else "")
+        + ".</p>",
     ]
     policy = _policy_lines(summary)
     if policy:
@@ -422,7 +438,10 @@ def html_report(summary: dict, confusion: Sequence[Sequence[int]] | None = None)
         )
     if sel and confusion is not None:
         parts.append(
-            _img(plot_confusion(confusion, f"confusion matrix: {sel}"), "confusion matrix")
+            _img(
+                plot_confusion(confusion, f"confusion matrix: {sel}", ds.get("class_names") or ()),
+                "confusion matrix",
+            )
         )
     parts.append("</div>")
     chosen = next((v for v in summary["variants"] if v["name"] == sel), None)
@@ -433,7 +452,7 @@ def html_report(summary: dict, confusion: Sequence[Sequence[int]] | None = None)
             "<th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>"
         )
         parts += [
-            f"<tr><td>{i}</td><td class=n>{p:.3f}</td><td class=n>{r:.3f}</td>"
+            f"<tr><td>{e(class_label(ds, i))}</td><td class=n>{p:.3f}</td><td class=n>{r:.3f}</td>"
             f"<td class=n>{f:.3f}</td><td class=n>{s}</td></tr>"
             for i, (p, r, f, s) in enumerate(
                 zip(pc["precision"], pc["recall"], pc["f1"], pc["support"], strict=False)
