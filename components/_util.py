@@ -37,6 +37,18 @@ def log_metrics(metrics, values: dict) -> None:
     fsutil.write_json(metrics.path, dict(metrics.metadata))
 
 
+def write_inspect(artifact, model_path: str, convert: bool = True) -> None:
+    """Write the pre-flight report (``tfopt.compression.inspect``) of the SavedModel at
+    ``model_path`` to ``artifact`` (issue 15: the import and train steps give it).
+
+    ``convert=False`` leaves out the TFLite part (``"tflite": null``), which costs seconds.
+    """
+    from tfopt import fsutil
+    from tfopt.compression import inspect as inspect_lib
+
+    fsutil.write_json(artifact.path, inspect_lib.inspect_model(model_path, convert=convert))
+
+
 # The training settings the pipeline passes down as one ``train_config`` mapping
 # (flat, as the pipeline's parameters are named; ModelConfig's then TrainConfig's).
 MODEL_SETTINGS = ("arch", "width", "depth", "dropout", "alpha", "weights_uri")
@@ -51,6 +63,7 @@ TRAIN_SETTINGS = MODEL_SETTINGS + (
     "precision",
     "xla",
     "augment",
+    "module_file",
 )
 
 

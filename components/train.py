@@ -1,4 +1,5 @@
-"""Train component: dataset artifact -> SavedModel (serving_default) + metrics."""
+"""Train component: dataset artifact -> SavedModel (serving_default) + metrics + the
+pre-flight report of the trained model (``inspect``, as the import step gives it)."""
 
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
@@ -12,6 +13,7 @@ def train(
     model: Output[Model],
     metrics: Output[Metrics],
     tensorboard: Output[Artifact],
+    inspect: Output[Artifact],
     hyperparameters: Input[Artifact] = None,
     train_config: dict = {},  # noqa: B006 - TrainConfig fields, flat; a KFP default, never mutated
     profile_batches: str = "",
@@ -19,6 +21,7 @@ def train(
 ):
     """Train a classifier with the strategy the cluster allows; save a SavedModel."""
     from tfopt.components import _util
+    from tfopt.training import models
     from tfopt.training import train as train_lib
 
     config = _util.train_config(
@@ -33,6 +36,8 @@ def train(
         backup_dir=backup_dir or None,
         tensorboard_dir=tensorboard.path,
     )
+    # without the TFLite part: its two conversions add ~6 s, and the quantize step converts
+    _util.write_inspect(inspect, model.path, convert=False)
     _util.log_metrics(
         metrics,
         {
@@ -48,5 +53,6 @@ def train(
             "format": "saved_model",
             "params": result.params,
             "strategy": result.strategy,
+            "module_sha256": models.read_model_info(model.path).get("module_sha256", ""),
         }
     )

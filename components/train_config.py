@@ -31,6 +31,7 @@ def train_config(
     precision: str = "float32",
     xla: bool = False,
     augment: str = "",
+    module_file: str = "",
 ) -> dict:
     """Return the training settings as one mapping (no TensorFlow import: a cheap step)."""
     return dict(locals())

@@ -94,6 +94,12 @@ def optimize(
     precision: str = "float32",
     xla: bool = False,
     augment: str = "",
+    module_file: str = "",  # your model code: build_model(hparams, input_shape, num_classes)
+    # bring your own model: a trained model imported in place of training
+    model_uri: str = "",  # tf_keras SavedModel, .keras / .h5, or a plain SavedModel
+    fine_tune_epochs: int = 0,
+    input_range: str = "auto",  # what the model expects: uint8 | unit | symmetric | auto
+    model_output: str = "auto",  # logits | probabilities | auto (detected)
     training_target: str = "local",
     replicas: int = 1,
     gpus_per_replica: int = 0,
@@ -179,6 +185,10 @@ def optimize(
             gpus_per_replica=gpus_per_replica,
             accelerator_type=accelerator_type,
             queue_name=training_queue_name,
+            model_uri=model_uri,
+            fine_tune_epochs=fine_tune_epochs,
+            input_range=input_range,
+            model_output=model_output,
         )
         .set_display_name("train")
         .output

@@ -13,6 +13,9 @@
   workers) via ``train_tfjob``.
 * ``vertex``   - a Vertex AI custom job (worker pools) via ``train_vertex``.
 
+A set ``model_uri`` comes first: the ``import_model`` step (a user's trained model,
+``tfopt.training.imported``) replaces training on every target.
+
 The branches are ``dsl.If/Elif/Else``. KFP 2.17.3's local runner cannot
 resolve a ``dsl.OneOf`` of *artifacts* ("Expected 1 artifact in
 ArtifactSelectorSpec"), but it does resolve a ``OneOf`` of *parameters*, so
@@ -26,6 +29,7 @@ from kfp.dsl import Artifact, Dataset, Input, Model
 
 from tfopt.components._image import GPU_IMAGE
 from tfopt.components.artifact_uri import artifact_uri
+from tfopt.components.import_model import import_model
 from tfopt.components.plan_training import plan_training
 from tfopt.components.train import train
 from tfopt.components.train_jobset import train_jobset
@@ -73,6 +77,10 @@ def train_step(
     location: str = "us-central1",
     staging_bucket: str = "",
     machine_type: str = "n1-standard-8",
+    model_uri: str = "",
+    fine_tune_epochs: int = 0,
+    input_range: str = "auto",
+    model_output: str = "auto",
 ) -> Model:
     """Train on ``target`` and return the trained SavedModel as a ``Model`` artifact.
 
@@ -90,6 +98,8 @@ def train_step(
     (``nvidia.com/gpu`` on Kubeflow, the Vertex name such as ``NVIDIA_TESLA_T4`` on
     Vertex AI Pipelines). ``queue_name`` (``trainjob`` and ``jobset`` targets) labels
     the job for a Kueue LocalQueue, so the cluster's GPU quota and fair sharing apply.
+    ``model_uri`` (with ``fine_tune_epochs``, ``input_range``, ``model_output``): import
+    that model instead of training one (``components/import_model.py``).
     """
     hp = {"train_config": train_config}  # what every train component takes
     plan = plan_training(
@@ -100,7 +110,18 @@ def train_step(
     ).set_caching_options(False)
     plan.set_display_name("check-training-request")
 
-    with dsl.If(target == "local", name="train-in-cluster"):
+    with dsl.If(model_uri != "", name="import-model"):
+        imported = import_model(
+            dataset=dataset,
+            model_uri=model_uri,
+            fine_tune_epochs=fine_tune_epochs,
+            input_range=input_range,
+            model_output=model_output,
+            **hp,
+        ).after(plan)
+        imported.set_caching_options(True)
+
+    with dsl.Elif(target == "local", name="train-in-cluster"):
         local = train(dataset=dataset, hyperparameters=hyperparameters, **hp).after(plan)
         local.set_container_image(GPU_IMAGE)  # CUDA-enabled TensorFlow; runs on CPU nodes too
         (
@@ -171,6 +192,7 @@ def train_step(
         _as_launcher(vertex)
 
     chosen = dsl.OneOf(
+        imported.outputs["Output"],
         local_uri.output,
         cluster_jobs["trainjob"].outputs["Output"],
         cluster_jobs["jobset"].outputs["Output"],

@@ -129,7 +129,14 @@ def test_branches_retries_and_caching(compiled):
         for t in by_name.values()
         if "triggerPolicy" in t and "condition" in t["triggerPolicy"]
     )
-    assert any("== 'local'" in c and "!" not in c for c in conditions)
+    # a set model_uri imports the model first; else local is the first training branch
+    first = [c for c in conditions if not c.startswith("!")]
+    assert first == ["inputs.parameter_values['pipelinechannel--model_uri'] != ''"]
+    assert any(c.endswith("['pipelinechannel--target'] == 'local'") for c in conditions)
+    training = [c for c in conditions if c not in first]
+    assert all(
+        c.startswith("!(inputs.parameter_values['pipelinechannel--model_uri']") for c in training
+    )
     assert any("== 'kubeflow'" in c for c in conditions)
     assert any("== 'trainjob'" in c for c in conditions)
     assert any("== 'jobset'" in c for c in conditions)
@@ -149,6 +156,8 @@ def test_branches_retries_and_caching(compiled):
             "componentInputParameter": "pipelinechannel--queue_name"
         }
     assert by_name["train"]["cachingOptions"] == {"enableCache": True}
+    assert by_name["import-model"]["cachingOptions"] == {"enableCache": True}
+    assert "retryPolicy" not in by_name["import-model"]  # its errors are deterministic
     # The request check and the URI hand-off always run (cheap, never stale).
     assert not by_name["plan-training"]["cachingOptions"].get("enableCache")
     assert not by_name["artifact-uri"]["cachingOptions"].get("enableCache")

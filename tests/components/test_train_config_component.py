@@ -27,6 +27,7 @@ SETTINGS = dict(
     precision="mixed_bfloat16",
     xla=True,
     augment="flip,crop=3",
+    module_file="gs://b/my_model.py",
 )
 EXPECTED = train_lib.TrainConfig(
     model=models.ModelConfig(arch="mlp", width=16, depth=3, dropout=0.25),
@@ -40,6 +41,7 @@ EXPECTED = train_lib.TrainConfig(
     precision="mixed_bfloat16",
     xla=True,
     augment="flip,crop=3",
+    module_file="gs://b/my_model.py",
 )
 
 

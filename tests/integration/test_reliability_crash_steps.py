@@ -53,7 +53,7 @@ TRAIN = dict(
 )
 # step -> (primary output, extra outputs, parameters)
 STEPS = {
-    "train": ("model", ("metrics", "tensorboard"), {"train_config": TRAIN}),
+    "train": ("model", ("metrics", "tensorboard", "inspect"), {"train_config": TRAIN}),
     "prune": (
         "pruned_model",
         ("metrics", "tensorboard"),
@@ -96,6 +96,7 @@ KINDS = {
     "evaluations": "Artifact",
     "metrics": "Metrics",
     "tensorboard": "Artifact",
+    "inspect": "Artifact",
 }
 FRACTIONS = (0.15, 0.5, 0.85)
 # Measured, not deterministic: left out when evaluations are compared.

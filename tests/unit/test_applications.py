@@ -79,6 +79,9 @@ def test_trains_and_saves_with_serving_signature(rgb32, tmp_path):
     loaded = models.load_model(out)
     assert loaded.output_shape == (None, 4)
     assert any(isinstance(la, keras.layers.DepthwiseConv2D) for la in loaded.layers)
+    # moving statistics that settle within an epoch, kept through save / load
+    norms = [la for la in loaded.layers if isinstance(la, keras.layers.BatchNormalization)]
+    assert norms and {la.momentum for la in norms} == {applications.BN_MOMENTUM}
 
 
 @pytest.mark.parametrize("suffix", [".h5", ""])  # by layer name / TF checkpoint

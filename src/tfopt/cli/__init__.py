@@ -1,4 +1,4 @@
-"""The ``tfopt`` command line: run, compile, submit, schedule, serve, benchmark.
+"""The ``tfopt`` command line: run, compile, submit, schedule, serve, inspect, benchmark.
 
 Each subcommand lives in its own module exposing ``register(subparsers)``;
 this file only assembles them, so adding a command touches one list.
@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "tfopt.cli.pipeline",  # run, compile
     "tfopt.cli.submit",  # submit, schedule create/list/delete
     "tfopt.cli.serve",  # serve
+    "tfopt.cli.inspect",  # inspect
     # (new command modules go above this line)
 ]
 

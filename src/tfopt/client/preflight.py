@@ -99,6 +99,21 @@ def _train(p):
     )
 
 
+def _import(p):
+    from tfopt.training import imported
+
+    imported.ImportConfig(
+        input_range=p["input_range"],
+        output=p["model_output"],
+        fine_tune_epochs=p["fine_tune_epochs"],
+    )
+    if p["fine_tune_epochs"] and not p["model_uri"]:
+        raise ConfigError(
+            f"fine_tune_epochs={p['fine_tune_epochs']} is not allowed without model_uri "
+            "(it fine-tunes an imported model; use epochs to train one)"
+        )
+
+
 def _quantize(p):
     from tfopt.compression import tflite as quantize_lib
 
@@ -198,6 +213,7 @@ _STEPS: list[tuple[str, Callable[[dict], None]]] = [
     ("ingest", _ingest),
     ("tune", _tune),
     ("train", _train),
+    ("import-model", _import),
     ("quantize", _quantize),
     ("prune", _prune),
     ("distill", _distill),
@@ -259,11 +275,27 @@ def _check_source(p: dict[str, Any]) -> None:
         found = os.path.exists(weights) or os.path.exists(weights + ".index")
         if not found:
             raise ConfigError(f"weights_uri={weights!r}: no such file (nor checkpoint .index)")
-    if shape is not None and p["arch"] != "mlp" and len(shape) != 3:
+    _check_user_model(p)
+    own_model = p.get("model_uri") or p.get("module_file")  # arch is not used then
+    if shape is not None and not own_model and p["arch"] != "mlp" and len(shape) != 3:
         raise ConfigError(
             f"arch={p['arch']!r} needs image inputs (height, width, channels) but {source} gives "
             f"examples of shape {shape}; use arch=mlp, or feature_shape=H,W,C to reshape them"
         )
+
+
+def _check_user_model(p: dict[str, Any]) -> None:
+    """A local ``model_uri`` / ``module_file`` exists (and the module file compiles)."""
+    uri, module = p.get("model_uri", ""), p.get("module_file", "")
+    if uri and "://" not in uri and not os.path.exists(uri):
+        raise ConfigError(
+            f"model_uri={uri!r}: no such file or directory; expected a SavedModel directory, "
+            "a .keras or a .h5 file"
+        )
+    if module and "://" not in module:
+        from tfopt.training import module_file
+
+        module_file.check_syntax(module)
 
 
 # Where a probe's error says less than a person needs.

@@ -231,10 +231,12 @@ def prepare(
     workdir: str,
 ) -> Prepared:
     """Validate settings and parameters and compile the package into ``workdir``."""
+    from tfopt.client import user_files
     from tfopt.client.params import load_params
 
     config.check_target()
     params = load_params(params_path, config.pipeline, dict(set_params or {}))
+    user_files.require_remote(params)  # the steps run in the cluster
     if config.package:
         package = config.package
     else:

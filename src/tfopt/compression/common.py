@@ -26,6 +26,9 @@ def load_for_compression(model_path: str, dataset_dir: str, where: str):
     technique sees the backbone's layers.
     """
     info = schema.load_info(dataset_dir)
+    origin = models.read_model_info(model_path)
+    if origin.get("trainable") is False:  # an imported plain SavedModel (training.imported)
+        raise ModelError(f"{where}: {origin.get('reason', 'the model is not trainable')}")
     model = models.load_model(model_path)
     models.check_compatible(model, info.feature_shape, info.num_classes, where)
     return flatten_nested(models.clone_model(model)), info

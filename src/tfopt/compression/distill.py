@@ -15,10 +15,16 @@ and the hard-label term applies only to examples with a label (a mask).
 ``labelled_fraction`` keeps labels on a seeded, stratified share of the train
 split (the little-labelled-data setting). The baseline student is trained on
 exactly those labelled examples with the same seed and the same number of steps.
+
+Everything streams through ``tf.data`` (``input_pipeline.examples``: cached as training
+caches, shuffled in a bounded buffer), so memory stays bounded whatever the dataset size;
+only the train labels (for ``labelled_fraction``) and an ``.npz`` unlabeled set are
+held as arrays.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import sys
@@ -32,10 +38,13 @@ from tfopt._keras import keras, tf
 from tfopt.checks import check_float, check_int
 from tfopt.data import input_pipeline, schema
 from tfopt.errors import DataError, ModelError
-from tfopt.training import models
+from tfopt.training import models, module_file
 from tfopt.training.divergence import StopOnDivergence
 
 log = logging.getLogger(__name__)
+
+# How the transfer set is read: file order (the label mask lines up), cached as training caches
+STREAM = input_pipeline.InputConfig(auto_shard="off")
 
 
 @dataclass(frozen=True)
@@ -173,8 +182,9 @@ def labelled_mask(y: np.ndarray, fraction: float, seed: int, num_classes: int) -
     return mask
 
 
-def load_unlabeled(source: str, feature_shape: tuple[int, ...]) -> np.ndarray:
-    """Inputs from a dataset directory (train split) or an ``.npz`` (``x`` or its only array)."""
+def unlabeled_examples(source: str, feature_shape: tuple[int, ...]):
+    """Extra transfer inputs as ``(tf.data.Dataset of x, count)``: a dataset directory's
+    train split (streamed) or an ``.npz`` (``x`` or its only array, held in memory)."""
     if source.endswith(".npz"):
         if not fsutil.exists(source):
             raise DataError(f"{source}: unlabeled .npz not found")
@@ -183,15 +193,17 @@ def load_unlabeled(source: str, feature_shape: tuple[int, ...]) -> np.ndarray:
             if key is None:
                 raise DataError(f"{source}: expected an array 'x' (has {npz.files})")
             x = np.asarray(npz[key], np.float32)
+        shape, count = tuple(x.shape[1:]), len(x)
+        ds = tf.data.Dataset.from_tensor_slices(x)
     else:
         info = schema.load_info(source)
-        x, _ = input_pipeline.load_arrays(info, "train")
-    if tuple(x.shape[1:]) != tuple(feature_shape):
+        shape, count = tuple(info.feature_shape), info.counts["train"]
+        ds = input_pipeline.examples(info, "train", STREAM).map(lambda x, _: x)
+    if shape != tuple(feature_shape):
         raise DataError(
-            f"{source}: unlabeled inputs have shape {tuple(x.shape[1:])}; the "
-            f"model takes {tuple(feature_shape)}"
+            f"{source}: unlabeled inputs have shape {shape}; the model takes {tuple(feature_shape)}"
         )
-    return x
+    return ds, count
 
 
 def _augment_fn(config: DistillConfig, feature_shape, std: float):
@@ -213,8 +225,32 @@ def _steps(n: int, config: DistillConfig) -> int:
     return max(1, math.ceil(n / config.batch_size)) * config.epochs
 
 
-def _accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
-    return float(np.mean(model.predict(x, batch_size=512, verbose=0).argmax(1) == y))
+def _accuracy(model: keras.Model, info) -> float:
+    """Test-split accuracy, streamed in batches of 512."""
+    hits = count = 0
+    for x, y in input_pipeline.iter_arrays(info, "test", batch_size=512):
+        hits += int(np.sum(model.predict_on_batch(x).argmax(1) == y))
+        count += len(y)
+    return hits / max(count, 1)
+
+
+def _train_mask(info, config: DistillConfig) -> np.ndarray:
+    """The label mask of the train split in file order (labels streamed, inputs dropped)."""
+    if config.labelled_fraction >= 1.0:
+        return np.ones(info.counts["train"], np.float32)
+    y = np.concatenate([b for _, b in input_pipeline.iter_arrays(info, "train", 4096)])
+    return labelled_mask(y, config.labelled_fraction, config.seed, info.num_classes)
+
+
+def _shuffled(ds, count: int, config: DistillConfig, augment):
+    """Seeded shuffle (a bounded buffer: the whole set up to ``DEFAULT_SHUFFLE_BUFFER``),
+    repeat, float32 inputs, augmentation, batches."""
+    buffer = max(1, min(count, input_pipeline.DEFAULT_SHUFFLE_BUFFER))
+    ds = ds.shuffle(buffer, seed=config.seed, reshuffle_each_iteration=True).repeat()
+    ds = ds.map(lambda x, *rest: (tf.cast(x, tf.float32), *rest))
+    if augment is not None:
+        ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 # A user's student: (feature shape, number of classes) -> an uncompiled tf_keras classifier
@@ -264,35 +300,35 @@ def distill_model(
     info = schema.load_info(dataset_dir)
     teacher = models.load_model(teacher_path)
     models.check_compatible(teacher, info.feature_shape, info.num_classes, "distill teacher")
-    x, y = input_pipeline.load_arrays(info, "train")
-    mask = labelled_mask(y, config.labelled_fraction, config.seed, info.num_classes)
-    x_all, y_all, m_all = x, y, mask
-    notes = []
+    mask = _train_mask(info, config)
+    # transfer set: every input with its (maybe unused) label and the label mask
+    labelled = tf.data.Dataset.zip(
+        input_pipeline.examples(info, "train", STREAM), tf.data.Dataset.from_tensor_slices(mask)
+    ).map(lambda xy, m: (xy[0], xy[1], m))
+    transfer, count, notes = labelled, len(mask), []
     if config.unlabeled:
-        xu = load_unlabeled(config.unlabeled, info.feature_shape)
-        x_all = np.concatenate([x, xu])
-        y_all = np.concatenate([y, np.zeros(len(xu), y.dtype)])
-        m_all = np.concatenate([mask, np.zeros(len(xu), np.float32)])
-        notes.append(f"{len(xu)} unlabeled transfer examples from {config.unlabeled}")
+        xu, extra = unlabeled_examples(config.unlabeled, info.feature_shape)
+        if xu.element_spec.dtype != labelled.element_spec[0].dtype:  # uint8 images, float .npz
+            transfer = transfer.map(lambda x, y, m: (tf.cast(x, tf.float32), y, m))
+            xu = xu.map(lambda x: tf.cast(x, tf.float32))
+        no_label = (tf.constant(0, labelled.element_spec[1].dtype), tf.constant(0.0))
+        transfer = transfer.concatenate(xu.map(lambda x: (x, *no_label)))
+        count += extra
+        notes.append(f"{extra} unlabeled transfer examples from {config.unlabeled}")
     mean, var = feature_stats(info)
+    if build_student is None:  # a teacher built from a module file brings its student
+        user = module_file.bundled(teacher_path)
+        if user is not None and user.has_student:
+            build_student = functools.partial(user.build_student, asdict(config))
     student = _build_student(config, info, mean, var, build_student)
     teacher_params, student_params = models.count_params(teacher), models.count_params(student)
     if student_params >= teacher_params:
         notes.append(
             f"student ({student_params} params) is not smaller than the teacher ({teacher_params})"
         )
-    steps = _steps(len(x_all), config)
-    # transfer set: every input with its (maybe unused) label and the label mask
-    ds = tf.data.Dataset.from_tensor_slices(
-        (x_all.astype(np.float32), y_all.astype(np.int64), m_all)
-    )
-    ds = ds.shuffle(len(x_all), seed=config.seed, reshuffle_each_iteration=True).repeat()
-    if config.augment:
-        ds = ds.map(
-            _augment_fn(config, info.feature_shape, float(np.sqrt(var))),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
-    ds = ds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
+    steps = _steps(count, config)
+    aug = _augment_fn(config, info.feature_shape, float(np.sqrt(var))) if config.augment else None
+    ds = _shuffled(transfer, count, config, aug)
     distiller = Distiller(student, teacher, config.temperature, config.alpha)
     distiller.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
     spe = steps // config.epochs
@@ -304,9 +340,8 @@ def distill_model(
         verbose=verbose,
         callbacks=[StopOnDivergence("distill", config.learning_rate), *board("distill")],
     )
-    models.save_model(student, output_path, info.class_names)
+    models.save_for_dataset(student, output_path, info)
 
-    xt, yt = input_pipeline.load_arrays(info, "test")
     scratch_acc = None
     if config.train_scratch:
         scratch = _build_student(config, info, mean, var, build_student)
@@ -315,13 +350,9 @@ def distill_model(
             loss=keras.losses.SparseCategoricalCrossentropy(),
             metrics=["accuracy"],
         )
-        keep = mask > 0
-        sds = tf.data.Dataset.from_tensor_slices((x[keep], y[keep]))
-        sds = sds.shuffle(int(keep.sum()), seed=config.seed, reshuffle_each_iteration=True).repeat()
-        if config.augment:
-            aug = _augment_fn(config, info.feature_shape, float(np.sqrt(var)))
-            sds = sds.map(lambda a, b: aug(a, b, 0.0)[:2], num_parallel_calls=tf.data.AUTOTUNE)
-        sds = sds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
+        keep = labelled if mask.all() else labelled.filter(lambda x, y, m: m > 0)
+        scratch_aug = (lambda a, b: aug(a, b, 0.0)[:2]) if aug else None
+        sds = _shuffled(keep.map(lambda x, y, m: (x, y)), int(mask.sum()), config, scratch_aug)
         scratch.fit(
             sds,
             epochs=config.epochs,
@@ -329,17 +360,17 @@ def distill_model(
             verbose=verbose,
             callbacks=board("scratch"),
         )
-        scratch_acc = _accuracy(scratch, xt, yt)
+        scratch_acc = _accuracy(scratch, info)
     result = DistillResult(
         model_path=output_path,
         teacher_params=teacher_params,
         student_params=student_params,
         compression=teacher_params / student_params,
-        teacher_accuracy=_accuracy(teacher, xt, yt),
-        distilled_accuracy=_accuracy(student, xt, yt),
+        teacher_accuracy=_accuracy(teacher, info),
+        distilled_accuracy=_accuracy(student, info),
         scratch_accuracy=scratch_acc,
         labelled_examples=int(mask.sum()),
-        transfer_examples=len(x_all),
+        transfer_examples=count,
         steps=spe * config.epochs,
         notes=notes,
     )

@@ -272,7 +272,7 @@ def factorize_model(
             config.seed,
             tensorboard_dir=tensorboard_dir,
         )
-    models.save_model(new, output_path, info.class_names)
+    models.save_for_dataset(new, output_path, info)
     layers = {n: {k: v for k, v in p.items() if k not in ("a", "b")} for n, p in layer_plan.items()}
     result = LowRankResult(
         model_path=output_path,

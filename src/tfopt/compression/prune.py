@@ -267,7 +267,7 @@ def prune_model(
     stripped = tfmot.sparsity.keras.strip_pruning(wrapped)
     for layer in stripped.layers:
         layer.__dict__.pop("get_prunable_weights", None)
-    models.save_model(stripped, output_path, info.class_names)
+    models.save_for_dataset(stripped, output_path, info)
     layer_sparsity = kernel_sparsity(stripped)
     # every layer in to_prune has a kernel: the filter only narrows the type
     kernels = [k for n in to_prune if (k := kernel_of(stripped.get_layer(n))) is not None]

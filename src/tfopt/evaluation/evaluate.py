@@ -361,9 +361,26 @@ def evaluate_candidates(
         for key in ("base", "notes", "quantization", "uri"):
             if key in cand.metadata:
                 record.setdefault(key, cand.metadata[key])
+        origin = _model_origin(cand.path)
+        if origin:
+            record["origin"] = origin
         records.append(record)
         gc.collect()
     return records
+
+
+# written into a SavedModel by tfopt.training.models.save_model (imported model, module file)
+_MODEL_INFO_FILE = "tfopt_model.json"
+_ORIGIN_KEYS = ("source_uri", "source_format", "trainable", "output", "module_sha256")
+
+
+def _model_origin(path: str) -> dict:
+    """Where a SavedModel candidate came from (``tfopt_model.json``), for the model card."""
+    info_path = os.path.join(path, _MODEL_INFO_FILE)
+    if not fsutil.exists(info_path):
+        return {}
+    info = fsutil.read_json(info_path)
+    return {k: info[k] for k in _ORIGIN_KEYS if k in info}
 
 
 def config_dict(config: EvalConfig) -> dict:

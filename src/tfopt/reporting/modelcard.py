@@ -9,9 +9,36 @@ from __future__ import annotations
 
 import platform
 
+from tfopt.reporting.report import class_label
+
 
 def _kb(n) -> str:
     return f"{n / 1024:,.1f} KiB ({n:,} bytes)" if n is not None else "-"
+
+
+def _origin_lines(origin: dict) -> list[str]:
+    """Where the baseline came from: an imported model, a module file (its hash)."""
+    lines = []
+    if origin.get("source_uri"):
+        lines.append(
+            f"- Imported from `{origin['source_uri']}` ({origin.get('source_format', '?')}, "
+            f"returning {origin.get('output', '?')})"
+        )
+    if origin.get("module_sha256"):
+        lines.append(f"- Model code: module file, sha256 `{origin['module_sha256']}`")
+    return lines
+
+
+def _vocabulary_lines(ds: dict, record: dict) -> list[str]:
+    """Where a client finds the class names of the served model."""
+    if not ds.get("class_names"):
+        return []
+    if record.get("format") == "tflite":
+        return ["- Label vocabulary: not inside the `.tflite` file; output i is class i (Data)"]
+    return [
+        "- Label vocabulary: `assets/labels.txt` in the SavedModel (one name per line, in "
+        "label-id order) and the `classes` of its `classify` signature"
+    ]
 
 
 def model_card(summary: dict, record: dict | None) -> str:
@@ -47,6 +74,8 @@ def model_card(summary: dict, record: dict | None) -> str:
         if base.get("accuracy") is not None
         else None
     )
+    names = ds.get("class_names") or []
+    named = f" (in label-id order: {', '.join(names)})" if names else ""
     pc = record.get("per_class") or {}
     f1 = pc.get("f1") or []
     weakest = sorted(range(len(f1)), key=lambda i: f1[i])[:3]
@@ -68,8 +97,10 @@ def model_card(summary: dict, record: dict | None) -> str:
         if record.get("sparsity") is not None
         else "- Weight sparsity: -",
         f"- Size: {_kb(record.get('size_bytes'))}; gzipped {_kb(record.get('gzip_bytes'))}",
+        *_origin_lines(record.get("origin") or base.get("origin") or {}),
         "- Interface: input `x` (float32 raw features; the model normalizes them itself), "
         "output `probabilities` (softmax over the classes)",
+        *_vocabulary_lines(ds, record),
         "",
         "## Intended use",
         "",
@@ -82,7 +113,7 @@ def model_card(summary: dict, record: dict | None) -> str:
         "",
         f"- Dataset: `{ds.get('name', '?')}`; train {ds.get('num_train', '?')}, validation "
         f"{ds.get('num_validation', '?')}, test {ds.get('num_test', '?')} examples; "
-        f"{ds.get('num_classes', '?')} classes",
+        f"{ds.get('num_classes', '?')} classes" + named,
         "- Metrics below are on the held-out test split, which no training or calibration "
         "step saw.",
         "",
@@ -106,7 +137,8 @@ def model_card(summary: dict, record: dict | None) -> str:
         "",
     ]
     if f1:
-        lines += ["Per-class F1: " + ", ".join(f"{i}: {v:.3f}" for i, v in enumerate(f1)), ""]
+        per_class = ", ".join(f"{class_label(ds, i)}: {v:.3f}" for i, v in enumerate(f1))
+        lines += ["Per-class F1: " + per_class, ""]
     lines += [
         "## Limitations and caveats",
         "",
@@ -119,7 +151,9 @@ def model_card(summary: dict, record: dict | None) -> str:
     ]
     if weakest and f1:
         lines.append(
-            "- Weakest classes by F1: " + ", ".join(f"{i} ({f1[i]:.3f})" for i in weakest) + "."
+            "- Weakest classes by F1: "
+            + ", ".join(f"{class_label(ds, i)}: {f1[i]:.3f}" for i in weakest)
+            + "."
         )
     if record.get("format") == "tflite" and record.get("quantization") in ("int8", "dynamic"):
         lines.append(

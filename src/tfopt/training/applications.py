@@ -26,6 +26,7 @@ from tfopt.training.models import WIDTH_ARCHITECTURES, ModelConfig
 
 log = logging.getLogger(__name__)
 
+BN_MOMENTUM = 0.99
 MIN_SIDE = 32  # every family's minimum input side with weights=None
 
 # family -> (builder name in keras.applications, extra keyword arguments)
@@ -87,7 +88,15 @@ def build_backbone(arch: str, x, alpha: float = 1.0) -> keras.Model:
     fn: Callable[..., keras.Model] = getattr(keras.applications, fn_name)
     if arch in WIDTH_ARCHITECTURES:
         kwargs = {**kwargs, "alpha": alpha}
-    return fn(include_top=False, weights=None, input_tensor=x, **kwargs)
+    backbone = fn(include_top=False, weights=None, input_tensor=x, **kwargs)
+    # The families' BatchNormalization momentum (0.999, for ImageNet-length training) leaves
+    # the moving statistics near their initial values after a few thousand steps: measured
+    # on a 15k Fashion-MNIST subset, MobileNetV2 trained to 71% while inference (moving
+    # statistics) stayed at chance, 10%. Keras' own default, 0.99, settles within an epoch.
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = BN_MOMENTUM
+    return backbone
 
 
 def build_head(features, num_classes: int, dropout: float, output_name: str):

@@ -17,6 +17,7 @@ import numpy as np
 from tfopt import fsutil
 from tfopt._keras import keras, tf
 from tfopt.checks import check_choice, check_float, check_int
+from tfopt.data.schema import DatasetInfo
 from tfopt.errors import ConfigError, ModelError
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,11 @@ def build_model(
             x = keras.layers.Conv2D(
                 filters, 3, padding="same", activation="relu", name=f"conv{i + 1}"
             )(x)
-            if min(x.shape[1], x.shape[2]) >= 4 and i % 2 == 1:
+            # Pool every 2nd conv (8x8 digits: once, to 4x4) and after every conv while
+            # the map is >= 16 pixels: a 28x28 image then pools 28 -> 14 -> 7, so the
+            # 2nd conv runs at 14x14 (4x fewer multiply-adds, a 4x smaller dense head).
+            side = min(x.shape[1], x.shape[2])
+            if side >= 16 or (side >= 4 and i % 2 == 1):
                 x = keras.layers.MaxPooling2D(2, name=f"pool{i + 1}")(x)
             filters *= 2
         x = keras.layers.Flatten(name="flatten")(x)
@@ -163,10 +168,37 @@ def classification_function(model: keras.Model, class_names: tuple[str, ...]):
     return classify
 
 
-def save_model(model: keras.Model, path: str, class_names: tuple[str, ...] = ()) -> str:
+MODEL_INFO_FILE = "tfopt_model.json"  # where the model came from; TF Serving ignores it
+
+
+def read_model_info(path: str) -> dict:
+    """The ``tfopt_model.json`` of a SavedModel directory (``{}`` when it has none)."""
+    info_path = os.path.join(path, MODEL_INFO_FILE)
+    return fsutil.read_json(info_path) if fsutil.exists(info_path) else {}
+
+
+def save_model(
+    model: keras.Model,
+    path: str,
+    class_names: tuple[str, ...] = (),
+    info: dict | None = None,
+    uint8_images: bool = False,
+) -> str:
     """Write ``model`` as a SavedModel at ``path`` atomically, with ``serving_default``
     (and, given the dataset's ``class_names``, a ``classify`` signature for TF Serving's
-    Classify API)."""
+    Classify API and the vocabulary as ``assets/labels.txt``). ``uint8_images`` (the
+    dataset stores uint8 images) adds ``serving_images`` and ``serving_encoded``, which
+    take the raw or encoded image (``tfopt.training.signatures``).
+
+    ``info`` goes to ``tfopt_model.json`` in the directory. A model built from a module
+    file's classes gets a copy of the file (``tfopt_module.py``) and its hash in the info,
+    so :func:`load_model` finds its custom objects anywhere.
+    """
+    from tfopt.training import module_file
+    from tfopt.training import signatures as extra
+
+    user = module_file.module_of(model)
+    info = {**(info or {}), **({"module_sha256": user.sha256} if user else {})}
     signatures = {"serving_default": serving_function(model)}
     if class_names:
         if len(class_names) != model.output_shape[-1]:
@@ -175,11 +207,26 @@ def save_model(model: keras.Model, path: str, class_names: tuple[str, ...] = ())
                 f"{model.output_shape[-1]} outputs"
             )
         signatures[CLASSIFY_SIGNATURE] = classification_function(model, tuple(class_names))
-    with fsutil.atomic_dir(path) as tmp:
+    if uint8_images and extra.image_shape(model):
+        signatures.update(extra.image_functions(model, OUTPUT_NAME))
+    with fsutil.atomic_dir(path) as tmp, extra.labels_asset(model, tuple(class_names)):
         model.save(tmp, save_format="tf", include_optimizer=False, signatures=signatures)
         if class_names:
             _set_method_name(tmp, CLASSIFY_SIGNATURE, CLASSIFY_METHOD)
+        if user:
+            with tf.io.gfile.GFile(os.path.join(tmp, module_file.MODULE_FILE_NAME), "wb") as fh:
+                fh.write(user.source)
+        if info:
+            fsutil.write_json(os.path.join(tmp, MODEL_INFO_FILE), info)
     return path
+
+
+def save_for_dataset(model: keras.Model, path: str, dataset: DatasetInfo) -> str:
+    """:func:`save_model` with what a ``DatasetInfo`` says: its class names, and the raw-image
+    signatures when it stores uint8 images."""
+    return save_model(
+        model, path, dataset.class_names, uint8_images=dataset.feature_dtype == "uint8"
+    )
 
 
 def _set_method_name(saved_model_dir: str, signature: str, method: str) -> None:
@@ -196,15 +243,25 @@ def _set_method_name(saved_model_dir: str, signature: str, method: str) -> None:
 KERAS_FILE_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 
-def load_model(path: str, compile: bool = False) -> keras.Model:
-    """Load a tf_keras SavedModel (or ``.keras`` / ``.h5`` file) with a clear error otherwise."""
+def load_model(path: str, compile: bool = False, custom_objects: dict | None = None) -> keras.Model:
+    """Load a tf_keras SavedModel (or ``.keras`` / ``.h5`` file) with a clear error otherwise.
+
+    A SavedModel holding a module file (``tfopt_module.py``) is loaded with its
+    ``custom_objects``.
+    """
+    custom = dict(custom_objects or {})
     if path.endswith(KERAS_FILE_SUFFIXES):
         if not fsutil.exists(path):
             raise ModelError(f"{path}: no such model file")
     elif not fsutil.exists(os.path.join(path, "saved_model.pb")):
         raise ModelError(f"{path}: not a SavedModel directory (no saved_model.pb)")
+    else:
+        from tfopt.training import module_file
+
+        user = module_file.bundled(path)
+        custom = {**(user.custom_objects if user else {}), **custom}
     try:
-        return keras.models.load_model(path, compile=compile)
+        return keras.models.load_model(path, compile=compile, custom_objects=custom or None)
     except Exception as exc:  # TF raises many types for a corrupt model
         raise ModelError(
             f"{path}: cannot load the model ({type(exc).__name__}: "

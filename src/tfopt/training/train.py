@@ -55,6 +55,9 @@ class TrainConfig:
         deterministic_ops: make TensorFlow ops deterministic (slower).
         augment: training-split image augmentation, ``"flip,crop=N,brightness=B"`` (any
             subset; see ``input_pipeline.parse_augment``), seeded by ``seed``; "" = off.
+        module_file: a Python file (local or ``gs://``) whose ``build_model(hparams,
+            input_shape, num_classes)`` builds the model instead of ``model``
+            (``tfopt.training.module_file``); "" = a built-in model.
     """
 
     model: models.ModelConfig = field(default_factory=models.ModelConfig)
@@ -71,6 +74,7 @@ class TrainConfig:
     profile_batches: str = ""
     deterministic_ops: bool = False
     augment: str = ""
+    module_file: str = ""
 
     def __post_init__(self):
         name = "TrainConfig"
@@ -84,6 +88,11 @@ class TrainConfig:
         check_int(name, "seed", self.seed, 0, 2**31 - 1)
         check_choice(name, "precision", self.precision, PRECISIONS)
         input_pipeline.parse_augment(self.augment)
+        if self.module_file and not str(self.module_file).endswith(".py"):
+            raise ingest.ConfigError(
+                f"TrainConfig.module_file={self.module_file!r} is not allowed: expected a "
+                "Python file (.py, local or gs://) or ''"
+            )
         if self.profile_batches:
             parts = self.profile_batches.split(",")
             if (
@@ -277,7 +286,9 @@ def train_model(
     keras.mixed_precision.set_global_policy(config.precision)
     try:
         with strategy.scope():
-            if model is None:
+            if model is None and config.module_file:
+                model = _build_from_module(config, info)
+            elif model is None:
                 model = models.build_model(
                     config.model, info.feature_shape, info.num_classes, mean, var
                 )
@@ -286,7 +297,7 @@ def train_model(
     finally:
         keras.mixed_precision.set_global_policy("float32")
     history, timer = fit(model, info, config, strategy, backup_dir, tensorboard_dir)
-    _save_from_any_worker(model, model_path, cluster, info.class_names)
+    _save_from_any_worker(model, model_path, cluster, info)
     if cluster.is_chief and not fsutil.is_remote(backup_dir):
         shutil.rmtree(backup_dir, ignore_errors=True)
     hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
@@ -304,14 +315,26 @@ def train_model(
     )
 
 
+def _build_from_module(config: TrainConfig, info: schema.DatasetInfo) -> keras.Model:
+    """The module file's ``build_model``, given every training setting as ``hparams``."""
+    from tfopt.training import module_file
+
+    user = module_file.load_module(config.module_file)
+    hparams = {**asdict(config.model), **asdict(config)}
+    del hparams["model"]
+    model = user.build_model(hparams, info.feature_shape, info.num_classes)
+    models.check_compatible(model, info.feature_shape, info.num_classes, config.module_file)
+    return model
+
+
 def _save_from_any_worker(
-    model: keras.Model, model_path: str, cluster, class_names: tuple[str, ...] = ()
+    model: keras.Model, model_path: str, cluster, info: schema.DatasetInfo
 ) -> None:
     if cluster.is_chief:
-        models.save_model(model, model_path, class_names)
+        models.save_for_dataset(model, model_path, info)
         return
     tmp = tempfile.mkdtemp(prefix=f"tfopt-worker{cluster.task_index}-")
     try:
-        models.save_model(model, os.path.join(tmp, "model"), class_names)
+        models.save_for_dataset(model, os.path.join(tmp, "model"), info)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
