@@ -41,10 +41,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, verbose: bool) -> dict:
-    from tfopt.client.params import load_params
+    from tfopt.client.params import check_runner, load_params, read_params_file
 
     params = load_params(args.params, args.pipeline, parse_set(args.set), local=True)
-    return run_local(params, args.output_dir, args.pipeline, args.cache, verbose=verbose)
+    runner = args.runner or (read_params_file(args.params) if args.params else {}).get("runner")
+    return run_local(
+        params,
+        args.output_dir,
+        args.pipeline,
+        args.cache,
+        verbose=verbose,
+        warm=not args.cold,
+        runner=check_runner(runner or "subprocess", "--runner"),
+    )
 
 
 def _report(summary: dict, args: argparse.Namespace) -> None:
@@ -141,12 +150,25 @@ def register(sub) -> None:
         "--cache", action="store_true", help="reuse outputs of steps whose inputs did not change"
     )
     run.add_argument(
+        "--runner",
+        choices=("subprocess", "docker"),
+        help="subprocess (default): each step a process on this machine; docker: each step "
+        "in the image the compiled pipeline names (Docker or podman; docs/containers.md). "
+        "Also the `runner` key of a params file",
+    )
+    run.add_argument(
         "-v",
         "--verbose",
         dest="stream",
         action="store_true",
         help="stream every step's output (default: one progress line per step; the full "
         "output is in OUTPUT_DIR/logs/<step>.log either way)",
+    )
+    run.add_argument(
+        "--cold",
+        action="store_true",
+        help="start every step in a fresh Python (default: steps are forked from one parent "
+        "that imported TensorFlow once; TFOPT_WARM_START=0 does the same)",
     )
     run.set_defaults(func=_cmd_run)
 

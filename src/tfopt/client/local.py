@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -21,18 +22,24 @@ def run_local(
     pipeline: str = "optimize",
     enable_caching: bool = False,
     verbose: bool = False,
+    warm: bool = True,
+    runner: str = "subprocess",
 ) -> dict:
     """Run a pipeline with KFP's local SubprocessRunner; write ``output_dir/summary.json``.
 
     Artifacts stay under ``output_dir/artifacts/<run>/``; the summary's paths
     point there; each step's output goes to ``output_dir/logs/<step>.log``. The
     console shows one progress line per step (``verbose``: every step's output
-    too). Returns the summary.
+    too). ``warm``: fork the steps from one pre-imported parent (``client/warm.py``).
+    ``runner="docker"``: every step in the image the pipeline names (``client/docker.py``).
+    Returns the summary.
     """
     from kfp import local
 
+    from tfopt.client import docker, user_files
     from tfopt.client.params import validate_params
     from tfopt.client.preflight import check_pipeline_params
+    from tfopt.client.warm import WarmStart, enabled
     from tfopt.pipelines.compile import pipeline_function
 
     params = validate_params(params, pipeline)
@@ -43,8 +50,15 @@ def run_local(
         # a repository that outlives the run, so versions increase run after run
         params["serving_base_path"] = os.path.join(output_dir, "serving")
     os.makedirs(output_dir, exist_ok=True)
+    params = user_files.stage_module_file(params, os.path.join(output_dir, "artifacts"))
+    engine = contextlib.ExitStack()  # runner "docker": the container engine, held for the run
+    kfp_runner = (
+        engine.enter_context(docker.runner(output_dir, params, func.pipeline_spec))
+        if runner == "docker"
+        else local.SubprocessRunner(use_venv=False)
+    )
     local.init(
-        runner=local.SubprocessRunner(use_venv=False),
+        runner=kfp_runner,
         pipeline_root=os.path.join(output_dir, "artifacts"),
         raise_on_error=True,
         enable_caching=enable_caching,
@@ -53,7 +67,14 @@ def run_local(
     start = time.perf_counter()
     hits = _CacheHits()
     runlog = run_output(func.pipeline_spec, params, output_dir, verbose)
-    with warnings.catch_warnings(), hits, runlog:  # kfp warns about non-"python" images
+    os.makedirs(os.path.join(output_dir, "logs"), exist_ok=True)
+    starter = (
+        WarmStart(os.path.join(output_dir, "logs", "warm-start.log"))
+        if enabled(warm) and runner == "subprocess"
+        else contextlib.nullcontext()
+    )
+    # the engine outlives the steps; kfp warns about non-"python" images
+    with engine, warnings.catch_warnings(), hits, runlog, starter:
         warnings.filterwarnings("ignore", message=".*non-Python base image.*")
         if not verbose:  # cluster-only settings (resources, display names) the local run ignores
             warnings.filterwarnings("ignore", message=".*no effect in the current local runner.*")

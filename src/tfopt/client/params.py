@@ -2,7 +2,8 @@
 
 Keys are pipeline parameter names. The reserved top-level sections
 ``submit`` and ``schedule`` hold target settings and are read by
-:mod:`tfopt.client.submit`; everything else must be a parameter of the pipeline,
+:mod:`tfopt.client.submit`; ``runner`` (``subprocess`` or ``docker``) says how
+``tfopt run`` runs the steps; everything else must be a parameter of the pipeline,
 with a value of the parameter's type.
 """
 
@@ -16,7 +17,8 @@ import yaml
 
 from tfopt.errors import ConfigError
 
-RESERVED_SECTIONS = ("submit", "schedule")
+RESERVED_SECTIONS = ("submit", "schedule", "runner")
+RUNNERS = ("subprocess", "docker")  # kfp.local's SubprocessRunner (default), DockerRunner
 _TYPES = {
     "String": (str,),
     "Integer": (int,),
@@ -99,6 +101,8 @@ def validate_params(
     bad = [k for k in values if not isinstance(k, str)]
     if bad:
         raise ConfigError(f"{where}: parameter names must be strings, got {bad!r}")
+    if "runner" in values:
+        check_runner(values["runner"], where)
     params = {k: v for k, v in values.items() if k not in RESERVED_SECTIONS}
     unknown = sorted(set(params) - set(specs))
     if unknown:
@@ -119,6 +123,13 @@ def validate_params(
         if specs[name].type == "Float":
             params[name] = float(value)  # type: ignore[arg-type]  # an int or float, checked above
     return params
+
+
+def check_runner(value: Any, where: str = "params") -> str:
+    """``value`` if it names a local runner, else a ConfigError saying which are allowed."""
+    if value not in RUNNERS:
+        raise ConfigError(f"{where}: runner={value!r}; allowed: {', '.join(RUNNERS)}")
+    return value
 
 
 def load_params(
