@@ -48,8 +48,10 @@ component.python_func(**args)
 print("done", flush=True)
 """
 
+# enough epochs that training, not the inspect report written after it, fills most of the
+# step: the kills at 15% and 50% must land mid-training to exercise the resume path
 TRAIN = dict(
-    arch="mlp", width=32, depth=1, dropout=0.0, epochs=8, batch_size=32, early_stopping_patience=0
+    arch="mlp", width=32, depth=1, dropout=0.0, epochs=60, batch_size=32, early_stopping_patience=0
 )
 # step -> (primary output, extra outputs, parameters)
 STEPS = {
