@@ -33,10 +33,9 @@ def test_nested_mobilenet_per_layer_answers():
     assert not rows["pool"]["prunable"] and rows["pool"]["prune_reason"].startswith("no kernel")
     assert rows["probabilities"]["prune_reason"].startswith("kept dense")  # keep_dense=auto
     assert not rows["block_1_depthwise"]["factorizable"]
-    # the saving is what low-rank's own plan gives at the same energy
-    layer_plan = lowrank.plan(
-        keras.models.clone_model(model.layers[1]), lowrank.LowRankConfig(energy=0.9)
-    )
+    # the saving is what low-rank's own plan gives at the same energy, on the same weights
+    # (a clone_model re-initializes them, and a layer near the energy threshold then differs)
+    layer_plan = lowrank.plan(model.layers[1], lowrank.LowRankConfig(energy=0.9))
     assert set(report["coverage"]["factorizable_layers"]) - {"probabilities"} <= set(layer_plan)
     assert report["coverage"]["qat_param_fraction"] > 0.99
     assert 0.8 < report["coverage"]["prunable_param_fraction"] < 1.0
