@@ -11,18 +11,13 @@ from tfopt._keras import keras
 from tfopt.client.local import run_local
 from tfopt.data import ingest, input_pipeline, schema
 
+from helpers import configs
+
 # the dataset of the runs below, and only the steps the assertions need
 FAST = {
+    **configs.INT8_ONLY,
     "source": "builtin:digits",
     "max_examples": 400,
-    "enable_tflite_float32": False,
-    "enable_tflite_dynamic": False,
-    "enable_tflite_float16": False,
-    "enable_tflite_int8": True,
-    "enable_pruning": False,
-    "enable_distillation": False,
-    "enable_lowrank": False,
-    "enable_qat": False,
     "representative_samples": 50,
     "latency_iterations": 20,
     "max_accuracy_drop": 50.0,

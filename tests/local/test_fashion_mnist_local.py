@@ -10,6 +10,8 @@ import pytest
 from tfopt.client.local import run_local
 from tfopt.data import idx
 
+from helpers import configs
+
 pytestmark = pytest.mark.skipif(
     not idx.is_idx_dir(os.environ.get(idx.FASHION_MNIST_ENV) or idx.FASHION_MNIST_DIR),
     reason="needs dataset-fashion-mnist: sudo apt-get install dataset-fashion-mnist",
@@ -17,22 +19,10 @@ pytestmark = pytest.mark.skipif(
 
 # The fast configuration: baseline + int8 only, a small CNN, a few epochs.
 FAST = {
+    **configs.FAST,
     "source": "builtin:fashion_mnist",
     "max_examples": 3500,  # 3,000 train+validation, 500 test, stratified by class
-    "arch": "cnn",
-    "width": 8,
-    "depth": 2,
-    "epochs": 4,
-    "early_stopping_patience": 0,
-    "latency_iterations": 20,
     "representative_samples": 100,
-    "enable_tflite_float32": False,
-    "enable_tflite_dynamic": False,
-    "enable_tflite_float16": False,
-    "enable_pruning": False,
-    "enable_distillation": False,
-    "enable_lowrank": False,
-    "enable_qat": False,
     "max_accuracy_drop": 3.0,
     "deploy_target": "none",
 }
