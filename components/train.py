@@ -20,8 +20,8 @@ def train(
     backup_dir: str = "",
 ):
     """Train a classifier with the strategy the cluster allows; save a SavedModel."""
+    from tfopt import model_info
     from tfopt.components import _util
-    from tfopt.training import models
     from tfopt.training import train as train_lib
 
     config = _util.train_config(
@@ -53,6 +53,6 @@ def train(
             "format": "saved_model",
             "params": result.params,
             "strategy": result.strategy,
-            "module_sha256": models.read_model_info(model.path).get("module_sha256", ""),
+            "module_sha256": model_info.read_model_info(model.path).get("module_sha256", ""),
         }
     )

@@ -9,6 +9,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from tfopt import model_info
 from tfopt._keras import keras, tf
 from tfopt.compression import distill, inspect, prune, tflite
 from tfopt.data import input_pipeline, schema
@@ -59,7 +60,7 @@ def test_keras_saved_model_is_the_baseline_as_is(tmp_path, digits_dir, data):
     loaded = models.load_model(out)
     assert _accuracy(loaded, x, y) == _accuracy(original, x, y) > 0.5
     np.testing.assert_allclose(loaded.predict(x, verbose=0), original.predict(x, verbose=0), 1e-5)
-    info_json = models.read_model_info(out)
+    info_json = model_info.read_model_info(out)
     assert info_json["source_uri"] == src and info_json["trainable"] is True
     sig = tf.saved_model.load(out).signatures["serving_default"]
     assert list(sig.structured_outputs) == [models.OUTPUT_NAME]

@@ -27,7 +27,7 @@ STAGE_DEPS = {
     "launch": {"data", "training"},
 }
 TOP_LAYERS = {"client", "cli"}  # may import anything, kfp included
-SHARED = {"_keras", "errors", "fsutil", "checks", "distribute", "__init__"}
+SHARED = {"_keras", "errors", "fsutil", "checks", "distribute", "model_info", "__init__"}
 FORBIDDEN_OUTSIDE_TOP = (
     "kfp",
     "tfopt.components",

@@ -12,6 +12,7 @@ import textwrap
 import numpy as np
 import pytest
 
+from tfopt import model_info
 from tfopt.compression import distill
 from tfopt.errors import ConfigError, ModelError
 from tfopt.training import models, module_file, train
@@ -65,7 +66,8 @@ def test_good_module_trains_and_reloads_in_a_fresh_process(tmp_path, digits_dir)
     result = train.train_model(digits_dir, out, config)
     assert result.metrics["val_accuracy"] > 0.6
     with open(src, "rb") as fh:
-        assert models.read_model_info(out)["module_sha256"] == hashlib.sha256(fh.read()).hexdigest()
+        sha = hashlib.sha256(fh.read()).hexdigest()
+    assert model_info.read_model_info(out)["module_sha256"] == sha
     with open(os.path.join(out, module_file.MODULE_FILE_NAME)) as fh:
         assert fh.read() == GOOD
     os.remove(src)  # the model carries its code: the original file is not needed

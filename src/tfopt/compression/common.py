@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 
+from tfopt import model_info
 from tfopt._keras import keras, tf
 from tfopt.data import input_pipeline, schema
 from tfopt.data.integrity import reporting_corruption
@@ -26,7 +27,7 @@ def load_for_compression(model_path: str, dataset_dir: str, where: str):
     technique sees the backbone's layers.
     """
     info = schema.load_info(dataset_dir)
-    origin = models.read_model_info(model_path)
+    origin = model_info.read_model_info(model_path)
     if origin.get("trainable") is False:  # an imported plain SavedModel (training.imported)
         raise ModelError(f"{where}: {origin.get('reason', 'the model is not trainable')}")
     model = models.load_model(model_path)

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from tfopt import fsutil
+from tfopt import fsutil, model_info
 from tfopt._keras import tf
 from tfopt.checks import check_float, check_int
 from tfopt.data import input_pipeline, schema
@@ -369,17 +369,12 @@ def evaluate_candidates(
     return records
 
 
-# written into a SavedModel by tfopt.training.models.save_model (imported model, module file)
-_MODEL_INFO_FILE = "tfopt_model.json"
 _ORIGIN_KEYS = ("source_uri", "source_format", "trainable", "output", "module_sha256")
 
 
 def _model_origin(path: str) -> dict:
     """Where a SavedModel candidate came from (``tfopt_model.json``), for the model card."""
-    info_path = os.path.join(path, _MODEL_INFO_FILE)
-    if not fsutil.exists(info_path):
-        return {}
-    info = fsutil.read_json(info_path)
+    info = model_info.read_model_info(path)
     return {k: info[k] for k in _ORIGIN_KEYS if k in info}
 
 

@@ -19,6 +19,7 @@ from tfopt._keras import keras, tf
 from tfopt.checks import check_choice, check_float, check_int
 from tfopt.data.schema import DatasetInfo
 from tfopt.errors import ConfigError, ModelError
+from tfopt.model_info import MODEL_INFO_FILE
 
 log = logging.getLogger(__name__)
 
@@ -166,15 +167,6 @@ def classification_function(model: keras.Model, class_names: tuple[str, ...]):
         return {"classes": tf.tile(names[None], [tf.shape(scores)[0], 1]), "scores": scores}
 
     return classify
-
-
-MODEL_INFO_FILE = "tfopt_model.json"  # where the model came from; TF Serving ignores it
-
-
-def read_model_info(path: str) -> dict:
-    """The ``tfopt_model.json`` of a SavedModel directory (``{}`` when it has none)."""
-    info_path = os.path.join(path, MODEL_INFO_FILE)
-    return fsutil.read_json(info_path) if fsutil.exists(info_path) else {}
 
 
 def save_model(
