@@ -12,6 +12,7 @@ from typing import Any
 
 from tfopt import fsutil
 from tfopt.client.runlog import run_output
+from tfopt.client.warm import WarmStart
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,7 @@ def run_local(
     pipeline: str = "optimize",
     enable_caching: bool = False,
     verbose: bool = False,
-    warm: bool = True,
+    warm: bool | WarmStart = True,
     runner: str = "subprocess",
 ) -> dict:
     """Run a pipeline with KFP's local SubprocessRunner; write ``output_dir/summary.json``.
@@ -30,7 +31,9 @@ def run_local(
     Artifacts stay under ``output_dir/artifacts/<run>/``; the summary's paths
     point there; each step's output goes to ``output_dir/logs/<step>.log``. The
     console shows one progress line per step (``verbose``: every step's output
-    too). ``warm``: fork the steps from one pre-imported parent (``client/warm.py``).
+    too). ``warm``: fork the steps from one pre-imported parent (``client/warm.py``); a
+    ``WarmStart`` the caller already entered (started early, so that its imports overlap
+    the caller's checks) is used as it is, and the caller stops it.
     ``runner="docker"``: every step in the image the pipeline names (``client/docker.py``).
     Returns the summary.
     """
@@ -39,7 +42,7 @@ def run_local(
     from tfopt.client import docker, user_files
     from tfopt.client.params import validate_params
     from tfopt.client.preflight import check_pipeline_params
-    from tfopt.client.warm import WarmStart, enabled
+    from tfopt.client.warm import enabled
     from tfopt.pipelines.compile import pipeline_function
 
     params = validate_params(params, pipeline)
@@ -68,11 +71,9 @@ def run_local(
     hits = _CacheHits()
     runlog = run_output(func.pipeline_spec, params, output_dir, verbose)
     os.makedirs(os.path.join(output_dir, "logs"), exist_ok=True)
-    starter = (
-        WarmStart(os.path.join(output_dir, "logs", "warm-start.log"))
-        if enabled(warm) and runner == "subprocess"
-        else contextlib.nullcontext()
-    )
+    starter: contextlib.AbstractContextManager = contextlib.nullcontext()
+    if runner == "subprocess" and not isinstance(warm, WarmStart) and enabled(warm):
+        starter = WarmStart.for_run(output_dir)
     # the engine outlives the steps; kfp warns about non-"python" images
     with engine, warnings.catch_warnings(), hits, runlog, starter:
         warnings.filterwarnings("ignore", message=".*non-Python base image.*")

@@ -143,6 +143,7 @@ def _distill(p):
         alpha=p["distill_alpha"],
         epochs=p["distill_epochs"],
         seed=p["seed"],
+        train_scratch=p["distill_train_scratch"],
     )
 
 

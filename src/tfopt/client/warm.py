@@ -39,10 +39,16 @@ class WarmStart(contextlib.AbstractContextManager):
     """Start the warm server and route the steps' ``python3`` through its shim."""
 
     def __init__(self, log_path: str | None = None) -> None:
-        self.log_path = log_path
+        self.log_path = log_path  # the server's stderr ends up here (see __exit__)
         self.dir = ""
+        self._log = ""
         self.proc: subprocess.Popen | None = None
         self._executable = sys.executable
+
+    @classmethod
+    def for_run(cls, output_dir: str) -> WarmStart:
+        """The warm start of a local run into ``output_dir`` (its log: ``logs/warm-start.log``)."""
+        return cls(os.path.join(os.path.abspath(output_dir), "logs", "warm-start.log"))
 
     @property
     def shim(self) -> str:
@@ -56,7 +62,10 @@ class WarmStart(contextlib.AbstractContextManager):
         with open(self.shim, "w", encoding="utf-8") as dst:
             dst.write(f"#!{self._executable} -IS\n{source}")
         os.chmod(self.shim, 0o755)
-        err: Any = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        err: Any = subprocess.DEVNULL
+        if self.log_path:  # a temporary file: a run stopped by bad parameters writes nothing
+            fd, self._log = tempfile.mkstemp(prefix="tfopt-warm-", suffix=".log")
+            err = os.fdopen(fd, "ab")
         try:
             self.proc = subprocess.Popen(
                 [self._executable, "-m", "tfopt.client.warm_server", socket_path],
@@ -90,3 +99,10 @@ class WarmStart(contextlib.AbstractContextManager):
                 self.proc.kill()
                 self.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
+        if self._log:  # kept where the run's logs are, once the run got as far as making them
+            assert self.log_path
+            if os.path.isdir(os.path.dirname(self.log_path)):
+                shutil.move(self._log, self.log_path)
+            else:
+                os.remove(self._log)
+            self._log = ""
