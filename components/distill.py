@@ -23,7 +23,7 @@ def distill(
     labelled_fraction: float = 1.0,
     unlabeled: str = "",
     augment: bool = False,
-    epochs: int = 30,
+    epochs: int = 20,
     batch_size: int = 64,
     learning_rate: float = 0.003,
     seed: int = 42,

@@ -18,7 +18,7 @@ def prune(
     schedule: str = "polynomial",
     structured_2_4: bool = False,
     keep_dense: str = "auto",
-    epochs: int = 10,
+    epochs: int = 6,
     batch_size: int = 64,
     learning_rate: float = 0.0005,
     seed: int = 42,

@@ -15,7 +15,7 @@ def qat(
     tensorboard: Output[Artifact],
     variant: str = "qat_int8",
     preserve_sparsity: bool = False,
-    epochs: int = 3,
+    epochs: int = 2,
     batch_size: int = 64,
     learning_rate: float = 0.0001,
     seed: int = 42,

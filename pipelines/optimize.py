@@ -88,9 +88,9 @@ def optimize(
     optimizer: str = "adam",
     learning_rate: float = 0.001,
     scale_learning_rate: bool = False,
-    epochs: int = 30,
+    epochs: int = 20,
     batch_size: int = 64,
-    early_stopping_patience: int = 5,
+    early_stopping_patience: int = 3,
     precision: str = "float32",
     xla: bool = False,
     augment: str = "",
@@ -117,15 +117,16 @@ def optimize(
     enable_litert_quantizer: bool = False,
     representative_samples: int = 200,
     target_sparsity: float = 0.8,
-    prune_epochs: int = 10,
+    prune_epochs: int = 6,
     student_width: int = 8,
     distill_temperature: float = 4.0,
     distill_alpha: float = 0.1,
-    distill_epochs: int = 30,
+    distill_epochs: int = 20,
+    distill_train_scratch: bool = False,
     lowrank_rank: int = 0,  # 0 = chosen per layer by lowrank_energy
     lowrank_energy: float = 0.9,
     lowrank_epochs: int = 5,
-    qat_epochs: int = 3,
+    qat_epochs: int = 2,
     # evaluation and selection
     latency_iterations: int = 200,
     max_accuracy_drop: float = 1.0,
@@ -223,6 +224,7 @@ def optimize(
                 alpha=distill_alpha,
                 epochs=distill_epochs,
                 seed=seed,
+                train_scratch=distill_train_scratch,
             )
         elif variant.technique == "lowrank":
             task = lowrank(

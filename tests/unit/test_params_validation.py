@@ -115,7 +115,7 @@ def test_tfopt_params_lists_every_parameter_with_what_is_allowed(capsys):
     assert rows["epochs"] == {
         "name": "epochs",
         "type": "Integer",
-        "default": 30,
+        "default": 20,
         "allowed": "an integer in [1, 100000]",
     }
     assert rows["target_sparsity"]["allowed"] == "a number in [0.0, 1.0)"

@@ -74,7 +74,7 @@ class DistillConfig:
     augment: bool = False
     shift: int = 1
     noise: float = 0.05
-    epochs: int = 30
+    epochs: int = 20
     batch_size: int = 64
     learning_rate: float = 3e-3
     seed: int = 42

@@ -60,7 +60,7 @@ class PruneConfig:
     schedule: str = "polynomial"
     structured_2_4: bool = False
     keep_dense: tuple[str, ...] = (AUTO,)
-    epochs: int = 10
+    epochs: int = 6
     batch_size: int = 64
     learning_rate: float = 5e-4
     seed: int = 42

@@ -48,7 +48,7 @@ class QatConfig:
     """
 
     preserve_sparsity: bool = False
-    epochs: int = 3
+    epochs: int = 2
     batch_size: int = 64
     learning_rate: float = 1e-4
     seed: int = 42

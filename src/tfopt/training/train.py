@@ -64,9 +64,9 @@ class TrainConfig:
     optimizer: str = "adam"
     learning_rate: float = 1e-3
     scale_learning_rate: bool = False
-    epochs: int = 30
+    epochs: int = 20
     batch_size: int = 64
-    early_stopping_patience: int = 5
+    early_stopping_patience: int = 3
     seed: int = 42
     precision: str = "float32"
     xla: bool = False
