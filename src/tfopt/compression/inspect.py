@@ -110,7 +110,7 @@ def _convert_report(model: keras.Model, shape: tuple[int, ...]) -> dict:
     tmp = tempfile.mkdtemp(prefix="tfopt-inspect-")
     try:
         saved = os.path.join(tmp, "model")
-        models.save_model(model, saved)
+        models.save_for_conversion(model, saved)
 
         def converter():
             return tf.lite.TFLiteConverter.from_saved_model(

@@ -248,7 +248,7 @@ def qat_model(
     tmp = tempfile.mkdtemp(prefix="tfopt-qat-")
     try:
         saved = os.path.join(tmp, "model")
-        models.save_for_dataset(qmodel, saved, info)
+        models.save_for_conversion(qmodel, saved)
         qres = tflite.convert_to_tflite(
             saved,
             output_path,

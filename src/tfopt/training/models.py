@@ -221,6 +221,21 @@ def save_for_dataset(model: keras.Model, path: str, dataset: DatasetInfo) -> str
     )
 
 
+def save_for_conversion(model: keras.Model, path: str) -> str:
+    """Only what the TFLite converter reads: ``serving_default`` and the variables.
+
+    For a temporary SavedModel that is converted and thrown away (QAT, inspect). Keras'
+    own SavedModel also traces every layer's call functions so that Keras can load it
+    back: on a QAT-wrapped CNN that was 1.2-1.8 s to save and 0.8 s more to convert
+    against 0.3 s, with the same TFLite bytes (measured in one process).
+    """
+    holder = tf.Module()
+    holder.weights = list(model.variables)  # tracked, so the signature's captures are saved
+    serve = serving_function(model)
+    tf.saved_model.save(holder, path, signatures={"serving_default": serve})
+    return path
+
+
 def _set_method_name(saved_model_dir: str, signature: str, method: str) -> None:
     # TF2 exports every signature as Predict; TF Serving routes Classify by method_name.
     from tensorflow.core.protobuf import saved_model_pb2
