@@ -377,7 +377,7 @@ def distill_model(
     log.info(
         "distilled student %.4f vs scratch %s (teacher %.4f), %d labelled of %d",
         result.distilled_accuracy,
-        scratch_acc,
+        "not trained (train_scratch off)" if scratch_acc is None else f"{scratch_acc:.4f}",
         result.teacher_accuracy,
         result.labelled_examples,
         result.transfer_examples,
