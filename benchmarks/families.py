@@ -1,7 +1,7 @@
 """Architecture families on Fashion-MNIST: TFLite sizes, XNNPACK latency, compression drops.
 
     .venv/bin/python benchmarks/families.py [--families mobilenet_v2,resnet50]
-        [--max-examples 14000] [--epochs 3] [--out families.json]
+        [--max-examples 14000] [--epochs 3] [--qat-epochs 1] [--prune-epochs N] [--out F]
 
 Per family (tf_keras.applications, ``weights=None``, the 28x28x1 input adapted inside
 the model): trains the baseline through the library on a seeded stratified subset of
@@ -47,13 +47,21 @@ def int8(model_path: str, out: str, ds: str) -> str:
     return out
 
 
-def family(name: str, ds: str, root: str, epochs: int, x, y) -> dict:
+def family(name: str, ds: str, root: str, epochs: tuple[int, int, int], x, y) -> dict:
+    """``epochs``: most epochs of the baseline (early stopping may end it sooner), of QAT
+    and of each pruning."""
+    epochs, qat_epochs, prune_epochs = epochs
     start = time.perf_counter()
     base = os.path.join(root, name)
     model = models.ModelConfig(arch=name, alpha=ALPHA.get(name, 1.0))
     trained = train.train_model(ds, base, train.TrainConfig(model=model, epochs=epochs))
     r: dict = {"family": name, "alpha": model.alpha, "params": trained.params}
     r["train_seconds"] = round(time.perf_counter() - start, 1)
+    r["epochs_run"], r["qat_epochs"], r["prune_epochs"] = (
+        trained.epochs_run,
+        qat_epochs,
+        prune_epochs,
+    )
     r["baseline"] = accuracy(base, "saved_model", x, y)
     sizes, acc = {}, {}
     for mode in tflite_lib.MODES:
@@ -70,7 +78,7 @@ def family(name: str, ds: str, root: str, epochs: int, x, y) -> dict:
     report = inspect.inspect_model(base, convert=False)
     r["preflight"] = report["coverage"] | {"nested_models": report["nested_models"]}
     qp = os.path.join(root, f"{name}-qat.tflite")
-    q = qat.qat_model(base, ds, qp, qat.QatConfig(epochs=1))
+    q = qat.qat_model(base, ds, qp, qat.QatConfig(epochs=qat_epochs))
     r["qat"] = {
         "accuracy": accuracy(qp, "tflite", x, y),
         "quantized_param_fraction": q.quantized_param_fraction,
@@ -79,7 +87,7 @@ def family(name: str, ds: str, root: str, epochs: int, x, y) -> dict:
     for sparsity in (0.5, 0.8):
         pp = os.path.join(root, f"{name}-pruned-{sparsity}")
         res = prune.prune_model(
-            base, ds, pp, prune.PruneConfig(target_sparsity=sparsity, epochs=max(1, epochs // 2))
+            base, ds, pp, prune.PruneConfig(target_sparsity=sparsity, epochs=prune_epochs)
         )
         pi8 = int8(pp, pp + "-int8.tflite", ds)
         r["pruned"][str(sparsity)] = {
@@ -101,6 +109,8 @@ def main() -> None:
     parser.add_argument("--families", default="mobilenet_v2,resnet50")
     parser.add_argument("--max-examples", type=int, default=14000)
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--qat-epochs", type=int, default=1)
+    parser.add_argument("--prune-epochs", type=int, default=0, help="default: epochs // 2")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -113,7 +123,8 @@ def main() -> None:
     print(f"Fashion-MNIST subset: {info.counts} examples, {len(y)} test; load {os.getloadavg()}")
     rows = []
     for name in args.families.split(","):
-        r = family(name, ds, root, args.epochs, x, y)
+        prune_epochs = args.prune_epochs or max(1, args.epochs // 2)
+        r = family(name, ds, root, (args.epochs, args.qat_epochs, prune_epochs), x, y)
         rows.append(r)
         print(json.dumps(r), flush=True)
     if args.out:
