@@ -178,3 +178,20 @@ def test_without_a_server_a_step_starts_cold(tmp_path):
         done = _run(started.shim, tmp_path, "describe")
     assert done.returncode == 0, done.stderr
     assert _output(tmp_path)["tensorflow_preloaded"] is False
+
+
+def test_the_parents_log_is_kept_only_once_the_run_made_its_logs_directory(tmp_path):
+    # tfopt run starts the parent before checking parameters: a run those checks stop
+    # must leave nothing behind, a run that got going keeps the parent's stderr
+    kept = tmp_path / "run" / "logs" / "warm-start.log"
+    with WarmStart(str(kept)) as started:
+        kept.parent.mkdir(parents=True)
+        with open(started._log, "a") as stderr:  # the file the parent's stderr goes to
+            print("parent's stderr", file=stderr)
+    assert "parent's stderr" in kept.read_text()
+    assert started.proc is not None and started.proc.returncode == 0  # left by itself
+    dropped = tmp_path / "stopped" / "logs" / "warm-start.log"
+    with WarmStart(str(dropped)) as stopped:
+        temporary = stopped._log
+        assert os.path.isfile(temporary)
+    assert not os.path.exists(tmp_path / "stopped") and not os.path.exists(temporary)

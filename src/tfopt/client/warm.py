@@ -65,7 +65,8 @@ class WarmStart(contextlib.AbstractContextManager):
         err: Any = subprocess.DEVNULL
         if self.log_path:  # a temporary file: a run stopped by bad parameters writes nothing
             fd, self._log = tempfile.mkstemp(prefix="tfopt-warm-", suffix=".log")
-            err = os.fdopen(fd, "ab")
+            os.close(fd)
+            err = open(self._log, "ab")  # O_APPEND, as the log file was opened before
         try:
             self.proc = subprocess.Popen(
                 [self._executable, "-m", "tfopt.client.warm_server", socket_path],
