@@ -82,7 +82,11 @@ def test_plain_stream_one_counted_line_per_step_ending_at_n(tmp_path, spec):
     assert len(lines) == n
     assert [int(re.match(r"\[\s*(\d+)/", line).group(1)) for line in lines] == list(range(1, n + 1))
     assert all(f"/{n}] " in line and " ... done " in line for line in lines)
-    assert lines[0].startswith(f"[ 1/{n}] ingest ... done ")
+    # kfp orders steps with no dependency between them as it likes (ingest or train-config)
+    assert (
+        sum(re.match(rf"\[\s*\d+/{n}\] ingest \.\.\. done ", line) is not None for line in lines)
+        == 1
+    )
     assert "\x1b" not in out.getvalue()
     # the steps' output is not on the console, but in each step's log
     assert "Could not find cuda drivers" not in out.getvalue()

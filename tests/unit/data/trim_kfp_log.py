@@ -4,7 +4,7 @@
 steps' output). This keeps them all except the executor-input JSON kfp dumps
 for each step, and cuts each step's own output to its first and last lines.
 
-    .venv/bin/tfopt run --output-dir /tmp/run
+    .venv/bin/tfopt run --cold --output-dir /tmp/run   # cold: each step's start-up lines
     .venv/bin/python tests/unit/data/trim_kfp_log.py /tmp/run/logs/run.log > \
         tests/unit/data/kfp_run_default.log
 
