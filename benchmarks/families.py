@@ -47,21 +47,17 @@ def int8(model_path: str, out: str, ds: str) -> str:
     return out
 
 
-def family(name: str, ds: str, root: str, epochs: tuple[int, int, int], x, y) -> dict:
-    """``epochs``: most epochs of the baseline (early stopping may end it sooner), of QAT
-    and of each pruning."""
-    epochs, qat_epochs, prune_epochs = epochs
+def family(
+    name: str, ds: str, root: str, epochs: int, x, y, qat_epochs: int = 1, prune_epochs: int = 1
+) -> dict:
+    """``epochs``: most epochs of the baseline (early stopping may end it sooner)."""
     start = time.perf_counter()
     base = os.path.join(root, name)
     model = models.ModelConfig(arch=name, alpha=ALPHA.get(name, 1.0))
     trained = train.train_model(ds, base, train.TrainConfig(model=model, epochs=epochs))
     r: dict = {"family": name, "alpha": model.alpha, "params": trained.params}
     r["train_seconds"] = round(time.perf_counter() - start, 1)
-    r["epochs_run"], r["qat_epochs"], r["prune_epochs"] = (
-        trained.epochs_run,
-        qat_epochs,
-        prune_epochs,
-    )
+    r |= {"epochs_run": trained.epochs_run, "qat_epochs": qat_epochs, "prune_epochs": prune_epochs}
     r["baseline"] = accuracy(base, "saved_model", x, y)
     sizes, acc = {}, {}
     for mode in tflite_lib.MODES:
@@ -124,7 +120,7 @@ def main() -> None:
     rows = []
     for name in args.families.split(","):
         prune_epochs = args.prune_epochs or max(1, args.epochs // 2)
-        r = family(name, ds, root, (args.epochs, args.qat_epochs, prune_epochs), x, y)
+        r = family(name, ds, root, args.epochs, x, y, args.qat_epochs, prune_epochs)
         rows.append(r)
         print(json.dumps(r), flush=True)
     if args.out:

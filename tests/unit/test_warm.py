@@ -186,6 +186,7 @@ def test_the_parents_log_is_kept_only_once_the_run_made_its_logs_directory(tmp_p
     kept = tmp_path / "run" / "logs" / "warm-start.log"
     with WarmStart(str(kept)) as started:
         kept.parent.mkdir(parents=True)
+        assert _run(started.shim, tmp_path, "describe").returncode == 0  # once it serves
         with open(started._log, "a") as stderr:  # the file the parent's stderr goes to
             print("parent's stderr", file=stderr)
     assert "parent's stderr" in kept.read_text()
@@ -194,4 +195,6 @@ def test_the_parents_log_is_kept_only_once_the_run_made_its_logs_directory(tmp_p
     with WarmStart(str(dropped)) as stopped:
         temporary = stopped._log
         assert os.path.isfile(temporary)
-    assert not os.path.exists(tmp_path / "stopped") and not os.path.exists(temporary)
+    assert not os.path.exists(tmp_path / "stopped") and not os.path.exists(stopped.dir)
+    # stopped during its imports, it does not finish them first (bad parameters: no wait)
+    assert stopped.proc is not None and stopped.proc.returncode == -signal.SIGTERM

@@ -59,7 +59,7 @@ def _run(args: argparse.Namespace, verbose: bool) -> dict:
             args.pipeline,
             args.cache,
             verbose=verbose,
-            warm=warm if warm else False,
+            warm=warm or False,
             runner=runner,
         )
 

@@ -63,10 +63,9 @@ class WarmStart(contextlib.AbstractContextManager):
             dst.write(f"#!{self._executable} -IS\n{source}")
         os.chmod(self.shim, 0o755)
         err: Any = subprocess.DEVNULL
-        if self.log_path:  # a temporary file: a run stopped by bad parameters writes nothing
-            fd, self._log = tempfile.mkstemp(prefix="tfopt-warm-", suffix=".log")
-            os.close(fd)
-            err = open(self._log, "ab")  # O_APPEND, as the log file was opened before
+        if self.log_path:  # first in the server's directory: a run stopped early writes nothing
+            self._log = os.path.join(self.dir, "warm-start.log")
+            err = open(self._log, "ab")
         try:
             self.proc = subprocess.Popen(
                 [self._executable, "-m", "tfopt.client.warm_server", socket_path],
@@ -92,6 +91,11 @@ class WarmStart(contextlib.AbstractContextManager):
 
     def __exit__(self, *exc) -> None:
         sys.executable = self._executable
+        # The log is kept where the run's logs are, once the run got as far as making them;
+        # otherwise it goes with the server's directory (also when the run is killed).
+        if self._log and os.path.isdir(os.path.dirname(str(self.log_path))):
+            shutil.move(self._log, str(self.log_path))  # same file system: later lines follow
+        self._log = ""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -100,10 +104,3 @@ class WarmStart(contextlib.AbstractContextManager):
                 self.proc.kill()
                 self.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
-        if self._log:  # kept where the run's logs are, once the run got as far as making them
-            assert self.log_path
-            if os.path.isdir(os.path.dirname(self.log_path)):
-                shutil.move(self._log, self.log_path)
-            else:
-                os.remove(self._log)
-            self._log = ""

@@ -96,10 +96,14 @@ def run_child(request: dict, fds: list[int]) -> int:
     # what a fresh interpreter does on the way out
     threading._shutdown()  # type: ignore[attr-defined]
     atexit._run_exitfuncs()
+    _flush_std()
+    return code
+
+
+def _flush_std() -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):
             stream.flush()
-    return code
 
 
 def _exit_code(code) -> int:
@@ -124,13 +128,15 @@ class Server:
         os.set_blocking(wakeup_w, False)
         signal.set_wakeup_fd(wakeup_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so the wakeup fd fires
-        signal.signal(signal.SIGTERM, self._stop)
         self.running = True
 
     def _stop(self, *_) -> None:
         self.running = False
 
     def serve(self) -> None:
+        # Only now a graceful stop: during the imports SIGTERM keeps its default and ends the
+        # process at once (a run stopped by bad parameters waited ~5 s for them to finish).
+        signal.signal(signal.SIGTERM, self._stop)
         self.selector.register(self.listener, selectors.EVENT_READ, "accept")
         self.selector.register(self.wakeup_r, selectors.EVENT_READ, "wakeup")
         while self.running and os.getppid() == self.parent:
@@ -239,9 +245,7 @@ def main(argv: list[str]) -> None:
         shutil.rmtree(os.path.dirname(argv[0]), ignore_errors=True)
     # No interpreter teardown: unloading TensorFlow's modules took 1.8 s that the run's
     # end waited for, and this process holds nothing else to flush or release.
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
-            stream.flush()
+    _flush_std()
     os._exit(0)
 
 

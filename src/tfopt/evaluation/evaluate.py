@@ -333,43 +333,48 @@ def evaluate_candidates(
     # What lives now (TensorFlow's modules and graphs: ~10^6 objects) stays; without the
     # freeze each of the collections below scanned it all again (0.2 s per candidate).
     gc.freeze()
-    records = []
-    for cand in candidates:
-        try:
-            record = evaluate_model(
-                cand.path, cand.format, dataset_dir, config, cand.name, sample=sample
-            )
-            log.info(
-                "%s: accuracy %.4f, %d bytes, p50 %.3f ms, %.0f ex/s, peak RSS %.0f MiB",
-                cand.name,
-                record["accuracy"],
-                record["size_bytes"],
-                record["latency_ms_p50"],
-                record["throughput_per_s"],
-                record["peak_rss_bytes"] / 2**20,
-            )
-        except Exception as exc:  # a broken candidate is rejected, not fatal
-            log.warning("candidate %s failed: %s", cand.name, exc)
-            text = " ".join(str(exc).split())
-            record = {
-                "name": cand.name,
-                "format": cand.format,
-                "path": cand.path,
-                "error": f"{type(exc).__name__}: {text[:500]}",
-            }
-        for key in ("params", "sparsity"):
-            if key not in record and cand.metadata.get(key) is not None:
-                record[key] = cand.metadata[key]
-                record[f"{key}_source"] = "metadata"
-        for key in ("base", "notes", "quantization", "uri"):
-            if key in cand.metadata:
-                record.setdefault(key, cand.metadata[key])
-        origin = _model_origin(cand.path)
-        if origin:
-            record["origin"] = origin
-        records.append(record)
-        gc.collect()
-    return records
+    try:
+        return [_evaluate_candidate(cand, dataset_dir, config, sample) for cand in candidates]
+    finally:
+        gc.unfreeze()  # a library caller's process collects as before afterwards
+
+
+def _evaluate_candidate(cand: Candidate, dataset_dir: str, config: EvalConfig, sample) -> dict:
+    """One candidate's record; one that cannot be loaded or run gets an ``error``."""
+    try:
+        record = evaluate_model(
+            cand.path, cand.format, dataset_dir, config, cand.name, sample=sample
+        )
+        log.info(
+            "%s: accuracy %.4f, %d bytes, p50 %.3f ms, %.0f ex/s, peak RSS %.0f MiB",
+            cand.name,
+            record["accuracy"],
+            record["size_bytes"],
+            record["latency_ms_p50"],
+            record["throughput_per_s"],
+            record["peak_rss_bytes"] / 2**20,
+        )
+    except Exception as exc:  # a broken candidate is rejected, not fatal
+        log.warning("candidate %s failed: %s", cand.name, exc)
+        text = " ".join(str(exc).split())
+        record = {
+            "name": cand.name,
+            "format": cand.format,
+            "path": cand.path,
+            "error": f"{type(exc).__name__}: {text[:500]}",
+        }
+    for key in ("params", "sparsity"):
+        if key not in record and cand.metadata.get(key) is not None:
+            record[key] = cand.metadata[key]
+            record[f"{key}_source"] = "metadata"
+    for key in ("base", "notes", "quantization", "uri"):
+        if key in cand.metadata:
+            record.setdefault(key, cand.metadata[key])
+    origin = _model_origin(cand.path)
+    if origin:
+        record["origin"] = origin
+    gc.collect()  # the predictor's TensorFlow objects, before the next candidate
+    return record
 
 
 _ORIGIN_KEYS = ("source_uri", "source_format", "trainable", "output", "module_sha256")
