@@ -179,11 +179,16 @@ def test_bad_input_fails_before_any_trial(digits, tmp_path):
         tune.tune(no_val, out, tiny())
     assert _no_search_written(out)
     flat = str(tmp_path / "flat")
-    ingest.ingest(flat, ingest.IngestConfig(source="builtin:synthetic", synthetic_examples=200))
-    if len(schema.load_info(flat).feature_shape) != 3:
-        with pytest.raises(ConfigError, match="cnn"):
-            tune.tune(flat, out, tiny(search_space={"arch": ["cnn", "mlp"]}))
-        assert _no_search_written(out)
+    ingest.ingest(
+        flat,
+        ingest.IngestConfig(
+            source="builtin:synthetic", synthetic_examples=200, synthetic_shape=(64,)
+        ),
+    )
+    assert schema.load_info(flat).feature_shape == (64,)  # flat: no (height, width, channels)
+    with pytest.raises(ConfigError, match=r"includes 'cnn' but the dataset's features"):
+        tune.tune(flat, out, tiny(search_space={"arch": ["cnn", "mlp"]}))
+    assert _no_search_written(out)
 
 
 @pytest.mark.slow
