@@ -22,7 +22,7 @@ from typing import Any
 from tfopt import fsutil
 from tfopt._keras import keras, tf
 from tfopt.errors import ConfigError, ModelError
-from tfopt.training.models import WIDTH_ARCHITECTURES, ModelConfig
+from tfopt.training.model_config import WIDTH_ARCHITECTURES, ModelConfig
 
 log = logging.getLogger(__name__)
 

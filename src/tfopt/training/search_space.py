@@ -18,14 +18,14 @@ from typing import Any
 from tfopt import fsutil
 from tfopt.checks import check_choice
 from tfopt.errors import ConfigError, DataError
-from tfopt.training import models
 from tfopt.training import train as train_lib
+from tfopt.training.model_config import ARCHITECTURES
 
 SAMPLINGS = ("linear", "log", "reverse_log")
 
 # Searchable hyperparameters: kind and allowed values / bounds (low, high, low_open, high_open).
 PARAMETERS: dict[str, tuple] = {
-    "arch": ("str", models.ARCHITECTURES),
+    "arch": ("str", ARCHITECTURES),
     "optimizer": ("str", train_lib.OPTIMIZERS),
     "depth": ("int", (1, 16, False, False)),
     "width": ("int", (1, 8192, False, False)),
