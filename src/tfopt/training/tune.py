@@ -19,14 +19,12 @@ trials in all; raising ``max_trials`` extends a finished search.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from tfopt import distribute, fsutil
-from tfopt.checks import check_choice, check_int, config_from_dict
 from tfopt.data import schema
 from tfopt.errors import ConfigError, DataError, ModelError
 from tfopt.training import train as train_lib
@@ -37,10 +35,11 @@ from tfopt.training.search_space import (
     load_hyperparameters,
     train_config_from_hyperparameters,
 )
-from tfopt.training.tuner import OBJECTIVES, PROJECT_NAME, make_oracle, tuner_class
+from tfopt.training.tune_config import ALGORITHMS, OBJECTIVES, TuneConfig
+from tfopt.training.tuner import PROJECT_NAME, make_oracle, tuner_class
 
-# The search space and the adapter live in their own modules; their public names
-# stay importable from here, where the search is.
+# The search space, the config and the adapter live in their own modules; their public
+# names stay importable from here, where the search is.
 __all__ = [
     "ALGORITHMS",
     "BEST_FILE",
@@ -62,75 +61,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ALGORITHMS = ("random", "hyperband", "bayesian")
 STATE_FILE = "tune_config.json"
 BEST_FILE = "best_hyperparameters.json"
 TRIALS_FILE = "trials.json"
 REPORT_FILE = "trials.md"
-
-
-def _default_base() -> train_lib.TrainConfig:
-    return train_lib.TrainConfig(epochs=10, early_stopping_patience=3)
-
-
-@dataclass(frozen=True)
-class TuneConfig:
-    """How to search.
-
-    Attributes:
-        algorithm: ``random``, ``hyperband`` or ``bayesian`` (Gaussian-process
-            Bayesian optimization).
-        max_trials: trial budget (>= 1): trials in the whole search, counting
-            those of earlier calls on the same directory.
-        objective: metric to optimize, one every trial logs: ``val_accuracy``
-            (maximized), ``val_loss``, ``accuracy``, ``loss``.
-        search_space: a :class:`SearchSpace` or its params-file dict.
-        base: training settings for what the space does not set; its
-            ``epochs`` is the per-trial maximum (Hyperband's ``max_epochs``)
-            and its early stopping applies to every trial.
-        hyperband_factor: Hyperband's reduction factor (>= 2).
-        max_consecutive_failed_trials: stop the search after this many
-            failing trials in a row.
-    """
-
-    algorithm: str = "random"
-    max_trials: int = 10
-    objective: str = "val_accuracy"
-    search_space: SearchSpace = field(
-        default_factory=lambda: SearchSpace.from_dict(DEFAULT_SEARCH_SPACE)
-    )
-    base: train_lib.TrainConfig = field(default_factory=_default_base)
-    hyperband_factor: int = 3
-    max_consecutive_failed_trials: int = 3
-
-    def __post_init__(self):
-        name = "TuneConfig"
-        check_choice(name, "algorithm", self.algorithm, ALGORITHMS)
-        check_int(name, "max_trials", self.max_trials, 1, 100_000)
-        check_choice(name, "objective", self.objective, tuple(OBJECTIVES))
-        if not isinstance(self.search_space, SearchSpace):
-            object.__setattr__(self, "search_space", SearchSpace.from_dict(self.search_space))
-        if isinstance(self.base, dict):
-            object.__setattr__(self, "base", config_from_dict(train_lib.TrainConfig, self.base))
-        check_int(name, "hyperband_factor", self.hyperband_factor, 2, 100)
-        check_int(
-            name, "max_consecutive_failed_trials", self.max_consecutive_failed_trials, 1, 100_000
-        )
-        if self.base.profile_batches:
-            raise ConfigError(
-                f"{name}.base.profile_batches={self.base.profile_batches!r} is "
-                "not allowed: expected '' (profile the train step instead)"
-            )
-
-    def identity(self) -> dict:
-        """What a resumed search must share with the one that made the directory."""
-        return {
-            "algorithm": self.algorithm,
-            "objective": self.objective,
-            "search_space": self.search_space.to_dict(),
-            "hyperband_factor": self.hyperband_factor,
-            "base": _plain(dataclasses.asdict(self.base)),
-        }
 
 
 @dataclass(frozen=True)
@@ -169,14 +103,6 @@ class TuneResult:
 
     def to_markdown(self) -> str:
         return trials_markdown(self)
-
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
-    return obj
 
 
 def _check_against_dataset(config: TuneConfig, info: schema.DatasetInfo) -> None:
@@ -226,8 +152,8 @@ def tune(
     identity = config.identity()
     if fsutil.exists(state_path):
         previous = fsutil.read_json(state_path)
-        if previous != _plain(identity):
-            changed = sorted(k for k in identity if _plain(identity[k]) != previous.get(k))
+        if previous != identity:
+            changed = sorted(k for k in identity if identity[k] != previous.get(k))
             raise ConfigError(
                 f"{output_dir} holds a search with other settings "
                 f"({', '.join(changed)}); resume it with the same settings or "

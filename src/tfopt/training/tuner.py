@@ -10,7 +10,6 @@ import dataclasses
 import logging
 import os
 import time
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,14 +21,10 @@ from tfopt.errors import ModelError
 from tfopt.training import models, tensorboard
 from tfopt.training import train as train_lib
 from tfopt.training.search_space import train_config_from_hyperparameters
-
-if TYPE_CHECKING:
-    from tfopt.training.tune import TuneConfig
+from tfopt.training.tune_config import OBJECTIVES, TuneConfig
 
 log = logging.getLogger(__name__)
 
-# Metrics every trial logs (compiled with metrics=["accuracy"]) and their direction.
-OBJECTIVES = {"val_accuracy": "max", "val_loss": "min", "accuracy": "max", "loss": "min"}
 PROJECT_NAME = "search"
 
 
