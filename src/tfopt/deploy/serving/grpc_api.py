@@ -9,12 +9,12 @@ same handlers back the REST API (``rest.py``), as in TF Serving.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 import grpc
 
 from tfopt._keras import tf
 from tfopt.deploy.serving import servable as sv
+from tfopt.deploy.serving.backend import Backend
 from tfopt.deploy.serving.status import (
     CLASSIFY_METHOD,
     DEFAULT_SIGNATURE,
@@ -37,9 +37,6 @@ from tensorflow_serving.apis import (
 )
 # isort: on
 
-if TYPE_CHECKING:
-    from tfopt.deploy.serving.server import ModelServer
-
 
 def spec_version(spec) -> tuple[int | None, str | None]:
     which = spec.WhichOneof("version_choice")
@@ -58,12 +55,12 @@ def fill_spec(spec, servable: sv.Servable, signature_name: str | None) -> None:
         spec.signature_name = signature_name or DEFAULT_SIGNATURE
 
 
-def _resolve(srv: ModelServer, spec) -> sv.Servable:
+def _resolve(srv: Backend, spec) -> sv.Servable:
     version, label = spec_version(spec)
     return srv.resolve(spec.name, version, label)
 
 
-def predict(srv: ModelServer, request):
+def predict(srv: Backend, request):
     servable = _resolve(srv, request.model_spec)
     sig = request.model_spec.signature_name or DEFAULT_SIGNATURE
     specs = servable.check_inputs(sig, list(request.inputs))
@@ -87,7 +84,7 @@ def predict(srv: ModelServer, request):
     return resp
 
 
-def classify(srv: ModelServer, request):
+def classify(srv: Backend, request):
     servable = _resolve(srv, request.model_spec)
     sig, _ = servable.check_classify(request.model_spec.signature_name)
     examples = sv.serialized_examples(request.input)
@@ -97,7 +94,7 @@ def classify(srv: ModelServer, request):
     return resp
 
 
-def regress(srv: ModelServer, request):
+def regress(srv: Backend, request):
     servable = _resolve(srv, request.model_spec)
     sig, _ = servable.check_regress(request.model_spec.signature_name)
     examples = sv.serialized_examples(request.input)
@@ -107,7 +104,7 @@ def regress(srv: ModelServer, request):
     return resp
 
 
-def multi_inference(srv: ModelServer, request):
+def multi_inference(srv: Backend, request):
     """Classify / regress tasks on one model sharing one ``inputs`` tensor."""
     if not request.tasks:
         raise invalid("MultiInferenceRequest must contain at least one task.")
@@ -159,7 +156,7 @@ def signature_def_map(servable: sv.Servable):
     return sig_map
 
 
-def metadata(srv: ModelServer, request):
+def metadata(srv: Backend, request):
     if not request.HasField("model_spec"):
         raise invalid("Missing ModelSpec")
     if not request.metadata_field:
@@ -174,12 +171,12 @@ def metadata(srv: ModelServer, request):
     return resp
 
 
-def status(srv: ModelServer, request):
+def status(srv: Backend, request):
     version, label = spec_version(request.model_spec)
     return srv.model_status(request.model_spec.name, version, label)
 
 
-def _call(srv: ModelServer, fn, request, context, api: str):
+def _call(srv: Backend, fn, request, context, api: str):
     t0 = time.perf_counter()
     name = request.tasks[0].model_spec.name if api == "multi_inference" and request.tasks else ""
     name = name or getattr(getattr(request, "model_spec", None), "name", "")
@@ -193,7 +190,7 @@ def _call(srv: ModelServer, fn, request, context, api: str):
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, server: ModelServer):
+    def __init__(self, server: Backend):
         self._s = server
 
     def Predict(self, request, context):  # noqa: N802 (gRPC method name)
@@ -213,14 +210,14 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(self, server: ModelServer):
+    def __init__(self, server: Backend):
         self._s = server
 
     def GetModelStatus(self, request, context):  # noqa: N802
         return _call(self._s, status, request, context, "status")
 
 
-def add_services(server: grpc.Server, srv: ModelServer) -> None:
+def add_services(server: grpc.Server, srv: Backend) -> None:
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         PredictionService(srv), server
     )

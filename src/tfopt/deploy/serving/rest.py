@@ -14,13 +14,13 @@ import time
 import urllib.parse
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING
 
 from google.protobuf import json_format
 
 from tfopt.deploy.serving import config as serving_config
 from tfopt.deploy.serving import grpc_api
 from tfopt.deploy.serving import rest_codec as codec
+from tfopt.deploy.serving.backend import Backend
 from tfopt.deploy.serving.status import DEFAULT_SIGNATURE, ServingError, invalid
 
 # isort: off
@@ -30,9 +30,6 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 # isort: on
-
-if TYPE_CHECKING:
-    from tfopt.deploy.serving.server import ModelServer
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +58,7 @@ def metadata_json(resp) -> dict:
     }
 
 
-def handle(srv: ModelServer, method: str, path: str, body: bytes) -> tuple[int, dict]:
+def handle(srv: Backend, method: str, path: str, body: bytes) -> tuple[int, dict]:
     """Answer one REST call; returns (HTTP status, JSON object)."""
     if method == "GET" and path == serving_config.PROMETHEUS_PATH:
         return 200, {"__text__": srv.metrics.render()}
@@ -111,7 +108,7 @@ def _spec(model_spec, name, version, label) -> None:
         model_spec.version_label = label
 
 
-def _predict(srv: ModelServer, spec: dict, doc: dict) -> dict:
+def _predict(srv: Backend, spec: dict, doc: dict) -> dict:
     servable = srv.resolve(**spec)
     sig = doc.get("signature_name") or DEFAULT_SIGNATURE
     if ("instances" in doc) == ("inputs" in doc):
@@ -135,7 +132,7 @@ class RestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body go out in separate writes
     server_version = "tfopt-serving"
-    server_ref: ModelServer
+    server_ref: Backend
 
     def log_message(self, format, *args):
         log.debug("rest %s - %s", self.address_string(), format % args)

@@ -11,7 +11,8 @@ work against both.
 The pieces: ``manager.py`` (version discovery, policies, labels, config reload,
 load / unload), ``servable.py`` (one loaded SavedModel and its signatures),
 ``grpc_api.py`` (PredictionService / ModelService), ``rest.py`` and
-``rest_codec.py`` (REST handler and JSON formats); this module keeps the
+``rest_codec.py`` (REST handler and JSON formats), ``backend.py`` (what those front
+ends need from the server, and the request metrics); this module keeps the
 ``ModelServer`` facade the CLI, infra validation and deploy use.
 """
 
@@ -28,6 +29,7 @@ import grpc
 
 from tfopt.deploy.serving import config as serving_config
 from tfopt.deploy.serving import grpc_api, repository, rest
+from tfopt.deploy.serving.backend import RequestMetrics
 from tfopt.deploy.serving.manager import STATE, VersionManager
 from tfopt.deploy.serving.servable import Servable
 from tfopt.deploy.serving.status import (
@@ -49,38 +51,6 @@ DEFAULT_MAX_REQUEST_BYTES = 16 << 20
 MAX_REQUEST_BYTES_LIMIT = 2 << 30  # gRPC's own ceiling
 _host_port = host_port  # deploy.py's name for it
 __all__ = ["DEFAULT_SIGNATURE", "ModelServer", "Servable", "ServingError", "wait_available"]
-
-
-class _Metrics:
-    """Request counters and latency sums in Prometheus' text format."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._count: dict[tuple[str, str, str], int] = {}
-        self._latency: dict[tuple[str, str], list[float]] = {}
-
-    def record(self, model: str, api: str, status: str, seconds: float) -> None:
-        with self._lock:
-            key = (model, api, status)
-            self._count[key] = self._count.get(key, 0) + 1
-            s = self._latency.setdefault((model, api), [0.0, 0])
-            s[0] += seconds * 1e6
-            s[1] += 1
-
-    def render(self) -> str:
-        lines = ["# TYPE :tensorflow:serving:request_count counter"]
-        with self._lock:
-            for (model, api, status), n in sorted(self._count.items()):
-                lines.append(
-                    f':tensorflow:serving:request_count{{model_name="{model}",'
-                    f'entrypoint="{api}",status="{status}"}} {n}'
-                )
-            lines.append("# TYPE :tensorflow:serving:request_latency summary")
-            for (model, api), (total, count) in sorted(self._latency.items()):
-                labels = f'model_name="{model}",API="{api}"'
-                lines.append(f":tensorflow:serving:request_latency_sum{{{labels}}} {total:.1f}")
-                lines.append(f":tensorflow:serving:request_latency_count{{{labels}}} {count}")
-        return "\n".join(lines) + "\n"
 
 
 class ModelServer:
@@ -157,7 +127,7 @@ class ModelServer:
         self._threads: list[threading.Thread] = []
         self.grpc_port = -1
         self.rest_port = -1
-        self.metrics = _Metrics()
+        self.metrics = RequestMetrics()
 
     @property
     def _models(self):
