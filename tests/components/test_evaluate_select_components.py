@@ -118,6 +118,7 @@ def test_evaluate_component_records_every_candidate(evaluated):
 
 
 def run_select(evaluated, tmp_path, **params):
+    tmp_path.mkdir(parents=True, exist_ok=True)
     outs = {
         "summary": dsl.Artifact(uri=str(tmp_path / "summary.json")),
         "report_markdown": dsl.Markdown(uri=str(tmp_path / "report.md")),
@@ -169,18 +170,49 @@ def test_select_blesses_and_copies_the_smallest(evaluated, tmp_path):
 def test_select_most_accurate_copies_a_saved_model_dir(evaluated, tmp_path):
     _result, outs = run_select(
         evaluated,
-        tmp_path,
+        tmp_path / "any_target",
         max_accuracy_drop=50.0,
         objective="most_accurate",
         max_size_bytes=10_000_000,
     )
     summary = json.loads(read(outs["summary"].path))
     ok = [v for v in summary["variants"] if not v["rejected_reasons"]]
-    best = max(v["accuracy"] for v in ok)
     selected = outs["summary"].metadata["selected"]
-    assert next(v for v in ok if v["name"] == selected)["accuracy"] == best
-    if selected == "baseline":
-        assert os.path.exists(os.path.join(outs["selected_model"].path, "saved_model.pb"))
+    assert next(v for v in ok if v["name"] == selected)["accuracy"] == max(
+        v["accuracy"] for v in ok
+    )
+    # TF Serving takes SavedModels only: the baseline is the one candidate it can take, so
+    # the pick (and the directory copy) does not hang on accuracy ties between formats
+    result, outs = run_select(
+        evaluated,
+        tmp_path / "tf_serving",
+        max_accuracy_drop=50.0,
+        objective="most_accurate",
+        max_size_bytes=10_000_000,
+        deploy_target="tf_serving",
+    )
+    summary = json.loads(read(outs["summary"].path))
+    ok = [v["name"] for v in summary["variants"] if not v["rejected_reasons"]]
+    assert ok == ["baseline"]
+    assert result is True and outs["summary"].metadata["selected"] == "baseline"
+    by = {v["name"]: v for v in summary["variants"]}
+    assert by["tflite_int8"]["rejected_reasons"] == [
+        "format tflite cannot be deployed to tf_serving (takes saved_model)"
+    ]
+    assert outs["selected_model"].metadata["format"] == "saved_model"
+    src, dst = evaluated["cands"]["baseline"].path, outs["selected_model"].path
+
+    def tree(root):
+        return {
+            os.path.relpath(os.path.join(d, f), root): read(os.path.join(d, f), "rb")
+            for d, _, files in os.walk(root)
+            for f in files
+        }
+
+    original, copied = tree(src), tree(dst)
+    assert "saved_model.pb" in original and any(p.startswith("variables/") for p in original)
+    assert sorted(copied) == sorted(original)  # every file of the SavedModel directory
+    assert copied == original  # byte for byte
 
 
 def test_select_not_blessed_when_targets_unmet(evaluated, tmp_path):
