@@ -3,15 +3,19 @@
 Stages may import the shared modules at the package root and the stages they
 are declared to build on (``STAGE_DEPS``), never a sibling sideways; only
 ``client/`` and ``cli/`` import ``kfp`` or ``tfopt.components`` /
-``tfopt.pipelines``. Lazy imports inside functions count too.
+``tfopt.pipelines``. Lazy imports inside functions count too. The modules import
+each other without a cycle.
 """
 
 from __future__ import annotations
 
 import ast
+import itertools
+import warnings
 from pathlib import Path
 
-SRC = Path(__file__).resolve().parents[2] / "src" / "tfopt"
+ROOT = Path(__file__).resolve().parents[2]
+SRC = ROOT / "src" / "tfopt"
 
 # What each stage builds on (besides the shared root modules). The order of
 # the pipeline is data -> training -> compression -> evaluation -> deploy;
@@ -36,6 +40,15 @@ FORBIDDEN_OUTSIDE_TOP = (
 )
 
 
+# --- Known exceptions, in modules other work in progress owns: remove each entry once that
+# work fixes it (a stale entry only warns, so the tests pass while it lands).
+# Import cycles (each a set of modules) left to the owners of these modules.
+KNOWN_CYCLES_OWNED_ELSEWHERE: tuple[frozenset[str], ...] = (
+    frozenset({"tfopt.client.params", "tfopt.client.preflight"}),
+    frozenset({"tfopt.compression.litert_model", "tfopt.compression.litert_quantizer"}),
+)
+
+
 def _imports(path: Path) -> list[tuple[int, str]]:
     tree = ast.parse(path.read_text(), str(path))
     out = []
@@ -46,6 +59,79 @@ def _imports(path: Path) -> list[tuple[int, str]]:
             out.append((node.lineno, node.module))
             out += [(node.lineno, f"{node.module}.{alias.name}") for alias in node.names]
     return out
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(SRC.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _import_graph() -> dict[str, dict[str, str]]:
+    """Module -> {imported tfopt module: where (``path:line``)}; a package's ``__init__``
+    is the package, and ``from package import module`` names both."""
+    paths = {_module_name(p): p for p in _library_modules()}
+    graph: dict[str, dict[str, str]] = {}
+    for module, path in paths.items():
+        edges = graph.setdefault(module, {})
+        for line, name in _imports(path):
+            if name in paths and name != module:
+                edges.setdefault(name, f"{path.relative_to(ROOT)}:{line}")
+    return graph
+
+
+def _cycles(graph: dict[str, dict[str, str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def _cycle_path(graph: dict[str, dict[str, str]], component: list[str]) -> str:
+    """One cycle through ``component``'s first module, each import with where it is."""
+    start, members = component[0], set(component)
+    came_from: dict[str, str] = {}
+    frontier = [start]
+    while frontier and start not in came_from:  # breadth first: the shortest way back
+        nxt = []
+        for v in frontier:
+            for w in sorted(graph[v]):
+                if w in members and w not in came_from:
+                    came_from[w] = v
+                    nxt.append(w)
+        frontier = nxt
+    path = [start]
+    while len(path) == 1 or path[-1] != start:
+        path.append(came_from[path[-1]])
+    path.reverse()
+    return " -> ".join([start] + [f"{b} ({graph[a][b]})" for a, b in itertools.pairwise(path)])
 
 
 def _stage(module: str) -> str | None:
@@ -109,3 +195,25 @@ def test_the_graph_reader_sees_lazy_imports_inside_functions(tmp_path):
     sample = tmp_path / "m.py"
     sample.write_text("def f():\n    from tfopt.training import train\n    import kfp\n")
     assert {name for _, name in _imports(sample)} >= {"tfopt.training.train", "kfp"}
+
+
+def test_the_library_has_no_import_cycle():
+    graph = _import_graph()
+    cycles = _cycles(graph)
+    known = set(KNOWN_CYCLES_OWNED_ELSEWHERE)
+    new = [c for c in cycles if frozenset(c) not in known]
+    assert not new, "import cycles (move what both sides share to a module of its own):\n" + (
+        "\n".join(_cycle_path(graph, c) for c in new)
+    )
+    for stale in known - {frozenset(c) for c in cycles}:
+        warnings.warn(
+            f"no longer a cycle: remove {sorted(stale)} from KNOWN_CYCLES_OWNED_ELSEWHERE",
+            stacklevel=1,
+        )
+    assert sum(len(e) for e in graph.values()) > 200  # the graph was really read
+
+
+def test_the_cycle_check_finds_a_cycle_and_says_where():
+    graph = {"a": {"b": "a.py:3"}, "b": {"c": "b.py:5"}, "c": {"a": "c.py:7"}, "d": {"a": "d.py:1"}}
+    assert _cycles(graph) == [["a", "b", "c"]]
+    assert _cycle_path(graph, ["a", "b", "c"]) == "a -> b (a.py:3) -> c (b.py:5) -> a (c.py:7)"
