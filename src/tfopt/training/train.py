@@ -23,8 +23,9 @@ import numpy as np
 from tfopt import distribute, fsutil
 from tfopt._keras import keras, tf
 from tfopt.checks import check_choice, check_float, check_int
-from tfopt.data import ingest, input_pipeline, schema
+from tfopt.data import input_pipeline, schema
 from tfopt.data.integrity import reporting_corruption
+from tfopt.errors import ConfigError
 from tfopt.training import models, resume
 from tfopt.training.divergence import StopOnDivergence
 
@@ -89,7 +90,7 @@ class TrainConfig:
         check_choice(name, "precision", self.precision, PRECISIONS)
         input_pipeline.parse_augment(self.augment)
         if self.module_file and not str(self.module_file).endswith(".py"):
-            raise ingest.ConfigError(
+            raise ConfigError(
                 f"TrainConfig.module_file={self.module_file!r} is not allowed: expected a "
                 "Python file (.py, local or gs://) or ''"
             )
@@ -100,7 +101,7 @@ class TrainConfig:
                 or not all(p.strip().isdigit() for p in parts)
                 or (int(parts[0]) < 1 or int(parts[1]) < int(parts[0]))
             ):
-                raise ingest.ConfigError(
+                raise ConfigError(
                     f"TrainConfig.profile_batches={self.profile_batches!r} is not allowed: "
                     "expected 'start,stop' with 1 <= start <= stop, or ''"
                 )
