@@ -18,6 +18,8 @@ from k8s_standin_server import K8sStandIn
 from tfopt.launch import jobset, k8s, trainjob, validate
 from tfopt.launch.tfjob import LaunchError
 
+from helpers.signals import callers_sigterm_handler
+
 # A guard against hangs, not a speed check: the component test pays a cold import of kfp
 # and the launchers (24 s with both cores busy, so 60 s was too close on a loaded CI runner).
 pytestmark = pytest.mark.timeout(300)
@@ -132,18 +134,19 @@ def test_sigterm_deletes_the_job(standin):
                 os.kill(os.getpid(), signal.SIGTERM)
                 return
 
-    canceller = threading.Thread(target=cancel_while_waiting, daemon=True)
-    canceller.start()
-    try:
-        with pytest.raises(
-            LaunchError, match="launcher cancelled .*deleted JobSet team-a/js-cancel"
-        ):
-            k8s.launch(jobset.JOBSET_RESOURCE, body, 30, api=standin.api_client(), poll_s=5)
-    finally:
-        done.set()
-        canceller.join()
+    with callers_sigterm_handler() as callers:
+        canceller = threading.Thread(target=cancel_while_waiting, daemon=True)
+        canceller.start()
+        try:
+            with pytest.raises(
+                LaunchError, match="launcher cancelled .*deleted JobSet team-a/js-cancel"
+            ):
+                k8s.launch(jobset.JOBSET_RESOURCE, body, 30, api=standin.api_client(), poll_s=5)
+        finally:
+            done.set()
+            canceller.join()
+        assert signal.getsignal(signal.SIGTERM) is callers  # the previous handler is back
     assert standin.created("jobsets") == []
-    assert signal.getsignal(signal.SIGTERM) is not None  # the previous handler is back
 
 
 def test_server_rejects_a_malformed_body(standin):

@@ -18,6 +18,8 @@ from tfopt.components._image import GPU_IMAGE
 from tfopt.errors import ConfigError
 from tfopt.launch import tfjob, validate
 
+from helpers.signals import callers_sigterm_handler
+
 
 def make_config(replicas=3, gpus=2, accel="NVIDIA_L4", **kw):
     req = validate.TrainingRequest("kubeflow", replicas, gpus, accel)
@@ -260,16 +262,17 @@ def test_timeout_deletes_job(job):
 
 def test_sigterm_cancels_and_deletes_job(job):
     api = FakeKubeApi([RUNNING])
-    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM))
-    timer.start()
-    try:
-        with pytest.raises(tfjob.LaunchError, match="cancelled"):
-            tfjob.launch_tfjob(job, client=api.client(), timeout_s=60, poll_s=0.05)
-    finally:
-        timer.cancel()
-        api.close()
+    with callers_sigterm_handler() as callers:
+        timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM))
+        timer.start()
+        try:
+            with pytest.raises(tfjob.LaunchError, match="cancelled"):
+                tfjob.launch_tfjob(job, client=api.client(), timeout_s=60, poll_s=0.05)
+        finally:
+            timer.cancel()
+            api.close()
+        assert signal.getsignal(signal.SIGTERM) is callers  # the caller's handler is back
     assert api.deleted == ["tfopt-train-1"]
-    assert signal.getsignal(signal.SIGTERM) is not None  # handler restored
 
 
 def test_train_on_kubeflow_rejects_unshared_paths():

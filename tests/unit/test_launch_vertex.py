@@ -12,6 +12,8 @@ from google.cloud.aiplatform_v1 import types
 from tfopt.errors import ConfigError
 from tfopt.launch import tfjob, validate, vertex_job
 
+from helpers.signals import callers_sigterm_handler
+
 
 def make_config(replicas=3, gpus=2, accel="NVIDIA_TESLA_T4", **kw):
     req = validate.TrainingRequest("vertex", replicas, gpus, accel)
@@ -98,11 +100,13 @@ def test_run_custom_job_success_and_failure():
 def test_sigterm_cancels_custom_job():
     cfg = make_config()
     object.__setattr__(cfg, "display_name", "hangs")
-    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM))
-    timer.start()
-    with pytest.raises(tfjob.LaunchError, match="cancelled"):
-        vertex_job.run_custom_job(cfg, "p", "l", "gs://b", custom_job_cls=FakeCustomJob)
-    timer.cancel()
+    with callers_sigterm_handler() as callers:
+        timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM))
+        timer.start()
+        with pytest.raises(tfjob.LaunchError, match="cancelled"):
+            vertex_job.run_custom_job(cfg, "p", "l", "gs://b", custom_job_cls=FakeCustomJob)
+        timer.cancel()
+        assert signal.getsignal(signal.SIGTERM) is callers  # the caller's handler is back
     assert FakeCustomJob.instances[-1].cancelled
 
 
