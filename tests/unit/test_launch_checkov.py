@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from tfopt.components._image import GPU_IMAGE
-from tfopt.launch import tfjob, validate
+from tfopt.launch import pod, tfjob, validate
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCEPTED = {
@@ -115,5 +115,5 @@ def test_images_run_as_the_non_root_user_the_pods_expect():
     users = re.findall(r"^USER\s+(\S+)", text, re.MULTILINE)
     assert users, "no USER instruction: the image would run as root"
     uid, _, gid = users[-1].partition(":")
-    assert uid.isdigit() and int(uid) == tfjob.RUN_AS_USER > 0
+    assert uid.isdigit() and int(uid) == pod.RUN_AS_USER > 0
     assert gid.isdigit() and int(gid) > 0

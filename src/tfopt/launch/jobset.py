@@ -21,6 +21,7 @@ from kubeflow_trainer_api import models as ktm
 from tfopt.checks import check_int, check_str
 from tfopt.errors import ConfigError
 from tfopt.launch import k8s, tf_config, tfjob, validate
+from tfopt.launch.pod import pod_template, to_dict, worker_command
 
 JOBSET_RESOURCE = k8s.Resource("jobset.x-k8s.io", "v1alpha2", "jobsets", "JobSet", ("Completed",))
 REPLICATED_JOB = "node"
@@ -119,9 +120,7 @@ def worker_env(replicas: int) -> dict[str, str]:
 def build_jobset(config: ClusterJobConfig) -> dict:
     """The JobSet manifest (validated against ``JobsetV1alpha2JobSet``)."""
     n = config.request.replicas
-    pod = tfjob.to_dict(
-        tfjob._pod_template(config, "node", CONTAINER_NAME, worker_env(n))  # type: ignore[arg-type]
-    )
+    pod = to_dict(pod_template(config, "node", CONTAINER_NAME, worker_env(n)))
     pod["metadata"]["labels"].pop("tfopt/replica-type", None)  # chief is rank 0 of one Job
     body = {
         "apiVersion": f"{JOBSET_RESOURCE.group}/{JOBSET_RESOURCE.version}",
@@ -163,7 +162,7 @@ def prepare(dataset_uri: str, model_uri: str, train_config: dict) -> tuple[tuple
     validate.check_shared_uri("dataset_uri", dataset_uri)
     validate.check_shared_uri("model_uri", model_uri)
     result_uri = model_uri.rstrip("/") + ".result.json"
-    cmd = tfjob.worker_command(
+    cmd = worker_command(
         dataset_uri,
         model_uri,
         train_config,

@@ -12,14 +12,13 @@ prints replica logs, enforces a timeout, turns a failed replica into a
 :class:`LaunchError` carrying the operator's reason, and deletes the job when
 the run ends early (timeout, SIGTERM on cancel, Ctrl-C).
 
-Over 400 lines on purpose: the pod template, worker command and launch loop here are
-shared by the JobSet and TrainJob launchers (``launch/jobset.py``, ``launch/trainjob.py``).
+The replica pod and its command are shared with the JobSet and TrainJob launchers
+(:mod:`tfopt.launch.pod`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import re
 import signal
@@ -32,14 +31,13 @@ from kubernetes import client as k8s
 from tfopt.checks import check_int, check_str
 from tfopt.errors import ConfigError, TfoptError
 from tfopt.launch import validate
+from tfopt.launch.pod import pod_template, to_dict, worker_command
 
 log = logging.getLogger(__name__)
 
 TFJOB_API_VERSION = "kubeflow.org/v1"
 TFJOB_KIND = "TFJob"
 CONTAINER_NAME = "tensorflow"  # the operator injects TF_CONFIG into this container
-TFJOB_PORT = 2222
-RUN_AS_USER = 10001  # the images' non-root user (a high UID)
 _NAME_RE = re.compile(r"^[a-z]([-a-z0-9]{0,50}[a-z0-9])?$")
 
 
@@ -108,86 +106,6 @@ class TFJobConfig:
                 )
 
 
-def _tolerations(config: TFJobConfig) -> list[k8s.V1Toleration]:
-    tols = [k8s.V1Toleration(**t) for t in config.tolerations]
-    if config.request.gpus_per_replica:
-        tols.append(
-            k8s.V1Toleration(key=validate.GPU_RESOURCE, operator="Exists", effect="NoSchedule")
-        )
-    return tols
-
-
-def _pod_template(
-    config: TFJobConfig,
-    replica_type: str,
-    container_name: str = CONTAINER_NAME,
-    extra_env: dict | None = None,
-) -> k8s.V1PodTemplateSpec:
-    """The replica pod (also used by the JobSet launcher, which passes its own name and env)."""
-    req = config.request
-    limits = {"cpu": config.cpu, "memory": config.memory}
-    if req.gpus_per_replica:
-        limits[validate.GPU_RESOURCE] = str(req.gpus_per_replica)
-    container = k8s.V1Container(
-        name=container_name,
-        image=config.image,
-        image_pull_policy="Always",
-        command=list(config.command),
-        ports=[k8s.V1ContainerPort(name="tfjob-port", container_port=TFJOB_PORT)],
-        resources=k8s.V1ResourceRequirements(
-            requests={"cpu": config.cpu, "memory": config.memory}, limits=limits
-        ),
-        env=[
-            k8s.V1EnvVar(name="TF_CPP_MIN_LOG_LEVEL", value="1"),
-            k8s.V1EnvVar(name="PYTHONUNBUFFERED", value="1"),
-            # The root filesystem is read-only: caches go to the /tmp volume.
-            k8s.V1EnvVar(name="HOME", value="/tmp"),
-            k8s.V1EnvVar(name="KERAS_HOME", value="/tmp/.keras"),
-            *(k8s.V1EnvVar(name=k, value=v) for k, v in (extra_env or {}).items()),
-        ],
-        security_context=k8s.V1SecurityContext(
-            run_as_non_root=True,
-            run_as_user=RUN_AS_USER,
-            allow_privilege_escalation=False,
-            read_only_root_filesystem=True,
-            capabilities=k8s.V1Capabilities(drop=["ALL"]),
-        ),
-        volume_mounts=[
-            k8s.V1VolumeMount(name="tmp", mount_path="/tmp"),
-            k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm"),
-        ],
-    )
-    labels = {
-        **config.labels,
-        "app.kubernetes.io/part-of": "tfopt",
-        "tfopt/replica-type": replica_type.lower(),
-    }
-    return k8s.V1PodTemplateSpec(
-        metadata=k8s.V1ObjectMeta(labels=labels),
-        spec=k8s.V1PodSpec(
-            containers=[container],
-            node_selector={**req.node_selector(), **config.node_selector} or None,
-            tolerations=_tolerations(config) or None,
-            service_account_name=config.service_account or None,
-            automount_service_account_token=bool(config.service_account),
-            security_context=k8s.V1PodSecurityContext(
-                run_as_non_root=True,
-                run_as_user=RUN_AS_USER,
-                fs_group=RUN_AS_USER,
-                seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
-            ),
-            volumes=[
-                k8s.V1Volume(name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource()),
-                # NCCL needs more shared memory than the 64 MiB default.
-                k8s.V1Volume(
-                    name="dshm",
-                    empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory", size_limit="2Gi"),
-                ),
-            ],
-        ),
-    )
-
-
 def build_tfjob(config: TFJobConfig) -> ktm.KubeflowOrgV1TFJob:
     """The TFJob: one Chief plus ``replicas - 1`` Workers of the same pod template.
 
@@ -197,14 +115,16 @@ def build_tfjob(config: TFJobConfig) -> ktm.KubeflowOrgV1TFJob:
     """
     specs = {
         "Chief": ktm.KubeflowOrgV1ReplicaSpec(
-            replicas=1, restart_policy="ExitCode", template=_pod_template(config, "Chief")
+            replicas=1,
+            restart_policy="ExitCode",
+            template=pod_template(config, "Chief", CONTAINER_NAME),
         )
     }
     if config.request.replicas > 1:
         specs["Worker"] = ktm.KubeflowOrgV1ReplicaSpec(
             replicas=config.request.replicas - 1,
             restart_policy="ExitCode",
-            template=_pod_template(config, "Worker"),
+            template=pod_template(config, "Worker", CONTAINER_NAME),
         )
     return ktm.KubeflowOrgV1TFJob(
         api_version=TFJOB_API_VERSION,
@@ -226,11 +146,6 @@ def build_tfjob(config: TFJobConfig) -> ktm.KubeflowOrgV1TFJob:
     )
 
 
-def to_dict(obj) -> dict:
-    """Serialize an SDK model to the JSON the Kubernetes API takes."""
-    return k8s.ApiClient().sanitize_for_serialization(obj)
-
-
 def pod_manifests(job: ktm.KubeflowOrgV1TFJob) -> list[dict]:
     """Each replica's pod template as a standalone ``Pod`` manifest (for static checks)."""
     out = []
@@ -243,28 +158,6 @@ def pod_manifests(job: ktm.KubeflowOrgV1TFJob) -> list[dict]:
         }
         out.append({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": tmpl["spec"]})
     return out
-
-
-def worker_command(
-    dataset_uri: str, model_uri: str, train_config: dict, backup_dir: str = "", result_uri: str = ""
-) -> list[str]:
-    """The command every replica runs."""
-    cmd = [
-        "python",
-        "-m",
-        "tfopt.launch.worker",
-        "--dataset",
-        dataset_uri,
-        "--model",
-        model_uri,
-        "--config",
-        json.dumps(train_config, sort_keys=True),
-    ]
-    if backup_dir:
-        cmd += ["--backup-dir", backup_dir]
-    if result_uri:
-        cmd += ["--result", result_uri]
-    return cmd
 
 
 # ----------------------------------------------------------------------------- launching

@@ -17,7 +17,7 @@ from importlib import resources
 import yaml
 from kubeflow_trainer_api import models as ktm
 
-from tfopt.launch import jobset, k8s, tf_config, tfjob, validate
+from tfopt.launch import jobset, k8s, pod, tf_config, tfjob, validate
 
 TRAINJOB_RESOURCE = k8s.Resource(
     "trainer.kubeflow.org", "v1alpha1", "trainjobs", "TrainJob", ("Complete",)
@@ -36,7 +36,7 @@ def runtime_manifest() -> dict:
 
 
 def _pod_patch(config: jobset.ClusterJobConfig) -> dict:
-    tolerations = [tfjob.to_dict(t) for t in tfjob._tolerations(config)]  # type: ignore[arg-type]
+    tolerations = [pod.to_dict(t) for t in pod.tolerations(config)]
     spec = {
         "nodeSelector": {**config.request.node_selector(), **config.node_selector},
         "tolerations": tolerations,

@@ -210,7 +210,8 @@ def train_on_vertex(
     Returns the chief's TrainResult as a dict (read from ``<model_uri>.result.json``).
     """
     from tfopt import fsutil
-    from tfopt.launch.tfjob import job_name, worker_command
+    from tfopt.launch.pod import worker_command
+    from tfopt.launch.tfjob import job_name
 
     for what, uri in (("dataset_uri", dataset_uri), ("model_uri", model_uri)):
         if not uri.startswith("gs://"):
