@@ -20,7 +20,8 @@ from kubeflow_trainer_api import models as ktm
 
 from tfopt.checks import check_int, check_str
 from tfopt.errors import ConfigError
-from tfopt.launch import k8s, tf_config, tfjob, validate
+from tfopt.launch import k8s, tf_config, validate
+from tfopt.launch.job import job_name
 from tfopt.launch.pod import pod_template, to_dict, worker_command
 
 JOBSET_RESOURCE = k8s.Resource("jobset.x-k8s.io", "v1alpha2", "jobsets", "JobSet", ("Completed",))
@@ -196,7 +197,7 @@ def train_on_jobset(
     """
     command, result_uri = prepare(dataset_uri, model_uri, train_config)
     if not config_kwargs.get("name"):
-        config_kwargs["name"] = tfjob.job_name()
+        config_kwargs["name"] = job_name()
     config = ClusterJobConfig(image=image, command=command, request=request, **config_kwargs)
     body = build_jobset(config)
     k8s.launch(JOBSET_RESOURCE, body, config.timeout_s, api=api, poll_s=poll_s)

@@ -20,7 +20,7 @@ import urllib3
 from kubernetes import client as k8s
 from kubernetes import watch
 
-from tfopt.launch.tfjob import JobOutcome, LaunchError, _Cancelled, _sigterm_raises
+from tfopt.launch.job import Cancelled, JobOutcome, LaunchError, sigterm_raises
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ def launch(
             if stream_logs:
                 print_new_logs(core, namespace, name, seen_logs)
 
-    with _sigterm_raises():
+    with sigterm_raises():
         try:
             custom.create_namespaced_custom_object(
                 res.group, res.version, namespace, res.plural, body
@@ -231,7 +231,7 @@ def launch(
                         f"{res.kind} {namespace}/{name} failed: reason={reason or '?'}: "
                         f"{message or '(none)'}" + failed_pod_logs(core, namespace, name)
                     )
-        except (_Cancelled, KeyboardInterrupt) as exc:
+        except (Cancelled, KeyboardInterrupt) as exc:
             raise LaunchError(
                 f"launcher cancelled ({exc}); deleted {res.kind} {namespace}/{name}"
             ) from None

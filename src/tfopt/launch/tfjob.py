@@ -12,16 +12,14 @@ prints replica logs, enforces a timeout, turns a failed replica into a
 :class:`LaunchError` carrying the operator's reason, and deletes the job when
 the run ends early (timeout, SIGTERM on cancel, Ctrl-C).
 
-The replica pod and its command are shared with the JobSet and TrainJob launchers
-(:mod:`tfopt.launch.pod`).
+The replica pod and its command (:mod:`tfopt.launch.pod`) and the job's name, outcome,
+error and cancellation (:mod:`tfopt.launch.job`) are shared with the other launchers.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
-import signal
 import time
 from dataclasses import dataclass, field
 
@@ -29,8 +27,9 @@ from kubeflow.training import models as ktm
 from kubernetes import client as k8s
 
 from tfopt.checks import check_int, check_str
-from tfopt.errors import ConfigError, TfoptError
+from tfopt.errors import ConfigError
 from tfopt.launch import validate
+from tfopt.launch.job import Cancelled, JobOutcome, LaunchError, job_name, sigterm_raises
 from tfopt.launch.pod import pod_template, to_dict, worker_command
 
 log = logging.getLogger(__name__)
@@ -39,10 +38,6 @@ TFJOB_API_VERSION = "kubeflow.org/v1"
 TFJOB_KIND = "TFJob"
 CONTAINER_NAME = "tensorflow"  # the operator injects TF_CONFIG into this container
 _NAME_RE = re.compile(r"^[a-z]([-a-z0-9]{0,50}[a-z0-9])?$")
-
-
-class LaunchError(TfoptError, RuntimeError):
-    """The remote training job failed, timed out or was cancelled."""
 
 
 @dataclass(frozen=True)
@@ -163,15 +158,6 @@ def pod_manifests(job: ktm.KubeflowOrgV1TFJob) -> list[dict]:
 # ----------------------------------------------------------------------------- launching
 
 
-@dataclass
-class JobOutcome:
-    name: str
-    succeeded: bool
-    reason: str
-    seconds: float
-    replica_statuses: dict
-
-
 def _condition(job) -> tuple[str, str, str]:
     """Latest true condition as (type, reason, message)."""
     conds = [
@@ -189,28 +175,6 @@ def _replica_statuses(job) -> dict:
         k: {"active": v.active or 0, "succeeded": v.succeeded or 0, "failed": v.failed or 0}
         for k, v in rs.items()
     }
-
-
-class _Cancelled(BaseException):
-    pass
-
-
-@contextlib.contextmanager
-def _sigterm_raises():
-    """Turn SIGTERM (what KFP sends a cancelled step) into an exception we can clean up on."""
-
-    def handler(signum, frame):
-        raise _Cancelled(f"signal {signum}")
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _print_logs(
@@ -263,7 +227,7 @@ def launch_tfjob(
     start = time.monotonic()
     seen: dict[str, int] = {}
     finished = False
-    with _sigterm_raises():
+    with sigterm_raises():
         try:
             client.create_job(job=job, namespace=namespace)
             log.info(
@@ -295,7 +259,7 @@ def launch_tfjob(
                         f"{statuses}); deleted it"
                     )
                 time.sleep(poll_s)
-        except (_Cancelled, KeyboardInterrupt) as exc:
+        except (Cancelled, KeyboardInterrupt) as exc:
             raise LaunchError(
                 f"launcher cancelled ({exc}); deleted TFJob {namespace}/{name}"
             ) from None
@@ -324,13 +288,6 @@ def _delete_quietly(client, name: str, namespace: str) -> None:
         log.warning("deleted TFJob %s/%s", namespace, name)
     except Exception as exc:  # the job may never have been created
         log.warning("could not delete TFJob %s/%s: %s", namespace, name, exc)
-
-
-def job_name(prefix: str = "tfopt-train") -> str:
-    """A fresh DNS-label job name (a retried step never collides with an old job)."""
-    import uuid
-
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 def train_on_kubeflow(

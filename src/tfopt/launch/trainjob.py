@@ -17,7 +17,8 @@ from importlib import resources
 import yaml
 from kubeflow_trainer_api import models as ktm
 
-from tfopt.launch import jobset, k8s, pod, tf_config, tfjob, validate
+from tfopt.launch import jobset, k8s, pod, tf_config, validate
+from tfopt.launch.job import job_name
 
 TRAINJOB_RESOURCE = k8s.Resource(
     "trainer.kubeflow.org", "v1alpha1", "trainjobs", "TrainJob", ("Complete",)
@@ -114,7 +115,7 @@ def train_on_trainjob(
     """
     command, result_uri = jobset.prepare(dataset_uri, model_uri, train_config)
     if not config_kwargs.get("name"):
-        config_kwargs["name"] = tfjob.job_name()
+        config_kwargs["name"] = job_name()
     config = jobset.ClusterJobConfig(image=image, command=command, request=request, **config_kwargs)
     body = build_trainjob(config, runtime)
     k8s.launch(TRAINJOB_RESOURCE, body, config.timeout_s, api=api, poll_s=poll_s)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from tfopt.checks import check_int, check_str
 from tfopt.errors import ConfigError
 from tfopt.launch import validate
-from tfopt.launch.tfjob import LaunchError
+from tfopt.launch.job import LaunchError, job_name
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +211,6 @@ def train_on_vertex(
     """
     from tfopt import fsutil
     from tfopt.launch.pod import worker_command
-    from tfopt.launch.tfjob import job_name
 
     for what, uri in (("dataset_uri", dataset_uri), ("model_uri", model_uri)):
         if not uri.startswith("gs://"):
