@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import platform
 
-from tfopt.reporting.report import class_label
+from tfopt.reporting.sections import class_label
 
 
 def _kb(n) -> str:

@@ -1,0 +1,155 @@
+"""What both evaluation reports show, read from the run summary: the candidates' rows, the
+policy, the edge (TFLite) candidates, how it was measured, class labels.
+"""
+
+from __future__ import annotations
+
+import platform
+
+
+def evaluated(summary: dict) -> list[dict]:
+    """The variants that were evaluated (no error, an accuracy)."""
+    return [v for v in summary["variants"] if not v.get("error") and v.get("accuracy") is not None]
+
+
+def class_label(dataset: dict, i: int) -> str:
+    """Class ``i`` as people read it: ``3 (Dress)`` when the dataset names its classes."""
+    names = dataset.get("class_names") or []
+    return f"{i} ({names[i]})" if i < len(names) else str(i)
+
+
+def _fmt(value, spec: str, missing: str = "-") -> str:
+    return missing if value is None else format(value, spec)
+
+
+def candidate_rows(summary: dict) -> list[dict]:
+    base = next((v for v in summary["variants"] if v["name"] == summary["baseline"]), None)
+    base_acc = base.get("accuracy") if base and not base.get("error") else None
+    rows = []
+    for v in summary["variants"]:
+        err = v.get("error")
+        reasons = v.get("rejected_reasons") or ([f"failed to evaluate: {err}"] if err else [])
+        status = (
+            "**selected**"
+            if v["name"] == summary.get("selected")
+            else "rejected"
+            if reasons
+            else "acceptable"
+        )
+        acc = v.get("accuracy")
+        drop = (base_acc - acc) * 100 if acc is not None and base_acc is not None else None
+        rows.append(
+            {
+                "variant": v["name"],
+                "format": v.get("format") or "-",
+                "accuracy %": _fmt(acc * 100 if acc is not None else None, ".2f"),
+                "drop (pts)": _fmt(drop, "+.2f"),
+                "macro F1": _fmt(v.get("f1"), ".3f"),
+                "precision": _fmt(v.get("precision"), ".3f"),
+                "recall": _fmt(v.get("recall"), ".3f"),
+                "params": _fmt(v.get("params"), ","),
+                "sparsity": _fmt(v.get("sparsity"), ".1%"),
+                "size KB": _fmt(v["size_bytes"] / 1024 if v.get("size_bytes") else None, ",.1f"),
+                "gzip KB": _fmt(v["gzip_bytes"] / 1024 if v.get("gzip_bytes") else None, ",.1f"),
+                "p50 ms": _fmt(v.get("latency_ms_p50"), ".4g"),
+                "p95 ms": _fmt(v.get("latency_ms_p95"), ".4g"),
+                "p99 ms": _fmt(v.get("latency_ms_p99"), ".4g"),
+                "ex/s": _fmt(v.get("throughput_per_s"), ",.0f"),
+                "peak MiB": _fmt(
+                    v["peak_rss_bytes"] / 2**20 if v.get("peak_rss_bytes") else None, ",.0f"
+                ),
+                "status": status,
+                "reasons": "; ".join(reasons),
+            }
+        )
+    return rows
+
+
+def policy_lines(summary: dict) -> list[str]:
+    p = summary.get("policy") or {}
+    if not p:
+        return []
+    lines = [
+        f"objective `{p.get('objective')}`",
+        f"max accuracy drop {p.get('max_accuracy_drop')} points vs `{summary['baseline']}`",
+        f"max size {p['max_size_bytes']:,} bytes" if p.get("max_size_bytes") else "no size limit",
+        f"max p99 latency {p['max_latency_ms_p99']} ms"
+        if p.get("max_latency_ms_p99")
+        else "no latency limit",
+    ]
+    floor = summary.get("quality_floor") or {}
+    if floor.get("required_accuracy") is not None:
+        lines.append(
+            f"quality floor: accuracy >= {floor['required_accuracy'] * 100:.2f}% (the "
+            f"majority-class predictor scores {floor['majority_accuracy'] * 100:.2f}% on "
+            f"{floor['num_test']} test examples)"
+        )
+    if floor.get("min_accuracy"):
+        lines.append(f"min accuracy {floor['min_accuracy'] * 100:g}%")
+    if floor.get("min_f1"):
+        lines.append(f"min macro F1 {floor['min_f1']:g}")
+    prev = summary.get("previous")
+    if prev:
+        lines.append(
+            f"accuracy change >= {p.get('min_accuracy_change'):+g} points vs the "
+            f"previously blessed model `{prev.get('name')}` "
+            f"({prev['accuracy'] * 100:.2f}%)"
+        )
+    elif p.get("previous"):
+        lines.append("previous run given but it blessed no model: no comparison")
+    return lines
+
+
+def edge_candidates(summary: dict) -> set[str]:
+    """TFLite variants of a run whose deploy target serves SavedModels only."""
+    target = (summary.get("policy") or {}).get("deploy_target")
+    if target not in ("tf_serving", "vertex"):
+        return set()
+    return {
+        v["name"]
+        for v in summary["variants"]
+        if v.get("format") == "tflite" and not v.get("error") and not v.get("not_applicable")
+    }
+
+
+def measurement_note(summary: dict) -> str:
+    v = next((v for v in evaluated(summary)), None)
+    if v is None:
+        return "No candidate could be evaluated."
+    threads = sorted(
+        {str(x.get("num_threads")) for x in evaluated(summary) if x.get("format") == "tflite"}
+    )
+    return (
+        f"Batch-1 latency over {v.get('latency_iterations')} timed calls after "
+        f"{v.get('latency_warmup')} warm-up calls; throughput at batch "
+        f"{v.get('throughput_batch_size')} over {v.get('throughput_iterations')} calls. "
+        f"TFLite runtime {_tflite_runtime(summary)}"
+        f" with {', '.join(threads) or '-'} thread(s) (0 = runtime default); SavedModels "
+        "through their concrete serving_default function. Peak memory: resident "
+        f"high-water mark of the evaluation process per candidate "
+        f"({v.get('memory_method') or '-'}). Machine: {platform.machine()} "
+        f"{platform.processor() or ''}, Python {platform.python_version()}."
+    )
+
+
+MD_COLUMNS = (
+    "variant",
+    "format",
+    "accuracy %",
+    "drop (pts)",
+    "macro F1",
+    "params",
+    "sparsity",
+    "size KB",
+    "gzip KB",
+    "p50 ms",
+    "p95 ms",
+    "p99 ms",
+    "ex/s",
+    "peak MiB",
+    "status",
+)
+
+
+def _tflite_runtime(summary: dict) -> str | None:
+    return next((x.get("runtime") for x in evaluated(summary) if x.get("format") == "tflite"), "-")
