@@ -41,53 +41,32 @@ def _vocabulary_lines(ds: dict, record: dict) -> list[str]:
     ]
 
 
-def model_card(summary: dict, record: dict | None) -> str:
-    """Markdown model card; states plainly when no model was selected.
-
-    Args:
-        summary: the run summary (``summary.json`` payload).
-        record: the selected variant's full evaluation record (None when none).
-    """
-    pipeline = summary.get("pipeline", "tfopt")
-    ds = summary.get("dataset") or {}
-    if not summary.get("selected") or record is None:
-        rejected = [
-            f"- `{v['name']}`: {'; '.join(v.get('rejected_reasons') or [])}"
-            for v in summary.get("variants", [])
+def _no_model_card(summary: dict) -> str:
+    """The card of a run that selected nothing: every candidate and why it was rejected."""
+    rejected = [
+        f"- `{v['name']}`: {'; '.join(v.get('rejected_reasons') or [])}"
+        for v in summary.get("variants", [])
+    ]
+    return "\n".join(
+        [
+            f"# Model card: no model selected ({summary.get('pipeline', 'tfopt')})",
+            "",
+            "No candidate met the selection policy, so nothing is blessed for deployment.",
+            "",
+            "## Candidates and why they were rejected",
+            "",
+            *rejected,
+            "",
         ]
-        return "\n".join(
-            [
-                f"# Model card: no model selected ({pipeline})",
-                "",
-                "No candidate met the selection policy, so nothing is blessed for deployment.",
-                "",
-                "## Candidates and why they were rejected",
-                "",
-                *rejected,
-                "",
-            ]
-        )
-    name = record["name"]
-    base: dict = next((v for v in summary["variants"] if v["name"] == summary.get("baseline")), {})
-    drop = (
-        (base.get("accuracy") - record["accuracy"]) * 100
-        if base.get("accuracy") is not None
-        else None
     )
-    names = ds.get("class_names") or []
-    named = f" (in label-id order: {', '.join(names)})" if names else ""
-    pc = record.get("per_class") or {}
-    f1 = pc.get("f1") or []
-    weakest = sorted(range(len(f1)), key=lambda i: f1[i])[:3]
-    lines = [
-        f"# Model card: `{name}`",
-        "",
-        f"Selected and blessed by the `{pipeline}` pipeline. "
-        f"{summary.get('selection_reason') or ''}",
-        "",
+
+
+def _details_lines(record: dict, base: dict, ds: dict) -> list[str]:
+    """Model details: the variant, its size, where it came from, its interface."""
+    return [
         "## Model details",
         "",
-        f"- Variant: `{name}` ({record.get('format')})"
+        f"- Variant: `{record['name']}` ({record.get('format')})"
         + (f", derived from `{record['base']}`" if record.get("base") else "")
         + (f", quantization `{record['quantization']}`" if record.get("quantization") else ""),
         f"- Parameters: {record['params']:,}"
@@ -102,6 +81,14 @@ def model_card(summary: dict, record: dict | None) -> str:
         "output `probabilities` (softmax over the classes)",
         *_vocabulary_lines(ds, record),
         "",
+    ]
+
+
+def _use_and_data_lines(ds: dict) -> list[str]:
+    """Intended use and the data the metrics come from."""
+    names = ds.get("class_names") or []
+    named = f" (in label-id order: {', '.join(names)})" if names else ""
+    return [
         "## Intended use",
         "",
         f"Classify examples drawn from the same distribution as the `{ds.get('name', '?')}` "
@@ -117,6 +104,17 @@ def model_card(summary: dict, record: dict | None) -> str:
         "- Metrics below are on the held-out test split, which no training or calibration "
         "step saw.",
         "",
+    ]
+
+
+def _metrics_lines(summary: dict, record: dict, base: dict, ds: dict) -> list[str]:
+    """The test-split metrics table, then the per-class F1."""
+    drop = (
+        (base.get("accuracy") - record["accuracy"]) * 100
+        if base.get("accuracy") is not None
+        else None
+    )
+    lines = [
         "## Metrics (test split)",
         "",
         "| metric | value |",
@@ -136,10 +134,18 @@ def model_card(summary: dict, record: dict | None) -> str:
         f"{record.get('memory_bytes', 0) / 2**20:,.1f} MiB to the process) |",
         "",
     ]
+    f1 = (record.get("per_class") or {}).get("f1") or []
     if f1:
         per_class = ", ".join(f"{class_label(ds, i)}: {v:.3f}" for i, v in enumerate(f1))
         lines += ["Per-class F1: " + per_class, ""]
-    lines += [
+    return lines
+
+
+def _limitations_lines(record: dict, ds: dict) -> list[str]:
+    """Where the measurements hold, the test split's noise, the weakest classes."""
+    f1 = (record.get("per_class") or {}).get("f1") or []
+    weakest = sorted(range(len(f1)), key=lambda i: f1[i])[:3]
+    lines = [
         "## Limitations and caveats",
         "",
         f"- Latency and memory were measured on the evaluation machine ({platform.machine()}, "
@@ -160,5 +166,30 @@ def model_card(summary: dict, record: dict | None) -> str:
             "- Quantized weights/activations: outputs differ slightly from the "
             "float model; recheck on data that drifts from the calibration set."
         )
-    lines.append("")
+    return lines
+
+
+def model_card(summary: dict, record: dict | None) -> str:
+    """Markdown model card; states plainly when no model was selected.
+
+    Args:
+        summary: the run summary (``summary.json`` payload).
+        record: the selected variant's full evaluation record (None when none).
+    """
+    if not summary.get("selected") or record is None:
+        return _no_model_card(summary)
+    ds = summary.get("dataset") or {}
+    base: dict = next((v for v in summary["variants"] if v["name"] == summary.get("baseline")), {})
+    lines = [
+        f"# Model card: `{record['name']}`",
+        "",
+        f"Selected and blessed by the `{summary.get('pipeline', 'tfopt')}` pipeline. "
+        f"{summary.get('selection_reason') or ''}",
+        "",
+        *_details_lines(record, base, ds),
+        *_use_and_data_lines(ds),
+        *_metrics_lines(summary, record, base, ds),
+        *_limitations_lines(record, ds),
+        "",
+    ]
     return "\n".join(lines)
