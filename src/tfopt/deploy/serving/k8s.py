@@ -106,16 +106,25 @@ def manifests(cfg: K8sConfig) -> list[dict]:
         "namespace": cfg.namespace,
         "labels": {"app": app, "app.kubernetes.io/component": "tf-serving"},
     }
-    config_map = {
+    return [_config_map(cfg, meta), _deployment(cfg, meta), _service(app, meta)]
+
+
+def _config_map(cfg: K8sConfig, meta: dict) -> dict:
+    """``models.config``, the batching parameters and the monitoring config."""
+    return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {**meta, "name": f"{app}-config"},
+        "metadata": {**meta, "name": f"{cfg.app_name}-config"},
         "data": {
             serving_config.MODELS_CONFIG: serving_config.format_model_config([model_entry(cfg)]),
             serving_config.BATCHING_CONFIG: serving_config.format_batching_config(),
             serving_config.MONITORING_CONFIG: serving_config.format_monitoring_config(),
         },
     }
+
+
+def _server_args(cfg: K8sConfig) -> list[str]:
+    """``tensorflow_model_server``'s flags: ports, the mounted config files, polling."""
     args = [
         f"--port={GRPC_PORT}",
         f"--rest_api_port={REST_PORT}",
@@ -132,46 +141,60 @@ def manifests(cfg: K8sConfig) -> list[dict]:
         ]
     if cfg.labels:
         args.append("--allow_version_labels_for_unavailable_models=false")
+    return args
+
+
+def _probe(path: str, initial_delay: int, period: int, timeout: int, failures: int) -> dict:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "initialDelaySeconds": initial_delay,
+        "periodSeconds": period,
+        "timeoutSeconds": timeout,
+        "failureThreshold": failures,
+    }
+
+
+def _container(cfg: K8sConfig) -> dict:
+    """The server container: image, flags, ports, resources, probes on the model status."""
     resources = {
         "requests": {"cpu": cfg.cpu_request, "memory": cfg.memory_request},
         "limits": {"cpu": cfg.cpu_limit, "memory": cfg.memory_limit},
     }
-    pod_spec: dict = {}
     if cfg.variant == "gpu":
         resources["limits"]["nvidia.com/gpu"] = str(cfg.gpu_count)
+    status_path = f"/v1/models/{cfg.model_name}"
+    return {
+        "name": "tf-serving",
+        "image": cfg.image or IMAGES[cfg.variant],
+        "args": _server_args(cfg),
+        "ports": [
+            {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
+            {"name": "http", "containerPort": REST_PORT, "protocol": "TCP"},
+        ],
+        "resources": resources,
+        "readinessProbe": _probe(status_path, 5, 5, 2, 3),
+        "livenessProbe": _probe(status_path, 60, 15, 5, 4),
+        "volumeMounts": [{"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True}],
+    }
+
+
+def _gpu_scheduling(cfg: K8sConfig) -> dict:
+    """The GPU variant's toleration and node selector (nothing for CPU)."""
+    pod_spec: dict = {}
+    if cfg.variant == "gpu":
         pod_spec["tolerations"] = [
             {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
         ]
         if cfg.gpu_node_selector:
             key, value = cfg.gpu_node_selector.split("=", 1)
             pod_spec["nodeSelector"] = {key: value}
-    status_path = f"/v1/models/{cfg.model_name}"
-    container = {
-        "name": "tf-serving",
-        "image": cfg.image or IMAGES[cfg.variant],
-        "args": args,
-        "ports": [
-            {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
-            {"name": "http", "containerPort": REST_PORT, "protocol": "TCP"},
-        ],
-        "resources": resources,
-        "readinessProbe": {
-            "httpGet": {"path": status_path, "port": "http"},
-            "initialDelaySeconds": 5,
-            "periodSeconds": 5,
-            "timeoutSeconds": 2,
-            "failureThreshold": 3,
-        },
-        "livenessProbe": {
-            "httpGet": {"path": status_path, "port": "http"},
-            "initialDelaySeconds": 60,
-            "periodSeconds": 15,
-            "timeoutSeconds": 5,
-            "failureThreshold": 4,
-        },
-        "volumeMounts": [{"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True}],
-    }
-    deployment = {
+    return pod_spec
+
+
+def _deployment(cfg: K8sConfig, meta: dict) -> dict:
+    """Rolling updates without losing capacity; pods scraped by Prometheus."""
+    app = cfg.app_name
+    return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": meta,
@@ -192,14 +215,17 @@ def manifests(cfg: K8sConfig) -> list[dict]:
                     },
                 },
                 "spec": {
-                    **pod_spec,
-                    "containers": [container],
+                    **_gpu_scheduling(cfg),
+                    "containers": [_container(cfg)],
                     "volumes": [{"name": "config", "configMap": {"name": f"{app}-config"}}],
                 },
             },
         },
     }
-    service = {
+
+
+def _service(app: str, meta: dict) -> dict:
+    return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": meta,
@@ -212,7 +238,6 @@ def manifests(cfg: K8sConfig) -> list[dict]:
             ],
         },
     }
-    return [config_map, deployment, service]
 
 
 _KINDS = {"ConfigMap": "V1ConfigMap", "Deployment": "V1Deployment", "Service": "V1Service"}
