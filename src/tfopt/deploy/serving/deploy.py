@@ -11,6 +11,7 @@ fails with the reason.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import asdict, dataclass, field
@@ -46,7 +47,7 @@ class DeployConfig:
         timeout_s: how long the new version may take to become available.
     """
 
-    model_name: str = "model"
+    model_name: str = "tfopt-model"
     label: str = "stable"
     keep_previous: bool = True
     smoke_examples: int = 8
@@ -183,14 +184,78 @@ def deploy(
         raise_on_failure: raise DeployError after rolling back (else return
             the result with ``smoke_test="failed"``).
     """
-    from tfopt.deploy.serving import server as serving_server
-    from tfopt.deploy.serving.infravalidate import offline_predict
-
     name = config.model_name
     examples = np.asarray(examples, np.float32)
     cfg_path = config_path(model_base_path)
-    # Push and relabel as one step under the repository lock, so concurrent deploys
-    # get distinct versions and neither loses the other's models.config edit.
+    push = _push_and_relabel(model_dir, model_base_path, examples, config, cfg_path)
+    pushed, target = push.pushed, push.target
+    result = DeployResult(
+        model_base_path, name, pushed.version, push.previous, pushed.created, -1, -1, "failed"
+    )
+    result.rollback_version, result.rollback_skipped = target, push.skipped
+    log.info(
+        "deploying %s version %d; rollback target: %s",
+        name,
+        pushed.version,
+        f"version {target}" if target is not None else "none",
+    )
+    smoke = examples[: config.smoke_examples]
+    with contextlib.ExitStack() as servers:  # a local server stops after any rollback
+        try:
+            result.checks = _smoke_test_pushed(
+                model_dir, model_base_path, config, pushed.version, smoke, result, servers
+            )
+            result.smoke_test = "passed"
+            with repository.repo_lock(model_base_path):
+                rollback.mark_verified(model_base_path, name, pushed.version)
+            log.info(
+                "deployed %s version %d (%s); smoke test passed", name, pushed.version, config.label
+            )
+        except Exception as exc:
+            result.reason = (
+                str(exc) if isinstance(exc, AssertionError) else f"{type(exc).__name__}: {exc}"
+            )
+            _rollback(cfg_path, name, push.old_entry, push.written, pushed)
+            result.rolled_back = True
+            log.error(
+                "smoke test of %s version %d failed (%s); rolled back to %s",
+                name,
+                pushed.version,
+                result.reason,
+                target,
+            )
+    if result.smoke_test != "passed" and raise_on_failure:
+        raise DeployError(
+            f"deploy of {name} version {pushed.version} failed the smoke test: "
+            f"{result.reason}; stable label rolled back to "
+            f"{'version ' + str(target) if target else 'nothing'}"
+            + (f" (skipped: {'; '.join(push.skipped)})" if push.skipped else "")
+        )
+    return result
+
+
+@dataclass
+class _Push:
+    """What a deploy changed in the repository, and what undoes it."""
+
+    pushed: repository.PushResult
+    previous: int | None  # the version ``stable`` was on
+    target: int | None  # the version kept loaded for rollback
+    skipped: list  # earlier versions unfit as rollback targets, and why
+    old_entry: serving_config.ModelEntry | None  # restored by a rollback
+    written: serving_config.ModelEntry  # this deploy's entry in models.config
+
+
+def _push_and_relabel(
+    model_dir: str, model_base_path: str, examples: np.ndarray, config: DeployConfig, cfg_path: str
+) -> _Push:
+    """Push the model as a new version and move ``config.label`` onto it, keeping the
+    rollback target loaded.
+
+    One step under the repository lock, so concurrent deploys get distinct versions and
+    neither loses the other's ``models.config`` edit.
+    """
+    name = config.model_name
     with repository.repo_lock(model_base_path):
         old_entry = serving_config.find_entry(serving_config.read_model_config(cfg_path), name)
         old_labels = old_entry.label_map if old_entry else {}
@@ -225,63 +290,38 @@ def deploy(
             labels=tuple(labels.items()),
         )
         serving_config.upsert_entry(cfg_path, written)
-    result = DeployResult(
-        model_base_path, name, pushed.version, previous, pushed.created, -1, -1, "failed"
+    return _Push(pushed, previous, target, skipped, old_entry, written)
+
+
+def _smoke_test_pushed(
+    model_dir: str,
+    model_base_path: str,
+    config: DeployConfig,
+    version: int,
+    smoke: np.ndarray,
+    result: DeployResult,
+    servers: contextlib.ExitStack,
+) -> dict:
+    """:func:`smoke_test` of ``version`` on the configured server, or on a local one that
+    ``servers`` stops (its ports go to ``result``)."""
+    from tfopt.deploy.serving import server as serving_server
+    from tfopt.deploy.serving.infravalidate import offline_predict
+
+    name = config.model_name
+    offline = offline_predict(model_dir, smoke)
+    if config.grpc_target:
+        grpc_target, rest_url = config.grpc_target, config.rest_url
+    else:
+        srv = servers.enter_context(
+            serving_server.ModelServer(model_base_path, name, host=config.host, poll_seconds=1.0)
+        )
+        serving_server.wait_available(srv, name, version, timeout=config.timeout_s)
+        result.grpc_port, result.rest_port = srv.grpc_port, srv.rest_port
+        host = serving_server._host_port(config.host)
+        grpc_target, rest_url = f"{host}:{srv.grpc_port}", f"http://{host}:{srv.rest_port}"
+    return smoke_test(
+        grpc_target, rest_url, name, version, config.label, smoke, offline, config.atol
     )
-    result.rollback_version, result.rollback_skipped = target, skipped
-    log.info(
-        "deploying %s version %d; rollback target: %s",
-        name,
-        pushed.version,
-        f"version {target}" if target is not None else "none",
-    )
-    smoke = examples[: config.smoke_examples]
-    srv = None
-    try:
-        offline = offline_predict(model_dir, smoke)
-        if config.grpc_target:
-            grpc_target, rest_url = config.grpc_target, config.rest_url
-        else:
-            srv = serving_server.ModelServer(
-                model_base_path, name, host=config.host, poll_seconds=1.0
-            ).start()
-            serving_server.wait_available(srv, name, pushed.version, timeout=config.timeout_s)
-            result.grpc_port, result.rest_port = srv.grpc_port, srv.rest_port
-            host = serving_server._host_port(config.host)
-            grpc_target, rest_url = f"{host}:{srv.grpc_port}", f"http://{host}:{srv.rest_port}"
-        result.checks = smoke_test(
-            grpc_target, rest_url, name, pushed.version, config.label, smoke, offline, config.atol
-        )
-        result.smoke_test = "passed"
-        with repository.repo_lock(model_base_path):
-            rollback.mark_verified(model_base_path, name, pushed.version)
-        log.info(
-            "deployed %s version %d (%s); smoke test passed", name, pushed.version, config.label
-        )
-    except Exception as exc:
-        result.reason = (
-            str(exc) if isinstance(exc, AssertionError) else f"{type(exc).__name__}: {exc}"
-        )
-        _rollback(cfg_path, name, old_entry, written, pushed)
-        result.rolled_back = True
-        log.error(
-            "smoke test of %s version %d failed (%s); rolled back to %s",
-            name,
-            pushed.version,
-            result.reason,
-            target,
-        )
-    finally:
-        if srv is not None:
-            srv.stop()
-    if result.smoke_test != "passed" and raise_on_failure:
-        raise DeployError(
-            f"deploy of {name} version {pushed.version} failed the smoke test: "
-            f"{result.reason}; stable label rolled back to "
-            f"{'version ' + str(target) if target else 'nothing'}"
-            + (f" (skipped: {'; '.join(skipped)})" if skipped else "")
-        )
-    return result
 
 
 def _with_stable(entry, version: int | None):
