@@ -58,6 +58,48 @@ def _retry(task, retries: int = TRAIN_RETRIES):
     )
 
 
+def _train_in_cluster(job: dict, plan, cpu, memory, gpu_resource, gpus_per_replica):
+    """The ``train`` task in a pod of the pipeline (GPU image, requested resources, GPU node
+    pool, retries from its backup); returns the task that hands its model URI on."""
+    local = train(**job).after(plan)
+    local.set_container_image(GPU_IMAGE)  # CUDA-enabled TensorFlow; runs on CPU nodes too
+    (
+        local.set_cpu_request(cpu)
+        .set_cpu_limit(cpu)
+        .set_memory_request(memory)
+        .set_memory_limit(memory)
+        .set_accelerator_type(gpu_resource)
+        .set_accelerator_limit(gpus_per_replica)
+        .set_caching_options(True)
+    )
+    # KFP 2.17.3 does not pass channels used only in resources into the
+    # condition's sub-DAG; registering them does.
+    local.register_pipeline_channels([cpu, memory, gpu_resource, gpus_per_replica])
+    _retry(local)
+    kubernetes.set_timeout(local, TRAIN_TIMEOUT_S)
+    kubernetes.add_node_selector_json(local, plan.outputs["node_selector"])
+    kubernetes.add_toleration(local, **GPU_TOLERATION)
+    return artifact_uri(artifact=local.outputs["model"]).set_caching_options(False)
+
+
+def _launcher(component, plan, **inputs):
+    """A launcher task (TFJob, TrainJob, JobSet, Vertex) after the request check."""
+    return _as_launcher(component(**inputs).after(plan))
+
+
+def _as_model(branch_uris: list, target):
+    """The chosen branch's model URI as the step's ``Model`` (a ``OneOf`` of parameters, which
+    KFP's local runner resolves, then an importer)."""
+    trained = dsl.importer(
+        artifact_uri=dsl.OneOf(*branch_uris),
+        artifact_class=Model,
+        reimport=False,
+        metadata={"format": "saved_model", "variant": "baseline", "target": target},
+    )
+    trained.set_display_name("trained-model")
+    return trained.output
+
+
 @dsl.pipeline(name="train-step")
 def train_step(
     dataset: Input[Dataset],
@@ -101,7 +143,6 @@ def train_step(
     ``model_uri`` (with ``fine_tune_epochs``, ``input_range``, ``model_output``): import
     that model instead of training one (``components/import_model.py``).
     """
-    hp = {"train_config": train_config}  # what every train component takes
     plan = plan_training(
         target=target,
         replicas=replicas,
@@ -109,6 +150,14 @@ def train_step(
         accelerator_type=accelerator_type,
     ).set_caching_options(False)
     plan.set_display_name("check-training-request")
+    # what every train component takes, and what the launchers add
+    job = {"dataset": dataset, "hyperparameters": hyperparameters, "train_config": train_config}
+    shape = {
+        "replicas": replicas,
+        "gpus_per_replica": gpus_per_replica,
+        "accelerator_type": accelerator_type,
+    }
+    cluster = {"namespace": namespace, "cpu": cpu, "memory": memory, "timeout_s": timeout_s}
 
     with dsl.If(model_uri != "", name="import-model"):
         imported = import_model(
@@ -117,93 +166,37 @@ def train_step(
             fine_tune_epochs=fine_tune_epochs,
             input_range=input_range,
             model_output=model_output,
-            **hp,
+            train_config=train_config,
         ).after(plan)
         imported.set_caching_options(True)
 
     with dsl.Elif(target == "local", name="train-in-cluster"):
-        local = train(dataset=dataset, hyperparameters=hyperparameters, **hp).after(plan)
-        local.set_container_image(GPU_IMAGE)  # CUDA-enabled TensorFlow; runs on CPU nodes too
-        (
-            local.set_cpu_request(cpu)
-            .set_cpu_limit(cpu)
-            .set_memory_request(memory)
-            .set_memory_limit(memory)
-            .set_accelerator_type(gpu_resource)
-            .set_accelerator_limit(gpus_per_replica)
-            .set_caching_options(True)
-        )
-        # KFP 2.17.3 does not pass channels used only in resources into the
-        # condition's sub-DAG; registering them does.
-        local.register_pipeline_channels([cpu, memory, gpu_resource, gpus_per_replica])
-        _retry(local)
-        kubernetes.set_timeout(local, TRAIN_TIMEOUT_S)
-        kubernetes.add_node_selector_json(local, plan.outputs["node_selector"])
-        kubernetes.add_toleration(local, **GPU_TOLERATION)
-        local_uri = artifact_uri(artifact=local.outputs["model"]).set_caching_options(False)
+        local_uri = _train_in_cluster(job, plan, cpu, memory, gpu_resource, gpus_per_replica)
 
-    cluster_jobs = {}
+    launched = {}
     for kind, component in (("trainjob", train_trainjob), ("jobset", train_jobset)):
         with dsl.Elif(target == kind, name=f"train-{kind}"):
-            task = component(
-                dataset=dataset,
-                hyperparameters=hyperparameters,
-                replicas=replicas,
-                gpus_per_replica=gpus_per_replica,
-                accelerator_type=accelerator_type,
-                namespace=namespace,
-                cpu=cpu,
-                memory=memory,
-                timeout_s=timeout_s,
-                queue_name=queue_name,
-                **hp,
-            ).after(plan)
-            cluster_jobs[kind] = _as_launcher(task)
+            launched[kind] = _launcher(
+                component, plan, **job, **shape, **cluster, queue_name=queue_name
+            )
 
     with dsl.Elif(target == "kubeflow", name="train-tfjob"):
-        tfjob = train_tfjob(
-            dataset=dataset,
-            hyperparameters=hyperparameters,
-            replicas=replicas,
-            gpus_per_replica=gpus_per_replica,
-            accelerator_type=accelerator_type,
-            namespace=namespace,
-            cpu=cpu,
-            memory=memory,
-            timeout_s=timeout_s,
-            **hp,
-        ).after(plan)
-        _as_launcher(tfjob)
+        launched["tfjob"] = _launcher(train_tfjob, plan, **job, **shape, **cluster)
 
     with dsl.Else(name="train-vertex"):
-        vertex = train_vertex(
-            dataset=dataset,
-            hyperparameters=hyperparameters,
-            project=project,
-            location=location,
-            staging_bucket=staging_bucket,
-            replicas=replicas,
-            gpus_per_replica=gpus_per_replica,
-            accelerator_type=accelerator_type,
+        vertex = {"project": project, "location": location, "staging_bucket": staging_bucket}
+        launched["vertex"] = _launcher(
+            train_vertex,
+            plan,
+            **job,
+            **shape,
+            **vertex,
             machine_type=machine_type,
             timeout_s=timeout_s,
-            **hp,
-        ).after(plan)
-        _as_launcher(vertex)
+        )
 
-    chosen = dsl.OneOf(
-        imported.outputs["Output"],
-        local_uri.output,
-        cluster_jobs["trainjob"].outputs["Output"],
-        cluster_jobs["jobset"].outputs["Output"],
-        tfjob.outputs["Output"],
-        vertex.outputs["Output"],
-    )
-    trained = dsl.importer(
-        artifact_uri=chosen,
-        artifact_class=Model,
-        reimport=False,
-        metadata={"format": "saved_model", "variant": "baseline", "target": target},
-    )
-    trained.set_display_name("trained-model")
-    return trained.output
+    branches = [imported.outputs["Output"], local_uri.output]
+    branches += [
+        launched[kind].outputs["Output"] for kind in ("trainjob", "jobset", "tfjob", "vertex")
+    ]
+    return _as_model(branches, target)
