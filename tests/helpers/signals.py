@@ -2,14 +2,19 @@
 
 A launcher turns SIGTERM (what KFP sends a cancelled step) into a cancel, then puts
 back the handler its caller had. ``SIG_DFL`` would not show a launcher that resets
-instead of restoring, so the test installs a handler of its own first.
+instead of restoring, so the test installs a handler of its own first. The test sends
+the signal when the launcher is waiting on its job, never after a fixed delay: on a
+loaded machine a timer can fire before the launcher's handler is in, and SIGTERM
+under ``SIG_DFL`` ends the pytest(-xdist) worker itself.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 
 
 @contextlib.contextmanager
@@ -28,3 +33,29 @@ def callers_sigterm_handler() -> Iterator[object]:
         yield callers_handler
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+@contextlib.contextmanager
+def sigterm_when(ready: Callable[[], bool], what: str) -> Iterator[threading.Event]:
+    """In the block, send this process SIGTERM once ``ready()`` holds; yield "sent".
+
+    ``ready`` names the event the signal must follow (e.g. the launcher's handler is in
+    and it polls its job). The block ending stops the watcher; a test asserting on the
+    launcher's reaction should also assert ``sent`` (``what`` goes into the message).
+    """
+    sent, stop = threading.Event(), threading.Event()
+
+    def watch():
+        while not stop.wait(0.01):
+            if ready():
+                os.kill(os.getpid(), signal.SIGTERM)
+                sent.set()
+                return
+
+    watcher = threading.Thread(target=watch, name=f"sigterm when {what}", daemon=True)
+    watcher.start()
+    try:
+        yield sent
+    finally:
+        stop.set()
+        watcher.join()

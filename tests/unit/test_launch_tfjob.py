@@ -2,7 +2,6 @@
 stand-in of the Kubernetes API that speaks the same REST paths and JSON)."""
 
 import json
-import os
 import re
 import signal
 import threading
@@ -18,7 +17,7 @@ from tfopt.components._image import GPU_IMAGE
 from tfopt.errors import ConfigError
 from tfopt.launch import tfjob, validate
 
-from helpers.signals import callers_sigterm_handler
+from helpers.signals import callers_sigterm_handler, sigterm_when
 
 
 def make_config(replicas=3, gpus=2, accel="NVIDIA_L4", **kw):
@@ -263,14 +262,19 @@ def test_timeout_deletes_job(job):
 def test_sigterm_cancels_and_deletes_job(job):
     api = FakeKubeApi([RUNNING])
     with callers_sigterm_handler() as callers:
-        timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM))
-        timer.start()
+
+        def polling_with_its_handler_in():
+            return signal.getsignal(signal.SIGTERM) is not callers and api.gets >= 1
+
         try:
-            with pytest.raises(tfjob.LaunchError, match="cancelled"):
+            with (
+                sigterm_when(polling_with_its_handler_in, "the launcher polls its job") as sent,
+                pytest.raises(tfjob.LaunchError, match="cancelled"),
+            ):
                 tfjob.launch_tfjob(job, client=api.client(), timeout_s=60, poll_s=0.05)
         finally:
-            timer.cancel()
             api.close()
+        assert sent.is_set()
         assert signal.getsignal(signal.SIGTERM) is callers  # the caller's handler is back
     assert api.deleted == ["tfopt-train-1"]
 

@@ -1,6 +1,5 @@
 """Vertex AI custom job specs, checked by building aiplatform_v1 CustomJob protos."""
 
-import os
 import signal
 import threading
 import time
@@ -12,7 +11,7 @@ from google.cloud.aiplatform_v1 import types
 from tfopt.errors import ConfigError
 from tfopt.launch import tfjob, validate, vertex_job
 
-from helpers.signals import callers_sigterm_handler
+from helpers.signals import callers_sigterm_handler, sigterm_when
 
 
 def make_config(replicas=3, gpus=2, accel="NVIDIA_TESLA_T4", **kw):
@@ -70,10 +69,12 @@ class FakeCustomJob:
         types.CustomJobSpec(worker_pool_specs=worker_pool_specs)
         self.kwargs = dict(display_name=display_name, project=project, location=location)
         self.run_kwargs, self.cancelled = None, False
+        self.running = threading.Event()
         FakeCustomJob.instances.append(self)
 
     def run(self, **kwargs):
         self.run_kwargs = kwargs
+        self.running.set()
         if self.kwargs["display_name"] == "fails":
             raise RuntimeError("Job failed with:\ncode: 3\nmessage: replica workerpool1-0 exited 1")
         if self.kwargs["display_name"] == "hangs":
@@ -100,12 +101,22 @@ def test_run_custom_job_success_and_failure():
 def test_sigterm_cancels_custom_job():
     cfg = make_config()
     object.__setattr__(cfg, "display_name", "hangs")
+    FakeCustomJob.instances.clear()
     with callers_sigterm_handler() as callers:
-        timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM))
-        timer.start()
-        with pytest.raises(tfjob.LaunchError, match="cancelled"):
+
+        def running_with_its_handler_in():
+            return (
+                signal.getsignal(signal.SIGTERM) is not callers
+                and bool(FakeCustomJob.instances)
+                and FakeCustomJob.instances[-1].running.is_set()
+            )
+
+        with (
+            sigterm_when(running_with_its_handler_in, "the job runs") as sent,
+            pytest.raises(tfjob.LaunchError, match="cancelled"),
+        ):
             vertex_job.run_custom_job(cfg, "p", "l", "gs://b", custom_job_cls=FakeCustomJob)
-        timer.cancel()
+        assert sent.is_set()
         assert signal.getsignal(signal.SIGTERM) is callers  # the caller's handler is back
     assert FakeCustomJob.instances[-1].cancelled
 
