@@ -9,14 +9,16 @@
 * ``trainjob`` - a Kubeflow Trainer v2 TrainJob (``replicas`` nodes on the
   ``tfopt-tensorflow`` runtime) via ``train_trainjob``.
 * ``jobset``   - a bare JobSet of ``replicas`` workers via ``train_jobset``.
-* ``kubeflow`` - a legacy Training Operator v1 TFJob (chief + ``replicas - 1``
-  workers) via ``train_tfjob``.
 * ``vertex``   - a Vertex AI custom job (worker pools) via ``train_vertex``.
+* ``tfjob``    - a legacy Training Operator v1 TFJob (chief + ``replicas - 1``
+  workers) via ``train_tfjob``. Its old name ``kubeflow`` still works: the request
+  check logs a deprecation warning naming ``tfjob``.
 
 A set ``model_uri`` comes first: the ``import_model`` step (a user's trained model,
 ``tfopt.training.imported``) replaces training on every target.
 
-The branches are ``dsl.If/Elif/Else``. KFP 2.17.3's local runner cannot
+The branches are ``dsl.If/Elif/Else``, the TFJob the ``Else`` (the request check refuses
+an unknown target before any branch runs). KFP 2.17.3's local runner cannot
 resolve a ``dsl.OneOf`` of *artifacts* ("Expected 1 artifact in
 ArtifactSelectorSpec"), but it does resolve a ``OneOf`` of *parameters*, so
 each branch returns its model's URI as a string and one ``dsl.importer``
@@ -180,10 +182,7 @@ def train_step(
                 component, plan, **job, **shape, **cluster, queue_name=queue_name
             )
 
-    with dsl.Elif(target == "kubeflow", name="train-tfjob"):
-        launched["tfjob"] = _launcher(train_tfjob, plan, **job, **shape, **cluster)
-
-    with dsl.Else(name="train-vertex"):
+    with dsl.Elif(target == "vertex", name="train-vertex"):
         vertex = {"project": project, "location": location, "staging_bucket": staging_bucket}
         launched["vertex"] = _launcher(
             train_vertex,
@@ -194,6 +193,11 @@ def train_step(
             machine_type=machine_type,
             timeout_s=timeout_s,
         )
+
+    # "tfjob", or its old spelling "kubeflow": check-training-request refused every other
+    # target (and warned about the old spelling) before any branch runs.
+    with dsl.Else(name="train-tfjob"):
+        launched["tfjob"] = _launcher(train_tfjob, plan, **job, **shape, **cluster)
 
     branches = [imported.outputs["Output"], local_uri.output]
     branches += [

@@ -6,6 +6,7 @@ import yaml
 from kfp import compiler, dsl
 from kfp.components import load_component_from_file
 
+from tfopt.client.step_plan import evaluate_condition
 from tfopt.components._image import BASE_IMAGE, GPU_IMAGE
 from tfopt.components.ingest import ingest
 from tfopt.components.tune import tune
@@ -14,7 +15,7 @@ from tfopt.pipelines import train_step as ts
 
 @dsl.pipeline(name="train-step-demo")
 def demo(
-    target: str = "kubeflow",
+    target: str = "tfjob",
     replicas: int = 4,
     gpus_per_replica: int = 2,
     accelerator_type: str = "NVIDIA_L4",
@@ -56,7 +57,7 @@ def dag_tasks(spec):
 def test_root_parameters_flow_into_train_step(compiled):
     _, spec, _ = compiled
     root = spec["root"]["inputDefinitions"]["parameters"]
-    assert root["target"]["defaultValue"] == "kubeflow"
+    assert root["target"]["defaultValue"] == "tfjob"
     assert root["gpus_per_replica"]["defaultValue"] == 2
     step = spec["root"]["dag"]["tasks"]["train-step"]["inputs"]["parameters"]
     assert step["gpus_per_replica"] == {"componentInputParameter": "gpus_per_replica"}
@@ -137,7 +138,7 @@ def test_branches_retries_and_caching(compiled):
     assert all(
         c.startswith("!(inputs.parameter_values['pipelinechannel--model_uri']") for c in training
     )
-    assert any("== 'kubeflow'" in c for c in conditions)
+    assert any("== 'vertex'" in c for c in conditions)
     assert any("== 'trainjob'" in c for c in conditions)
     assert any("== 'jobset'" in c for c in conditions)
     assert by_name["train"]["retryPolicy"] == {
@@ -165,6 +166,28 @@ def test_branches_retries_and_caching(compiled):
     assert "importer" in by_name
     out = spec["components"]["comp-train-step"]["outputDefinitions"]["artifacts"]
     assert list(out.values())[0]["artifactType"]["schemaTitle"] == "system.Model"
+
+
+def test_each_target_runs_its_branch_and_kubeflow_is_still_the_tfjob(compiled):
+    _, spec, _ = compiled
+    group = next(
+        c for c in spec["components"].values() if "dag" in c and "condition-2" in c["dag"]["tasks"]
+    )
+
+    def launched(target):
+        values = {"pipelinechannel--model_uri": "", "pipelinechannel--target": target}
+        chosen = [
+            t["componentRef"]["name"]
+            for t in group["dag"]["tasks"].values()
+            if evaluate_condition(t["triggerPolicy"]["condition"], values)
+        ]
+        return {task for c in chosen for task in spec["components"][c]["dag"]["tasks"]}
+
+    assert launched("tfjob") == {"train-tfjob"}
+    assert launched("kubeflow") == {"train-tfjob"}  # the old name, warned about by plan-training
+    assert launched("vertex") == {"train-vertex"}
+    assert launched("jobset") == {"train-jobset"}
+    assert launched("local") == {"train", "artifact-uri"}
 
 
 def test_loads_back(compiled):

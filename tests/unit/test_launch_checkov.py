@@ -60,7 +60,7 @@ def test_dockerfiles_and_manifests_pass_checkov(tmp_path):
         (tmp_path / flavour / "Dockerfile").write_text(
             dockerfile.replace("FROM ${BASE_IMAGE}", f"FROM {base}")
         )
-    req = validate.TrainingRequest("kubeflow", 3, 2, "NVIDIA_TESLA_T4")
+    req = validate.TrainingRequest("tfjob", 3, 2, "NVIDIA_TESLA_T4")
     cfg = tfjob.TFJobConfig(
         name="tfopt-train-check",
         image=GPU_IMAGE,

@@ -77,7 +77,7 @@ def test_bad_config_is_rejected(kw, field):
 def test_wrong_target_is_rejected():
     with pytest.raises(ConfigError, match="expected 'jobset' or 'trainjob'"):
         jobset.ClusterJobConfig(
-            name="a", image="i", command=("x",), request=validate.TrainingRequest("kubeflow", 2)
+            name="a", image="i", command=("x",), request=validate.TrainingRequest("tfjob", 2)
         )
 
 

@@ -21,7 +21,7 @@ from helpers.signals import callers_sigterm_handler, sigterm_when
 
 
 def make_config(replicas=3, gpus=2, accel="NVIDIA_L4", **kw):
-    req = validate.TrainingRequest("kubeflow", replicas, gpus, accel)
+    req = validate.TrainingRequest("tfjob", replicas, gpus, accel)
     cmd = tfjob.worker_command("gs://b/ds", "gs://b/model", {"epochs": 3}, "gs://b/bk")
     kw = {"name": "tfopt-train-1", "image": GPU_IMAGE, "namespace": "ml", **kw}
     return tfjob.TFJobConfig(command=tuple(cmd), request=req, **kw)
@@ -63,7 +63,7 @@ def test_tfjob_spec_roundtrips_through_sdk_models():
 
 
 def test_single_replica_cpu_job_has_only_a_chief():
-    req = validate.TrainingRequest("kubeflow", 1, 0)
+    req = validate.TrainingRequest("tfjob", 1, 0)
     cfg = tfjob.TFJobConfig(
         name="a1",
         image="img",
@@ -105,7 +105,7 @@ def test_bad_config(kw, match):
 
 
 def test_wrong_target_rejected():
-    with pytest.raises(ConfigError, match="expected 'kubeflow'"):
+    with pytest.raises(ConfigError, match="expected 'tfjob'"):
         tfjob.TFJobConfig(
             name="a", image="i", command=("x",), request=validate.TrainingRequest("vertex", 2, 0)
         )
@@ -280,6 +280,6 @@ def test_sigterm_cancels_and_deletes_job(job):
 
 
 def test_train_on_kubeflow_rejects_unshared_paths():
-    req = validate.TrainingRequest("kubeflow", 2, 0)
+    req = validate.TrainingRequest("tfjob", 2, 0)
     with pytest.raises(ConfigError, match="minio://"):
         tfjob.train_on_kubeflow("minio://mlpipeline/ds", "gs://b/m", {}, req, "img")

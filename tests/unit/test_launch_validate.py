@@ -1,22 +1,37 @@
 """Bad requests fail with clear errors before anything is submitted."""
 
 import json
+import logging
 
 import pytest
 
 from tfopt.errors import ConfigError
-from tfopt.launch import validate
+from tfopt.launch import tfjob, validate
 
 
 def test_more_replicas_than_allowed():
-    with pytest.raises(ConfigError, match=r"replicas=65 .* at most 64 for target 'kubeflow'"):
-        validate.TrainingRequest("kubeflow", replicas=65)
+    with pytest.raises(ConfigError, match=r"replicas=65 .* at most 64 for target 'tfjob'"):
+        validate.TrainingRequest("tfjob", replicas=65)
     with pytest.raises(ConfigError, match=r"replicas=3 .* at most 2"):
         validate.TrainingRequest("vertex", replicas=3, max_replicas=2)
     with pytest.raises(ConfigError, match="trains in one pod"):
         validate.TrainingRequest("local", replicas=2)
     with pytest.raises(ConfigError, match="replicas=0"):
-        validate.TrainingRequest("kubeflow", replicas=0)
+        validate.TrainingRequest("tfjob", replicas=0)
+
+
+def test_kubeflow_is_the_old_name_of_tfjob_and_warns(caplog):
+    with caplog.at_level(logging.WARNING, logger="tfopt.launch.validate"):
+        req = validate.TrainingRequest("kubeflow", 2)
+    assert req.target == "tfjob"
+    assert "training target 'kubeflow' is deprecated: use 'tfjob'" in caplog.text
+    assert "kubeflow" not in validate.TARGETS
+    config = tfjob.TFJobConfig(name="a", image="i", command=("x",), request=req)
+    assert config.request.target == "tfjob"  # the TFJob launcher takes it
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="tfopt.launch.validate"):
+        validate.TrainingRequest("tfjob", 2)
+    assert not caplog.records
 
 
 def test_unknown_accelerator_and_target():
@@ -26,8 +41,8 @@ def test_unknown_accelerator_and_target():
         r"target 'vertex': expected one of .*NVIDIA_TESLA_T4",
     ):
         validate.TrainingRequest("vertex", 2, 1, "NVIDIA_TESLA_X1")
-    with pytest.raises(ConfigError, match="not known to target 'kubeflow'"):
-        validate.TrainingRequest("kubeflow", 2, 1, "nvidia-tesla-t4")
+    with pytest.raises(ConfigError, match="not known to target 'tfjob'"):
+        validate.TrainingRequest("tfjob", 2, 1, "nvidia-tesla-t4")
     with pytest.raises(ConfigError, match="target='gke'"):
         validate.TrainingRequest("gke")
     # TPUs are in aiplatform's enum but are not GPUs tfopt can train on.
@@ -49,7 +64,7 @@ def test_vertex_types_come_from_aiplatform_enum():
 
 
 def test_node_selector_for_gpu_request():
-    req = validate.TrainingRequest("kubeflow", 4, 2, "NVIDIA_L4")
+    req = validate.TrainingRequest("tfjob", 4, 2, "NVIDIA_L4")
     assert req.node_selector() == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
 
 

@@ -85,9 +85,9 @@ class TFJobConfig:
                 f"{name}.command={self.command!r} is not allowed: expected a "
                 "non-empty list of strings"
             )
-        if self.request.target != "kubeflow":
+        if self.request.target != "tfjob":
             raise ConfigError(
-                f"{name}.request.target={self.request.target!r} is not allowed: expected 'kubeflow'"
+                f"{name}.request.target={self.request.target!r} is not allowed: expected 'tfjob'"
             )
         check_int(name, "timeout_s", self.timeout_s, 60, 30 * 24 * 3600)
         check_int(name, "backoff_limit", self.backoff_limit, 0, 100)

@@ -6,19 +6,25 @@ No TensorFlow here: the launch components call these in a CPU pod.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 
 from tfopt import distribute
 from tfopt.checks import check_choice, check_int, check_str
 from tfopt.errors import ConfigError
 
-TARGETS = ("local", "kubeflow", "trainjob", "jobset", "vertex")
+log = logging.getLogger(__name__)
+
+TARGETS = ("local", "tfjob", "trainjob", "jobset", "vertex")
+# Old spellings, still accepted with a warning: "kubeflow" named the TFJob target, while
+# the submit target of Kubeflow Pipelines is "kfp".
+DEPRECATED_TARGETS = {"kubeflow": "tfjob"}
 MAX_REPLICAS = 64
 MAX_GPUS_PER_REPLICA = 16
 # In-cluster ("local") training is one pod: MirroredStrategy over its GPUs.
 MAX_REPLICAS_BY_TARGET = {
     "local": 1,
-    "kubeflow": MAX_REPLICAS,
+    "tfjob": MAX_REPLICAS,
     "trainjob": MAX_REPLICAS,
     "jobset": MAX_REPLICAS,
     "vertex": MAX_REPLICAS,
@@ -50,6 +56,15 @@ def vertex_accelerator_types() -> tuple[str, ...]:
     return tuple(n for n in AcceleratorType.__members__ if n.startswith("NVIDIA_"))
 
 
+def current_target(target: str) -> str:
+    """``target`` as it is spelled now; an old spelling logs a deprecation warning."""
+    new = DEPRECATED_TARGETS.get(target) if isinstance(target, str) else None
+    if new is None:
+        return target
+    log.warning("training target %r is deprecated: use %r (same target)", target, new)
+    return new
+
+
 def accelerator_types(target: str) -> tuple[str, ...]:
     """Accelerator types ``target`` can schedule."""
     if target == "vertex":
@@ -63,7 +78,8 @@ class TrainingRequest:
 
     Attributes:
         target: ``local`` (one pod in the pipeline), ``trainjob`` (Kubeflow Trainer v2),
-            ``jobset`` (bare JobSet), ``kubeflow`` (legacy TFJob) or ``vertex``.
+            ``jobset`` (bare JobSet), ``tfjob`` (legacy TFJob) or ``vertex``; the old
+            ``kubeflow`` is taken as ``tfjob`` with a warning.
         replicas: worker processes (chief included); each runs on one machine/pod.
         gpus_per_replica: GPUs each replica gets (0 = CPU).
         accelerator_type: Vertex AI style name, e.g. ``NVIDIA_TESLA_T4``.
@@ -78,6 +94,7 @@ class TrainingRequest:
 
     def __post_init__(self):
         name = "TrainingRequest"
+        object.__setattr__(self, "target", current_target(self.target))
         check_choice(name, "target", self.target, TARGETS)
         check_int(name, "max_replicas", self.max_replicas, 1, MAX_REPLICAS)
         limit = min(self.max_replicas, MAX_REPLICAS_BY_TARGET[self.target])
@@ -89,7 +106,7 @@ class TrainingRequest:
             why = (
                 (
                     " (target 'local' trains in one pod; use target 'trainjob', 'jobset', "
-                    "'kubeflow' or 'vertex' for several workers)"
+                    "'tfjob' or 'vertex' for several workers)"
                 )
                 if self.target == "local"
                 else ""
