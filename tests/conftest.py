@@ -11,7 +11,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 @pytest.fixture(scope="session")
 def digits_dir(tmp_path_factory) -> str:
-    """builtin:digits ingested with the default split (train 1260 / val 179 / test 358)."""
+    """builtin:digits ingested with the default split (train 1261 / val 180 / test 356)."""
     from tfopt.data import ingest
 
     path = str(tmp_path_factory.mktemp("data") / "digits")

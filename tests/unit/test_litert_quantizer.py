@@ -19,7 +19,7 @@ from tfopt.errors import ConfigError, ModelError
 from tfopt.evaluation import runtime
 from tfopt.evaluation.runtime import Predictor
 
-# Accuracy points (test split, 358 examples: one example = 0.28 points) a recipe may lose
+# Accuracy points (test split, 356 examples: one example = 0.28 points) a recipe may lose
 # against the float model: int4 weights are coarser than int8.
 MAX_DROP = {"int8": 2.0, "int16x8": 2.0, "dynamic": 2.0, "int4_weight_only": 4.0, "mixed": 3.0}
 
