@@ -64,7 +64,9 @@ def main() -> None:
     tfl = {}
     for mode in tflite_lib.MODES:
         p = os.path.join(root, f"{mode}.tflite")
-        tflite_lib.convert_to_tflite(base, p, tflite_lib.QuantizeConfig(mode=mode), ds)
+        tflite_lib.convert_to_tflite(
+            base, ds, p, tflite_lib.TFLiteConfig(mode=mode, max_accuracy_drop=-1.0)
+        )
         tfl[mode] = row(f"tflite_{mode}", p, "tflite", base_params)
     f32 = tfl["float32"]
     same = np.array_equal(
@@ -88,7 +90,9 @@ def main() -> None:
         f"pruned layers {pr.sparsity:.4f}",
     )
     pi8 = os.path.join(root, "pruned_int8.tflite")
-    tflite_lib.convert_to_tflite(pruned, pi8, tflite_lib.QuantizeConfig(mode="int8"), ds)
+    tflite_lib.convert_to_tflite(
+        pruned, ds, pi8, tflite_lib.TFLiteConfig(mode="int8", max_accuracy_drop=-1.0)
+    )
     r = row("pruned_int8", pi8, "tflite", pr.params, pr.model_sparsity)
     checks["pruning sparsity within 0.01 of 0.8"] = pr.sparsity
     checks["pruned_int8 gzip <= 12% of float gzip"] = r["gzip_bytes"] / f32["gzip_bytes"]

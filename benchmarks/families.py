@@ -43,7 +43,9 @@ def p50_ms(path: str, threads: int, x) -> float:
 
 
 def int8(model_path: str, out: str, ds: str) -> str:
-    tflite_lib.convert_to_tflite(model_path, out, tflite_lib.QuantizeConfig(mode="int8"), ds)
+    tflite_lib.convert_to_tflite(
+        model_path, ds, out, tflite_lib.TFLiteConfig(mode="int8", max_accuracy_drop=-1.0)
+    )
     return out
 
 
@@ -62,7 +64,9 @@ def family(
     sizes, acc = {}, {}
     for mode in tflite_lib.MODES:
         path = os.path.join(root, f"{name}-{mode}.tflite")
-        tflite_lib.convert_to_tflite(base, path, tflite_lib.QuantizeConfig(mode=mode), ds)
+        tflite_lib.convert_to_tflite(
+            base, ds, path, tflite_lib.TFLiteConfig(mode=mode, max_accuracy_drop=-1.0)
+        )
         sizes[mode] = os.path.getsize(path)
         acc[mode] = accuracy(path, "tflite", x, y)
     r["tflite_bytes"], r["tflite_accuracy"] = sizes, acc

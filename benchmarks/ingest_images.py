@@ -183,9 +183,9 @@ def full_run(root: str, epochs: int) -> dict:
     t = time.perf_counter()
     q = tflite.convert_to_tflite(
         os.path.join(root, "model"),
+        ds,
         os.path.join(root, "m.tflite"),
-        tflite.QuantizeConfig(mode="int8"),
-        dataset_dir=ds,
+        tflite.TFLiteConfig(mode="int8", max_accuracy_drop=-1.0),
     )
     quant_s = time.perf_counter() - t
     x, y = input_pipeline.load_arrays(schema.load_info(ds), "test")

@@ -41,7 +41,7 @@ STEP = """
     if step == "ingest":
         ingest_lib.ingest(out, ingest_lib.IngestConfig(**INGEST))
     elif step == "convert":
-        tflite_lib.convert_to_tflite(rest[0], out, tflite_lib.QuantizeConfig(mode="float32"))
+        tflite_lib.convert_to_tflite(rest[0], None, out, tflite_lib.TFLiteConfig(mode="float32"))
     else:
         repository.push_model(rest[0], out, "digits", warmup_examples=np.load(rest[1]))
     print("done", flush=True)
@@ -63,7 +63,7 @@ def ref(tmp_path_factory):
     out["model"] = models.save_model(m, str(root / "m"))
     t0 = time.perf_counter()
     tflite_lib.convert_to_tflite(
-        out["model"], str(root / "m.tflite"), tflite_lib.QuantizeConfig(mode="float32")
+        out["model"], None, str(root / "m.tflite"), tflite_lib.TFLiteConfig(mode="float32")
     )
     out["convert_s"] = time.perf_counter() - t0
     out["tflite"] = (root / "m.tflite").read_bytes()
@@ -138,7 +138,9 @@ def test_sigkilled_tflite_conversion_and_push_leave_nothing_half_written(ref, tm
         assert _visible(parent) in ([], ["m.tflite"])
         if os.path.exists(out):
             assert (parent / "m.tflite").read_bytes() == ref["tflite"]
-        tflite_lib.convert_to_tflite(ref["model"], out, tflite_lib.QuantizeConfig(mode="float32"))
+        tflite_lib.convert_to_tflite(
+            ref["model"], None, out, tflite_lib.TFLiteConfig(mode="float32")
+        )
         assert (parent / "m.tflite").read_bytes() == ref["tflite"]
         assert os.listdir(parent) == ["m.tflite"]
         FIGURES["recovered"] += 1

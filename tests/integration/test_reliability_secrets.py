@@ -27,8 +27,8 @@ FLOW = """
     info = ingest.ingest(root + "/ds", ingest.IngestConfig())
     result = train.train_model(root + "/ds", root + "/model", train.TrainConfig(
         model=models.ModelConfig(arch="mlp", width=8, depth=1), epochs=1, batch_size=256))
-    tflite.convert_to_tflite(root + "/model", root + "/model.tflite",
-                               tflite.QuantizeConfig(mode="float32"))
+    tflite.convert_to_tflite(root + "/model", None, root + "/model.tflite",
+                             tflite.TFLiteConfig(mode="float32"))
     x, _ = input_pipeline.load_arrays(info, "test", limit=8)
     summary = deploy.deploy_local(root + "/model", root + "/repo", "digits", x)
     print("SUMMARY", summary, flush=True)

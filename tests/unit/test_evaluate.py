@@ -31,9 +31,12 @@ def zoo(tmp_path_factory, digits_dir):
     model.fit(x, y, epochs=3, batch_size=64, verbose=0)
     sm = models.save_model(model, str(root / "sm"))
     t32, t8 = str(root / "f32.tflite"), str(root / "i8.tflite")
-    tflite_lib.convert_to_tflite(sm, t32, tflite_lib.QuantizeConfig(mode="float32"))
+    tflite_lib.convert_to_tflite(sm, None, t32, tflite_lib.TFLiteConfig(mode="float32"))
     tflite_lib.convert_to_tflite(
-        sm, t8, tflite_lib.QuantizeConfig(mode="int8", representative_samples=50), ds
+        sm,
+        ds,
+        t8,
+        tflite_lib.TFLiteConfig(mode="int8", representative_samples=50, max_accuracy_drop=-1.0),
     )
     sparse = models.clone_model(model)
     kernel = sparse.get_layer("dense1").kernel

@@ -88,7 +88,7 @@ def test_labels_asset_is_tracked_and_the_model_is_left_as_it_was(saved, tmp_path
 def test_tflite_conversion_still_uses_serving_default(saved, tmp_path):
     _, path = saved
     out = str(tmp_path / "m.tflite")
-    tflite.convert_to_tflite(path, out, tflite.QuantizeConfig(mode="float32"))
+    tflite.convert_to_tflite(path, None, out, tflite.TFLiteConfig(mode="float32"))
     sig = tf.lite.Interpreter(model_path=out).get_signature_list()
     assert list(sig) == ["serving_default"] and sig["serving_default"]["inputs"] == ["x"]
 

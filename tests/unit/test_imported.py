@@ -124,9 +124,11 @@ def test_plain_saved_model_post_training_only(tmp_path, digits_dir, data):
     assert not os.path.exists(tmp_path / "pruned")
     q = tflite.convert_to_tflite(
         out,
-        str(tmp_path / "m.tflite"),
-        tflite.QuantizeConfig(mode="int8", representative_samples=20, fallback="none"),
         digits_dir,
+        str(tmp_path / "m.tflite"),
+        tflite.TFLiteConfig(
+            mode="int8", representative_samples=20, fallback="none", max_accuracy_drop=-1.0
+        ),
     )
     assert q.mode == "int8" and q.size_bytes > 0
     d = distill.distill_model(  # a teacher for distillation

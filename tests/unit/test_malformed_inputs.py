@@ -94,7 +94,7 @@ def saved(tmp_path_factory):
     m = models.build_model(models.ModelConfig(arch="mlp", width=8, depth=1), (8, 8, 1), 10)
     path = models.save_model(m, str(root / "good"))
     tfl = str(root / "good.tflite")
-    tflite_lib.convert_to_tflite(path, tfl, tflite_lib.QuantizeConfig(mode="float32"))
+    tflite_lib.convert_to_tflite(path, None, tfl, tflite_lib.TFLiteConfig(mode="float32"))
     return {"dir": path, "tflite": tfl, "root": root}
 
 

@@ -21,7 +21,10 @@ def converted(tmp_path_factory, digits_dir, cnn):
     results = {}
     for mode in tflite_lib.MODES:
         results[mode] = tflite_lib.convert_to_tflite(
-            cnn, str(out / f"{mode}.tflite"), tflite_lib.QuantizeConfig(mode=mode), digits_dir
+            cnn,
+            digits_dir,
+            str(out / f"{mode}.tflite"),
+            tflite_lib.TFLiteConfig(mode=mode, max_accuracy_drop=-1.0),
         )
     return results
 
@@ -58,9 +61,11 @@ def test_int8_keeps_accuracy_and_runs_integer_kernels(converted, digits_dir, cnn
 def test_int8_io_and_representative_samples(tmp_path, digits_dir, cnn):
     res = tflite_lib.convert_to_tflite(
         cnn,
-        str(tmp_path / "io.tflite"),
-        tflite_lib.QuantizeConfig(mode="int8", int8_io=True, representative_samples=20),
         digits_dir,
+        str(tmp_path / "io.tflite"),
+        tflite_lib.TFLiteConfig(
+            mode="int8", int8_io=True, representative_samples=20, max_accuracy_drop=-1.0
+        ),
     )
     interp = tf.lite.Interpreter(model_path=res.path)
     assert interp.get_input_details()[0]["dtype"] == np.int8
@@ -72,10 +77,7 @@ def test_int8_io_and_representative_samples(tmp_path, digits_dir, cnn):
 
 def test_accuracy_within_the_limit_is_recorded(tmp_path, digits_dir, cnn):
     res = tflite_lib.convert_to_tflite(
-        cnn,
-        str(tmp_path / "ok.tflite"),
-        tflite_lib.QuantizeConfig(max_accuracy_drop=5.0),
-        digits_dir,
+        cnn, digits_dir, str(tmp_path / "ok.tflite"), tflite_lib.TFLiteConfig(max_accuracy_drop=5.0)
     )
     assert res.mode == "int8" and res.fallback == ""
     assert res.accuracy_drop is not None and res.accuracy_drop <= 5.0
@@ -104,9 +106,9 @@ def outlier(tmp_path_factory, cnn):
 def test_accuracy_drop_over_the_limit_falls_back_to_selective(tmp_path, digits_dir, outlier):
     res = tflite_lib.convert_to_tflite(
         outlier,
-        str(tmp_path / "sel.tflite"),
-        tflite_lib.QuantizeConfig(max_accuracy_drop=1.0),
         digits_dir,
+        str(tmp_path / "sel.tflite"),
+        tflite_lib.TFLiteConfig(max_accuracy_drop=1.0),
     )
     assert res.mode == "int8" and res.fallback == "selective"
     assert res.denylisted and any("dense1" in n for n in res.denylisted)
@@ -121,9 +123,9 @@ def test_accuracy_drop_over_the_limit_falls_back_to_selective(tmp_path, digits_d
 def test_accuracy_drop_over_the_limit_falls_back_to_float16(tmp_path, digits_dir, outlier):
     res = tflite_lib.convert_to_tflite(
         outlier,
-        str(tmp_path / "f16.tflite"),
-        tflite_lib.QuantizeConfig(max_accuracy_drop=1.0, fallback="float16"),
         digits_dir,
+        str(tmp_path / "f16.tflite"),
+        tflite_lib.TFLiteConfig(max_accuracy_drop=1.0, fallback="float16"),
     )
     assert res.mode == "float16" and res.requested_mode == "int8"
     assert res.fallback == "float16" and res.accuracy_drop <= 0.5
@@ -133,9 +135,9 @@ def test_accuracy_drop_over_the_limit_falls_back_to_float16(tmp_path, digits_dir
 def test_fallback_none_keeps_int8_and_records_the_drop(tmp_path, digits_dir, outlier):
     res = tflite_lib.convert_to_tflite(
         outlier,
-        str(tmp_path / "i8.tflite"),
-        tflite_lib.QuantizeConfig(max_accuracy_drop=1.0, fallback="none"),
         digits_dir,
+        str(tmp_path / "i8.tflite"),
+        tflite_lib.TFLiteConfig(max_accuracy_drop=1.0, fallback="none"),
     )
     assert res.mode == "int8" and res.accuracy_drop > 1.0
     assert any("kept int8" in n for n in res.notes)
@@ -154,7 +156,10 @@ def test_unconvertible_op_tries_every_fallback_then_raises_conversion_error(tmp_
     path = _erf_model(str(tmp_path / "erf"))
     with pytest.raises(tflite_lib.ConversionError) as info:
         tflite_lib.convert_to_tflite(
-            path, str(tmp_path / "erf.tflite"), tflite_lib.QuantizeConfig(), digits_dir
+            path,
+            digits_dir,
+            str(tmp_path / "erf.tflite"),
+            tflite_lib.TFLiteConfig(max_accuracy_drop=-1.0),
         )
     text = str(info.value)
     assert "int8 conversion failed" in text and "float kernels failed" in text
@@ -169,7 +174,10 @@ def test_op_without_int8_kernel_is_kept_in_float_and_noted(tmp_path, digits_dir)
     out = keras.layers.Activation("softmax", name="probabilities")(keras.layers.Dense(10)(h))
     models.save_model(keras.Model(inputs, out), str(tmp_path / "cos"))
     res = tflite_lib.convert_to_tflite(
-        str(tmp_path / "cos"), str(tmp_path / "cos.tflite"), tflite_lib.QuantizeConfig(), digits_dir
+        str(tmp_path / "cos"),
+        digits_dir,
+        str(tmp_path / "cos.tflite"),
+        tflite_lib.TFLiteConfig(max_accuracy_drop=-1.0),
     )
     assert res.float_ops == ["COS"]
     assert any("COS" in n for n in res.notes)
@@ -181,10 +189,10 @@ def test_op_without_int8_kernel_is_kept_in_float_and_noted(tmp_path, digits_dir)
         {"mode": "int4"},
         {"mode": "float16", "int8_io": True},
         {"representative_samples": 0},
-        {"max_accuracy_drop": -1.0},
+        {"max_accuracy_drop": -2.0},  # -1 turns the check off
         {"fallback": "magic"},
     ],
 )
 def test_bad_config_is_refused(kwargs):
     with pytest.raises(ConfigError):
-        tflite_lib.QuantizeConfig(**kwargs)
+        tflite_lib.TFLiteConfig(**kwargs)

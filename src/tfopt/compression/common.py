@@ -1,5 +1,5 @@
-"""What every weight-training technique shares: loading a model for compression, fine-tuning,
-kernel sparsity."""
+"""What the compression techniques share: loading a model for compression, fine-tuning,
+kernel sparsity, and the settings several techniques declare alike."""
 
 from __future__ import annotations
 
@@ -13,11 +13,53 @@ from tfopt import model_info
 from tfopt._keras import keras, tf
 from tfopt.data import input_pipeline, schema
 from tfopt.data.integrity import reporting_corruption
-from tfopt.errors import ModelError
+from tfopt.errors import ConfigError, ModelError
+from tfopt.settings import check_settings, setting
 from tfopt.training import models
 from tfopt.training.divergence import StopOnDivergence
 
 log = logging.getLogger(__name__)
+
+
+# --- settings several techniques declare (one pipeline parameter each: declared alike) ----
+
+
+def seed_setting():
+    """The ``seed`` setting (pipeline parameter ``seed``)."""
+    return setting(42, "Seed of the fine-tuning's shuffles.", low=0, high=2**31 - 1, param="seed")
+
+
+def batch_size_setting(what: str = "Fine-tuning"):
+    """A ``batch_size`` setting (64)."""
+    return setting(64, f"{what} batch size.", low=1, high=1 << 20)
+
+
+def learning_rate_setting(default: float, what: str = "Fine-tuning"):
+    """A ``learning_rate`` setting (Adam's)."""
+    return setting(default, f"{what} learning rate.", low=0.0, high=10.0, low_open=True)
+
+
+def representative_samples_setting():
+    """The ``representative_samples`` setting of an int8 conversion (TFLite, QAT)."""
+    return setting(
+        200,
+        "Calibration examples drawn from the train split for int8.",
+        low=1,
+        high=100_000,
+        param="representative_samples",
+    )
+
+
+def check_with_names(config, *fields: str) -> None:
+    """``check_settings(config)`` where each of ``fields`` is a list of layer names: text
+    for KFP (comma-separated, "" = none) or a sequence of names in code; stored as a tuple."""
+    for name in fields:
+        value = getattr(config, name)
+        object.__setattr__(config, name, value if isinstance(value, str) else ",".join(value))
+    check_settings(config)
+    for name in fields:
+        names = tuple(n.strip() for n in getattr(config, name).split(",") if n.strip())
+        object.__setattr__(config, name, names)
 
 
 def load_for_compression(model_path: str, dataset_dir: str, where: str):
@@ -174,6 +216,33 @@ def finetune(
             verbose=1 if sys.stdout.isatty() else 2,
         )
     return {k: float(v[-1]) for k, v in history.history.items()}
+
+
+AUTO = "auto"  # keep_dense default: the first conv layer and the output layer
+
+
+def kept_dense(model: keras.Model, keep_dense: tuple[str, ...], owner: str) -> set[str]:
+    """The layers a ``keep_dense`` setting names (``owner.keep_dense`` in errors): layer
+    names, and ``auto`` for the first Conv2D layer and the output layer (the last layer
+    with a kernel)."""
+    with_kernel = [layer for layer in model.layers if kernel_of(layer) is not None]
+    names = {layer.name for layer in model.layers}
+    keep = set()
+    for entry in keep_dense:
+        if entry == AUTO:
+            convs = [la for la in with_kernel if isinstance(la, keras.layers.Conv2D)]
+            if convs:
+                keep.add(convs[0].name)
+            if with_kernel:
+                keep.add(with_kernel[-1].name)
+        elif entry not in names:
+            raise ConfigError(
+                f"{owner}.keep_dense names layer {entry!r}, which the model "
+                f"does not have; layers: {', '.join(sorted(names))}"
+            )
+        else:
+            keep.add(entry)
+    return keep
 
 
 def steps_per_epoch(info: schema.DatasetInfo, batch_size: int) -> int:

@@ -28,16 +28,17 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from tfopt import fsutil
+from tfopt import fsutil, registry
 from tfopt._keras import tf
-from tfopt.checks import check_choice, check_float, check_int
+from tfopt.compression.common import representative_samples_setting
 from tfopt.data import input_pipeline, schema
 from tfopt.errors import ConfigError, ModelError
 from tfopt.evaluation import runtime
+from tfopt.settings import check_settings, setting
 
 log = logging.getLogger(__name__)
 
-MODES = ("float32", "dynamic", "float16", "int8")
+MODES = registry.TFLITE_MODES  # float32, dynamic, float16, int8
 FALLBACKS = ("selective", "float16", "none")
 
 
@@ -46,46 +47,59 @@ class ConversionError(ModelError):
 
 
 @dataclass(frozen=True)
-class QuantizeConfig:
-    """How to convert.
+class TFLiteConfig:
+    """How to convert: each field is a setting (``tfopt.settings``), described where declared."""
 
-    Attributes:
-        mode: ``float32`` (no quantization), ``dynamic`` (int8 weights),
-            ``float16`` (float16 weights) or ``int8`` (weights and activations).
-        representative_samples: calibration examples drawn from the train split (int8).
-        int8_io: int8 input/output tensors (for integer-only accelerators);
-            only with ``mode="int8"``.
-        max_accuracy_drop: int8 only: accuracy points the int8 model may lose against
-            the SavedModel on the validation split before falling back; ``None`` = no check.
-        fallback: int8 only: ``selective`` (keep offending ops/layers in float, then
-            float16), ``float16`` (straight to float16) or ``none`` (fail instead).
-        check_samples: validation examples used for the accuracy check.
-        max_denylisted: most layers selective quantization may keep in float.
-    """
-
-    mode: str = "int8"
-    representative_samples: int = 200
-    int8_io: bool = False
-    max_accuracy_drop: float | None = None
-    fallback: str = "selective"
-    check_samples: int = 2000
-    max_denylisted: int = 4
+    mode: str = setting(
+        "int8",
+        "float32 (no quantization), dynamic (int8 weights), float16 (float16 weights) or "
+        "int8 (weights and activations, calibrated).",
+        choices=MODES,
+    )
+    representative_samples: int = representative_samples_setting()
+    int8_io: bool = setting(
+        False,
+        "int8 input/output tensors (for integer-only accelerators); only with mode int8.",
+    )
+    max_accuracy_drop: float = setting(
+        1.0,
+        "int8 only: accuracy points the int8 model may lose against the SavedModel on the "
+        "validation split before falling back; -1 (any value < 0) turns the check off.",
+        low=-1.0,
+        high=100.0,
+        param="max_accuracy_drop",
+    )
+    fallback: str = setting(
+        "selective",
+        "int8 only, when the conversion fails or loses too much: selective (keep offending "
+        "ops / layers in float, then float16), float16 (straight to float16) or none (fail "
+        "instead).",
+        choices=FALLBACKS,
+    )
+    check_samples: int = setting(
+        2000, "Validation examples used for the int8 accuracy check.", low=1, high=10_000_000
+    )
+    max_denylisted: int = setting(
+        4, "Most layers selective quantization may keep in float.", low=1, high=1000
+    )
 
     def __post_init__(self):
-        check_choice("QuantizeConfig", "mode", self.mode, MODES)
-        check_int(
-            "QuantizeConfig", "representative_samples", self.representative_samples, 1, 100_000
-        )
+        if self.max_accuracy_drop is None:  # the old spelling of "no check"
+            object.__setattr__(self, "max_accuracy_drop", -1.0)
+        check_settings(self)
         if self.int8_io and self.mode != "int8":
             raise ConfigError(
-                f"QuantizeConfig.int8_io=True is not allowed with "
+                f"TFLiteConfig.int8_io=True is not allowed with "
                 f"mode={self.mode!r}: integer input/output needs mode 'int8'"
             )
-        if self.max_accuracy_drop is not None:
-            check_float("QuantizeConfig", "max_accuracy_drop", self.max_accuracy_drop, 0.0, 100.0)
-        check_choice("QuantizeConfig", "fallback", self.fallback, FALLBACKS)
-        check_int("QuantizeConfig", "check_samples", self.check_samples, 1, 10_000_000)
-        check_int("QuantizeConfig", "max_denylisted", self.max_denylisted, 1, 1000)
+
+    @property
+    def accuracy_limit(self) -> float | None:
+        """``max_accuracy_drop``, or ``None`` when the check is off (a value < 0)."""
+        return None if self.max_accuracy_drop < 0 else self.max_accuracy_drop
+
+
+QuantizeConfig = TFLiteConfig  # deprecated name (it converts in every mode, not only int8)
 
 
 @dataclass(frozen=True)
@@ -126,7 +140,7 @@ def representative_dataset(dataset_dir: str, samples: int) -> Callable[[], Itera
 
 def make_converter(
     saved_model_dir: str,
-    config: QuantizeConfig,
+    config: TFLiteConfig,
     dataset_dir: str | None,
     float_builtins: bool = False,
 ):
@@ -198,7 +212,7 @@ def float_ops_in_int8(content: bytes) -> list[str]:
 
 
 def _accuracy_drop(
-    saved_model_dir: str, content: bytes, dataset_dir: str, config: QuantizeConfig
+    saved_model_dir: str, content: bytes, dataset_dir: str, config: TFLiteConfig
 ) -> float:
     """Validation accuracy points lost by ``content`` against the SavedModel."""
     import os
@@ -220,7 +234,7 @@ def _accuracy_drop(
     return float((np.mean(ref == y) - np.mean(got == y)) * 100.0)
 
 
-def _worst_layers(converter, dataset_dir: str, config: QuantizeConfig) -> list[str]:
+def _worst_layers(converter, dataset_dir: str, config: TFLiteConfig) -> list[str]:
     """Tensor names ordered by quantization error (mean squared error), worst first.
 
     Absolute error rather than RMSE / scale: a layer whose activation range is
@@ -244,10 +258,10 @@ def _worst_layers(converter, dataset_dir: str, config: QuantizeConfig) -> list[s
 
 
 def _selective(
-    saved_model_dir: str, dataset_dir: str, config: QuantizeConfig, notes: list[str]
+    saved_model_dir: str, dataset_dir: str, config: TFLiteConfig, notes: list[str]
 ) -> tuple[bytes, list[str], float | None] | None:
     """Keep the worst layers in float until the drop fits; ``None`` when it never does."""
-    assert config.max_accuracy_drop is not None  # only called to meet a drop limit
+    assert config.accuracy_limit is not None  # only called to meet a drop limit
     converter = make_converter(saved_model_dir, config, dataset_dir, float_builtins=True)
     try:
         ranked = _worst_layers(converter, dataset_dir, config)
@@ -279,8 +293,8 @@ def _selective(
     return None
 
 
-def _float16(saved_model_dir: str, config: QuantizeConfig, notes: list[str]) -> bytes:
-    f16 = QuantizeConfig(mode="float16")
+def _float16(saved_model_dir: str, config: TFLiteConfig, notes: list[str]) -> bytes:
+    f16 = TFLiteConfig(mode="float16")
     try:
         content = _convert(make_converter(saved_model_dir, f16, None))
     except ConversionError as exc:
@@ -294,10 +308,10 @@ def _float16(saved_model_dir: str, config: QuantizeConfig, notes: list[str]) -> 
 
 
 def _convert_int8(
-    saved_model_dir: str, config: QuantizeConfig, dataset_dir: str, notes: list[str]
+    saved_model_dir: str, config: TFLiteConfig, dataset_dir: str, notes: list[str]
 ) -> tuple[bytes, str, str, float | None, list[str]]:
     """int8 with its fallbacks -> (content, mode, fallback, drop, denylisted)."""
-    check = config.max_accuracy_drop is not None
+    check = config.accuracy_limit is not None
     try:
         content = _convert(make_converter(saved_model_dir, config, dataset_dir))
     except ConversionError as exc:
@@ -316,7 +330,7 @@ def _convert_int8(
                     _accuracy_drop(saved_model_dir, content, dataset_dir, config) if check else None
                 )
                 # drop is None exactly when there is no limit to check
-                if drop is None or drop <= (config.max_accuracy_drop or 0.0) + 1e-9:
+                if drop is None or drop <= config.max_accuracy_drop + 1e-9:
                     return content, "int8", "selective", drop, []
                 notes.append(
                     f"int8 with float kernels: drop {drop:.2f} points > "
@@ -328,7 +342,7 @@ def _convert_int8(
         content = _float16(saved_model_dir, config, notes)
         drop = _accuracy_drop(saved_model_dir, content, dataset_dir, config) if check else None
         return content, "float16", "float16", drop, []
-    if config.max_accuracy_drop is None:
+    if config.accuracy_limit is None:
         return content, "int8", "", None, []
     drop = _accuracy_drop(saved_model_dir, content, dataset_dir, config)
     if drop <= config.max_accuracy_drop + 1e-9:
@@ -357,11 +371,14 @@ def _convert_int8(
 
 def convert_to_tflite(
     saved_model_dir: str,
+    dataset_dir: str | None,
     output_path: str,
-    config: QuantizeConfig = QuantizeConfig(),
-    dataset_dir: str | None = None,
+    config: TFLiteConfig = TFLiteConfig(),
 ) -> QuantizeResult:
     """Convert a SavedModel (``serving_default``) to a ``.tflite`` file, atomically.
+
+    ``dataset_dir`` (the train split calibrates int8, the validation split checks its
+    accuracy) may be ``None`` for the other modes.
 
     Raises:
         ModelError: not a SavedModel.
@@ -404,3 +421,29 @@ def convert_to_tflite(
         float_ops=float_ops,
         denylisted=deny,
     )
+
+
+def apply(model_dir, dataset_dir, output_path, config, tensorboard_dir=None) -> registry.Outcome:
+    """The technique's entry point (``tfopt.registry.Technique.apply``); nothing trains."""
+    r = convert_to_tflite(model_dir, dataset_dir, output_path, config)
+    return registry.Outcome(
+        model={"quantization": r.mode, "fallback": r.fallback or None}, notes=r.notes
+    )
+
+
+TECHNIQUE = registry.register(
+    registry.Technique(
+        name="tflite",
+        summary="SavedModel -> TFLite in one mode (float32, dynamic, float16, int8); int8 falls "
+        "back (selective, then float16) when it loses more than max_accuracy_drop.",
+        config=TFLiteConfig,
+        apply=apply,
+        variants=tuple(
+            registry.Variant(
+                f"tflite_{m}", "tflite", switch=f"enable_tflite_{m}", settings={"mode": m}
+            )
+            for m in MODES
+        ),
+        output_format="tflite",
+    )
+)
