@@ -55,7 +55,9 @@ def main() -> None:
     for mode in ("float32", "int8"):
         paths[f"converter_{mode}"] = p = os.path.join(root, f"converter_{mode}.tflite")
         t = time.perf_counter()
-        tflite_lib.convert_to_tflite(base, p, tflite_lib.QuantizeConfig(mode=mode), ds)
+        tflite_lib.convert_to_tflite(
+            base, ds, p, tflite_lib.TFLiteConfig(mode=mode, max_accuracy_drop=-1.0)
+        )
         seconds[f"converter_{mode}"] = time.perf_counter() - t
     runs = [(f"litert_{r}", lq.LiteRTQuantizeConfig(recipe=r)) for r in lq.RECIPES]
     runs += [
@@ -65,7 +67,7 @@ def main() -> None:
     for name, config in runs:
         paths[name] = p = os.path.join(root, f"{name}.tflite")
         t = time.perf_counter()
-        res = lq.quantize_tflite(paths["converter_float32"], p, config, ds)
+        res = lq.quantize_tflite(paths["converter_float32"], ds, p, config)
         seconds[name] = time.perf_counter() - t
         worst = res.worst_tensors[0] if res.worst_tensors else {}
         extra[name] = {

@@ -27,7 +27,7 @@ MAX_DROP = {"int8": 2.0, "int16x8": 2.0, "dynamic": 2.0, "int4_weight_only": 4.0
 @pytest.fixture(scope="module")
 def float_tflite(tmp_path_factory, cnn):
     out = tmp_path_factory.mktemp("litert") / "float.tflite"
-    tflite_lib.convert_to_tflite(cnn, str(out), tflite_lib.QuantizeConfig(mode="float32"))
+    tflite_lib.convert_to_tflite(cnn, None, str(out), tflite_lib.TFLiteConfig(mode="float32"))
     return str(out)
 
 
@@ -37,9 +37,9 @@ def quantized(tmp_path_factory, float_tflite, digits_dir):
     return {
         recipe: lq.quantize_tflite(
             float_tflite,
+            digits_dir,
             str(out / f"{recipe}.tflite"),
             lq.LiteRTQuantizeConfig(recipe=recipe, report_tensors=100),
-            digits_dir,
         )
         for recipe in lq.RECIPES
     }
@@ -108,9 +108,9 @@ def test_mixed_gives_int8_exactly_to_the_ops_below_the_threshold(
     threshold = (low + high) / 2
     res = lq.quantize_tflite(
         float_tflite,
-        str(tmp_path / "mixed.tflite"),
-        lq.LiteRTQuantizeConfig(recipe="mixed", mixed_min_snr_db=threshold, min_snr_db=None),
         digits_dir,
+        str(tmp_path / "mixed.tflite"),
+        lq.LiteRTQuantizeConfig(recipe="mixed", mixed_min_snr_db=threshold, max_float_ops=0),
     )
     # the rule: int8 weights for an op whose output SNR under int4 is below the threshold
     assert set(res.int8_ops) == {n for n, snr in int4.items() if snr < threshold}
@@ -122,9 +122,9 @@ def test_mixed_gives_int8_exactly_to_the_ops_below_the_threshold(
 def test_mixed_with_every_op_int8_is_still_a_variant(tmp_path, float_tflite, digits_dir):
     res = lq.quantize_tflite(
         float_tflite,
+        digits_dir,
         str(tmp_path / "mixed8.tflite"),
         lq.LiteRTQuantizeConfig(recipe="mixed", mixed_min_snr_db=190.0),
-        digits_dir,
     )
     assert res.tensor_types["INT8"] == 4 and not res.tensor_types.get("INT4")
     assert res.int8_ops == litert_model.weight_op_names(Path(float_tflite).read_bytes())
@@ -139,11 +139,11 @@ def test_selective_fallback_keeps_where_the_error_enters_in_float(
     floor = max(_weight_ops(before).values()) + 1.0  # every weight op is below it
     res = lq.quantize_tflite(
         float_tflite,
+        digits_dir,
         str(tmp_path / "dyn_fallback.tflite"),
         lq.LiteRTQuantizeConfig(
             recipe="dynamic", min_snr_db=floor, max_float_ops=1, report_tensors=100
         ),
-        digits_dir,
     )
     assert len(res.float_ops) == 1
     kept = res.float_ops[0]
@@ -182,13 +182,13 @@ def test_a_recipe_without_a_supporting_op_is_rejected_with_the_reason(
     with pytest.raises(
         ModelError, match=rf"recipe '{recipe}' does not apply: no INT[48] .*SOFTMAX"
     ):
-        lq.quantize_tflite(no_weights_tflite, str(out), lq.LiteRTQuantizeConfig(recipe), digits_dir)
+        lq.quantize_tflite(no_weights_tflite, digits_dir, str(out), lq.LiteRTQuantizeConfig(recipe))
     assert not out.exists()
 
 
 def test_static_int8_applies_to_the_elementwise_model(tmp_path, no_weights_tflite, digits_dir):
     res = lq.quantize_tflite(
-        no_weights_tflite, str(tmp_path / "q.tflite"), lq.LiteRTQuantizeConfig("int8"), digits_dir
+        no_weights_tflite, digits_dir, str(tmp_path / "q.tflite"), lq.LiteRTQuantizeConfig("int8")
     )
     assert res.tensor_types["INT8"] and not res.tensor_types.get("FLOAT32")
 
@@ -196,18 +196,18 @@ def test_static_int8_applies_to_the_elementwise_model(tmp_path, no_weights_tflit
 def test_bad_input_fails_before_any_work(tmp_path, quantized, float_tflite, digits_dir):
     out = str(tmp_path / "q.tflite")
     with pytest.raises(ModelError, match="not a float32 TFLite model .*INT8"):
-        lq.quantize_tflite(quantized["int8"].path, out, lq.LiteRTQuantizeConfig(), digits_dir)
+        lq.quantize_tflite(quantized["int8"].path, digits_dir, out, lq.LiteRTQuantizeConfig())
     with pytest.raises(ModelError, match="not found"):
         lq.quantize_tflite(
-            str(tmp_path / "none.tflite"), out, lq.LiteRTQuantizeConfig(), digits_dir
+            str(tmp_path / "none.tflite"), digits_dir, out, lq.LiteRTQuantizeConfig()
         )
     (tmp_path / "junk.tflite").write_bytes(b"not a flatbuffer at all")
     with pytest.raises(ModelError, match="not a TFLite flatbuffer"):
         lq.quantize_tflite(
-            str(tmp_path / "junk.tflite"), out, lq.LiteRTQuantizeConfig(), digits_dir
+            str(tmp_path / "junk.tflite"), digits_dir, out, lq.LiteRTQuantizeConfig()
         )
     with pytest.raises(ConfigError, match="dataset_dir"):
-        lq.quantize_tflite(float_tflite, out, lq.LiteRTQuantizeConfig(), None)
+        lq.quantize_tflite(float_tflite, None, out, lq.LiteRTQuantizeConfig())
 
     class Flat(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([None, 5], tf.float32, name="x")])
@@ -221,20 +221,20 @@ def test_bad_input_fails_before_any_work(tmp_path, quantized, float_tflite, digi
     flat = tmp_path / "flat.tflite"
     flat.write_bytes(tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "flat")).convert())
     with pytest.raises(ModelError, match=r"takes inputs of shape \(5,\).*\(8, 8, 1\)"):
-        lq.quantize_tflite(str(flat), out, lq.LiteRTQuantizeConfig(), digits_dir)
+        lq.quantize_tflite(str(flat), digits_dir, out, lq.LiteRTQuantizeConfig())
     with pytest.raises(ConfigError, match=r"LiteRTQuantizeConfig.recipe='int3' .*'int8'"):
         lq.LiteRTQuantizeConfig(recipe="int3")
     with pytest.raises(ConfigError, match="max_accuracy_drop"):
-        lq.LiteRTQuantizeConfig(max_accuracy_drop=-1.0)
+        lq.LiteRTQuantizeConfig(max_accuracy_drop=-2.0)  # -1 turns the check off
     assert not os.path.exists(out)
 
 
 def test_accuracy_check_records_the_drop(tmp_path, float_tflite, digits_dir):
     res = lq.quantize_tflite(
         float_tflite,
+        digits_dir,
         str(tmp_path / "q.tflite"),
         lq.LiteRTQuantizeConfig("int8", max_accuracy_drop=MAX_DROP["int8"]),
-        digits_dir,
     )
     assert res.float_accuracy > 0.8
     assert res.accuracy_drop == pytest.approx((res.float_accuracy - res.accuracy) * 100.0)
@@ -261,9 +261,9 @@ def test_converter_int8_still_calibrates_beside_litert(tmp_path, quantized, cnn,
     assert "litert_quantizer" in sys.modules and "ai_edge_litert.interpreter" in sys.modules
     res = tflite_lib.convert_to_tflite(
         cnn,
-        str(tmp_path / "conv_int8.tflite"),
-        tflite_lib.QuantizeConfig(mode="int8", representative_samples=20),
         digits_dir,
+        str(tmp_path / "conv_int8.tflite"),
+        tflite_lib.TFLiteConfig(mode="int8", representative_samples=20, max_accuracy_drop=-1.0),
     )
     assert res.mode == "int8" and res.fallback == ""
     assert lq.type_counts(res.path)["INT8"]

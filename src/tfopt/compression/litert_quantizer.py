@@ -37,16 +37,16 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from tfopt import fsutil
-from tfopt.checks import check_choice, check_float, check_int
+from tfopt import fsutil, registry
 from tfopt.compression import litert_model
 from tfopt.data import input_pipeline, schema
 from tfopt.errors import ConfigError, ModelError
+from tfopt.settings import check_settings, setting
 
 log = logging.getLogger(__name__)
 
 EXACT_DB = 200.0  # the SNR reported for a tensor identical to the float one
-RECIPES = ("int8", "int16x8", "dynamic", "int4_weight_only", "mixed")
+RECIPES = registry.LITERT_RECIPES  # int8, int16x8, dynamic, int4_weight_only, mixed
 # The tensor type each recipe must put in the model (else it did not apply).
 EXPECTED_TYPE = {
     "int8": "INT8",
@@ -63,47 +63,62 @@ class QuantizerUnavailableError(ModelError):
 
 @dataclass(frozen=True)
 class LiteRTQuantizeConfig:
-    """How to quantize.
+    """How to quantize: each field is a setting (``tfopt.settings``), described where declared.
 
-    Attributes:
-        recipe: one of ``RECIPES``.
-        calibration_samples: training examples for calibration (static recipes).
-        validation_samples: validation examples for the per-tensor comparison.
-        min_snr_db: selective fallback floor: ops whose output SNR (dB, against the
-            float model) is below it are kept in float; ``None`` = no fallback.
-        max_float_ops: most ops the fallback may keep in float.
-        mixed_min_snr_db: ``mixed`` only: an op keeps int4 weights when its output SNR
-            under int4 is at least this, else it gets int8 weights.
-        max_accuracy_drop: accuracy points the variant may lose against the float
-            model on the validation split; beyond it the recipe is rejected
-            (``ModelError``); ``None`` = not checked.
-        check_samples: validation examples for the accuracy check.
-        report_tensors: how many worst tensors the result lists.
+    ``None`` is still taken for ``min_snr_db`` (no selective fallback: ``max_float_ops``
+    becomes 0) and ``max_accuracy_drop`` (no check: -1), their old spelling.
     """
 
-    recipe: str = "int8"
-    calibration_samples: int = 64
-    validation_samples: int = 16
-    min_snr_db: float | None = 10.0
-    max_float_ops: int = 4
-    mixed_min_snr_db: float = 20.0
-    max_accuracy_drop: float | None = None
-    check_samples: int = 2000
-    report_tensors: int = 5
+    recipe: str = setting(
+        "int8",
+        "LiteRT Quantizer recipe: int8, int16x8 (int16 activations), dynamic, "
+        "int4_weight_only or mixed (int4 weights where the measured error allows, else int8).",
+        choices=RECIPES,
+    )
+    calibration_samples: int = setting(
+        64, "Training examples for calibration (static recipes).", low=1, high=100_000
+    )
+    validation_samples: int = setting(
+        16, "Validation examples for the per-tensor comparison.", low=1, high=10_000
+    )
+    min_snr_db: float = setting(
+        10.0,
+        "Selective fallback floor: ops whose output SNR (dB, against the float model) is "
+        "below it are kept in float, up to max_float_ops of them.",
+        low=-100.0,
+        high=200.0,
+    )
+    max_float_ops: int = setting(
+        4, "Most ops the selective fallback may keep in float (0 turns it off).", low=0, high=1000
+    )
+    mixed_min_snr_db: float = setting(
+        20.0,
+        "mixed only: an op keeps int4 weights when its output SNR under int4 is at least "
+        "this (dB), else it gets int8 weights.",
+        low=-100.0,
+        high=200.0,
+    )
+    max_accuracy_drop: float = setting(
+        -1.0,
+        "Accuracy points the variant may lose against the float model on the validation "
+        "split; beyond it the recipe is rejected. -1 (any value < 0) turns the check off.",
+        low=-1.0,
+        high=100.0,
+    )
+    check_samples: int = setting(
+        2000, "Validation examples for the accuracy check.", low=1, high=10_000_000
+    )
+    report_tensors: int = setting(
+        5, "How many of the worst tensors the result lists.", low=1, high=1000
+    )
 
     def __post_init__(self):
-        owner = "LiteRTQuantizeConfig"
-        check_choice(owner, "recipe", self.recipe, RECIPES)
-        check_int(owner, "calibration_samples", self.calibration_samples, 1, 100_000)
-        check_int(owner, "validation_samples", self.validation_samples, 1, 10_000)
-        if self.min_snr_db is not None:
-            check_float(owner, "min_snr_db", self.min_snr_db, -100.0, 200.0)
-        check_int(owner, "max_float_ops", self.max_float_ops, 0, 1000)
-        check_float(owner, "mixed_min_snr_db", self.mixed_min_snr_db, -100.0, 200.0)
-        if self.max_accuracy_drop is not None:
-            check_float(owner, "max_accuracy_drop", self.max_accuracy_drop, 0.0, 100.0)
-        check_int(owner, "check_samples", self.check_samples, 1, 10_000_000)
-        check_int(owner, "report_tensors", self.report_tensors, 1, 1000)
+        if self.min_snr_db is None:
+            object.__setattr__(self, "min_snr_db", 10.0)
+            object.__setattr__(self, "max_float_ops", 0)
+        if self.max_accuracy_drop is None:
+            object.__setattr__(self, "max_accuracy_drop", -1.0)
+        check_settings(self)
 
 
 @dataclass(frozen=True)
@@ -232,9 +247,9 @@ def _feed(signature: str, input_name: str, x: np.ndarray) -> dict:
 
 def quantize_tflite(
     float_path: str,
+    dataset_dir: str | None,
     output_path: str,
     config: LiteRTQuantizeConfig = LiteRTQuantizeConfig(),
-    dataset_dir: str | None = None,
 ) -> LiteRTQuantizeResult:
     """Quantize the float TFLite model at ``float_path`` with ``config.recipe``, atomically.
 
@@ -278,7 +293,7 @@ def quantize_tflite(
     q = _build(content, config.recipe, int8_ops)
     quantized = _run(q, calibration)
     errors = _errors(q, validation, op_outputs)
-    while config.min_snr_db is not None and len(float_ops) < config.max_float_ops:
+    while len(float_ops) < config.max_float_ops:
         entry = _entry_point(graph, errors, config.min_snr_db, float_ops)
         if entry is None:
             break
@@ -302,7 +317,7 @@ def quantize_tflite(
     if worst_rows:
         notes.append(f"worst tensor {worst_rows[0]['name']}: {worst_rows[0]['snr_db']:.1f} dB SNR")
     accuracy = float_accuracy = drop = None
-    if config.max_accuracy_drop is not None:
+    if config.max_accuracy_drop >= 0:
         accuracy, float_accuracy = _accuracies(content, quantized, dataset_dir, config)
         drop = (float_accuracy - accuracy) * 100.0
         if drop > config.max_accuracy_drop + 1e-9:
@@ -346,9 +361,49 @@ def _accuracies(
     return out[0], out[1]
 
 
+def apply(model_dir, dataset_dir, output_path, config, tensorboard_dir=None) -> registry.Outcome:
+    """The technique's entry point (``tfopt.registry.Technique.apply``): ``model_dir`` is
+    the float ``.tflite`` file of the ``tflite_float32`` variant."""
+    r = quantize_tflite(model_dir, dataset_dir, output_path, config)
+    return registry.Outcome(
+        model={
+            "quantization": f"litert_{r.recipe}",
+            "tensor_types": r.tensor_types,
+            "worst_tensors": r.worst_tensors,
+            "float_ops": r.float_ops,
+            "int8_ops": r.int8_ops,
+        },
+        notes=r.notes,
+    )
+
+
 def type_counts(path: str) -> Counter:
     """Tensor count per flatbuffer type of the ``.tflite`` file at ``path``."""
     from tfopt._keras import tf
 
     with tf.io.gfile.GFile(path, "rb") as fh:
         return litert_model.tensor_types(fh.read())
+
+
+TECHNIQUE = registry.register(
+    registry.Technique(
+        name="litert",
+        summary="LiteRT Quantizer recipes on the float TFLite file (int8, int16x8, dynamic, "
+        "int4 weight-only, mixed int4/int8), with a selective float fallback.",
+        config=LiteRTQuantizeConfig,
+        apply=apply,
+        # off by default: five more steps
+        variants=tuple(
+            registry.Variant(
+                f"litert_{r}",
+                "litert",
+                base="tflite_float32",
+                switch="enable_litert_quantizer",
+                settings={"recipe": r},
+                default=False,
+            )
+            for r in RECIPES
+        ),
+        output_format="tflite",
+    )
+)
