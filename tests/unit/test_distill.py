@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -28,7 +30,10 @@ def run(tmp_path_factory, digits_dir, cnn):
         digits_dir,
         str(tmp / "student"),
         distill.DistillConfig(
-            student=STUDENT,
+            student_arch="mlp",
+            student_width=8,
+            student_depth=1,
+            train_scratch=True,
             labelled_fraction=0.1,
             unlabeled=str(tmp / "unlabeled.npz"),
             augment=True,
@@ -119,11 +124,31 @@ def test_labelled_mask_is_seeded_and_stratified():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"temperature": 0.0}, {"temperature": -1.0}, {"alpha": 1.5}, {"labelled_fraction": 0.0}],
+    [
+        {"temperature": 0.0},
+        {"temperature": -1.0},
+        {"alpha": 1.5},
+        {"labelled_fraction": 0.0},
+        {"student_arch": "vgg"},
+        {"student_width": 0},
+        {"student_alpha": 0.5},  # a cnn has no width multiplier
+        {"student": models.ModelConfig(weights_uri="w.h5")},
+    ],
 )
 def test_bad_config_is_refused(kwargs):
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="DistillConfig"):
         distill.DistillConfig(**kwargs)
+
+
+def test_student_settings_make_the_student_model_config():
+    default = distill.DistillConfig()
+    assert default.student_model == models.ModelConfig(arch="cnn", width=8, depth=2, dropout=0.0)
+    assert default.train_scratch is False  # the pipeline's default
+    # a ModelConfig sets the student settings (library callers, application families)
+    config = distill.DistillConfig(student=STUDENT, epochs=3)
+    assert (config.student_arch, config.student_width, config.student_depth) == ("mlp", 8, 1)
+    assert config.student_model == STUDENT
+    assert dataclasses.replace(config, student_width=4).student_model.width == 4
 
 
 def test_unlabeled_inputs_of_the_wrong_shape_fail_before_training(tmp_path, digits_dir, cnn):

@@ -29,70 +29,129 @@ import logging
 import math
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import InitVar, asdict, dataclass, field
 
 import numpy as np
 
-from tfopt import fsutil
+from tfopt import fsutil, registry
 from tfopt._keras import keras, tf
-from tfopt.checks import check_float, check_int
+from tfopt.compression.common import batch_size_setting, learning_rate_setting, seed_setting
 from tfopt.data import input_pipeline, schema
-from tfopt.errors import DataError, ModelError
+from tfopt.errors import ConfigError, DataError, ModelError
+from tfopt.settings import check_settings, setting
 from tfopt.training import models, module_file
 from tfopt.training.divergence import StopOnDivergence
+from tfopt.training.model_config import ARCHITECTURES, WIDTH_ARCHITECTURES
 
 log = logging.getLogger(__name__)
 
 # How the transfer set is read: file order (the label mask lines up), cached as training caches
 STREAM = input_pipeline.InputConfig(auto_shard="off")
+# The ModelConfig fields of the student, each a ``student_<field>`` setting
+STUDENT_FIELDS = ("arch", "width", "depth", "dropout", "alpha")
 
 
 @dataclass(frozen=True)
 class DistillConfig:
-    """How to distil.
+    """How to distil: each field is a setting (``tfopt.settings``), described where declared.
 
-    Attributes:
-        student: architecture of the student (a built-in model).
-        temperature: softening temperature T, > 0.
-        alpha: weight of the hard-label term, in [0, 1].
-        labelled_fraction: share of the train split whose labels are used, in (0, 1].
-        unlabeled: extra transfer inputs: a dataset directory (its train split) or an
-            ``.npz`` with an ``x`` array; "" = none.
-        augment: random shifts (up to ``shift`` pixels, images only) and Gaussian noise
-            (``noise`` times the feature std) on the transfer inputs.
-        epochs / batch_size / learning_rate / seed: training of both students.
-        train_scratch: also train the same student from scratch on the labelled examples.
+    The student is a built-in model made of the ``student_*`` settings (``student_model``).
+    ``student=`` (a ``ModelConfig`` or its dict, e.g. ``applications.student_config(...)``)
+    sets those settings from a model config instead.
     """
 
-    student: models.ModelConfig = field(
-        default_factory=lambda: models.ModelConfig(arch="cnn", width=8, depth=2, dropout=0.0)
+    student_arch: str = setting(
+        "cnn", "Architecture of the student (a built-in model).", choices=ARCHITECTURES
     )
-    temperature: float = 4.0
-    alpha: float = 0.1
-    labelled_fraction: float = 1.0
-    unlabeled: str = ""
-    augment: bool = False
-    shift: int = 1
-    noise: float = 0.05
-    epochs: int = 20
-    batch_size: int = 64
-    learning_rate: float = 3e-3
-    seed: int = 42
-    train_scratch: bool = True
+    student_width: int = setting(
+        8,
+        "Units of the first dense layer (mlp) / filters of the first conv layer (cnn) of the "
+        "student.",
+        low=1,
+        high=8192,
+        param="student_width",
+    )
+    student_depth: int = setting(
+        2, "Hidden dense layers (mlp) or conv layers (cnn) of the student.", low=1, high=16
+    )
+    student_dropout: float = setting(
+        0.0, "Dropout rate before the student's output layer.", low=0.0, high=1.0, high_open=True
+    )
+    student_alpha: float = setting(
+        1.0,
+        "Width multiplier of a mobilenet_v2 / mobilenet_v3_small student (1.0 elsewhere).",
+        low=0.0,
+        high=4.0,
+        low_open=True,
+    )
+    temperature: float = setting(
+        4.0,
+        "Softening temperature T of the teacher's and the student's outputs.",
+        low=0.0,
+        high=1000.0,
+        low_open=True,
+        param="distill_temperature",
+    )
+    alpha: float = setting(
+        0.1,
+        "Weight of the hard-label term (1 - alpha: the teacher's soft labels).",
+        low=0.0,
+        high=1.0,
+        param="distill_alpha",
+    )
+    labelled_fraction: float = setting(
+        1.0,
+        "Share of the train split whose labels are used (seeded, stratified).",
+        low=0.0,
+        high=1.0,
+        low_open=True,
+    )
+    unlabeled: str = setting(
+        "",
+        "Extra transfer inputs: a dataset directory (its train split) or an .npz with an x "
+        "array; '' = none.",
+    )
+    augment: bool = setting(
+        False, "Random shifts (images) and Gaussian noise on the transfer inputs."
+    )
+    shift: int = setting(1, "Augmentation: largest shift in pixels (images only).", low=0, high=64)
+    noise: float = setting(
+        0.05, "Augmentation: noise standard deviation, times the feature std.", low=0.0, high=10.0
+    )
+    epochs: int = setting(
+        20, "Training epochs of each student.", low=1, high=100_000, param="distill_epochs"
+    )
+    batch_size: int = batch_size_setting("Training")
+    learning_rate: float = learning_rate_setting(3e-3, "Training")
+    seed: int = seed_setting()
+    train_scratch: bool = setting(
+        False,
+        "Also train the same student from scratch on the labelled examples (the comparison "
+        "in the report; doubles the step's training time).",
+        param="distill_train_scratch",
+    )
+    student: InitVar[models.ModelConfig | dict | None] = None
+    student_model: models.ModelConfig = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self):
-        name = "DistillConfig"
-        if isinstance(self.student, dict):
-            object.__setattr__(self, "student", models.ModelConfig(**self.student))
-        check_float(name, "temperature", self.temperature, 0.0, 1000.0, low_open=True)
-        check_float(name, "alpha", self.alpha, 0.0, 1.0)
-        check_float(name, "labelled_fraction", self.labelled_fraction, 0.0, 1.0, low_open=True)
-        check_int(name, "shift", self.shift, 0, 64)
-        check_float(name, "noise", self.noise, 0.0, 10.0)
-        check_int(name, "epochs", self.epochs, 1, 100_000)
-        check_int(name, "batch_size", self.batch_size, 1, 1 << 20)
-        check_float(name, "learning_rate", self.learning_rate, 0.0, 10.0, low_open=True)
-        check_int(name, "seed", self.seed, 0, 2**31 - 1)
+    def __post_init__(self, student):
+        if student is not None:
+            student = models.ModelConfig(**student) if isinstance(student, dict) else student
+            if student.weights_uri:
+                raise ConfigError(
+                    f"DistillConfig.student.weights_uri={student.weights_uri!r} is not "
+                    "allowed: a student starts from random weights"
+                )
+            for name in STUDENT_FIELDS:
+                object.__setattr__(self, f"student_{name}", getattr(student, name))
+        check_settings(self)
+        if self.student_alpha != 1.0 and self.student_arch not in WIDTH_ARCHITECTURES:
+            raise ConfigError(
+                f"DistillConfig.student_alpha={self.student_alpha} is not allowed with "
+                f"student_arch={self.student_arch!r}: only {', '.join(WIDTH_ARCHITECTURES)} "
+                "have a width multiplier (use 1.0)"
+            )
+        model = models.ModelConfig(**{n: getattr(self, f"student_{n}") for n in STUDENT_FIELDS})
+        object.__setattr__(self, "student_model", model)
 
 
 @dataclass(frozen=True)
@@ -271,7 +330,7 @@ def _build_student(
         models.check_compatible(student, info.feature_shape, info.num_classes, "build_student")
         return student
     return models.build_model(
-        config.student, info.feature_shape, info.num_classes, mean, var, name="student"
+        config.student_model, info.feature_shape, info.num_classes, mean, var, name="student"
     )
 
 
@@ -286,9 +345,9 @@ def distill_model(
     """Distil the teacher at ``teacher_path`` (only read) into a student saved at ``output_path``.
 
     ``tensorboard_dir`` gets ``distill/`` and ``scratch/`` runs (TensorBoard scalars).
-    ``build_student`` (e.g. a module file's) replaces ``config.student``; it is called
+    ``build_student`` (e.g. a module file's) replaces ``config.student_model``; it is called
     once per student with the same seed set. An application family's narrower member is
-    ``config.student = applications.student_config(teacher_config)``.
+    ``DistillConfig(student=applications.student_config(teacher_config))``.
     """
     from tfopt.training.tensorboard import tensorboard_subdir
     from tfopt.training.train import feature_stats
@@ -319,7 +378,9 @@ def distill_model(
     if build_student is None:  # a teacher built from a module file brings its student
         user = module_file.bundled(teacher_path)
         if user is not None and user.has_student:
-            build_student = functools.partial(user.build_student, asdict(config))
+            hparams = {**asdict(config), "student": asdict(config.student_model)}
+            del hparams["student_model"]  # the settings, and the student as before: a dict
+            build_student = functools.partial(user.build_student, hparams)
     student = _build_student(config, info, mean, var, build_student)
     teacher_params, student_params = models.count_params(teacher), models.count_params(student)
     if student_params >= teacher_params:
@@ -383,3 +444,35 @@ def distill_model(
         result.transfer_examples,
     )
     return result
+
+
+def apply(model_dir, dataset_dir, output_path, config, tensorboard_dir=None) -> registry.Outcome:
+    """The technique's entry point (``tfopt.registry.Technique.apply``)."""
+    r = distill_model(model_dir, dataset_dir, output_path, config, tensorboard_dir)
+    return registry.Outcome(
+        metrics={
+            k: v
+            for k, v in r.to_dict().items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        },
+        model={"params": r.student_params, "sparsity": 0.0, "scratch_accuracy": r.scratch_accuracy},
+        notes=r.notes,
+    )
+
+
+TECHNIQUE = registry.register(
+    registry.Technique(
+        name="distill",
+        summary="Knowledge distillation into a smaller student (soft labels at a temperature), "
+        "optionally compared with the same student trained from scratch.",
+        config=DistillConfig,
+        apply=apply,
+        variants=(
+            registry.Variant("distilled", "distill", switch="enable_distillation", task="distill"),
+            registry.Variant(
+                "distilled_int8", "tflite", base="distilled", settings={"mode": "int8"}
+            ),
+        ),
+        trains=True,
+    )
+)
