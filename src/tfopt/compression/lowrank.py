@@ -17,10 +17,18 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from tfopt import registry
 from tfopt._keras import keras
-from tfopt.checks import check_float, check_int
-from tfopt.compression.common import finetune, load_for_compression
+from tfopt.compression.common import (
+    batch_size_setting,
+    check_with_names,
+    finetune,
+    learning_rate_setting,
+    load_for_compression,
+    seed_setting,
+)
 from tfopt.errors import ConfigError, ModelError
+from tfopt.settings import setting
 from tfopt.training import models
 
 log = logging.getLogger(__name__)
@@ -28,37 +36,41 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class LowRankConfig:
-    """How to factorize.
+    """How to factorize: each field is a setting (``tfopt.settings``), described where declared."""
 
-    Attributes:
-        rank: rank of every factorized layer; 0 = chosen per layer by ``energy``.
-        energy: share of the squared singular values kept when ``rank`` is 0, in (0, 1].
-        layers: names of layers to factorize; ``()`` = every Dense / 1x1 Conv2D layer
-            where the rank saves parameters.
-        epochs / batch_size / learning_rate / seed: fine-tuning (``epochs=0``: none).
-    """
-
-    rank: int = 0
-    energy: float = 0.9
-    layers: tuple[str, ...] = ()
-    epochs: int = 5
-    batch_size: int = 64
-    learning_rate: float = 5e-4
-    seed: int = 42
+    rank: int = setting(
+        0,
+        "Rank of every factorized layer; 0 = chosen per layer by energy.",
+        low=0,
+        high=1 << 20,
+        param="lowrank_rank",
+    )
+    energy: float = setting(
+        0.9,
+        "Share of the squared singular values kept when rank is 0.",
+        low=0.0,
+        high=1.0,
+        low_open=True,
+        param="lowrank_energy",
+    )
+    layers: tuple[str, ...] = setting(
+        "",
+        "Comma-separated names of layers to factorize; '' = every Dense / 1x1 Conv2D layer "
+        "where the rank saves parameters.",
+    )
+    epochs: int = setting(
+        5,
+        "Fine-tuning epochs after factorizing (0: none).",
+        low=0,
+        high=100_000,
+        param="lowrank_epochs",
+    )
+    batch_size: int = batch_size_setting()
+    learning_rate: float = learning_rate_setting(5e-4)
+    seed: int = seed_setting()
 
     def __post_init__(self):
-        name = "LowRankConfig"
-        if isinstance(self.layers, str):
-            object.__setattr__(
-                self, "layers", tuple(n.strip() for n in self.layers.split(",") if n.strip())
-            )
-        object.__setattr__(self, "layers", tuple(self.layers))
-        check_int(name, "rank", self.rank, 0, 1 << 20)
-        check_float(name, "energy", self.energy, 0.0, 1.0, low_open=True)
-        check_int(name, "epochs", self.epochs, 0, 100_000)
-        check_int(name, "batch_size", self.batch_size, 1, 1 << 20)
-        check_float(name, "learning_rate", self.learning_rate, 0.0, 10.0, low_open=True)
-        check_int(name, "seed", self.seed, 0, 2**31 - 1)
+        check_with_names(self, "layers")
 
 
 @dataclass(frozen=True)
@@ -138,6 +150,16 @@ def factorizability(model: keras.Model, config: LowRankConfig = LowRankConfig())
         why = "" if saves else f"rank {entry['rank']} saves no parameters"
         out[layer.name] = {"factorizable": saves, "reason": why, **entry}
     return out
+
+
+def factorizable(model: keras.Model, config: LowRankConfig) -> dict[str, tuple[bool, str]]:
+    """:func:`factorizability` as ``{layer: (applies, why not)}`` (``Technique.plan``)."""
+    return as_plan(factorizability(model, config))
+
+
+def as_plan(factors: dict[str, dict]) -> dict[str, tuple[bool, str]]:
+    """:func:`factorizability`'s answers as ``{layer: (applies, why not)}``."""
+    return {n: (e["factorizable"], e["reason"]) for n, e in factors.items()}
 
 
 def plan(model: keras.Model, config: LowRankConfig) -> dict[str, dict]:
@@ -291,3 +313,42 @@ def factorize_model(
         "factorized %s: %d -> %d params", list(layers), result.params_before, result.params_after
     )
     return result
+
+
+def apply(model_dir, dataset_dir, output_path, config, tensorboard_dir=None) -> registry.Outcome:
+    """The technique's entry point (``tfopt.registry.Technique.apply``)."""
+    r = factorize_model(model_dir, dataset_dir, output_path, config, tensorboard_dir)
+    return registry.Outcome(
+        metrics={
+            **r.metrics,
+            "params": r.params_after,
+            "params_before": r.params_before,
+            "factorized_reduction": r.factorized_reduction,
+            "factorized_param_fraction": r.factorized_param_fraction,
+        },
+        model={
+            "params": r.params_after,
+            "sparsity": 0.0,
+            "layers": r.layers,
+            "factorized_param_fraction": r.factorized_param_fraction,
+        },
+        notes=r.notes,
+    )
+
+
+TECHNIQUE = registry.register(
+    registry.Technique(
+        name="lowrank",
+        summary="Low-rank factorization: truncated SVD of Dense and 1x1 Conv kernels (rank by "
+        "retained energy), fine-tuned; fewer parameters and multiply-adds.",
+        config=LowRankConfig,
+        apply=apply,
+        variants=(
+            registry.Variant("lowrank", "lowrank", switch="enable_lowrank"),
+            registry.Variant("lowrank_int8", "tflite", base="lowrank", settings={"mode": "int8"}),
+        ),
+        trains=True,
+        needs_keras=True,
+        plan=factorizable,
+    )
+)
