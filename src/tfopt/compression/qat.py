@@ -22,16 +22,21 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from tfopt import registry
 from tfopt._keras import keras
-from tfopt.checks import check_float, check_int
 from tfopt.compression import tflite
 from tfopt.compression.common import (
+    batch_size_setting,
     finetune,
     graph_links,
     kernel_of,
+    learning_rate_setting,
     load_for_compression,
+    representative_samples_setting,
+    seed_setting,
 )
 from tfopt.errors import ModelError
+from tfopt.settings import check_settings, setting
 from tfopt.training import models
 
 log = logging.getLogger(__name__)
@@ -39,29 +44,25 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class QatConfig:
-    """How to run quantization-aware training.
+    """How to run quantization-aware training: each field is a setting (``tfopt.settings``),
+    described where declared."""
 
-    Attributes:
-        preserve_sparsity: keep the zeros of a pruned model (pruning-preserving QAT).
-        epochs / batch_size / learning_rate / seed: fine-tuning.
-        representative_samples / int8_io: the final int8 TFLite conversion.
-    """
-
-    preserve_sparsity: bool = False
-    epochs: int = 2
-    batch_size: int = 64
-    learning_rate: float = 1e-4
-    seed: int = 42
-    representative_samples: int = 200
-    int8_io: bool = False
+    preserve_sparsity: bool = setting(
+        False, "Keep the zeros of a pruned model through fine-tuning (pruning-preserving QAT)."
+    )
+    epochs: int = setting(
+        2, "Quantization-aware fine-tuning epochs.", low=1, high=100_000, param="qat_epochs"
+    )
+    batch_size: int = batch_size_setting()
+    learning_rate: float = learning_rate_setting(1e-4)
+    seed: int = seed_setting()
+    representative_samples: int = representative_samples_setting()
+    int8_io: bool = setting(
+        False, "int8 input/output tensors of the TFLite model (integer-only accelerators)."
+    )
 
     def __post_init__(self):
-        name = "QatConfig"
-        check_int(name, "epochs", self.epochs, 1, 100_000)
-        check_int(name, "batch_size", self.batch_size, 1, 1 << 20)
-        check_float(name, "learning_rate", self.learning_rate, 0.0, 10.0, low_open=True)
-        check_int(name, "seed", self.seed, 0, 2**31 - 1)
-        check_int(name, "representative_samples", self.representative_samples, 1, 100_000)
+        check_settings(self)
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ def quantizability(model: keras.Model) -> dict[str, tuple[bool, str]]:
         default_8bit_quantize_registry as registry_lib,
     )
 
-    registry = registry_lib.Default8BitQuantizeRegistry()
+    known = registry_lib.Default8BitQuantizeRegistry()
     inbound, consumers = graph_links(model)
     out: dict[str, tuple[bool, str]] = {}
     for layer in model.layers:
@@ -123,7 +124,7 @@ def quantizability(model: keras.Model) -> dict[str, tuple[bool, str]]:
                     "BatchNormalization not right after a linear Conv2D / DepthwiseConv2D / "
                     "Dense (the only place tfmot folds it)",
                 )
-        elif registry.supports(layer):
+        elif known.supports(layer):
             out[layer.name] = (True, "")
         elif kind == "TFOpLambda":
             out[layer.name] = (
@@ -183,27 +184,33 @@ def quantized_fraction(qmodel: keras.Model, total_params: int) -> float:
     return inside / max(total_params, 1)
 
 
-def _prune_preserve_scheme():
-    """``Default8BitPrunePreserveQuantizeScheme`` restricted to layers the 8-bit registry knows.
+def _scheme(config: QatConfig):
+    """The quantize scheme: default 8-bit, or the collaborative one that keeps the zeros of a
+    pruned model (``Default8BitPrunePreserveQuantizeScheme``).
 
-    Its registry calls every layer without trainable weights "supported" (the
-    ``Normalization`` layer included) and then fails to find a config for it.
+    The collaborative registry calls every layer without trainable weights "supported" (the
+    ``Normalization`` layer included) and then fails to find a config for it: it is
+    restricted to the layers the 8-bit registry knows.
     """
     import tensorflow_model_optimization as tfmot
     from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
         default_8bit_quantize_registry as registry_lib,
     )
 
+    if not config.preserve_sparsity:
+        return tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme()
+    scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
     base = registry_lib.Default8BitQuantizeRegistry()
+    own_registry = scheme.get_quantize_registry
 
-    class Scheme(tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme):
-        def get_quantize_registry(self):
-            registry = super().get_quantize_registry()
-            supports = registry.supports
-            registry.supports = lambda layer: base.supports(layer) and supports(layer)
-            return registry
+    def restricted():
+        own = own_registry()
+        supports = own.supports
+        own.supports = lambda layer: base.supports(layer) and supports(layer)
+        return own
 
-    return Scheme()
+    scheme.get_quantize_registry = restricted
+    return scheme
 
 
 def qat_model(
@@ -221,17 +228,13 @@ def qat_model(
     sparsity_before = _kernel_zero_fraction(kernels)
     annotated, quantized, kept, reasons = annotate(model)
     notes = [f"layers left in float during QAT: {', '.join(kept)}"] if kept else []
-    if config.preserve_sparsity:
-        if sparsity_before < 0.05:
-            notes.append(
-                f"preserve_sparsity on a model with only {sparsity_before:.1%} zero "
-                "kernel weights (not a pruned model?)"
-            )
-        scheme = _prune_preserve_scheme()
-    else:
-        scheme = tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme()
+    if config.preserve_sparsity and sparsity_before < 0.05:
+        notes.append(
+            f"preserve_sparsity on a model with only {sparsity_before:.1%} zero "
+            "kernel weights (not a pruned model?)"
+        )
     with tfmot.quantization.keras.quantize_scope():
-        qmodel = tfmot.quantization.keras.quantize_apply(annotated, scheme)
+        qmodel = tfmot.quantization.keras.quantize_apply(annotated, _scheme(config))
     fraction = quantized_fraction(qmodel, models.count_params(model))
     log.info("QAT covers %.1f%% of the parameters; float: %s", 100 * fraction, reasons)
     metrics = finetune(
@@ -251,13 +254,14 @@ def qat_model(
         models.save_for_conversion(qmodel, saved)
         qres = tflite.convert_to_tflite(
             saved,
+            dataset_dir,
             output_path,
-            tflite.QuantizeConfig(
+            tflite.TFLiteConfig(
                 mode="int8",
                 int8_io=config.int8_io,
                 representative_samples=config.representative_samples,
+                max_accuracy_drop=-1.0,  # the fake-quant model is already int8-aware
             ),
-            dataset_dir,
         )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -281,3 +285,48 @@ def qat_model(
         metrics=metrics,
         notes=notes,
     )
+
+
+def apply(model_dir, dataset_dir, output_path, config, tensorboard_dir=None) -> registry.Outcome:
+    """The technique's entry point (``tfopt.registry.Technique.apply``)."""
+    r = qat_model(model_dir, dataset_dir, output_path, config, tensorboard_dir)
+    return registry.Outcome(
+        metrics={
+            **r.metrics,
+            "size_bytes": r.size_bytes,
+            "sparsity_before": r.sparsity_before,
+            "sparsity_after": r.sparsity_after,
+            "quantized_param_fraction": r.quantized_param_fraction,
+        },
+        model={
+            "quantization": "int8",
+            "quantized_param_fraction": r.quantized_param_fraction,
+            "float_layers": r.float_reasons,
+        },
+        notes=r.notes,
+    )
+
+
+TECHNIQUE = registry.register(
+    registry.Technique(
+        name="qat",
+        summary="Quantization-aware training (tfmot), optionally keeping a pruned model's "
+        "zeros, fine-tuned and exported as int8 TFLite.",
+        config=QatConfig,
+        apply=apply,
+        variants=(
+            registry.Variant("qat_int8", "qat", switch="enable_qat"),
+            registry.Variant(
+                "pqat_int8",
+                "qat",
+                base="pruned",
+                switch="enable_qat",
+                settings={"preserve_sparsity": True},
+            ),
+        ),
+        output_format="tflite",
+        trains=True,
+        needs_keras=True,
+        plan=lambda model, config: quantizability(model),
+    )
+)
