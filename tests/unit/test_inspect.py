@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from tfopt import registry
 from tfopt._keras import keras, tf
 from tfopt.compression import inspect, lowrank
 from tfopt.errors import ConfigError
@@ -33,6 +34,22 @@ def test_nested_mobilenet_per_layer_answers():
     assert not rows["pool"]["prunable"] and rows["pool"]["prune_reason"].startswith("no kernel")
     assert rows["probabilities"]["prune_reason"].startswith("kept dense")  # keep_dense=auto
     assert not rows["block_1_depthwise"]["factorizable"]
+    # every technique with a planner answers for every layer, as the flat keys do
+    planned = {t.name for t in registry.techniques() if t.plan}
+    assert {"prune", "lowrank", "qat"} <= planned
+    for row in rows.values():
+        assert set(row["techniques"]) == planned
+        assert row["techniques"]["prune"] == {
+            "applies": row["prunable"],
+            "reason": row["prune_reason"],
+        }
+        assert row["techniques"]["qat"]["applies"] == row["qat"]
+        assert row["techniques"]["lowrank"]["applies"] == row["factorizable"]
+    assert set(report["coverage"]["techniques"]) == planned
+    assert (
+        report["coverage"]["techniques"]["lowrank"]["layers"]
+        == (report["coverage"]["factorizable_layers"])
+    )
     # the saving is what low-rank's own plan gives at the same energy, on the same weights
     # (a clone_model re-initializes them, and a layer near the energy threshold then differs)
     layer_plan = lowrank.plan(model.layers[1], lowrank.LowRankConfig(energy=0.9))

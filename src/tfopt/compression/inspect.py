@@ -1,8 +1,11 @@
 """Pre-flight report: what each technique can do to a model, before any training.
 
-Per layer: parameters, whether magnitude pruning prunes it, whether QAT quantizes it,
-whether low-rank factorization applies (with the saving); the answers come from the
-same functions the techniques plan with, on the model flattened as they flatten it.
+Per layer: parameters, and for every registered technique with a per-layer planner
+(``Technique.plan``: pruning, low-rank factorization, QAT, clustering ...) whether it
+applies and why not, under ``techniques``; the answers come from the same functions the
+techniques plan with, on the model flattened as they flatten it. The older flat keys
+(``prunable`` / ``prune_reason``, ``qat`` / ``qat_reason``, ``factorizable`` /
+``factorize_reason`` with low-rank's saving and rank) are kept for their readers.
 With ``convert``, the model is converted to TFLite float32 and to int8 (calibrated on
 a small random set, float kernels allowed as a fallback): the report lists the ops and
 those the int8 model still runs in float (no int8 kernel, or not quantized).
@@ -14,11 +17,18 @@ import os
 import shutil
 import tempfile
 from collections import Counter
+from collections.abc import Mapping
 
 import numpy as np
 
+from tfopt import registry
 from tfopt._keras import keras, tf
-from tfopt.compression import lowrank, prune, qat, tflite
+from tfopt.compression import (
+    lowrank,
+    prune,
+    techniques,  # noqa: F401 - registers every technique
+    tflite,
+)
 from tfopt.compression.common import flatten_nested, kernel_of, layer_params
 from tfopt.errors import ConfigError
 from tfopt.training import models
@@ -43,50 +53,65 @@ def inspect_model(
     keep_dense: tuple[str, ...] = (prune.AUTO,),
     rank: int = 0,
     energy: float = 0.9,
+    settings: Mapping[str, Mapping] | None = None,
 ) -> dict:
     """A JSON-able report on ``model`` (a tf_keras model or a path: SavedModel, ``.keras``,
     ``.h5``); ``input_shape`` (no batch) is needed only where the model's has ``None``.
 
-    ``keep_dense``, ``rank`` and ``energy`` are the pruning / low-rank settings the report
-    answers for (the techniques' defaults).
+    Each technique answers for its config: its defaults, updated by ``settings``
+    (technique name -> setting values); ``keep_dense``, ``rank`` and ``energy`` are
+    pruning's and low-rank's settings (the techniques' defaults).
     """
     source = model if isinstance(model, str) else None
     loaded = models.load_model(model) if isinstance(model, str) else model
     shape = _input_shape(loaded, input_shape)
     flat = flatten_nested(loaded)
-    prunable = prune.prunability(flat, tuple(keep_dense))
-    quantizable = qat.quantizability(flat)
-    factors = lowrank.factorizability(flat, lowrank.LowRankConfig(rank=rank, energy=energy))
+    values: dict[str, dict] = {
+        "prune": {"keep_dense": tuple(keep_dense)},
+        "lowrank": {"rank": rank, "energy": energy},
+    }
+    for name, given in (settings or {}).items():
+        values[name] = {**values.get(name, {}), **given}
+    configs = {t.name: t.make_config(values.get(t.name, {})) for t in registry.techniques()}
+    # low-rank's plan with its sizes (one SVD per layer, not two)
+    factors = lowrank.factorizability(flat, configs["lowrank"])
+    plans = {
+        t.name: lowrank.as_plan(factors) if t.name == "lowrank" else t.plan(flat, configs[t.name])
+        for t in registry.techniques()
+        if t.plan
+    }
     layers = []
     for layer in flat.layers:
         if isinstance(layer, keras.layers.InputLayer):
             continue
-        p_ok, p_why = prunable[layer.name]
-        q_ok, q_why = quantizable[layer.name]
+        row = {
+            "name": layer.name,
+            "type": type(layer).__name__,
+            "params": layer_params(layer),
+            "techniques": {
+                name: {"applies": plan[layer.name][0], "reason": plan[layer.name][1]}
+                for name, plan in plans.items()
+            },
+        }
         f = factors[layer.name]
-        layers.append(
-            {
-                "name": layer.name,
-                "type": type(layer).__name__,
-                "params": layer_params(layer),
-                "prunable": p_ok,
-                "prune_reason": p_why,
-                "qat": q_ok,
-                "qat_reason": q_why,
-                "factorizable": f["factorizable"],
-                "factorize_reason": f["reason"],
-                "factorize_saving": (
-                    f["params_before"] - f["params_after"] if f["factorizable"] else 0
-                ),
-                "factorize_rank": f.get("rank"),
-            }
-        )
+        row.update(_flat_keys(row["techniques"]))
+        row["factorize_saving"] = f["params_before"] - f["params_after"] if f["factorizable"] else 0
+        row["factorize_rank"] = f.get("rank")
+        layers.append(row)
     total = models.count_params(flat)
     pruned = sum(
         int(np.prod(k.shape))
         for la in flat.layers
-        if prunable.get(la.name, (False, ""))[0] and (k := kernel_of(la)) is not None
+        if plans["prune"].get(la.name, (False, ""))[0] and (k := kernel_of(la)) is not None
     )
+    coverage = {
+        name: {
+            "layers": [r["name"] for r in layers if r["techniques"][name]["applies"]],
+            "param_fraction": sum(r["params"] for r in layers if r["techniques"][name]["applies"])
+            / max(total, 1),
+        }
+        for name in plans
+    }
     return {
         "model": source or loaded.name,
         "input_shape": list(shape),
@@ -96,12 +121,29 @@ def inspect_model(
         "layers": layers,
         "coverage": {
             "prunable_param_fraction": pruned / max(total, 1),
-            "qat_param_fraction": sum(r["params"] for r in layers if r["qat"]) / max(total, 1),
-            "factorizable_layers": [r["name"] for r in layers if r["factorizable"]],
+            "qat_param_fraction": coverage["qat"]["param_fraction"],
+            "factorizable_layers": coverage["lowrank"]["layers"],
             "factorize_saving": sum(r["factorize_saving"] for r in layers),
+            "techniques": coverage,
         },
         "tflite": _convert_report(flat, shape) if convert else None,
     }
+
+
+# The flat per-layer keys of the first techniques with a planner (their readers predate
+# ``techniques``): technique -> (applies key, reason key)
+_FLAT_KEYS = {
+    "prune": ("prunable", "prune_reason"),
+    "qat": ("qat", "qat_reason"),
+    "lowrank": ("factorizable", "factorize_reason"),
+}
+
+
+def _flat_keys(answers: dict) -> dict:
+    out = {}
+    for name, (applies, reason) in _FLAT_KEYS.items():
+        out[applies], out[reason] = answers[name]["applies"], answers[name]["reason"]
+    return out
 
 
 def _convert_report(model: keras.Model, shape: tuple[int, ...]) -> dict:
@@ -159,31 +201,28 @@ def _op_list(content: bytes) -> list[str]:
 
 def format_inspect(report: dict) -> str:
     """``inspect_model``'s report as a text table and summary lines."""
-    rows = [("layer", "type", "params", "prune", "qat", "low-rank", "notes")]
+    names = list(report["layers"][0]["techniques"]) if report["layers"] else []
+    rows = [("layer", "type", "params", *names, "notes")]
     for r in report["layers"]:
+        answers = r["techniques"]
         why = "; ".join(
-            f"{k}: {v}"
-            for k, v in (
-                ("prune", r["prune_reason"]),
-                ("qat", r["qat_reason"]),
-            )
-            if v and not v.startswith("no kernel")
+            f"{n}: {answers[n]['reason']}"
+            for n in names
+            if r["params"]
+            and answers[n]["reason"]
+            and not answers[n]["reason"].startswith("no kernel")
         )
-        saving = f"-{r['factorize_saving']}" if r["factorizable"] else "-"
-        rows.append(
-            (
-                r["name"],
-                r["type"],
-                str(r["params"]),
-                "y" if r["prunable"] else "n",
-                "y" if r["qat"] else "n",
-                saving,
-                why,
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(6)]
+        cells = [
+            ("y" if answers[n]["applies"] else "n")
+            if n != "lowrank"
+            else (f"-{r['factorize_saving']}" if answers[n]["applies"] else "-")
+            for n in names
+        ]
+        rows.append((r["name"], r["type"], str(r["params"]), *cells, why))
+    last = len(rows[0]) - 1
+    widths = [max(len(row[i]) for row in rows) for i in range(last)]
     lines = [
-        "  ".join(c.ljust(w) for c, w in zip(row[:6], widths, strict=True)) + "  " + row[6]
+        "  ".join(c.ljust(w) for c, w in zip(row[:last], widths, strict=True)) + "  " + row[last]
         for row in rows
     ]
     cov = report["coverage"]
@@ -196,6 +235,13 @@ def format_inspect(report: dict) -> str:
         f"low-rank: {len(cov['factorizable_layers'])} layers, saving {cov['factorize_saving']} "
         "params",
     ]
+    others = [n for n in cov.get("techniques", {}) if n not in _FLAT_KEYS]
+    if others:
+        lines.append(
+            "; ".join(
+                f"{n}: {cov['techniques'][n]['param_fraction']:.1%} of parameters" for n in others
+            )
+        )
     if report.get("nested_models"):
         lines.append(f"nested models (flattened): {', '.join(report['nested_models'])}")
     t = report.get("tflite")
