@@ -1,4 +1,5 @@
-"""Quantization-aware training (tfmot), optionally sparsity-preserving, to int8 TFLite.
+"""Quantization-aware training (tfmot), optionally sparsity- or cluster-preserving, to int8
+TFLite.
 
 tfmot's ``quantize_model`` refuses models with layers it does not know (the
 ``Normalization`` layer every tfopt model starts with), so every layer the
@@ -8,8 +9,10 @@ tfmot's transforms fold into the Conv/Dense before it; the rest stays float
 representative set. Nested models are flattened first (``common.flatten_nested``).
 With ``preserve_sparsity`` the pruning-preserving scheme
 (``Default8BitPrunePreserveQuantizeScheme``) keeps the zeros of a pruned
-model through fine-tuning. The fine-tuned model is exported only as int8
-TFLite: no quantization wrapper reaches an artifact.
+model through fine-tuning; with ``preserve_clusters`` the cluster-preserving one
+(``Default8BitClusterPreserveQuantizeScheme``) keeps the shared values of a clustered
+model. The fine-tuned model is exported only as int8 TFLite: no quantization wrapper
+reaches an artifact.
 """
 
 from __future__ import annotations
@@ -49,6 +52,11 @@ class QatConfig:
 
     preserve_sparsity: bool = setting(
         False, "Keep the zeros of a pruned model through fine-tuning (pruning-preserving QAT)."
+    )
+    preserve_clusters: bool = setting(
+        False,
+        "Keep the shared values of a clustered model through fine-tuning (cluster-preserving "
+        "QAT; with preserve_sparsity its zeros too).",
     )
     epochs: int = setting(
         2, "Quantization-aware fine-tuning epochs.", low=1, high=100_000, param="qat_epochs"
@@ -185,11 +193,13 @@ def quantized_fraction(qmodel: keras.Model, total_params: int) -> float:
 
 
 def _scheme(config: QatConfig):
-    """The quantize scheme: default 8-bit, or the collaborative one that keeps the zeros of a
-    pruned model (``Default8BitPrunePreserveQuantizeScheme``).
+    """The quantize scheme: default 8-bit, or a collaborative one that keeps the zeros of a
+    pruned model (``Default8BitPrunePreserveQuantizeScheme``) or the shared values of a
+    clustered one (``Default8BitClusterPreserveQuantizeScheme``, with its zeros when
+    ``preserve_sparsity`` is on too).
 
-    The collaborative registry calls every layer without trainable weights "supported" (the
-    ``Normalization`` layer included) and then fails to find a config for it: it is
+    The collaborative registries call every layer without trainable weights "supported" (the
+    ``Normalization`` layer included) and then fail to find a config for it: they are
     restricted to the layers the 8-bit registry knows.
     """
     import tensorflow_model_optimization as tfmot
@@ -197,9 +207,13 @@ def _scheme(config: QatConfig):
         default_8bit_quantize_registry as registry_lib,
     )
 
-    if not config.preserve_sparsity:
+    combine = tfmot.experimental.combine
+    if config.preserve_clusters:
+        scheme = combine.Default8BitClusterPreserveQuantizeScheme(config.preserve_sparsity)
+    elif config.preserve_sparsity:
+        scheme = combine.Default8BitPrunePreserveQuantizeScheme()
+    else:
         return tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme()
-    scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
     base = registry_lib.Default8BitQuantizeRegistry()
     own_registry = scheme.get_quantize_registry
 
