@@ -208,9 +208,7 @@ def format_inspect(report: dict) -> str:
         why = "; ".join(
             f"{n}: {answers[n]['reason']}"
             for n in names
-            if r["params"]
-            and answers[n]["reason"]
-            and not answers[n]["reason"].startswith("no kernel")
+            if answers[n]["reason"] and not answers[n]["reason"].startswith("no kernel")
         )
         cells = [
             ("y" if answers[n]["applies"] else "n")

@@ -23,6 +23,7 @@ from tfopt.compression.common import (
     batch_size_setting,
     check_with_names,
     finetune,
+    kernel_of,
     learning_rate_setting,
     load_for_compression,
     seed_setting,
@@ -143,6 +144,8 @@ def factorizability(model: keras.Model, config: LowRankConfig = LowRankConfig())
         w = _matrix(layer)
         if w is None:
             why = "only Dense and 1x1 Conv2D kernels are matrices"
+            if kernel_of(layer) is None:
+                why = "no kernel (passes through)"
             out[layer.name] = {"factorizable": False, "reason": why}
             continue
         entry = {k: v for k, v in _svd_plan(w, config).items() if k not in ("a", "b")}
