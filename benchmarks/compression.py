@@ -131,7 +131,9 @@ def main() -> None:
                 base,
                 ds,
                 os.path.join(root, f"student-{frac}-{seed}"),
-                distill.DistillConfig(labelled_fraction=frac, seed=seed, epochs=20),
+                distill.DistillConfig(
+                    labelled_fraction=frac, seed=seed, epochs=20, train_scratch=True
+                ),
             )
             runs.append(res)
         dist[frac] = {
