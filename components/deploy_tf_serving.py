@@ -14,7 +14,7 @@ def deploy_tf_serving(
     dataset: Input[Dataset],
     manifests: Output[Artifact],
     model_base_path: str = "",
-    model_name: str = "model",
+    model_name: str = "tfopt-model",
     label: str = "stable",
     variant: str = "cpu",
     namespace: str = "default",

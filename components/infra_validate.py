@@ -11,7 +11,7 @@ def infra_validate(
     model: Input[Model],
     dataset: Input[Dataset],
     metrics: Output[Metrics],
-    model_name: str = "model",
+    model_name: str = "tfopt-model",
     num_examples: int = 16,
     latency_requests: int = 50,
     atol: float = 1e-5,

@@ -1,5 +1,6 @@
-"""Train component: dataset artifact -> SavedModel (serving_default) + metrics + the
-pre-flight report of the trained model (``inspect``, as the import step gives it)."""
+"""Train component: dataset artifact -> SavedModel (serving_default) + metrics.
+
+The pre-flight report of the trained model is the ``inspect`` step's, off this step's path."""
 
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
@@ -13,7 +14,6 @@ def train(
     model: Output[Model],
     metrics: Output[Metrics],
     tensorboard: Output[Artifact],
-    inspect: Output[Artifact],
     hyperparameters: Input[Artifact] = None,
     train_config: dict = {},  # noqa: B006 - TrainConfig fields, flat; a KFP default, never mutated
     profile_batches: str = "",
@@ -36,8 +36,6 @@ def train(
         backup_dir=backup_dir or None,
         tensorboard_dir=tensorboard.path,
     )
-    # without the TFLite part: its two conversions add ~6 s, and the quantize step converts
-    _util.write_inspect(inspect, model.path, convert=False)
     _util.log_metrics(
         metrics,
         {

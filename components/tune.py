@@ -15,7 +15,7 @@ def tune(
     tensorboard: Output[Artifact],
     search_space: dict = None,
     algorithm: str = "random",
-    max_trials: int = 10,
+    max_trials: int = 6,
     objective: str = "val_accuracy",
     epochs: int = 10,
     early_stopping_patience: int = 3,

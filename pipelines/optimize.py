@@ -15,22 +15,18 @@ import contextlib
 from kfp import dsl
 from kfp.dsl import Artifact
 
-from tfopt.components import _util
+from tfopt import registry
+from tfopt.components import _util, compress
 from tfopt.components.deploy_tf_serving import deploy_tf_serving
 from tfopt.components.deploy_vertex import deploy_vertex
-from tfopt.components.distill import distill
 from tfopt.components.evaluate import evaluate
 from tfopt.components.infra_validate import infra_validate
 from tfopt.components.ingest import ingest
-from tfopt.components.litert_quantize import litert_quantize
-from tfopt.components.lowrank import lowrank
-from tfopt.components.prune import prune
-from tfopt.components.qat import qat
-from tfopt.components.quantize import quantize
+from tfopt.components.inspect_model import inspect_model
 from tfopt.components.select import select
 from tfopt.components.train_config import train_config
 from tfopt.components.tune import tune
-from tfopt.evaluation import candidates as registry
+from tfopt.pipelines.parameters import with_compression_parameters
 from tfopt.pipelines.train_step import train_step
 
 PIPELINE_NAME = "tfopt-optimize"
@@ -49,6 +45,112 @@ def _gate(condition, name: str):
         yield group
 
 
+# the pipeline parameters ingest takes, under the same names
+_INGEST = (
+    "source", "label_column", "feature_shape", "num_classes", "force_classification", "seed",
+    "validation_fraction", "test_fraction", "max_examples", "image_size", "channels",
+    "skip_corrupt_images",
+)  # fmt: skip
+_SELECT = (
+    "max_accuracy_drop", "max_size_bytes", "max_latency_ms_p99", "objective", "previous_summary",
+    "min_accuracy_change", "deploy_target", "min_accuracy", "min_f1",
+)  # fmt: skip
+
+
+def _train(p: dict, dataset):
+    """(tune ->) train-config -> train (or import): the baseline model."""
+    tuned = tune(
+        dataset=dataset,
+        search_space=p["tune_search_space"],
+        algorithm=p["tune_algorithm"],
+        max_trials=p["tune_trials"],
+        epochs=p["tune_epochs"],
+        seed=p["seed"],
+        enabled=p["enable_tuning"],
+    ).set_display_name("tune")
+    # one mapping down to every train component (the parameters stay flat: KFP's interface)
+    settings = train_config(**{name: p[name] for name in _util.TRAIN_SETTINGS})
+    settings.set_display_name("train-config").set_caching_options(False)  # cheap, no TF
+    step = train_step(
+        dataset=dataset,
+        hyperparameters=tuned.outputs["best_hyperparameters"],
+        train_config=settings.output,
+        target=p["training_target"],
+        replicas=p["replicas"],
+        gpus_per_replica=p["gpus_per_replica"],
+        accelerator_type=p["accelerator_type"],
+        queue_name=p["training_queue_name"],
+        model_uri=p["model_uri"],
+        fine_tune_epochs=p["fine_tune_epochs"],
+        input_range=p["input_range"],
+        model_output=p["model_output"],
+    )
+    return step.set_display_name("train").output
+
+
+def _compress(p: dict, dataset, baseline) -> dict:
+    """One step per variant of the registry, on its base's output: variant -> its model."""
+    models = {registry.BASELINE: baseline}
+    for variant in registry.variants():  # a base comes before the variants made from it
+        t = registry.get_technique(variant.technique)
+        settings = {s.name: p[s.param] for s in t.settings if s.param}
+        task = compress.COMPONENTS[t.name](
+            model=models[variant.base],
+            dataset=dataset,
+            variant=variant.name,
+            enabled=p[variant.switch] if variant.switch else True,
+            **{**settings, **variant.settings},  # a variant's own settings win
+        )
+        models[variant.name] = task.set_display_name(variant.task).outputs["compressed_model"]
+    return {name: models[name] for name in registry.names()}
+
+
+def _select(p: dict, dataset, baseline, candidates: dict):
+    evaluated = evaluate(
+        dataset=dataset,
+        baseline=baseline,
+        latency_iterations=p["latency_iterations"],
+        **candidates,
+    ).set_display_name("evaluate")
+    selected = select(
+        evaluations=evaluated.outputs["evaluations"],
+        pipeline_name=PIPELINE_NAME,
+        baseline_model=baseline,
+        **{k: p[k] for k in _SELECT},
+        **candidates,
+    ).set_display_name("select")
+    return selected.set_caching_options(False)  # cheap; previous_summary may change outside
+
+
+def _deploy(p: dict, dataset, selected) -> None:
+    """Only a blessed pick: infra validation then TF Serving, or Vertex AI."""
+    model, blessed = selected.outputs["selected_model"], selected.outputs["Output"]
+    with _gate(blessed == True, "blessed"):  # noqa: E712
+        with _gate(p["deploy_target"] == "tf_serving", "tf-serving"):
+            infra = infra_validate(model=model, dataset=dataset, model_name=p["model_name"])
+            infra.set_display_name("infra-validate").set_caching_options(False)
+            with _gate(infra.outputs["Output"] == True, "infra-blessed"):  # noqa: E712
+                deploy_tf_serving(
+                    model=model,
+                    dataset=dataset,
+                    model_base_path=p["serving_base_path"],
+                    model_name=p["model_name"],
+                    variant=p["serving_variant"],
+                    blessed=blessed,
+                    infra_blessed=infra.outputs["Output"],
+                ).set_display_name("deploy-tf-serving").set_caching_options(False)
+        with _gate(p["deploy_target"] == "vertex", "vertex"):
+            deploy_vertex(
+                model=model,
+                dataset=dataset,
+                project=p["project"],
+                region=p["region"],
+                model_display_name=p["model_name"],
+                machine_type=p["vertex_machine_type"],
+                canary_percent=p["canary_percent"],
+            ).set_display_name("deploy-vertex").set_caching_options(False)
+
+
 @dsl.pipeline(
     name=PIPELINE_NAME,
     description="Train a TensorFlow classifier, compress it (TFLite float32 / dynamic / float16 / "
@@ -58,6 +160,7 @@ def _gate(condition, name: str):
     "when it is blessed. Every parameter has a default: the built-in digits dataset "
     "runs as is.",
 )
+@with_compression_parameters(before="latency_iterations")
 def optimize(
     # data
     source: str = "builtin:digits",
@@ -105,28 +208,8 @@ def optimize(
     gpus_per_replica: int = 0,
     accelerator_type: str = "NVIDIA_TESLA_T4",
     training_queue_name: str = "",  # Kueue LocalQueue (training_target trainjob / jobset)
-    # compression
-    enable_tflite_float32: bool = True,
-    enable_tflite_dynamic: bool = True,
-    enable_tflite_float16: bool = True,
-    enable_tflite_int8: bool = True,
-    enable_pruning: bool = True,
-    enable_distillation: bool = True,
-    enable_lowrank: bool = True,
-    enable_qat: bool = True,
-    enable_litert_quantizer: bool = False,
-    representative_samples: int = 200,
-    target_sparsity: float = 0.8,
-    prune_epochs: int = 6,
-    student_width: int = 8,
-    distill_temperature: float = 4.0,
-    distill_alpha: float = 0.1,
-    distill_epochs: int = 20,
-    distill_train_scratch: bool = False,
-    lowrank_rank: int = 0,  # 0 = chosen per layer by lowrank_energy
-    lowrank_energy: float = 0.9,
-    lowrank_epochs: int = 5,
-    qat_epochs: int = 2,
+    # compression: each technique's enable_* switches and settings are inserted here
+    # from the registry (pipelines/parameters.py)
     # evaluation and selection
     latency_iterations: int = 200,
     max_accuracy_drop: float = 1.0,
@@ -146,155 +229,14 @@ def optimize(
     region: str = "",
     vertex_machine_type: str = "n1-standard-2",
     canary_percent: int = 10,
+    **compression,
 ) -> Artifact:
-    params = dict(locals())  # the pipeline's parameters (channels), for the enable_* switches
-    data = ingest(
-        source=source,
-        label_column=label_column,
-        feature_shape=feature_shape,
-        num_classes=num_classes,
-        force_classification=force_classification,
-        seed=seed,
-        validation_fraction=validation_fraction,
-        test_fraction=test_fraction,
-        max_examples=max_examples,
-        image_size=image_size,
-        channels=channels,
-        skip_corrupt_images=skip_corrupt_images,
-    ).set_display_name("ingest")
-    dataset = data.outputs["dataset"]
-
-    tuned = tune(
-        dataset=dataset,
-        search_space=tune_search_space,
-        algorithm=tune_algorithm,
-        max_trials=tune_trials,
-        epochs=tune_epochs,
-        seed=seed,
-        enabled=enable_tuning,
-    ).set_display_name("tune")
-    # one mapping down to every train component (the parameters above stay flat: KFP's interface)
-    settings = train_config(**{name: params[name] for name in _util.TRAIN_SETTINGS})
-    settings.set_display_name("train-config").set_caching_options(False)  # cheap, no TF
-    baseline = (
-        train_step(
-            dataset=dataset,
-            hyperparameters=tuned.outputs["best_hyperparameters"],
-            train_config=settings.output,
-            target=training_target,
-            replicas=replicas,
-            gpus_per_replica=gpus_per_replica,
-            accelerator_type=accelerator_type,
-            queue_name=training_queue_name,
-            model_uri=model_uri,
-            fine_tune_epochs=fine_tune_epochs,
-            input_range=input_range,
-            model_output=model_output,
-        )
-        .set_display_name("train")
-        .output
-    )
-
-    def make(variant, model):
-        """The step that makes ``variant`` (a registry entry) from ``model``, its base."""
-        enabled = params[variant.switch] if variant.switch else True
-        common = dict(model=model, dataset=dataset, enabled=enabled)
-        if variant.technique == "tflite":
-            # int8 falls back (selective, then float16) when it loses more than the policy allows
-            task = quantize(
-                **common,
-                variant=variant.name,
-                mode=variant.mode,
-                representative_samples=representative_samples,
-                max_accuracy_drop=max_accuracy_drop,
-            )
-        elif variant.technique == "litert":
-            task = litert_quantize(
-                **common,
-                variant=variant.name,
-                recipe=variant.mode,
-            )
-        elif variant.technique == "prune":
-            task = prune(**common, target_sparsity=target_sparsity, epochs=prune_epochs, seed=seed)
-        elif variant.technique == "distill":
-            task = distill(
-                **common,
-                student_width=student_width,
-                temperature=distill_temperature,
-                alpha=distill_alpha,
-                epochs=distill_epochs,
-                seed=seed,
-                train_scratch=distill_train_scratch,
-            )
-        elif variant.technique == "lowrank":
-            task = lowrank(
-                **common, rank=lowrank_rank, energy=lowrank_energy, epochs=lowrank_epochs, seed=seed
-            )
-        elif variant.technique == "qat":
-            # QAT of a pruned model keeps its sparsity (pqat_int8)
-            pruned = variant.base != registry.BASELINE
-            pruned = pruned and registry.get(variant.base).technique == "prune"
-            task = qat(
-                **common,
-                variant=variant.name,
-                preserve_sparsity=pruned,
-                epochs=qat_epochs,
-                seed=seed,
-                representative_samples=representative_samples,
-            )
-        else:
-            raise ValueError(f"variant {variant.name}: no step for technique {variant.technique}")
-        return task.set_display_name(variant.task).outputs[variant.output]
-
-    models = {registry.BASELINE: baseline}
-    for variant in registry.VARIANTS:  # a base comes before the variants made from it
-        models[variant.name] = make(variant, models[variant.base])
-    candidates = {name: models[name] for name in registry.NAMES}
-
-    evaluated = evaluate(
-        dataset=dataset, baseline=baseline, latency_iterations=latency_iterations, **candidates
-    ).set_display_name("evaluate")
-    selected = select(
-        evaluations=evaluated.outputs["evaluations"],
-        pipeline_name=PIPELINE_NAME,
-        max_accuracy_drop=max_accuracy_drop,
-        max_size_bytes=max_size_bytes,
-        max_latency_ms_p99=max_latency_ms_p99,
-        objective=objective,
-        previous_summary=previous_summary,
-        min_accuracy_change=min_accuracy_change,
-        deploy_target=deploy_target,
-        min_accuracy=min_accuracy,
-        min_f1=min_f1,
-        baseline_model=baseline,
-        **candidates,
-    ).set_display_name("select")
-    selected.set_caching_options(False)  # cheap, and previous_summary may change outside
-
-    with _gate(selected.outputs["Output"] == True, "blessed"):  # noqa: E712
-        with _gate(deploy_target == "tf_serving", "tf-serving"):
-            infra = infra_validate(
-                model=selected.outputs["selected_model"], dataset=dataset, model_name=model_name
-            ).set_display_name("infra-validate")
-            infra.set_caching_options(False)
-            with _gate(infra.outputs["Output"] == True, "infra-blessed"):  # noqa: E712
-                deploy_tf_serving(
-                    model=selected.outputs["selected_model"],
-                    dataset=dataset,
-                    model_base_path=serving_base_path,
-                    model_name=model_name,
-                    variant=serving_variant,
-                    blessed=selected.outputs["Output"],
-                    infra_blessed=infra.outputs["Output"],
-                ).set_display_name("deploy-tf-serving").set_caching_options(False)
-        with _gate(deploy_target == "vertex", "vertex"):
-            deploy_vertex(
-                model=selected.outputs["selected_model"],
-                dataset=dataset,
-                project=project,
-                region=region,
-                model_display_name=model_name,
-                machine_type=vertex_machine_type,
-                canary_percent=canary_percent,
-            ).set_display_name("deploy-vertex").set_caching_options(False)
+    p = {**locals(), **compression}  # the pipeline's parameters (channels), by name
+    dataset = ingest(**{k: p[k] for k in _INGEST}).set_display_name("ingest").outputs["dataset"]
+    baseline = _train(p, dataset)
+    # what each technique can apply to, beside the compression steps (not on train's path)
+    inspect_model(model=baseline).set_display_name("inspect")
+    candidates = _compress(p, dataset, baseline)
+    selected = _select(p, dataset, baseline, candidates)
+    _deploy(p, dataset, selected)
     return selected.outputs["summary"]

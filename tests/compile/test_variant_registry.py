@@ -1,28 +1,20 @@
-"""The components' signatures and the compiled optimize pipeline agree with the variant
-registry (``tfopt.evaluation.candidates``) and pass the training settings as one mapping."""
+"""The components' signatures and the compiled optimize pipeline agree with the technique
+registry (``tfopt.registry``) and pass the training settings as one mapping."""
 
 import re
 
 import pytest
 import yaml
 
+from tfopt import registry
 from tfopt.components import _util
+from tfopt.components.compress import COMPONENTS
 from tfopt.components.evaluate import evaluate
 from tfopt.components.select import select
 from tfopt.components.train_config import train_config
-from tfopt.evaluation import candidates as registry
 from tfopt.pipelines.compile import compile_pipeline
 
 MODEL = "system.Model@0.0.1"
-# the component that makes each technique's variants
-COMPONENT_OF = {
-    "tflite": "quantize",
-    "litert": "litert_quantize",
-    "prune": "prune",
-    "distill": "distill",
-    "lowrank": "lowrank",
-    "qat": "qat",
-}
 
 
 @pytest.fixture(scope="module")
@@ -50,23 +42,21 @@ def model_inputs(component) -> dict:
 )
 def test_candidate_inputs_of_evaluate_and_select_are_the_registry(component, baseline_input):
     inputs = model_inputs(component)
-    assert set(inputs) == {baseline_input, *registry.NAMES}
-    assert all(inputs[name].optional for name in registry.NAMES)
+    names = registry.names()
+    assert set(inputs) == {baseline_input, *names}
+    assert all(inputs[name].optional for name in names)
     # evaluation order (summary.json's) is the registry's
-    assert [n for n in component.component_spec.inputs if n in registry.NAMES] == list(
-        registry.NAMES
-    )
+    assert [n for n in component.component_spec.inputs if n in names] == list(names)
 
 
 def test_every_variant_is_made_by_its_technique_from_its_base_under_its_switch(spec):
     tasks, named = root_tasks(spec), by_display_name(spec)
     producer = {registry.BASELINE: ("train-step", "Output")}
-    for v in registry.VARIANTS:
+    for v in registry.variants():
         assert v.task in named, f"{v.name}: no step named {v.task!r}"
         task_name, task = named[v.task]
-        ref = task["componentRef"]["name"]  # comp-quantize, comp-quantize-2, ...
-        comp = COMPONENT_OF[v.technique].replace("_", "-")
-        assert re.fullmatch(rf"comp-{comp}(-\d+)?", ref), (v.name, ref)
+        ref = task["componentRef"]["name"]  # comp-tflite, comp-tflite-2, ...
+        assert re.fullmatch(rf"comp-{v.technique}(-\d+)?", ref), (v.name, ref)
         model = task["inputs"]["artifacts"]["model"]["taskOutputArtifact"]
         assert (model["producerTask"], model["outputArtifactKey"]) == producer[v.base], v.name
         enabled = task["inputs"]["parameters"]["enabled"]
@@ -74,10 +64,13 @@ def test_every_variant_is_made_by_its_technique_from_its_base_under_its_switch(s
             assert enabled == {"componentInputParameter": v.switch}, v.name
         else:  # follows its base: a skipped base skips it
             assert enabled == {"runtimeValue": {"constant": True}}, v.name
-        if v.mode:  # the conversion mode or the LiteRT Quantizer recipe
-            key = "recipe" if v.technique == "litert" else "mode"
-            assert task["inputs"]["parameters"][key]["runtimeValue"]["constant"] == v.mode
-        producer[v.name] = (task_name, v.output)
+        parameters = task["inputs"]["parameters"]
+        for key, value in v.settings.items():  # the mode, recipe ... the variant fixes
+            assert parameters[key]["runtimeValue"]["constant"] == value, (v.name, key)
+        for setting in registry.get_technique(v.technique).settings:
+            if setting.param and setting.name not in v.settings:  # fed by its pipeline parameter
+                assert parameters[setting.name] == {"componentInputParameter": setting.param}
+        producer[v.name] = (task_name, "compressed_model")
     # evaluate and select receive each variant from the step that makes it
     for step, baseline_input in (("evaluate", "baseline"), ("select", "baseline_model")):
         artifacts = tasks[step]["inputs"]["artifacts"]
@@ -87,10 +80,10 @@ def test_every_variant_is_made_by_its_technique_from_its_base_under_its_switch(s
                 a["taskOutputArtifact"]["outputArtifactKey"],
             )
             for name, a in artifacts.items()
-            if name in registry.NAMES or name == baseline_input
+            if name in registry.names() or name == baseline_input
         }
         assert wired == {
-            **{n: producer[n] for n in registry.NAMES},
+            **{n: producer[n] for n in registry.names()},
             baseline_input: producer["baseline"],
         }
 
@@ -98,10 +91,21 @@ def test_every_variant_is_made_by_its_technique_from_its_base_under_its_switch(s
 def test_every_enable_switch_of_the_pipeline_is_a_variants(spec):
     params = spec["root"]["inputDefinitions"]["parameters"]
     switches = {name for name in params if name.startswith("enable_")} - {"enable_tuning"}
-    assert switches == set(registry.SWITCHES)
-    for name in registry.SWITCHES:
+    assert switches == set(registry.switches())
+    for name, default in registry.switches().items():
         assert params[name]["parameterType"] == "BOOLEAN"
-        assert params[name]["defaultValue"] is registry.SWITCH_DEFAULTS[name], name
+        assert params[name]["defaultValue"] is default, name
+
+
+def test_each_technique_has_one_generated_component_with_its_settings_as_inputs():
+    for t in registry.techniques():
+        spec = COMPONENTS[t.name].component_spec
+        assert spec.name == t.name
+        for s in t.settings:
+            assert spec.inputs[s.name].default == s.default, (t.name, s.name)
+            assert spec.inputs[s.name].description.startswith(s.description), (t.name, s.name)
+        assert "compressed_model" in spec.outputs
+        assert ("tensorboard" in spec.outputs) == t.trains
 
 
 def test_training_settings_stay_flat_at_the_top_and_travel_as_one_mapping(spec):

@@ -9,17 +9,17 @@ import pytest
 from kfp import dsl
 
 from tfopt._keras import keras, tf
-from tfopt.components.distill import distill
-from tfopt.components.lowrank import lowrank
-from tfopt.components.prune import prune
-from tfopt.components.qat import qat
-from tfopt.components.quantize import quantize
+from tfopt.components.compress import COMPONENTS
 from tfopt.fsutil import read_json
 from tfopt.training import models
 from tfopt.training import tensorboard as tensorboard_lib
 
 from helpers.compression import assert_no_wrappers
 
+# the generated component of each technique (components/compress.py)
+prune, quantize, lowrank, distill, qat = (
+    COMPONENTS[n] for n in ("prune", "tflite", "lowrank", "distill", "qat")
+)
 KEYS = {"variant", "format", "skipped", "params", "sparsity", "notes"}
 
 
@@ -52,7 +52,7 @@ def pruned(tmp_path_factory, inputs):
     prune.python_func(
         model=base,
         dataset=ds,
-        pruned_model=model,
+        compressed_model=model,
         metrics=m,
         tensorboard=board(tmp),
         target_sparsity=0.7,
@@ -81,7 +81,12 @@ def test_quantize_component_on_the_pruned_model(tmp_path, inputs, pruned):
     model, _ = pruned
     tfl = out(tmp_path, "pruned_int8.tflite")
     quantize.python_func(
-        model=model, dataset=ds, tflite_model=tfl, variant="pruned_int8", max_accuracy_drop=5.0
+        model=model,
+        dataset=ds,
+        compressed_model=tfl,
+        metrics=metrics(tmp_path),
+        variant="pruned_int8",
+        max_accuracy_drop=5.0,
     )
     meta = tfl.metadata
     assert meta["format"] == "tflite" and meta["quantization"] == "int8"
@@ -103,7 +108,8 @@ def test_quantize_component_records_an_unconvertible_model_as_skipped(tmp_path, 
     quantize.python_func(
         model=dsl.Model(uri=path, metadata={"variant": "odd"}),
         dataset=ds,
-        tflite_model=tfl,
+        compressed_model=tfl,
+        metrics=metrics(tmp_path),
         variant="tflite_int8",
     )
     assert (
@@ -117,7 +123,7 @@ def test_lowrank_component(tmp_path, inputs):
     lowrank.python_func(
         model=base,
         dataset=ds,
-        lowrank_model=model,
+        compressed_model=model,
         metrics=m,
         rank=8,
         tensorboard=board(tmp_path),
@@ -137,13 +143,14 @@ def test_distill_component(tmp_path, inputs):
     distill.python_func(
         model=base,
         dataset=ds,
-        student_model=model,
+        compressed_model=model,
         metrics=m,
         tensorboard=board(tmp_path),
         student_arch="mlp",
         student_width=8,
         student_depth=1,
         epochs=2,
+        train_scratch=True,  # the comparison student (off by default)
     )
     assert tensorboard_lib.event_dirs(str(tmp_path / "tensorboard")) == [
         "distill/train",
@@ -162,7 +169,7 @@ def test_qat_component_preserving_sparsity(tmp_path, inputs, pruned):
     qat.python_func(
         model=model,
         dataset=ds,
-        tflite_model=tfl,
+        compressed_model=tfl,
         metrics=m,
         variant="pqat_int8",
         tensorboard=board(tmp_path),
@@ -180,10 +187,10 @@ def test_qat_component_preserving_sparsity(tmp_path, inputs, pruned):
 @pytest.mark.parametrize(
     ("component", "output"),
     [
-        (prune, "pruned_model"),
-        (lowrank, "lowrank_model"),
-        (distill, "student_model"),
-        (qat, "tflite_model"),
+        (prune, "compressed_model"),
+        (lowrank, "compressed_model"),
+        (distill, "compressed_model"),
+        (qat, "compressed_model"),
     ],
 )
 def test_disabled_component_is_a_cheap_skip(tmp_path, inputs, component, output):
@@ -213,7 +220,13 @@ def test_skipped_input_skips_the_output(tmp_path, inputs):
     _, ds = inputs
     skipped = dsl.Model(uri=str(tmp_path / "none"), metadata={"variant": "pruned", "skipped": True})
     tfl = out(tmp_path, "t")
-    quantize.python_func(model=skipped, dataset=ds, tflite_model=tfl, variant="pruned_int8")
+    quantize.python_func(
+        model=skipped,
+        dataset=ds,
+        compressed_model=tfl,
+        metrics=metrics(tmp_path),
+        variant="pruned_int8",
+    )
     assert tfl.metadata["skipped"] and "pruned was skipped" in tfl.metadata["skip_reason"]
 
 
@@ -230,7 +243,7 @@ def test_a_technique_that_does_not_fit_the_model_skips_the_variant_with_the_reas
     lowrank.python_func(
         model=base,
         dataset=ds,
-        lowrank_model=result,
+        compressed_model=result,
         metrics=metrics(tmp_path),
         tensorboard=board(tmp_path),
         energy=0.99,
@@ -244,7 +257,7 @@ def test_a_technique_that_does_not_fit_the_model_skips_the_variant_with_the_reas
         lowrank.python_func(
             model=base,
             dataset=ds,
-            lowrank_model=out(tmp_path, "l2"),
+            compressed_model=out(tmp_path, "l2"),
             metrics=metrics(tmp_path, "m2"),
             tensorboard=board(tmp_path, "t2"),
             energy=1.5,

@@ -41,12 +41,11 @@ def evaluated(tmp_path_factory, digits_dir):
     model.compile("adam", "sparse_categorical_crossentropy")
     model.fit(x, y, epochs=3, batch_size=64, verbose=0)
     sm = models.save_model(model, str(root / "baseline"))
-    tflite_lib.convert_to_tflite(sm, str(root / "f32.tflite"), tflite_lib.QuantizeConfig("float32"))
     tflite_lib.convert_to_tflite(
-        sm,
-        str(root / "i8.tflite"),
-        tflite_lib.QuantizeConfig("int8", representative_samples=50),
-        ds,
+        sm, None, str(root / "f32.tflite"), tflite_lib.TFLiteConfig("float32")
+    )
+    tflite_lib.convert_to_tflite(
+        sm, ds, str(root / "i8.tflite"), tflite_lib.TFLiteConfig("int8", representative_samples=50)
     )
     (root / "broken.tflite").write_bytes(b"\x00" * 64)
     cands = {

@@ -7,8 +7,8 @@ import numpy as np
 from kfp import dsl
 
 from tfopt._keras import tf
+from tfopt.components.compress import COMPONENTS
 from tfopt.components.import_model import import_model
-from tfopt.components.prune import prune
 from tfopt.fsutil import read_json
 
 
@@ -44,10 +44,10 @@ def test_plain_saved_model_imports_and_prune_is_skipped_with_the_reason(tmp_path
     layers = read_json(report.path)["layers"]
     assert [r["prunable"] for r in layers] == [False] * len(layers)
     pruned = dsl.Model(uri=str(tmp_path / "pruned"))
-    prune.python_func(
+    COMPONENTS["prune"].python_func(
         model=model,
         dataset=ds,
-        pruned_model=pruned,
+        compressed_model=pruned,
         metrics=dsl.Metrics(uri=str(tmp_path / "pm")),
         tensorboard=dsl.Artifact(uri=str(tmp_path / "tb")),
         epochs=1,

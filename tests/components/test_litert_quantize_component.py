@@ -9,7 +9,7 @@ import pytest
 from kfp import dsl
 
 from tfopt._keras import tf
-from tfopt.components.litert_quantize import litert_quantize
+from tfopt.components.compress import COMPONENTS
 from tfopt.compression import tflite as tflite_lib
 from tfopt.fsutil import read_json
 
@@ -17,16 +17,17 @@ from tfopt.fsutil import read_json
 @pytest.fixture(scope="module")
 def float_model(tmp_path_factory, cnn):
     path = str(tmp_path_factory.mktemp("clitert") / "float.tflite")
-    tflite_lib.convert_to_tflite(cnn, path, tflite_lib.QuantizeConfig(mode="float32"))
+    tflite_lib.convert_to_tflite(cnn, None, path, tflite_lib.TFLiteConfig(mode="float32"))
     return dsl.Model(uri=path, metadata={"variant": "tflite_float32", "format": "tflite"})
 
 
 def test_mixed_variant_carries_its_precision_report(tmp_path, float_model, digits_dir):
     out = dsl.Model(uri=str(tmp_path / "mixed.tflite"))
-    litert_quantize.python_func(
+    COMPONENTS["litert"].python_func(
         model=float_model,
         dataset=dsl.Dataset(uri=digits_dir),
-        tflite_model=out,
+        compressed_model=out,
+        metrics=dsl.Metrics(uri=str(tmp_path / "metrics")),
         variant="litert_mixed",
         recipe="mixed",
         max_accuracy_drop=5.0,
@@ -54,10 +55,11 @@ def test_a_recipe_that_does_not_apply_skips_the_variant_with_the_reason(tmp_path
         tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "sm")).convert()
     )
     out = dsl.Model(uri=str(tmp_path / "int4.tflite"))
-    litert_quantize.python_func(
+    COMPONENTS["litert"].python_func(
         model=dsl.Model(uri=str(tmp_path / "m.tflite"), metadata={"variant": "tflite_float32"}),
         dataset=dsl.Dataset(uri=digits_dir),
-        tflite_model=out,
+        compressed_model=out,
+        metrics=dsl.Metrics(uri=str(tmp_path / "metrics")),
         variant="litert_int4",
         recipe="int4_weight_only",
     )
@@ -68,10 +70,11 @@ def test_a_recipe_that_does_not_apply_skips_the_variant_with_the_reason(tmp_path
 
 def test_disabled_variant_is_a_cheap_skip(tmp_path, float_model, digits_dir):
     out = dsl.Model(uri=str(tmp_path / "int8.tflite"))
-    litert_quantize.python_func(
+    COMPONENTS["litert"].python_func(
         model=float_model,
         dataset=dsl.Dataset(uri=digits_dir),
-        tflite_model=out,
+        compressed_model=out,
+        metrics=dsl.Metrics(uri=str(tmp_path / "metrics")),
         variant="litert_int8",
         enabled=False,
     )

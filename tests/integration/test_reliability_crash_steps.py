@@ -40,7 +40,10 @@ from kfp import dsl
 from tfopt._keras import tf
 tf.config.experimental.enable_op_determinism()
 spec = json.loads(sys.argv[1])
-component = getattr(import_module("tfopt.components." + spec["step"]), spec["step"])
+if spec["step"] in ("prune", "distill", "lowrank", "qat"):  # generated, one per technique
+    component = import_module("tfopt.components.compress").COMPONENTS[spec["step"]]
+else:
+    component = getattr(import_module("tfopt.components." + spec["step"]), spec["step"])
 args = {k: getattr(dsl, v["kind"])(uri=v["uri"], metadata=v.get("metadata", {}))
         if isinstance(v, dict) and "kind" in v else v for k, v in spec["args"].items()}
 print("start", flush=True)
@@ -48,21 +51,21 @@ component.python_func(**args)
 print("done", flush=True)
 """
 
-# enough epochs that training, not the inspect report written after it, fills most of the
-# step: the kills at 15% and 50% must land mid-training to exercise the resume path
+# enough epochs that training fills most of the step: the kills at 15% and 50% must land
+# mid-training to exercise the resume path
 TRAIN = dict(
     arch="mlp", width=32, depth=1, dropout=0.0, epochs=60, batch_size=32, early_stopping_patience=0
 )
 # step -> (primary output, extra outputs, parameters)
 STEPS = {
-    "train": ("model", ("metrics", "tensorboard", "inspect"), {"train_config": TRAIN}),
+    "train": ("model", ("metrics", "tensorboard"), {"train_config": TRAIN}),
     "prune": (
-        "pruned_model",
+        "compressed_model",
         ("metrics", "tensorboard"),
         dict(target_sparsity=0.6, epochs=3, batch_size=32),
     ),
     "distill": (
-        "student_model",
+        "compressed_model",
         ("metrics", "tensorboard"),
         dict(
             student_arch="mlp",
@@ -74,12 +77,12 @@ STEPS = {
         ),
     ),
     "lowrank": (
-        "lowrank_model",
+        "compressed_model",
         ("metrics", "tensorboard"),
         dict(energy=0.8, epochs=2, batch_size=32),
     ),
     "qat": (
-        "tflite_model",
+        "compressed_model",
         ("metrics", "tensorboard"),
         dict(epochs=2, batch_size=32, representative_samples=50),
     ),
@@ -91,14 +94,10 @@ STEPS = {
 }
 KINDS = {
     "model": "Model",
-    "pruned_model": "Model",
-    "student_model": "Model",
-    "lowrank_model": "Model",
-    "tflite_model": "Model",
+    "compressed_model": "Model",
     "evaluations": "Artifact",
     "metrics": "Metrics",
     "tensorboard": "Artifact",
-    "inspect": "Artifact",
 }
 FRACTIONS = (0.15, 0.5, 0.85)
 # Measured, not deterministic: left out when evaluations are compared.

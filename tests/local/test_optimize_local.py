@@ -5,8 +5,9 @@ import os
 
 import pytest
 
+from tfopt import registry
 from tfopt.client.local import run_local
-from tfopt.evaluation import candidates as registry
+from tfopt.compression import techniques  # noqa: F401 - registers every technique
 
 # Every step runs, on tiny budgets.
 SMALL = {
@@ -24,7 +25,7 @@ SMALL = {
     "max_accuracy_drop": 5.0,
 }
 # every variant the default pipeline makes reaches the summary (the registry is the wiring)
-ALL_VARIANTS = {registry.BASELINE, *(n for n in registry.NAMES if registry.on_by_default(n))}
+ALL_VARIANTS = {registry.BASELINE, *(n for n in registry.names() if registry.on_by_default(n))}
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +101,7 @@ def test_unmet_targets_are_not_blessed_and_nothing_is_deployed(tmp_path):
 
 @pytest.mark.slow
 def test_litert_quantizer_variants_run_when_switched_on(tmp_path):
-    litert = [v for v in registry.VARIANTS if v.technique == "litert"]
+    litert = [v for v in registry.variants() if v.technique == "litert"]
     params = {
         **SMALL,
         "enable_pruning": False,

@@ -33,7 +33,10 @@ STAGE_DEPS = {
     "launch": {"data", "training"},
 }
 TOP_LAYERS = {"client", "cli"}  # may import anything, kfp included
-SHARED = {"_keras", "errors", "fsutil", "checks", "distribute", "model_info", "__init__"}
+SHARED = {
+    "_keras", "errors", "fsutil", "checks", "distribute", "model_info", "registry", "settings",
+    "__init__",
+}  # fmt: skip
 FORBIDDEN_OUTSIDE_TOP = (
     "kfp",
     "tfopt.components",
@@ -46,7 +49,6 @@ FORBIDDEN_OUTSIDE_TOP = (
 # work fixes it (a stale entry only warns, so the tests pass while it lands).
 # Import cycles (each a set of modules) left to the owners of these modules.
 KNOWN_CYCLES_OWNED_ELSEWHERE: tuple[frozenset[str], ...] = (
-    frozenset({"tfopt.client.params", "tfopt.client.preflight"}),
     frozenset({"tfopt.compression.litert_model", "tfopt.compression.litert_quantizer"}),
 )
 # Modules over MAX_MODULE_LINES left to their owners (path from the repository root).

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from tfopt.client.pipeline_spec import pipeline_inputs
 from tfopt.errors import ConfigError
 
 RESERVED_SECTIONS = ("submit", "schedule", "runner")
@@ -84,13 +85,6 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
-
-
-def pipeline_inputs(pipeline: str = "optimize") -> dict:
-    """Parameter name -> kfp InputSpec (type and default) of a tfopt pipeline."""
-    from tfopt.pipelines.compile import pipeline_function
-
-    return dict(pipeline_function(pipeline).component_spec.inputs or {})
 
 
 def validate_params(

@@ -21,17 +21,11 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from tfopt.client.pipeline_spec import pipeline_defaults, pipeline_inputs
 from tfopt.errors import ConfigError, TfoptError
 
 # Shapes of the built-in sources, known without reading anything.
 _BUILTIN_SHAPES = {"builtin:digits": (8, 8, 1), "builtin:fashion_mnist": (28, 28, 1)}
-
-
-def pipeline_defaults(pipeline: str = "optimize") -> dict[str, Any]:
-    """Parameter name -> default of a tfopt pipeline."""
-    from tfopt.client.params import pipeline_inputs
-
-    return {name: spec.default for name, spec in pipeline_inputs(pipeline).items()}
 
 
 def check_pipeline_params(
@@ -51,7 +45,7 @@ def check_pipeline_params(
     if pipeline != "optimize":
         return
     p = {**pipeline_defaults(pipeline), **params}
-    for step, build in _STEPS:
+    for step, build in _STEPS + _techniques(p):
         try:
             build(p)
         except TfoptError as exc:
@@ -114,56 +108,23 @@ def _import(p):
         )
 
 
-def _quantize(p):
-    from tfopt.compression import tflite as quantize_lib
+def _techniques(p) -> list[tuple[str, Callable[[dict], None]]]:
+    """One check per variant: its technique's config from the pipeline parameters and
+    the settings the variant fixes (the same values its step will get)."""
+    import functools
 
-    for mode in ("float32", "dynamic", "float16", "int8"):
-        quantize_lib.QuantizeConfig(
-            mode=mode,
-            representative_samples=p["representative_samples"],
-            max_accuracy_drop=p["max_accuracy_drop"],
-        )
+    from tfopt import registry
+    from tfopt.compression import techniques  # noqa: F401 - registers every technique
 
-
-def _prune(p):
-    from tfopt.compression import prune as prune_lib
-
-    prune_lib.PruneConfig(
-        target_sparsity=p["target_sparsity"], epochs=p["prune_epochs"], seed=p["seed"]
-    )
+    return [(v.task, functools.partial(_variant_config, v)) for v in registry.variants()]
 
 
-def _distill(p):
-    from tfopt.compression import distill as distill_lib
-    from tfopt.training import models
+def _variant_config(variant, p) -> None:
+    from tfopt import registry
 
-    distill_lib.DistillConfig(
-        student=models.ModelConfig(width=p["student_width"], dropout=0.0),
-        temperature=p["distill_temperature"],
-        alpha=p["distill_alpha"],
-        epochs=p["distill_epochs"],
-        seed=p["seed"],
-        train_scratch=p["distill_train_scratch"],
-    )
-
-
-def _lowrank(p):
-    from tfopt.compression import lowrank as lowrank_lib
-
-    lowrank_lib.LowRankConfig(
-        rank=p["lowrank_rank"],
-        energy=p["lowrank_energy"],
-        epochs=p["lowrank_epochs"],
-        seed=p["seed"],
-    )
-
-
-def _qat(p):
-    from tfopt.compression import qat as qat_lib
-
-    qat_lib.QatConfig(
-        epochs=p["qat_epochs"], seed=p["seed"], representative_samples=p["representative_samples"]
-    )
+    t = registry.get_technique(variant.technique)
+    values = {s.name: p[s.param] for s in t.settings if s.param}
+    t.make_config({**values, **variant.settings})
 
 
 def _evaluate(p):
@@ -215,11 +176,6 @@ _STEPS: list[tuple[str, Callable[[dict], None]]] = [
     ("tune", _tune),
     ("train", _train),
     ("import-model", _import),
-    ("quantize", _quantize),
-    ("prune", _prune),
-    ("distill", _distill),
-    ("lowrank", _lowrank),
-    ("qat", _qat),
     ("evaluate", _evaluate),
     ("select", _select),
     ("deploy", _deploy),
@@ -314,7 +270,6 @@ def describe_params(pipeline: str = "optimize") -> list[dict[str, Any]]:
     with the other parameters at their defaults (``replicas`` > 1 needs a
     ``training_target`` other than ``local``, for example).
     """
-    from tfopt.client.params import pipeline_inputs
 
     out = []
     for name, spec in pipeline_inputs(pipeline).items():

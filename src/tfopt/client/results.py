@@ -13,18 +13,13 @@ from __future__ import annotations
 from dataclasses import replace
 
 from tfopt.evaluation.select import (
-    DEPLOY_TARGET_FORMATS,
     SelectionPolicy,
     floor_reasons,
     rejection_reasons,
     select_candidate,
 )
+from tfopt.registry import DEPLOY_TARGET_FORMATS, TARGET_NAMES
 
-TARGET_NAMES = {
-    "tf_serving": "TF Serving",
-    "vertex": "Vertex AI",
-    "tflite": "TFLite (edge devices)",
-}
 OTHER_TARGET = "other target"  # a row's status when only the target ruled it out
 
 

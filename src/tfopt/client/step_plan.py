@@ -25,11 +25,14 @@ class Step:
         label: the display name (``set_display_name``), shown on the console.
         groups: the enclosing groups (sub-pipelines, ``dsl.If`` decided at run time), by
             their task names: kfp names a group when it skips it.
+        off: switched off by the parameters (``enabled`` false, or its model comes from a
+            step that is off): it runs as a no-op, and the console folds it into one line.
     """
 
     task: str
     label: str
     groups: tuple[str, ...] = ()
+    off: bool = False
 
 
 # --- the plan: which tasks the run will execute, from the compiled pipeline ---------------
@@ -159,6 +162,14 @@ def plan_steps(pipeline_spec: dict, params: dict[str, Any]) -> list[Step]:
     return steps
 
 
+def _is_off(task: dict, inputs: dict[str, Any], off_tasks: set[str]) -> bool:
+    """Switched off by a known ``enabled`` false, or made from the model of a step that is."""
+    if inputs.get("enabled") is False:
+        return True
+    model = task.get("inputs", {}).get("artifacts", {}).get("model", {})
+    return model.get("taskOutputArtifact", {}).get("producerTask") in off_tasks
+
+
 def _bindings(task: dict, scope: dict[str, Any]) -> dict[str, Any]:
     """A task's input parameters that are known before the run (constants, pipeline inputs)."""
     known: dict[str, Any] = {}
@@ -177,7 +188,8 @@ def _bindings(task: dict, scope: dict[str, Any]) -> dict[str, Any]:
 def _walk(
     dag: dict, scope: dict[str, Any], groups: tuple[str, ...], components: dict, out: list[Step]
 ) -> None:
-    for key, task in dag.get("tasks", {}).items():
+    off_tasks: set[str] = set()
+    for key, task in _in_order(dag.get("tasks", {})):
         inputs = _bindings(task, scope)
         condition = task.get("triggerPolicy", {}).get("condition")
         if condition:
@@ -192,4 +204,25 @@ def _walk(
             _walk(component["dag"], inputs, (*groups, key), components, out)
         else:
             label = task.get("taskInfo", {}).get("name", key)
-            out.append(Step(ref.removeprefix("comp-"), label, groups))
+            off = _is_off(task, inputs, off_tasks)
+            if off:
+                off_tasks.add(key)
+            out.append(Step(ref.removeprefix("comp-"), label, groups, off))
+
+
+def _in_order(tasks: dict[str, dict]) -> list[tuple[str, dict]]:
+    """The tasks with each after those it depends on (the spec lists them by name)."""
+    done: dict[str, dict] = {}
+
+    def visit(key: str) -> None:
+        if key in done or key not in tasks:
+            return
+        done[key] = {}  # a mark against cycles (the compiler allows none)
+        for dep in tasks[key].get("dependentTasks", []):
+            visit(dep)
+        done.pop(key)
+        done[key] = tasks[key]
+
+    for key in tasks:
+        visit(key)
+    return list(done.items())

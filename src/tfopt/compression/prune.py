@@ -18,23 +18,29 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from tfopt import registry
 from tfopt._keras import keras
-from tfopt.checks import check_choice, check_float, check_int
 from tfopt.compression.common import (
+    AUTO,
+    batch_size_setting,
+    check_with_names,
     finetune,
+    kept_dense,
     kernel_of,
     kernel_sparsity,
+    learning_rate_setting,
     load_for_compression,
     model_sparsity,
+    seed_setting,
     steps_per_epoch,
 )
-from tfopt.errors import ConfigError, ModelError
+from tfopt.errors import ModelError
+from tfopt.settings import setting
 from tfopt.training import models
 
 log = logging.getLogger(__name__)
 
 SCHEDULES = ("polynomial", "constant")
-AUTO = "auto"  # keep_dense default: the first conv layer and the output layer
 
 
 # --- pruning ---------------------------------------------------------------------------
@@ -42,43 +48,50 @@ AUTO = "auto"  # keep_dense default: the first conv layer and the output layer
 
 @dataclass(frozen=True)
 class PruneConfig:
-    """How to prune.
+    """How to prune: each field is a setting (``tfopt.settings``), described where declared."""
 
-    Attributes:
-        target_sparsity: fraction of kernel weights set to zero in each pruned layer, in [0, 1).
-        schedule: ``polynomial`` (sparsity rises from 0 to the target over the first
-            ``ramp_fraction`` of fine-tuning) or ``constant`` (target from step 0).
-        structured_2_4: 2:4 structured sparsity (2 zeros in every block of 4 weights along
-            the input channels); the sparsity is then 0.5 whatever ``target_sparsity`` says.
-        keep_dense: names of layers left dense; ``("auto",)`` = the first conv layer and the
-            output layer (the last layer with a kernel); ``()`` prunes every prunable layer.
-        epochs / batch_size / learning_rate / seed: fine-tuning.
-        ramp_fraction: share of the fine-tuning steps over which a polynomial schedule ramps up.
-    """
-
-    target_sparsity: float = 0.8
-    schedule: str = "polynomial"
-    structured_2_4: bool = False
-    keep_dense: tuple[str, ...] = (AUTO,)
-    epochs: int = 6
-    batch_size: int = 64
-    learning_rate: float = 5e-4
-    seed: int = 42
-    ramp_fraction: float = 0.6
+    target_sparsity: float = setting(
+        0.8,
+        "Fraction of kernel weights set to zero in each pruned layer.",
+        low=0.0,
+        high=1.0,
+        high_open=True,
+        param="target_sparsity",
+        strength=True,
+    )
+    schedule: str = setting(
+        "polynomial",
+        "How sparsity rises during fine-tuning: polynomial (from 0 to the target over the "
+        "first ramp_fraction of the steps) or constant (the target from step 0).",
+        choices=SCHEDULES,
+    )
+    structured_2_4: bool = setting(
+        False,
+        "2:4 structured sparsity (2 zeros in every block of 4 weights along the input "
+        "channels); the sparsity is then 0.5 whatever target_sparsity says.",
+    )
+    keep_dense: tuple[str, ...] = setting(
+        AUTO,
+        "Comma-separated names of layers left dense; 'auto' = the first conv layer and the "
+        "output layer; '' prunes every prunable layer.",
+    )
+    epochs: int = setting(
+        6, "Fine-tuning epochs while pruning.", low=1, high=100_000, param="prune_epochs"
+    )
+    batch_size: int = batch_size_setting()
+    learning_rate: float = learning_rate_setting(5e-4)
+    seed: int = seed_setting()
+    ramp_fraction: float = setting(
+        0.6,
+        "Share of the fine-tuning steps over which a polynomial schedule ramps up.",
+        low=0.0,
+        high=1.0,
+        low_open=True,
+    )
 
     def __post_init__(self):
-        name = "PruneConfig"
-        if isinstance(self.keep_dense, str):
-            names = tuple(n.strip() for n in self.keep_dense.split(",") if n.strip())
-            object.__setattr__(self, "keep_dense", names)
-        object.__setattr__(self, "keep_dense", tuple(self.keep_dense))
-        check_float(name, "target_sparsity", self.target_sparsity, 0.0, 1.0, high_open=True)
-        check_choice(name, "schedule", self.schedule, SCHEDULES)
-        check_int(name, "epochs", self.epochs, 1, 100_000)
-        check_int(name, "batch_size", self.batch_size, 1, 1 << 20)
-        check_float(name, "learning_rate", self.learning_rate, 0.0, 10.0, low_open=True)
-        check_int(name, "seed", self.seed, 0, 2**31 - 1)
-        check_float(name, "ramp_fraction", self.ramp_fraction, 0.0, 1.0, low_open=True)
+        # keep_dense is text for KFP ("a,b", "auto", ""), a tuple of names for the code
+        check_with_names(self, "keep_dense")
 
     @property
     def effective_sparsity(self) -> float:
@@ -149,22 +162,7 @@ def prunability(
 def plan_layers(model: keras.Model, keep_dense: tuple[str, ...]) -> tuple[list[str], list[str]]:
     """(layers to prune, layers kept dense); fails when nothing would be pruned."""
     with_kernel = [layer for layer in model.layers if kernel_of(layer) is not None]
-    names = {layer.name for layer in model.layers}
-    keep = set()
-    for entry in keep_dense:
-        if entry == AUTO:
-            convs = [la for la in with_kernel if isinstance(la, keras.layers.Conv2D)]
-            if convs:
-                keep.add(convs[0].name)
-            if with_kernel:
-                keep.add(with_kernel[-1].name)
-        elif entry not in names:
-            raise ConfigError(
-                f"PruneConfig.keep_dense names layer {entry!r}, which the model "
-                f"does not have; layers: {', '.join(sorted(names))}"
-            )
-        else:
-            keep.add(entry)
+    keep = kept_dense(model, keep_dense, "PruneConfig")
     prune = [la.name for la in with_kernel if la.name not in keep and _prunable(la)]
     if not prune:
         raise ModelError(
@@ -295,3 +293,44 @@ def prune_model(
         layer_sparsity,
     )
     return result
+
+
+def apply(model_dir, dataset_dir, output_path, config, tensorboard_dir=None) -> registry.Outcome:
+    """The technique's entry point (``tfopt.registry.Technique.apply``)."""
+    r = prune_model(model_dir, dataset_dir, output_path, config, tensorboard_dir)
+    return registry.Outcome(
+        metrics={
+            **r.metrics,
+            "sparsity": r.sparsity,
+            "model_sparsity": r.model_sparsity,
+            "params": r.params,
+            "pruned_param_fraction": r.pruned_param_fraction,
+            **{f"sparsity.{k}": v for k, v in r.layer_sparsity.items()},
+        },
+        model={
+            "params": r.params,
+            "sparsity": r.model_sparsity,
+            "pruned_sparsity": r.sparsity,
+            "layer_sparsity": r.layer_sparsity,
+            "pruned_param_fraction": r.pruned_param_fraction,
+        },
+        notes=r.notes,
+    )
+
+
+TECHNIQUE = registry.register(
+    registry.Technique(
+        name="prune",
+        summary="Magnitude pruning (tfmot): zeros in the kernels, fine-tuned; a smaller gzip "
+        "file, not a faster model.",
+        config=PruneConfig,
+        apply=apply,
+        variants=(
+            registry.Variant("pruned", "prune", switch="enable_pruning", task="prune"),
+            registry.Variant("pruned_int8", "tflite", base="pruned", settings={"mode": "int8"}),
+        ),
+        trains=True,
+        needs_keras=True,
+        plan=lambda model, config: prunability(model, config.keep_dense),
+    )
+)

@@ -24,7 +24,7 @@ import math
 import os
 from dataclasses import asdict, dataclass, field
 
-from tfopt import fsutil
+from tfopt import fsutil, registry
 from tfopt.checks import check_choice, check_float, check_int, check_str
 from tfopt.errors import ConfigError
 from tfopt.reporting.summary import build_summary
@@ -36,15 +36,6 @@ OBJECTIVES = ("smallest", "fastest", "most_accurate")
 # no skill (expected accuracy = the majority rate p0) passes with probability
 # about 0.13% (one-sided normal tail at 3 sigma of Binomial(n, p0) / n).
 MAJORITY_MARGIN_SE = 3.0
-
-
-# Deploy target -> formats it can serve (TF Serving and Vertex load SavedModels).
-DEPLOY_TARGET_FORMATS = {
-    "tf_serving": ("saved_model",),
-    "vertex": ("saved_model",),
-    "tflite": ("tflite",),
-    "none": (),
-}
 
 
 @dataclass(frozen=True)
@@ -87,7 +78,7 @@ class SelectionPolicy:
             "SelectionPolicy", "min_accuracy_change", self.min_accuracy_change, -100.0, 100.0
         )
         check_choice(
-            "SelectionPolicy", "deploy_target", self.deploy_target, tuple(DEPLOY_TARGET_FORMATS)
+            "SelectionPolicy", "deploy_target", self.deploy_target, registry.DEPLOY_TARGETS
         )
         check_float("SelectionPolicy", "min_accuracy", self.min_accuracy, 0.0, 1.0)
         check_float("SelectionPolicy", "min_f1", self.min_f1, 0.0, 1.0)
@@ -95,7 +86,7 @@ class SelectionPolicy:
     @property
     def formats(self) -> tuple[str, ...]:
         """Candidate formats the deploy target can take (empty = any)."""
-        return DEPLOY_TARGET_FORMATS[self.deploy_target]
+        return registry.DEPLOY_TARGET_FORMATS[self.deploy_target]
 
 
 @dataclass

@@ -45,7 +45,7 @@ class TuneConfig:
     """
 
     algorithm: str = "random"
-    max_trials: int = 10
+    max_trials: int = 6
     objective: str = "val_accuracy"
     search_space: SearchSpace = field(
         default_factory=lambda: SearchSpace.from_dict(DEFAULT_SEARCH_SPACE)

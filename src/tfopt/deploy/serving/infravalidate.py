@@ -35,7 +35,7 @@ class InfraValidationConfig:
         check_rest: also send the examples over REST (row format).
     """
 
-    model_name: str = "model"
+    model_name: str = "tfopt-model"
     num_examples: int = 16
     latency_requests: int = 50
     atol: float = 1e-5

@@ -1,0 +1,34 @@
+"""The body of every compression component (``components/compress.py``)."""
+
+from __future__ import annotations
+
+from tfopt.components import _util
+
+
+def run(technique: str, args: dict) -> None:
+    """Make one variant with ``technique``: ``args`` are the component's inputs and
+    outputs by name (``locals()`` of the generated component)."""
+    from tfopt import registry
+    from tfopt.compression import techniques  # noqa: F401 - registers every technique
+
+    t = registry.get_technique(technique)
+    model, dataset, out = args.pop("model"), args.pop("dataset"), args.pop("compressed_model")
+    metrics, tensorboard = args.pop("metrics"), args.pop("tensorboard", None)
+    variant, enabled = args.pop("variant"), args.pop("enabled")
+    also = tuple(a for a in (metrics, tensorboard) if a is not None)
+    if _util.skip_if_disabled(out, variant, enabled, model, also=also):
+        return
+    config = t.make_config(args)  # what is left: the settings
+    with _util.skip_when_not_applicable(out, variant, t.output_format, also=also):
+        outcome = t.apply(
+            model.path,
+            dataset.path,
+            out.path,
+            config,
+            tensorboard.path if tensorboard is not None else None,
+        )
+        _util.log_metrics(metrics, outcome.metrics)
+        _util.describe_model(
+            out, variant, t.output_format, base=model, notes=outcome.notes, **outcome.model
+        )
+        _util.ensure_exists(*also)
