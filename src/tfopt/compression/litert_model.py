@@ -26,12 +26,14 @@ WEIGHT_OPS = {
 }
 
 
+class QuantizerUnavailableError(ModelError):
+    """litert-quantizer cannot be imported in this environment (image)."""
+
+
 def _schema():
     try:
         from ai_edge_litert import schema_py_generated
     except ImportError as exc:
-        from tfopt.compression.litert_quantizer import QuantizerUnavailableError
-
         raise QuantizerUnavailableError(
             f"ai-edge-litert is not importable here ({exc}); install requirements/litert.txt"
         ) from None

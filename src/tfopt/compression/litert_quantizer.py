@@ -39,6 +39,7 @@ import numpy as np
 
 from tfopt import fsutil, registry
 from tfopt.compression import litert_model
+from tfopt.compression.litert_model import QuantizerUnavailableError  # the reader raises it too
 from tfopt.data import input_pipeline, schema
 from tfopt.errors import ConfigError, ModelError
 from tfopt.settings import check_settings, setting
@@ -55,10 +56,6 @@ EXPECTED_TYPE = {
     "int4_weight_only": "INT4",
     "mixed": "INT4",  # or INT8: the rule may give every op int8 weights
 }
-
-
-class QuantizerUnavailableError(ModelError):
-    """litert-quantizer cannot be imported in this environment (image)."""
 
 
 @dataclass(frozen=True)
