@@ -6,6 +6,7 @@ TFJob or Vertex AI replica runs), i.e. ``tfopt.training.train.train_model``.
 
 import json
 import re
+import socket
 import time
 from pathlib import Path
 
@@ -154,3 +155,34 @@ def test_killed_worker_cluster_resumes_from_backup(dataset, tmp_path):
     assert test_accuracy(model, dataset) > 0.85
     assert not Path(backup).exists()
     assert _no_worker_temp_left(tmp_path)
+
+
+def test_a_replica_that_lost_its_port_restarts_the_cluster_on_new_ports(dataset, tmp_path):
+    (tmp_path / "tmp").mkdir()
+    logs = [tmp_path / f"replica-{i}.log" for i in range(2)]
+    config = {**BASE, "model": {"arch": "mlp", "width": 8}, "epochs": 1, "batch_size": 128}
+    tries, thieves = [], []
+
+    def start(ports):
+        tries.append(ports)
+        if len(tries) == 1:  # another process takes the chief's port before the chief binds
+            thief = socket.socket()
+            thief.bind(("0.0.0.0", ports[0]))
+            thief.listen()
+            thieves.append(thief)
+        return [
+            mw.start_worker(
+                dataset, str(tmp_path / "model"), config, logs[i], c, tmpdir=str(tmp_path / "tmp")
+            )
+            for i, c in enumerate(mw.tf_configs(2, ports))
+        ]
+
+    try:
+        procs = mw.start_bound(2, start, logs)
+        codes = mw.wait_all(procs, 400)
+    finally:
+        for thief in thieves:
+            thief.close()
+    assert len(tries) == 2 and tries[1][0] != tries[0][0], tries
+    assert codes == [0, 0], [log.read_text()[-3000:] for log in logs]
+    assert (tmp_path / "model" / "saved_model.pb").exists()

@@ -49,8 +49,8 @@ def dataset(tmp_path_factory):
     return out
 
 
-def jobset_envs(n: int) -> list[dict]:
-    ports = mw.free_ports(n)
+def jobset_envs(n: int, ports: list[int] | None = None) -> list[dict]:
+    ports = ports or mw.free_ports(n)
     dns = {f"{JOBSET}-node-0-{i}.{JOBSET}:2222": f"127.0.0.1:{p}" for i, p in enumerate(ports)}
     common = {
         "JOBSET_NAME": JOBSET,
@@ -67,20 +67,25 @@ def jobset_envs(n: int) -> list[dict]:
 def test_two_workers_from_jobset_env(dataset, tmp_path):
     (tmp_path / "tmp").mkdir()
     config = {**BASE, "epochs": 4, "batch_size": 128}
-    procs = [
-        mw.start_worker(
-            dataset,
-            str(tmp_path / "model"),
-            config,
-            tmp_path / f"pod-{i}.log",
-            backup_dir=str(tmp_path / "backup"),
-            result=str(tmp_path / "result.json"),
-            tmpdir=str(tmp_path / "tmp"),
-            extra_env=env,
-            entry=ENTRY,
-        )
-        for i, env in enumerate(jobset_envs(2))
-    ]
+    logs = [tmp_path / f"pod-{i}.log" for i in range(2)]
+
+    def start(ports):
+        return [
+            mw.start_worker(
+                dataset,
+                str(tmp_path / "model"),
+                config,
+                logs[i],
+                backup_dir=str(tmp_path / "backup"),
+                result=str(tmp_path / "result.json"),
+                tmpdir=str(tmp_path / "tmp"),
+                extra_env=env,
+                entry=ENTRY,
+            )
+            for i, env in enumerate(jobset_envs(2, ports))
+        ]
+
+    procs = mw.start_bound(2, start, logs)
     codes = mw.wait_all(procs, 400)
     logs = [(tmp_path / f"pod-{i}.log").read_text() for i in range(2)]
     assert codes == [0, 0], [log[-3000:] for log in logs]
