@@ -28,19 +28,27 @@ $(VENV)/.installed: setup.cfg pyproject.toml requirements/constraints.txt requir
 
 # checkov (static scan of Dockerfiles and manifests) pins packaging below what the
 # TensorFlow stack needs, so it gets a venv of its own.
+# A failed install fails the target (and `make test`) and leaves no venv to pass for done.
 $(CHECKOV_VENV)/bin/checkov:
 	$(PYTHON) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/python -m pip install -q checkov==3.3.30
+	$(CHECKOV_VENV)/bin/python -m pip install -q checkov==3.3.30 || { rm -rf $(CHECKOV_VENV); exit 1; }
 
 # builtin:fashion_mnist reads Debian's dataset-fashion-mnist (31 MB, MIT): install it when
-# apt is there and we are root; otherwise say the one command (tests needing it skip).
+# apt is there and we are root; otherwise say the one command (tests needing it skip,
+# saying why). Under CI (CI=true: root, apt reachable) a dataset still missing after this
+# is a broken install: the target fails, and so would those tests.
 FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
+FASHION_MNIST_FILE := $(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz
+IN_CI := $(filter true TRUE True 1 yes,$(CI))
 fashion-mnist:
-	@if [ -f $(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz ]; then :; \
+	@if [ -f $(FASHION_MNIST_FILE) ]; then :; \
 	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 	  (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null) \
 	  || echo "warning: could not install dataset-fashion-mnist"; \
 	else echo "note: builtin:fashion_mnist needs: sudo apt-get install dataset-fashion-mnist"; fi
+	@if [ -n "$(IN_CI)" ] && [ ! -f $(FASHION_MNIST_FILE) ]; then \
+	  echo "error: CI=$(CI) but $(FASHION_MNIST_FILE) is missing (apt-get install dataset-fashion-mnist as root)" >&2; \
+	  exit 1; fi
 
 run: $(VENV)/.installed fashion-mnist
 	$(BIN)/tfopt run --output-dir $(OUTPUT_DIR)

@@ -6,8 +6,10 @@ Cached between runs, so only the first run on a machine pays the cold build:
   wheel's file contents, the Dockerfile, the pins, the base tag) changes;
 - pip's cache (~/.cache/pip, mounted into the build, never a layer): the wheels.
 
-Skips only where no engine can be had (not root and no podman: images/engine.sh
-exits 3 and says why); in CI (root, apt reachable) it installs podman and runs.
+Skips only where no engine can be installed (not root or no apt, and no podman:
+images/engine.sh exits 3 and says why), and fails instead under CI=true; in CI (root,
+apt reachable) it installs podman and runs. A failed install, or a podman that does
+not work (engine.sh exits 4), fails everywhere.
 """
 
 from __future__ import annotations
@@ -28,11 +30,11 @@ from tfopt.client.local import run_local
 from tfopt.components._image import BASE_IMAGE, GPU_IMAGE
 
 from helpers.containers import FAST, quick
+from helpers.prerequisites import NO_ENGINE_HERE, missing
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
-NO_ENGINE = 3  # images/engine.sh's exit status
 
 # run inside the image: who runs, what is installed, and the LiteRT adapter on a real model
 IN_IMAGE = r"""
@@ -69,10 +71,12 @@ def _build(**env: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def image() -> str:
-    """The CPU image, built here (or found cached); skips only where no engine can be had."""
+    """The CPU image, built here (or found cached); skips only where no engine can be
+    installed (not root or no apt), and never under CI=true."""
     proc = _build(LOCAL_BASE="1", FLAVOURS="cpu")
-    if proc.returncode == NO_ENGINE:
-        pytest.skip(proc.stderr.strip().splitlines()[-1])
+    if proc.returncode == NO_ENGINE_HERE:  # not root or no apt: a skip, except in CI
+        missing("a container engine", proc.stderr.strip().splitlines()[-1])
+    # anything else fails: a failed install or a podman that does not work included
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert re.search(rf"^image {re.escape(BASE_IMAGE)} size \d+ MB$", proc.stdout, re.M)
     return BASE_IMAGE
@@ -162,7 +166,7 @@ def test_gpu_flavour_renders_and_passes_the_static_scan(tmp_path):
     if not Path(checkov).is_file():
         checkov = shutil.which("checkov") or ""
     if not checkov:
-        pytest.skip("checkov not installed (tests/unit/test_launch_checkov.py says how)")
+        missing("checkov", "tests/unit/test_launch_checkov.py says how")
     dockerfile = (ROOT / "images/Dockerfile").read_text()
     (tmp_path / "Dockerfile").write_text(
         dockerfile.replace("FROM ${BASE_IMAGE}", "FROM tensorflow/tensorflow:2.21.0-gpu")

@@ -15,6 +15,8 @@ from tfopt.data import idx, ingest, input_pipeline, subset
 from tfopt.data import schema as schema_lib
 from tfopt.errors import ConfigError, DataError
 
+from helpers.prerequisites import missing
+
 
 def _idx_bytes(arr: np.ndarray) -> bytes:
     return (
@@ -162,8 +164,9 @@ def test_builtin_fashion_mnist_reads_any_idx_dir_with_its_class_names(tmp_path, 
     assert raw["label"]["vocabulary"][9] == "Ankle boot"
 
 
-@pytest.mark.skipif(not idx.is_idx_dir(idx.FASHION_MNIST_DIR), reason="dataset-fashion-mnist")
 def test_real_fashion_mnist_subset(tmp_path, monkeypatch):
+    if not idx.is_idx_dir(idx.FASHION_MNIST_DIR):
+        missing("dataset-fashion-mnist", "sudo apt-get install dataset-fashion-mnist")
     monkeypatch.delenv(idx.FASHION_MNIST_ENV, raising=False)
     cfg = ingest.IngestConfig(source="builtin:fashion_mnist", max_examples=700)
     info = ingest.ingest(str(tmp_path / "ds"), cfg)
