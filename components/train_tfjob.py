@@ -27,7 +27,7 @@ def train_tfjob(
     from tfopt.components import _image, _util
     from tfopt.launch import tfjob, validate
 
-    request = validate.TrainingRequest("kubeflow", replicas, gpus_per_replica, accelerator_type)
+    request = validate.TrainingRequest("tfjob", replicas, gpus_per_replica, accelerator_type)
     config = _util.train_config(hyperparameters, train_config)
     result = tfjob.train_on_kubeflow(
         dataset.uri,
@@ -45,7 +45,7 @@ def train_tfjob(
         {
             "variant": "baseline",
             "format": "saved_model",
-            "target": "kubeflow",
+            "target": "tfjob",
             "params": result.get("params", 0),
         }
     )

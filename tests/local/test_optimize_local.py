@@ -122,3 +122,21 @@ def test_litert_quantizer_variants_run_when_switched_on(tmp_path):
         assert got["size_bytes"] < f32["size_bytes"], v.name  # every recipe quantizes weights
         assert got["accuracy"] >= f32["accuracy"] - 0.03, v.name
     assert by_name["litert_int4_weight_only"]["size_bytes"] < by_name["litert_int8"]["size_bytes"]
+
+
+@pytest.mark.slow
+def test_steps_at_the_same_time_give_what_one_at_a_time_gives(tmp_path):
+    """Issue 33: the same seed gives the same variants, accuracies, sizes and selection,
+    whether the steps run two at a time or one at a time (latency figures aside)."""
+    one = run_local(dict(SMALL), str(tmp_path), parallelism=1)
+    two = run_local(dict(SMALL), str(tmp_path / "two"), parallelism=2)
+    assert one["parallelism"] == 1 and two["parallelism"] == 2
+
+    def figures(summary):
+        return {
+            v["name"]: (v["accuracy"], v["f1"], v["size_bytes"], v["params"], v["rejected_reasons"])
+            for v in summary["variants"]
+        }
+
+    assert figures(one) == figures(two)
+    assert (one["selected"], one["blessed"]) == (two["selected"], two["blessed"])

@@ -45,11 +45,22 @@ def replay(path: Path, log: RunLog) -> list[str]:
 def test_plan_counts_what_the_recorded_run_executed(spec):
     recorded = TASK_START.findall((DATA / "kfp_run_default.log").read_text())
     steps = plan_steps(spec, {})
-    assert sorted(s.task for s in steps) == sorted(recorded)  # same tasks, N = 28 today
+    assert sorted(s.task for s in steps) == sorted(recorded)  # same tasks, 32 today
     by_task = {s.task: s for s in steps}
-    assert by_task["quantize-6"].label == "distilled-int8"  # display names on the console
+    assert by_task["tflite-4"].label == "tflite-int8"  # display names on the console
     assert "gate-blessed" in by_task["deploy-tf-serving"].groups  # decided at run time
     assert "deploy-vertex" not in by_task  # deploy_target=tf_serving: never runs
+    # switched off by the parameters: tune, the LiteRT recipes, clustering and its children
+    off = {s.label for s in steps if s.off}
+    assert off == {
+        "tune", "cluster", "clustered-int8", "cqat-int8", "litert-int8", "litert-int16x8",
+        "litert-dynamic", "litert-int4-weight-only", "litert-mixed",
+    }  # fmt: skip
+    assert not {s.label for s in plan_steps(spec, {"enable_clustering": True}) if s.off} & {
+        "cluster",
+        "clustered-int8",
+        "cqat-int8",
+    }
 
 
 def test_plan_follows_parameter_gates_through_sub_pipelines(spec):
@@ -78,8 +89,11 @@ def test_plain_stream_one_counted_line_per_step_ending_at_n(tmp_path, spec):
     steps = plan_steps(spec, {})
     progress = Progress(steps, out)
     recorded = replay(DATA / "kfp_run_default.log", RunLog(str(tmp_path), out, progress, False))
-    lines = out.getvalue().splitlines()
-    n = len(steps)
+    folded, *lines = out.getvalue().splitlines()
+    off = [s.label for s in steps if s.off]
+    # the steps switched off by the parameters fold into one line, and are not counted
+    assert folded == "off (disabled by pipeline parameters): " + ", ".join(off)
+    n = len(steps) - len(off)
     assert len(lines) == n
     assert [int(re.match(r"\[\s*(\d+)/", line).group(1)) for line in lines] == list(range(1, n + 1))
     assert all(f"/{n}] " in line and " ... done " in line for line in lines)
@@ -140,16 +154,17 @@ def test_failure_shows_the_steps_last_lines_and_its_log(tmp_path, spec):
     out = io.StringIO()
     log = RunLog(str(tmp_path), out, Progress(plan_steps(spec, {}), out), False, True)
     lines = replay(DATA / "kfp_run_failed_ingest.log", log)
-    shown = out.getvalue().splitlines()
-    assert re.fullmatch(r"\[ 1/28\] ingest \.\.\. FAILED after \d+\.\d s", shown[0])
+    folded, *shown = out.getvalue().splitlines()
+    assert folded.startswith("off (disabled by pipeline parameters): tune, ")
+    assert re.fullmatch(r"\[ 1/23\] ingest \.\.\. FAILED after \d+\.\d s", shown[0])
     tail = [line for line in shown if line.startswith("    | ")]
     assert len(tail) == 20
     assert tail[-1].endswith("feature column 'f3' has 'abc', which is not a number")
     assert not any(is_startup_noise(line[6:]) for line in tail)
     assert shown[len(tail) + 2] == f"    full log: {tmp_path / 'ingest.log'}"
     # the rest is skipped on one line, and the count ends at N/N
-    assert shown[-1].startswith("[ 3-28/28] skipped (an upstream step failed): tune, ")
-    assert len(shown) == 1 + 1 + 20 + 1 + 1 + 1
+    assert shown[-1].startswith("[ 2-23/23] skipped (an upstream step failed): train-config, ")
+    assert len(shown) == 1 + 1 + 20 + 1 + 1  # failed, "last 20 lines", 20, log, skipped
     assert "executor_main()" in (tmp_path / "ingest.log").read_text()
     assert len((tmp_path / "run.log").read_text().splitlines()) == len(lines)
 
@@ -211,3 +226,50 @@ def test_startup_noise_is_recognised_but_errors_are_not():
     assert any("absl::InitializeLog" in line for line in noise)
     assert not is_startup_noise("tfopt.errors.DataError: x.csv: line 3: bad")
     assert not is_startup_noise("E0000 00:00:17.1 123 saver.cc:9] Failed to write checkpoint")
+
+
+def test_steps_at_the_same_time_each_end_on_one_whole_line_counted_in_order(tmp_path):
+    tty = Terminal()
+    steps = [Step("prune", "prune"), Step("distill", "distill"), Step("lowrank", "lowrank")]
+    progress = Progress(steps, tty, tick=0, concurrent=True)
+    with RunLog(str(tmp_path), tty, progress, echo=False) as log:
+        log.line("12:00:00.000 - INFO - Executing task 'prune'")
+        log.line("12:00:00.000 - INFO - Executing task 'distill'")
+        assert progress.status_line().startswith("running: prune 0 s, distill 0 s  (0/3 done")
+        log.line("12:00:01.000 - INFO - Task 'distill' finished with status SUCCESS")
+        log.line("12:00:01.000 - INFO - Executing task 'lowrank'")
+        log.line("12:00:02.000 - INFO - Task 'prune' finished with status SUCCESS")
+        log.line("12:00:03.000 - INFO - Task 'lowrank' finished with status SUCCESS")
+    ended = [line.split(CLEAR)[-1] for line in tty.getvalue().split("\n") if " done " in line]
+    # numbered as they end: 1, 2, 3 (distill ended first), never a half-written line
+    assert [re.match(r"\[(\d)/3\] (\w+) \.\.\. done", line).groups() for line in ended] == [
+        ("1", "distill"),
+        ("2", "prune"),
+        ("3", "lowrank"),
+    ]
+
+
+def test_output_of_steps_on_two_threads_goes_to_each_steps_log(tmp_path):
+    import threading
+
+    progress = Progress([Step("a", "a"), Step("b", "b")], io.StringIO(), concurrent=True)
+    log = RunLog(str(tmp_path), io.StringIO(), progress, echo=False)
+    both_started = threading.Barrier(2)
+
+    def step(name: str) -> None:
+        log.line(f"12:00:00.000 - INFO - Executing task '{name}'")
+        both_started.wait()
+        for i in range(50):
+            log.write(f"    {name} line {i}\n")
+        log.write(f"    ValueError: {name} failed\n")
+
+    with log:
+        threads = [threading.Thread(target=step, args=(n,)) for n in "ab"]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    for name, other in (("a", "b"), ("b", "a")):
+        text = (tmp_path / f"{name}.log").read_text()
+        assert text.count(f"{name} line ") == 50 and f"{other} line" not in text
+        assert log.errors[name] == f"ValueError: {name} failed"

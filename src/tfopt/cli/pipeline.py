@@ -61,6 +61,7 @@ def _run(args: argparse.Namespace, verbose: bool) -> dict:
             verbose=verbose,
             warm=warm or False,
             runner=runner,
+            parallelism=args.parallelism,
         )
 
 
@@ -108,6 +109,11 @@ def _cmd_params(args: argparse.Namespace) -> int:
 
     from tfopt.client.preflight import describe_params
 
+    if args.techniques:
+        from tfopt.client.technique_docs import techniques_markdown
+
+        print(techniques_markdown())
+        return 0
     rows = describe_params(args.pipeline)
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -165,6 +171,14 @@ def register(sub) -> None:
         "Also the `runner` key of a params file",
     )
     run.add_argument(
+        "--parallelism",
+        type=int,
+        default=0,
+        metavar="N",
+        help="steps at the same time (default 0: as many as the cores allow, while each "
+        "step can have 1 GiB of the available memory; 1 runs them one at a time)",
+    )
+    run.add_argument(
         "-v",
         "--verbose",
         dest="stream",
@@ -188,6 +202,11 @@ def register(sub) -> None:
     )
     par.add_argument("--pipeline", default="optimize", help="pipeline name (default: optimize)")
     par.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    par.add_argument(
+        "--techniques",
+        action="store_true",
+        help="print the compression techniques, their variants and settings (Markdown)",
+    )
     par.set_defaults(func=_cmd_params)
 
     comp = sub.add_parser(

@@ -134,8 +134,11 @@ class Progress:
         pipeline_root: str = "",
         verbose: bool = False,
         tick: float = 1.0,
+        concurrent: bool = False,
     ):
-        self.steps = {s.task: s for s in steps}
+        self.steps = {s.task: s for s in steps if not s.off}
+        # switched off by the parameters: no-op steps, folded into one line
+        self.off = {s.task: s.label for s in steps if s.off}
         self.total = len(self.steps)
         self.stream = stream
         self.tty = bool(getattr(stream, "isatty", lambda: False)())
@@ -146,7 +149,10 @@ class Progress:
         self.start = time.monotonic()
         self.wall_start = time.time()
         self.done = 0
-        self.current: tuple[str, _Started] | None = None
+        # steps may run at the same time: each line is written whole when its step ends
+        self.concurrent = concurrent
+        self.running: dict[str, _Started] = {}
+        self._ended = 0
         self._seen: dict[str, _Started] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -156,6 +162,8 @@ class Progress:
 
     # --- events (from RunLog) ---
     def started(self, task: str) -> None:
+        if task in self.off:
+            return
         with self._lock:
             self._flush_batch()
             seen = self._seen.get(task)
@@ -164,14 +172,14 @@ class Progress:
                 seen.at = time.monotonic()
             else:
                 seen = self._register(task)
-            self.current = (task, seen)
+            self.running[task] = seen
             retry = f" (attempt {seen.attempt})" if seen.attempt > 1 else ""
             head = f"{self._count(seen)} {seen.label}{retry} ..."
             if self.live:
                 self._status()
             elif self.verbose:
                 self._write(head + "\n")
-            else:
+            elif not self.concurrent:
                 self._end_open()
                 self._write(head)
                 self._open = True
@@ -179,6 +187,8 @@ class Progress:
     def finished(
         self, task: str, ok: bool, tail: list[str] | None = None, log_path: str = ""
     ) -> None:
+        if task in self.off and ok:
+            return
         with self._lock:
             seen = self._seen.get(task) or self._register(task)
             seconds = time.monotonic() - seen.at
@@ -194,11 +204,13 @@ class Progress:
                     self._write("".join(f"    | {line}\n" for line in lines))
                 if log_path:
                     self._write(f"    full log: {log_path}\n")
-            self.current = None
+            self.running.pop(task, None)
             if self.live:
                 self._status()
 
     def cached(self, task: str) -> None:
+        if task in self.off:
+            return
         with self._lock:
             seen = self._seen.get(task) or self._register(task)
             self.done += 1
@@ -225,6 +237,9 @@ class Progress:
 
     # --- life cycle ---
     def __enter__(self) -> Progress:
+        if self.off:
+            names = ", ".join(self.off.values())
+            self._write(f"off (disabled by pipeline parameters): {names}\n")
         if self.live and self.tick > 0:
             self._thread = threading.Thread(target=self._redraw, name="tfopt-progress", daemon=True)
             self._thread.start()
@@ -244,9 +259,16 @@ class Progress:
         """The live line: the current step and its time, steps done, time elapsed."""
         elapsed = time.monotonic() - self.start
         clock = f"{int(elapsed // 60)}:{int(elapsed % 60):02d}"
-        if self.current:
-            _, seen = self.current
+        if len(self.running) == 1:
+            (seen,) = self.running.values()
             now = f"{self._count(seen)} {seen.label} ... {time.monotonic() - seen.at:.0f} s  "
+        elif self.running:
+            tick = time.monotonic()
+            now = (
+                "running: "
+                + ", ".join(f"{s.label} {tick - s.at:.0f} s" for s in self.running.values())
+                + "  "
+            )
         else:
             now = ""
         return f"{now}({self.done}/{self.total} done, {clock} elapsed)"
@@ -270,11 +292,14 @@ class Progress:
         return f"[{seen.number:>{width}}/{self.total}]"
 
     def _result(self, seen: _Started, text: str) -> None:
-        if self._open and self.current and self.current[1] is seen:
+        if self._open and seen in self.running.values():
             self._write(f" {text}\n")  # completes "[7/28] prune ..."
             self._open = False
             return
         self._end_open()
+        if self.concurrent:  # numbered as they end, so the lines count up in order
+            self._ended += 1
+            seen.number = self._ended
         prefix = CLEAR if self.live else ""
         dots = " ..." if text.startswith(("done", "FAILED")) else ""
         self._write(f"{prefix}{self._count(seen)} {seen.label}{dots} {text}\n")

@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import sys
+import threading
 from collections import deque
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -83,21 +84,33 @@ class RunLog:
         self.progress = progress
         self.echo = echo
         self.quiet_startup = quiet_startup  # leave TF/CUDA start-up lines out of failure tails
-        self.step = "run"
+        # Per thread: the step it runs and its last lines. kfp prints each step's output from
+        # the thread that runs the step (one at a time, or several: client/concurrent_dag.py).
+        self._local = threading.local()
         self.errors: dict[str, str] = {}
-        self.tail: deque[str] = deque(maxlen=TAIL_LINES)
-        self._partial = ""
+        self._tails: dict[str, deque[str]] = {}
+        self._lock = threading.RLock()  # the files, the errors, the progress display
         self._files: dict[str, TextIO] = {}
         self._colors: dict[str, str] = {}
         self._quiet = _KfpQuiet()
         self._quieted: list[logging.Handler] = []
 
+    @property
+    def step(self) -> str:
+        """The step whose output this thread is writing ("run" before any)."""
+        return getattr(self._local, "step", "run")
+
+    @property
+    def tail(self) -> deque[str]:
+        return self._tails.setdefault(self.step, deque(maxlen=TAIL_LINES))
+
     # --- stream protocol (stands in for sys.stdout) ---
     def write(self, text: str) -> int:
         if self.echo:
-            self.stream.write(text if self.tty else ANSI.sub("", text))
-        self._partial += text
-        *lines, self._partial = self._partial.split("\n")
+            with self._lock:
+                self.stream.write(text if self.tty else ANSI.sub("", text))
+        partial = getattr(self._local, "partial", "") + text
+        *lines, self._local.partial = partial.split("\n")
         for line in lines:
             self.line(line)
         return len(text)
@@ -117,15 +130,16 @@ class RunLog:
         plain = ANSI.sub("", text)
         start = _TASK_START.search(plain)
         if start:
-            self.step = start.group(1)
+            self._local.step = start.group(1)
             self.tail.clear()
-        match = _ERROR_LINE.match(plain)
-        if match and not plain.lstrip().startswith("RuntimeError: Pipeline"):
-            self.errors[self.step] = f"{match.group(1)}: {match.group(2).strip()}"
-        for name in {"run", self.step}:
-            self._file(name).write(plain + "\n")
-        if self.progress is not None:
-            self._report(plain, start)
+        with self._lock:
+            match = _ERROR_LINE.match(plain)
+            if match and not plain.lstrip().startswith("RuntimeError: Pipeline"):
+                self.errors[self.step] = f"{match.group(1)}: {match.group(2).strip()}"
+            for name in {"run", self.step}:
+                self._file(name).write(plain + "\n")
+            if self.progress is not None:
+                self._report(plain, start)
 
     def _report(self, plain: str, start: re.Match | None) -> None:
         """Tell the progress display what kfp just said; keep the step's last lines."""
@@ -137,8 +151,9 @@ class RunLog:
             ok = end.group(2) == "SUCCESS"
             if not ok and end.group(1) in self._files:
                 self._files[end.group(1)].flush()  # the log the console points to is whole
+            tail = self._tails.get(end.group(1), ())
             self.progress.finished(
-                end.group(1), ok, tail=list(self.tail), log_path=self.path(end.group(1))
+                end.group(1), ok, tail=list(tail), log_path=self.path(end.group(1))
             )
         elif hit := _CACHE_HIT.search(plain):
             self.progress.cached(hit.group(1))
@@ -201,16 +216,23 @@ class RunLog:
             handler.removeFilter(self._quiet)
         for key, value in self._colors.items():
             setattr(logging_utils.Color, key, value)
-        if self._partial:
-            self.line(self._partial)
-            self._partial = ""
+        partial = getattr(self._local, "partial", "")
+        if partial:
+            self.line(partial)
+            self._local.partial = ""
         for fh in self._files.values():
             fh.close()
         if self.progress is not None:
             self.progress.__exit__(*exc)
 
 
-def run_output(pipeline_spec: Any, params: dict, output_dir: str, verbose: bool = False) -> RunLog:
+def run_output(
+    pipeline_spec: Any,
+    params: dict,
+    output_dir: str,
+    verbose: bool = False,
+    concurrent: bool = False,
+) -> RunLog:
     """The :class:`RunLog` of a local run of ``pipeline_spec`` (a PipelineSpec message).
 
     Its progress lines go to the current stdout; the steps' output to
@@ -223,7 +245,9 @@ def run_output(pipeline_spec: Any, params: dict, output_dir: str, verbose: bool 
 
     steps = plan_steps(json_format.MessageToDict(pipeline_spec), params)
     out = sys.stdout
-    progress = Progress(steps, out, os.path.join(output_dir, "artifacts"), verbose=verbose)
+    progress = Progress(
+        steps, out, os.path.join(output_dir, "artifacts"), verbose=verbose, concurrent=concurrent
+    )
     return RunLog(
         os.path.join(output_dir, "logs"),
         stream=out,

@@ -4,12 +4,12 @@
 steps' output). This keeps them all except the executor-input JSON kfp dumps
 for each step, and cuts each step's own output to its first and last lines.
 
-    .venv/bin/tfopt run --cold --output-dir /tmp/run   # cold: each step's start-up lines
+    .venv/bin/tfopt run --cold --parallelism 1 --output-dir /tmp/run   # cold: start-up lines
     .venv/bin/python tests/unit/data/trim_kfp_log.py /tmp/run/logs/run.log > \
         tests/unit/data/kfp_run_default.log
 
 ``kfp_run_failed_ingest.log`` keeps whole step outputs (``--keep 1000``), from a run on
-a CSV with a non-numeric feature (line 31), ``--set arch=mlp``.
+a CSV with a non-numeric feature (line 19), ``--set arch=mlp``.
 """
 
 import re
