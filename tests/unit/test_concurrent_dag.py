@@ -150,12 +150,11 @@ def test_slots_take_and_give():
 
 
 def test_kfps_own_functions_and_the_root_handlers_are_back_after_the_run(kfp_local):
-    from kfp.local import logging_utils
-    from kfp.local.orchestrator import enhanced_dag_orchestrator as kfp_dags
-
     import logging
 
+    from kfp.local import logging_utils
     from kfp.local.orchestrator import dag_orchestrator as kfp_plain
+    from kfp.local.orchestrator import enhanced_dag_orchestrator as kfp_dags
 
     def kfp_state():
         return (
