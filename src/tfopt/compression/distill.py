@@ -1,25 +1,12 @@
 """Knowledge distillation into a smaller student, reported next to the same student from scratch.
 
-Loss per batch (Hinton et al.)::
-
-    alpha * CE(labels, student) + (1 - alpha) * T^2 * KL(softmax(teacher/T) || softmax(student/T))
-
-tfopt models output probabilities; their logits are taken from the input of a
-final softmax ``Activation`` when there is one, else as ``log(p)``
-(``softmax(log p / T) == softmax(z / T)`` exactly). The teacher is frozen.
-
-The transfer set is the train split, plus optionally an unlabeled set (a
-dataset directory or an ``.npz`` of inputs) and input augmentation (small
-random shifts and Gaussian noise); the teacher labels everything on the fly,
-and the hard-label term applies only to examples with a label (a mask).
-``labelled_fraction`` keeps labels on a seeded, stratified share of the train
-split (the little-labelled-data setting). The baseline student is trained on
-exactly those labelled examples with the same seed and the same number of steps.
-
-Everything streams through ``tf.data`` (``input_pipeline.examples``: cached as training
-caches, shuffled in a bounded buffer), so memory stays bounded whatever the dataset size;
-only the train labels (for ``labelled_fraction``) and an ``.npz`` unlabeled set are
-held as arrays.
+The technique: its config, ``distill_model`` (the teacher, the students, the report) and
+its declaration. The loss and the Keras model that trains with it are in
+``compression.distiller`` (the teacher is frozen; logits from the input of a final
+softmax, else ``log(p)``); the transfer set (the train split, an optional unlabeled set,
+augmentation, ``labelled_fraction``'s label mask; streamed through ``tf.data``) is in
+``compression.transfer_set``. The baseline student is trained on exactly the labelled
+examples with the same seed and the same number of steps.
 """
 
 from __future__ import annotations
@@ -33,11 +20,17 @@ from dataclasses import InitVar, asdict, dataclass, field
 
 import numpy as np
 
-from tfopt import fsutil, registry
-from tfopt._keras import keras, tf
+from tfopt import registry
+from tfopt._keras import keras
+from tfopt.compression import transfer_set
 from tfopt.compression.common import batch_size_setting, learning_rate_setting, seed_setting
+from tfopt.compression.distiller import Distiller as Distiller
+from tfopt.compression.distiller import logits_model as logits_model
+from tfopt.compression.transfer_set import STREAM as STREAM
+from tfopt.compression.transfer_set import labelled_mask as labelled_mask
+from tfopt.compression.transfer_set import unlabeled_examples as unlabeled_examples
 from tfopt.data import input_pipeline, schema
-from tfopt.errors import ConfigError, DataError, ModelError
+from tfopt.errors import ConfigError, ModelError
 from tfopt.settings import check_settings, setting
 from tfopt.training import models, module_file
 from tfopt.training.divergence import StopOnDivergence
@@ -45,8 +38,6 @@ from tfopt.training.model_config import ARCHITECTURES, WIDTH_ARCHITECTURES
 
 log = logging.getLogger(__name__)
 
-# How the transfer set is read: file order (the label mask lines up), cached as training caches
-STREAM = input_pipeline.InputConfig(auto_shard="off")
 # The ModelConfig fields of the student, each a ``student_<field>`` setting
 STUDENT_FIELDS = ("arch", "width", "depth", "dropout", "alpha")
 
@@ -174,116 +165,6 @@ class DistillResult:
         return asdict(self)
 
 
-def logits_model(model: keras.Model) -> keras.Model:
-    """Return a model giving logits: the input of a final softmax, else ``log(p)``."""
-    last = model.layers[-1]
-    act = getattr(last, "activation", None)
-    if isinstance(last, keras.layers.Activation) and getattr(act, "__name__", "") == "softmax":
-        return keras.Model(model.inputs, last.input)
-    p = model.outputs[0]
-    return keras.Model(model.inputs, tf.math.log(tf.clip_by_value(p, 1e-12, 1.0)))
-
-
-class Distiller(keras.Model):
-    """Trains ``student`` against a frozen ``teacher`` on (x, label, mask) batches."""
-
-    def __init__(
-        self, student: keras.Model, teacher: keras.Model, temperature: float, alpha: float
-    ):
-        super().__init__()
-        self.student = student
-        self.student_logits = logits_model(student)
-        self.teacher_logits = logits_model(teacher)
-        self.teacher_logits.trainable = False
-        self.temperature = float(temperature)
-        self.alpha = float(alpha)
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-
-    def call(self, x, training=False):
-        return self.student(x, training=training)
-
-    @property
-    def metrics(self):
-        return [self.loss_tracker]
-
-    def distill_loss(self, teacher_logits, student_logits, labels, mask):
-        t = self.temperature
-        p_teacher = tf.nn.softmax(teacher_logits / t)
-        log_p_student = tf.nn.log_softmax(student_logits / t)
-        kl = tf.reduce_sum(p_teacher * (tf.math.log(p_teacher + 1e-12) - log_p_student), -1)
-        ce = keras.losses.sparse_categorical_crossentropy(labels, student_logits, from_logits=True)
-        hard = tf.reduce_sum(ce * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
-        return self.alpha * hard + (1.0 - self.alpha) * t * t * tf.reduce_mean(kl)
-
-    def train_step(self, batch):
-        x, labels, mask = batch
-        teacher_logits = self.teacher_logits(x, training=False)
-        with tf.GradientTape() as tape:
-            student_logits = self.student_logits(x, training=True)
-            loss = self.distill_loss(teacher_logits, student_logits, labels, mask)
-        grads = tape.gradient(loss, self.student.trainable_variables)
-        self.optimizer.apply_gradients(zip(grads, self.student.trainable_variables, strict=True))
-        self.loss_tracker.update_state(loss)
-        return {"loss": self.loss_tracker.result()}
-
-
-def labelled_mask(y: np.ndarray, fraction: float, seed: int, num_classes: int) -> np.ndarray:
-    """A seeded, per-class share of ``fraction`` of the examples (at least one per class)."""
-    if fraction >= 1.0:
-        return np.ones(len(y), np.float32)
-    rng = np.random.default_rng(seed)
-    mask = np.zeros(len(y), np.float32)
-    for c in range(num_classes):
-        idx = np.flatnonzero(y == c)
-        if len(idx):
-            take = max(1, round(len(idx) * fraction))
-            mask[rng.choice(idx, take, replace=False)] = 1.0
-    return mask
-
-
-def unlabeled_examples(source: str, feature_shape: tuple[int, ...]):
-    """Extra transfer inputs as ``(tf.data.Dataset of x, count)``: a dataset directory's
-    train split (streamed) or an ``.npz`` (``x`` or its only array, held in memory)."""
-    if source.endswith(".npz"):
-        if not fsutil.exists(source):
-            raise DataError(f"{source}: unlabeled .npz not found")
-        with np.load(source) as npz:
-            key = "x" if "x" in npz.files else (npz.files[0] if len(npz.files) == 1 else None)
-            if key is None:
-                raise DataError(f"{source}: expected an array 'x' (has {npz.files})")
-            x = np.asarray(npz[key], np.float32)
-        shape, count = tuple(x.shape[1:]), len(x)
-        ds = tf.data.Dataset.from_tensor_slices(x)
-    else:
-        info = schema.load_info(source)
-        shape, count = tuple(info.feature_shape), info.counts["train"]
-        ds = input_pipeline.examples(info, "train", STREAM).map(lambda x, _: x)
-    if shape != tuple(feature_shape):
-        raise DataError(
-            f"{source}: unlabeled inputs have shape {shape}; the model takes {tuple(feature_shape)}"
-        )
-    return ds, count
-
-
-def _augment_fn(config: DistillConfig, feature_shape, std: float):
-    image = len(feature_shape) == 3 and config.shift > 0
-
-    def aug(x, y, m):
-        if image:
-            s = config.shift
-            padded = tf.pad(x, [[s, s], [s, s], [0, 0]])
-            x = tf.image.random_crop(padded, tf.shape(x))
-        if config.noise:
-            x = x + tf.random.normal(tf.shape(x), stddev=config.noise * std)
-        return x, y, m
-
-    return aug
-
-
-def _steps(n: int, config: DistillConfig) -> int:
-    return max(1, math.ceil(n / config.batch_size)) * config.epochs
-
-
 def _accuracy(model: keras.Model, info) -> float:
     """Test-split accuracy, streamed in batches of 512."""
     hits = count = 0
@@ -293,28 +174,38 @@ def _accuracy(model: keras.Model, info) -> float:
     return hits / max(count, 1)
 
 
-def _train_mask(info, config: DistillConfig) -> np.ndarray:
-    """The label mask of the train split in file order (labels streamed, inputs dropped)."""
-    if config.labelled_fraction >= 1.0:
-        return np.ones(info.counts["train"], np.float32)
-    y = np.concatenate([b for _, b in input_pipeline.iter_arrays(info, "train", 4096)])
-    return labelled_mask(y, config.labelled_fraction, config.seed, info.num_classes)
+def _steps(n: int, config: DistillConfig) -> int:
+    return max(1, math.ceil(n / config.batch_size)) * config.epochs
 
 
-def _shuffled(ds, count: int, config: DistillConfig, augment):
-    """Seeded shuffle (a bounded buffer: the whole set up to ``DEFAULT_SHUFFLE_BUFFER``),
-    repeat, float32 inputs, augmentation, batches."""
-    buffer = max(1, min(count, input_pipeline.DEFAULT_SHUFFLE_BUFFER))
-    ds = ds.shuffle(buffer, seed=config.seed, reshuffle_each_iteration=True).repeat()
-    ds = ds.map(lambda x, *rest: (tf.cast(x, tf.float32), *rest))
-    if augment is not None:
-        ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
+def _verbose() -> int:
+    return 1 if sys.stdout.isatty() else 2
+
+
+def _board(tensorboard_dir: str | None, name: str) -> list:
+    """A TensorBoard callback writing the ``name`` run under ``tensorboard_dir``, if any."""
+    from tfopt.training.tensorboard import tensorboard_subdir
+
+    sub = tensorboard_subdir(tensorboard_dir, name)
+    return [keras.callbacks.TensorBoard(sub, write_graph=False)] if sub else []
 
 
 # A user's student: (feature shape, number of classes) -> an uncompiled tf_keras classifier
 # taking raw features and returning probabilities (as tfopt's own models do).
 StudentBuilder = Callable[[tuple[int, ...], int], keras.Model]
+
+
+def _student_builder(
+    teacher_path: str, config: DistillConfig, build_student: StudentBuilder | None
+) -> StudentBuilder | None:
+    """``build_student``, else the student a teacher built from a module file brings."""
+    if build_student is None:
+        user = module_file.bundled(teacher_path)
+        if user is not None and user.has_student:
+            hparams = {**asdict(config), "student": asdict(config.student_model)}
+            del hparams["student_model"]  # the settings, and the student as before: a dict
+            build_student = functools.partial(user.build_student, hparams)
+    return build_student
 
 
 def _build_student(
@@ -334,6 +225,62 @@ def _build_student(
     )
 
 
+def _train_distilled(
+    student: keras.Model,
+    teacher: keras.Model,
+    data: transfer_set.TransferSet,
+    config: DistillConfig,
+    augment,
+    tensorboard_dir: str | None,
+) -> int:
+    """Train ``student`` against ``teacher`` on the transfer set; the steps per epoch."""
+    steps = _steps(data.count, config)
+    ds = transfer_set.shuffled(data.examples, data.count, config.seed, config.batch_size, augment)
+    distiller = Distiller(student, teacher, config.temperature, config.alpha)
+    distiller.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+    spe = steps // config.epochs
+    distiller.fit(
+        ds,
+        epochs=config.epochs,
+        steps_per_epoch=spe,
+        verbose=_verbose(),
+        callbacks=[
+            StopOnDivergence("distill", config.learning_rate),
+            *_board(tensorboard_dir, "distill"),
+        ],
+    )
+    return spe
+
+
+def _train_scratch(
+    config: DistillConfig,
+    info,
+    mean: float,
+    var: float,
+    build_student: StudentBuilder | None,
+    data: transfer_set.TransferSet,
+    augment,
+    spe: int,
+    tensorboard_dir: str | None,
+) -> float:
+    """The same student trained from scratch on the labelled examples; its test accuracy."""
+    scratch = _build_student(config, info, mean, var, build_student)
+    scratch.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=["accuracy"],
+    )
+    sds = transfer_set.labelled_only(data, config.seed, config.batch_size, augment)
+    scratch.fit(
+        sds,
+        epochs=config.epochs,
+        steps_per_epoch=spe,
+        verbose=_verbose(),
+        callbacks=_board(tensorboard_dir, "scratch"),
+    )
+    return _accuracy(scratch, info)
+
+
 def distill_model(
     teacher_path: str,
     dataset_dir: str,
@@ -349,79 +296,32 @@ def distill_model(
     once per student with the same seed set. An application family's narrower member is
     ``DistillConfig(student=applications.student_config(teacher_config))``.
     """
-    from tfopt.training.tensorboard import tensorboard_subdir
     from tfopt.training.train import feature_stats
-
-    def board(name):
-        sub = tensorboard_subdir(tensorboard_dir, name)
-        return [keras.callbacks.TensorBoard(sub, write_graph=False)] if sub else []
 
     info = schema.load_info(dataset_dir)
     teacher = models.load_model(teacher_path)
     models.check_compatible(teacher, info.feature_shape, info.num_classes, "distill teacher")
-    mask = _train_mask(info, config)
-    # transfer set: every input with its (maybe unused) label and the label mask
-    labelled = tf.data.Dataset.zip(
-        input_pipeline.examples(info, "train", STREAM), tf.data.Dataset.from_tensor_slices(mask)
-    ).map(lambda xy, m: (xy[0], xy[1], m))
-    transfer, count, notes = labelled, len(mask), []
-    if config.unlabeled:
-        xu, extra = unlabeled_examples(config.unlabeled, info.feature_shape)
-        if xu.element_spec.dtype != labelled.element_spec[0].dtype:  # uint8 images, float .npz
-            transfer = transfer.map(lambda x, y, m: (tf.cast(x, tf.float32), y, m))
-            xu = xu.map(lambda x: tf.cast(x, tf.float32))
-        no_label = (tf.constant(0, labelled.element_spec[1].dtype), tf.constant(0.0))
-        transfer = transfer.concatenate(xu.map(lambda x: (x, *no_label)))
-        count += extra
-        notes.append(f"{extra} unlabeled transfer examples from {config.unlabeled}")
+    data = transfer_set.make(info, config.labelled_fraction, config.seed, config.unlabeled)
+    notes = list(data.notes)
     mean, var = feature_stats(info)
-    if build_student is None:  # a teacher built from a module file brings its student
-        user = module_file.bundled(teacher_path)
-        if user is not None and user.has_student:
-            hparams = {**asdict(config), "student": asdict(config.student_model)}
-            del hparams["student_model"]  # the settings, and the student as before: a dict
-            build_student = functools.partial(user.build_student, hparams)
+    build_student = _student_builder(teacher_path, config, build_student)
     student = _build_student(config, info, mean, var, build_student)
     teacher_params, student_params = models.count_params(teacher), models.count_params(student)
     if student_params >= teacher_params:
         notes.append(
             f"student ({student_params} params) is not smaller than the teacher ({teacher_params})"
         )
-    steps = _steps(count, config)
-    aug = _augment_fn(config, info.feature_shape, float(np.sqrt(var))) if config.augment else None
-    ds = _shuffled(transfer, count, config, aug)
-    distiller = Distiller(student, teacher, config.temperature, config.alpha)
-    distiller.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
-    spe = steps // config.epochs
-    verbose = 1 if sys.stdout.isatty() else 2
-    distiller.fit(
-        ds,
-        epochs=config.epochs,
-        steps_per_epoch=spe,
-        verbose=verbose,
-        callbacks=[StopOnDivergence("distill", config.learning_rate), *board("distill")],
-    )
+    aug = None
+    if config.augment:
+        std = float(np.sqrt(var))
+        aug = transfer_set.augment_fn(info.feature_shape, config.shift, config.noise, std)
+    spe = _train_distilled(student, teacher, data, config, aug, tensorboard_dir)
     models.save_for_dataset(student, output_path, info)
-
     scratch_acc = None
     if config.train_scratch:
-        scratch = _build_student(config, info, mean, var, build_student)
-        scratch.compile(
-            optimizer=keras.optimizers.Adam(config.learning_rate),
-            loss=keras.losses.SparseCategoricalCrossentropy(),
-            metrics=["accuracy"],
+        scratch_acc = _train_scratch(
+            config, info, mean, var, build_student, data, aug, spe, tensorboard_dir
         )
-        keep = labelled if mask.all() else labelled.filter(lambda x, y, m: m > 0)
-        scratch_aug = (lambda a, b: aug(a, b, 0.0)[:2]) if aug else None
-        sds = _shuffled(keep.map(lambda x, y, m: (x, y)), int(mask.sum()), config, scratch_aug)
-        scratch.fit(
-            sds,
-            epochs=config.epochs,
-            steps_per_epoch=spe,
-            verbose=verbose,
-            callbacks=board("scratch"),
-        )
-        scratch_acc = _accuracy(scratch, info)
     result = DistillResult(
         model_path=output_path,
         teacher_params=teacher_params,
@@ -430,20 +330,26 @@ def distill_model(
         teacher_accuracy=_accuracy(teacher, info),
         distilled_accuracy=_accuracy(student, info),
         scratch_accuracy=scratch_acc,
-        labelled_examples=int(mask.sum()),
-        transfer_examples=count,
+        labelled_examples=int(data.mask.sum()),
+        transfer_examples=data.count,
         steps=spe * config.epochs,
         notes=notes,
     )
+    _log_result(result)
+    return result
+
+
+def _log_result(r: DistillResult) -> None:
     log.info(
         "distilled student %.4f vs scratch %s (teacher %.4f), %d labelled of %d",
-        result.distilled_accuracy,
-        "not trained (train_scratch off)" if scratch_acc is None else f"{scratch_acc:.4f}",
-        result.teacher_accuracy,
-        result.labelled_examples,
-        result.transfer_examples,
+        r.distilled_accuracy,
+        "not trained (train_scratch off)"
+        if r.scratch_accuracy is None
+        else f"{r.scratch_accuracy:.4f}",
+        r.teacher_accuracy,
+        r.labelled_examples,
+        r.transfer_examples,
     )
-    return result
 
 
 def apply(model_dir, dataset_dir, output_path, config, tensorboard_dir=None) -> registry.Outcome:

@@ -1,0 +1,68 @@
+"""The distillation loss and the Keras model that trains a student with it.
+
+Loss per batch (Hinton et al.)::
+
+    alpha * CE(labels, student) + (1 - alpha) * T^2 * KL(softmax(teacher/T) || softmax(student/T))
+
+tfopt models output probabilities; their logits are taken from the input of a
+final softmax ``Activation`` when there is one, else as ``log(p)``
+(``softmax(log p / T) == softmax(z / T)`` exactly). The teacher is frozen, and the
+hard-label term applies only to examples with a label (a mask).
+"""
+
+from __future__ import annotations
+
+from tfopt._keras import keras, tf
+
+
+def logits_model(model: keras.Model) -> keras.Model:
+    """Return a model giving logits: the input of a final softmax, else ``log(p)``."""
+    last = model.layers[-1]
+    act = getattr(last, "activation", None)
+    if isinstance(last, keras.layers.Activation) and getattr(act, "__name__", "") == "softmax":
+        return keras.Model(model.inputs, last.input)
+    p = model.outputs[0]
+    return keras.Model(model.inputs, tf.math.log(tf.clip_by_value(p, 1e-12, 1.0)))
+
+
+class Distiller(keras.Model):
+    """Trains ``student`` against a frozen ``teacher`` on (x, label, mask) batches."""
+
+    def __init__(
+        self, student: keras.Model, teacher: keras.Model, temperature: float, alpha: float
+    ):
+        super().__init__()
+        self.student = student
+        self.student_logits = logits_model(student)
+        self.teacher_logits = logits_model(teacher)
+        self.teacher_logits.trainable = False
+        self.temperature = float(temperature)
+        self.alpha = float(alpha)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+
+    def call(self, x, training=False):
+        return self.student(x, training=training)
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker]
+
+    def distill_loss(self, teacher_logits, student_logits, labels, mask):
+        t = self.temperature
+        p_teacher = tf.nn.softmax(teacher_logits / t)
+        log_p_student = tf.nn.log_softmax(student_logits / t)
+        kl = tf.reduce_sum(p_teacher * (tf.math.log(p_teacher + 1e-12) - log_p_student), -1)
+        ce = keras.losses.sparse_categorical_crossentropy(labels, student_logits, from_logits=True)
+        hard = tf.reduce_sum(ce * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
+        return self.alpha * hard + (1.0 - self.alpha) * t * t * tf.reduce_mean(kl)
+
+    def train_step(self, batch):
+        x, labels, mask = batch
+        teacher_logits = self.teacher_logits(x, training=False)
+        with tf.GradientTape() as tape:
+            student_logits = self.student_logits(x, training=True)
+            loss = self.distill_loss(teacher_logits, student_logits, labels, mask)
+        grads = tape.gradient(loss, self.student.trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, self.student.trainable_variables, strict=True))
+        self.loss_tracker.update_state(loss)
+        return {"loss": self.loss_tracker.result()}
