@@ -46,6 +46,66 @@ def _input_shape(model: keras.Model, input_shape) -> tuple[int, ...]:
     return tuple(int(d) for d in shape)
 
 
+def _configs(
+    keep_dense: tuple[str, ...], rank: int, energy: float, settings: Mapping[str, Mapping] | None
+) -> dict:
+    """Each registered technique's config: its defaults, updated by the arguments."""
+    values: dict[str, dict] = {
+        "prune": {"keep_dense": tuple(keep_dense)},
+        "lowrank": {"rank": rank, "energy": energy},
+    }
+    for name, given in (settings or {}).items():
+        values[name] = {**values.get(name, {}), **given}
+    return {t.name: t.make_config(values.get(t.name, {})) for t in registry.techniques()}
+
+
+def _layer_rows(flat: keras.Model, plans: dict, factors: dict) -> list[dict]:
+    """A row per layer (input layers aside): its parameters and each technique's answer."""
+    layers = []
+    for layer in flat.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        row = {
+            "name": layer.name,
+            "type": type(layer).__name__,
+            "params": layer_params(layer),
+            "techniques": {
+                name: {"applies": plan[layer.name][0], "reason": plan[layer.name][1]}
+                for name, plan in plans.items()
+            },
+        }
+        f = factors[layer.name]
+        row.update(_flat_keys(row["techniques"]))
+        row["factorize_saving"] = f["params_before"] - f["params_after"] if f["factorizable"] else 0
+        row["factorize_rank"] = f.get("rank")
+        layers.append(row)
+    return layers
+
+
+def _coverage(flat: keras.Model, layers: list[dict], plans: dict, total: int) -> dict:
+    """What share of the parameters each technique covers (and the older flat keys)."""
+    pruned = sum(
+        int(np.prod(k.shape))
+        for la in flat.layers
+        if plans["prune"].get(la.name, (False, ""))[0] and (k := kernel_of(la)) is not None
+    )
+    coverage = {
+        name: {
+            "layers": [r["name"] for r in layers if r["techniques"][name]["applies"]],
+            "param_fraction": sum(r["params"] for r in layers if r["techniques"][name]["applies"])
+            / max(total, 1),
+        }
+        for name in plans
+    }
+    return {
+        "prunable_param_fraction": pruned / max(total, 1),
+        "qat_param_fraction": coverage["qat"]["param_fraction"],
+        "factorizable_layers": coverage["lowrank"]["layers"],
+        "factorize_saving": sum(r["factorize_saving"] for r in layers),
+        "techniques": coverage,
+    }
+
+
 def inspect_model(
     model: keras.Model | str,
     input_shape=None,
@@ -66,13 +126,7 @@ def inspect_model(
     loaded = models.load_model(model) if isinstance(model, str) else model
     shape = _input_shape(loaded, input_shape)
     flat = flatten_nested(loaded)
-    values: dict[str, dict] = {
-        "prune": {"keep_dense": tuple(keep_dense)},
-        "lowrank": {"rank": rank, "energy": energy},
-    }
-    for name, given in (settings or {}).items():
-        values[name] = {**values.get(name, {}), **given}
-    configs = {t.name: t.make_config(values.get(t.name, {})) for t in registry.techniques()}
+    configs = _configs(keep_dense, rank, energy, settings)
     # low-rank's plan with its sizes (one SVD per layer, not two)
     factors = lowrank.factorizability(flat, configs["lowrank"])
     plans = {
@@ -80,38 +134,8 @@ def inspect_model(
         for t in registry.techniques()
         if t.plan
     }
-    layers = []
-    for layer in flat.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        row = {
-            "name": layer.name,
-            "type": type(layer).__name__,
-            "params": layer_params(layer),
-            "techniques": {
-                name: {"applies": plan[layer.name][0], "reason": plan[layer.name][1]}
-                for name, plan in plans.items()
-            },
-        }
-        f = factors[layer.name]
-        row.update(_flat_keys(row["techniques"]))
-        row["factorize_saving"] = f["params_before"] - f["params_after"] if f["factorizable"] else 0
-        row["factorize_rank"] = f.get("rank")
-        layers.append(row)
+    layers = _layer_rows(flat, plans, factors)
     total = models.count_params(flat)
-    pruned = sum(
-        int(np.prod(k.shape))
-        for la in flat.layers
-        if plans["prune"].get(la.name, (False, ""))[0] and (k := kernel_of(la)) is not None
-    )
-    coverage = {
-        name: {
-            "layers": [r["name"] for r in layers if r["techniques"][name]["applies"]],
-            "param_fraction": sum(r["params"] for r in layers if r["techniques"][name]["applies"])
-            / max(total, 1),
-        }
-        for name in plans
-    }
     return {
         "model": source or loaded.name,
         "input_shape": list(shape),
@@ -119,13 +143,7 @@ def inspect_model(
         "params": total,
         "float32_bytes": 4 * total,
         "layers": layers,
-        "coverage": {
-            "prunable_param_fraction": pruned / max(total, 1),
-            "qat_param_fraction": coverage["qat"]["param_fraction"],
-            "factorizable_layers": coverage["lowrank"]["layers"],
-            "factorize_saving": sum(r["factorize_saving"] for r in layers),
-            "techniques": coverage,
-        },
+        "coverage": _coverage(flat, layers, plans, total),
         "tflite": _convert_report(flat, shape) if convert else None,
     }
 

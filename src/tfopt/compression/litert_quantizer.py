@@ -242,22 +242,8 @@ def _feed(signature: str, input_name: str, x: np.ndarray) -> dict:
     return {signature: [{input_name: x[i : i + 1]} for i in range(len(x))]}
 
 
-def quantize_tflite(
-    float_path: str,
-    dataset_dir: str | None,
-    output_path: str,
-    config: LiteRTQuantizeConfig = LiteRTQuantizeConfig(),
-) -> LiteRTQuantizeResult:
-    """Quantize the float TFLite model at ``float_path`` with ``config.recipe``, atomically.
-
-    Raises:
-        ConfigError: no ``dataset_dir``.
-        ModelError: not a float TFLite model with one signature input, the recipe quantizes
-            nothing in it, LiteRT Quantizer fails, or the accuracy drop is too large.
-    """
-    if not dataset_dir:
-        raise ConfigError("LiteRT quantization needs dataset_dir (calibration and validation)")
-    content = litert_model.read_float_model(float_path)
+def _inputs(float_path: str, content: bytes, dataset_dir: str) -> tuple[str, str]:
+    """(signature key, input name) of the model, whose inputs must be the dataset's."""
     signature, input_name, shape = litert_model.signature_input(content, float_path)
     features = tuple(schema.load_info(dataset_dir).feature_shape)
     if shape != features:
@@ -265,16 +251,21 @@ def quantize_tflite(
             f"{float_path}: the model takes inputs of shape {shape}, but the dataset's "
             f"examples have shape {features}"
         )
-    graph = litert_model.op_graph(content)
+    return signature, input_name
+
+
+def _quantize(
+    content: bytes,
+    config: LiteRTQuantizeConfig,
+    graph,
+    calibration: dict,
+    validation: dict,
+    notes: list[str],
+) -> tuple[bytes, dict, list[str], list[str]]:
+    """Quantize with ``config.recipe`` (int8 weights where the mixed rule says), then keep the
+    worst entry point in float and quantize again while one is below ``min_snr_db``, up to
+    ``max_float_ops``: (quantized, errors, ops given int8 weights, ops kept in float)."""
     op_outputs = [name for name, _ in graph]
-    _quantizer_api()  # fail before loading data when the package is missing
-    calibration = _feed(
-        signature, input_name, _samples(dataset_dir, "train", config.calibration_samples)
-    )
-    validation = _feed(
-        signature, input_name, _samples(dataset_dir, "validation", config.validation_samples)
-    )
-    notes: list[str] = []
     int8_ops: list[str] = []
     if config.recipe == "mixed":
         q = _build(content, "mixed")
@@ -299,30 +290,63 @@ def quantize_tflite(
         q = _build(content, config.recipe, int8_ops, float_ops)
         quantized = _run(q, calibration)
         errors = _errors(q, validation, op_outputs)
+    return quantized, errors, int8_ops, float_ops
+
+
+def _check_applied(
+    float_path: str, content: bytes, quantized: bytes, recipe: str, int8_ops: list[str]
+) -> Counter:
+    """The quantized model's tensor types; fails when the recipe's type is not among them."""
     types = litert_model.tensor_types(quantized)
-    expected = EXPECTED_TYPE[config.recipe]
-    if config.recipe == "mixed" and int8_ops:
+    expected = EXPECTED_TYPE[recipe]
+    if recipe == "mixed" and int8_ops:
         expected = "INT8"
     if not types.get(expected):
         ops = ", ".join(litert_model.op_types(content))
         raise ModelError(
-            f"{float_path}: recipe {config.recipe!r} does not apply: no {expected} tensor after "
+            f"{float_path}: recipe {recipe!r} does not apply: no {expected} tensor after "
             f"quantization (no op supports it; ops: {ops})"
         )
+    return types
+
+
+def quantize_tflite(
+    float_path: str,
+    dataset_dir: str | None,
+    output_path: str,
+    config: LiteRTQuantizeConfig = LiteRTQuantizeConfig(),
+) -> LiteRTQuantizeResult:
+    """Quantize the float TFLite model at ``float_path`` with ``config.recipe``, atomically.
+
+    Raises:
+        ConfigError: no ``dataset_dir``.
+        ModelError: not a float TFLite model with one signature input, the recipe quantizes
+            nothing in it, LiteRT Quantizer fails, or the accuracy drop is too large.
+    """
+    if not dataset_dir:
+        raise ConfigError("LiteRT quantization needs dataset_dir (calibration and validation)")
+    content = litert_model.read_float_model(float_path)
+    signature, input_name = _inputs(float_path, content, dataset_dir)
+    graph = litert_model.op_graph(content)
+    _quantizer_api()  # fail before loading data when the package is missing
+    calibration = _feed(
+        signature, input_name, _samples(dataset_dir, "train", config.calibration_samples)
+    )
+    validation = _feed(
+        signature, input_name, _samples(dataset_dir, "validation", config.validation_samples)
+    )
+    notes: list[str] = []
+    quantized, errors, int8_ops, float_ops = _quantize(
+        content, config, graph, calibration, validation, notes
+    )
+    types = _check_applied(float_path, content, quantized, config.recipe, int8_ops)
     worst = sorted(errors.items(), key=lambda kv: kv[1][0])[: config.report_tensors]
     worst_rows = [{"name": n, "snr_db": round(s, 2), "mse": m} for n, (s, m) in worst]
     if worst_rows:
         notes.append(f"worst tensor {worst_rows[0]['name']}: {worst_rows[0]['snr_db']:.1f} dB SNR")
-    accuracy = float_accuracy = drop = None
-    if config.max_accuracy_drop >= 0:
-        accuracy, float_accuracy = _accuracies(content, quantized, dataset_dir, config)
-        drop = (float_accuracy - accuracy) * 100.0
-        if drop > config.max_accuracy_drop + 1e-9:
-            raise ModelError(
-                f"{float_path}: recipe {config.recipe!r} loses {drop:.2f} accuracy points "
-                f"against the float model (> {config.max_accuracy_drop:g}) with "
-                f"{len(float_ops)} op(s) kept in float"
-            )
+    accuracy, float_accuracy, drop = _checked_accuracy(
+        float_path, content, quantized, dataset_dir, config, float_ops
+    )
     with fsutil.atomic_file(output_path, "wb") as fh:
         fh.write(quantized)
     log.info("wrote %s (%s, %d bytes): %s", output_path, config.recipe, len(quantized), notes)
@@ -342,20 +366,36 @@ def quantize_tflite(
     )
 
 
-def _accuracies(
-    float_content: bytes, quantized: bytes, dataset_dir: str, config: LiteRTQuantizeConfig
-) -> tuple[float, float]:
-    """(quantized, float) accuracy on the validation split, through the TFLite runtime."""
+def _checked_accuracy(
+    float_path: str,
+    content: bytes,
+    quantized: bytes,
+    dataset_dir: str,
+    config: LiteRTQuantizeConfig,
+    float_ops: list[str],
+) -> tuple[float | None, float | None, float | None]:
+    """(quantized accuracy, float accuracy, drop in points) on the validation split, through
+    the TFLite runtime, when checked; fails when the drop is over the limit."""
+    if config.max_accuracy_drop < 0:
+        return None, None, None
     from tfopt.evaluation.runtime import TFLiteModel
 
     info = schema.load_info(dataset_dir)
     split = "validation" if info.counts.get("validation") else "train"
     x, y = input_pipeline.load_arrays(info, split, limit=config.check_samples)
     out = []
-    for model in (quantized, float_content):
+    for model in (quantized, content):
         pred = TFLiteModel.from_content(model).predict(x.astype(np.float32)).argmax(1)
         out.append(float(np.mean(pred == y)))
-    return out[0], out[1]
+    accuracy, float_accuracy = out
+    drop = (float_accuracy - accuracy) * 100.0
+    if drop > config.max_accuracy_drop + 1e-9:
+        raise ModelError(
+            f"{float_path}: recipe {config.recipe!r} loses {drop:.2f} accuracy points "
+            f"against the float model (> {config.max_accuracy_drop:g}) with "
+            f"{len(float_ops)} op(s) kept in float"
+        )
+    return accuracy, float_accuracy, drop
 
 
 def apply(model_dir, dataset_dir, output_path, config, tensorboard_dir=None) -> registry.Outcome:

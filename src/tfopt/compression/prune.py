@@ -207,6 +207,72 @@ def make_schedule(config: PruneConfig, total_steps: int, spe: int):
     }
 
 
+def _wrap(model: keras.Model, to_prune: list[str], config: PruneConfig, schedule):
+    """A copy of ``model`` with the layers of ``to_prune`` wrapped for pruning."""
+    import tensorflow_model_optimization as tfmot
+
+    kwargs = {"pruning_schedule": schedule}
+    if config.structured_2_4:
+        kwargs["sparsity_m_by_n"] = (2, 4)
+
+    def wrap(layer):
+        if layer.name in to_prune:
+            if isinstance(layer, keras.layers.DepthwiseConv2D):
+                # tfmot's registry lists DepthwiseConv2D with no prunable weight; a layer
+                # naming its own (tfmot's PrunableLayer protocol) is pruned as any other
+                layer.get_prunable_weights = lambda: [layer.depthwise_kernel]
+            return tfmot.sparsity.keras.prune_low_magnitude(layer, **kwargs)
+        return layer  # layers of the private copy: their weights are kept as they are
+
+    try:
+        return keras.models.clone_model(model, clone_function=wrap)
+    except ValueError as exc:
+        raise ModelError(f"prune: cannot wrap the model for pruning ({exc})") from None
+
+
+def _strip(wrapped: keras.Model) -> keras.Model:
+    """The pruned model without its pruning wrappers (nor the depthwise layers' hook)."""
+    import tensorflow_model_optimization as tfmot
+
+    stripped = tfmot.sparsity.keras.strip_pruning(wrapped)
+    for layer in stripped.layers:
+        layer.__dict__.pop("get_prunable_weights", None)
+    return stripped
+
+
+def _result(
+    stripped: keras.Model,
+    output_path: str,
+    config: PruneConfig,
+    to_prune: list[str],
+    dense: list[str],
+    metrics: dict,
+    sched_info: dict,
+    notes: list[str],
+) -> PruneResult:
+    """What the saved model reached: sparsity over the pruned kernels and over the model."""
+    layer_sparsity = kernel_sparsity(stripped)
+    # every layer in to_prune has a kernel: the filter only narrows the type
+    kernels = [k for n in to_prune if (k := kernel_of(stripped.get_layer(n))) is not None]
+    pruned_zeros = sum(int(np.sum(k.numpy() == 0)) for k in kernels)
+    pruned_total = sum(int(np.prod(k.shape)) for k in kernels)
+    params = models.count_params(stripped)
+    return PruneResult(
+        model_path=output_path,
+        target_sparsity=config.effective_sparsity,
+        sparsity=pruned_zeros / pruned_total,
+        model_sparsity=model_sparsity(stripped),
+        layer_sparsity=layer_sparsity,
+        pruned_layers=to_prune,
+        dense_layers=dense,
+        params=params,
+        pruned_param_fraction=pruned_total / max(params, 1),
+        metrics=metrics,
+        schedule=sched_info,
+        notes=notes,
+    )
+
+
 def prune_model(
     model_path: str,
     dataset_dir: str,
@@ -228,23 +294,7 @@ def prune_model(
             f"2:4 structured sparsity fixes sparsity at 0.5 "
             f"(target_sparsity={config.target_sparsity} ignored)"
         )
-    kwargs = {"pruning_schedule": schedule}
-    if config.structured_2_4:
-        kwargs["sparsity_m_by_n"] = (2, 4)
-
-    def wrap(layer):
-        if layer.name in to_prune:
-            if isinstance(layer, keras.layers.DepthwiseConv2D):
-                # tfmot's registry lists DepthwiseConv2D with no prunable weight; a layer
-                # naming its own (tfmot's PrunableLayer protocol) is pruned as any other
-                layer.get_prunable_weights = lambda: [layer.depthwise_kernel]
-            return tfmot.sparsity.keras.prune_low_magnitude(layer, **kwargs)
-        return layer  # layers of the private copy: their weights are kept as they are
-
-    try:
-        wrapped = keras.models.clone_model(model, clone_function=wrap)
-    except ValueError as exc:
-        raise ModelError(f"prune: cannot wrap the model for pruning ({exc})") from None
+    wrapped = _wrap(model, to_prune, config, schedule)
     log.info(
         "pruning %s to %.2f (%s), kept dense: %s",
         to_prune,
@@ -262,35 +312,14 @@ def prune_model(
         callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
         tensorboard_dir=tensorboard_dir,
     )
-    stripped = tfmot.sparsity.keras.strip_pruning(wrapped)
-    for layer in stripped.layers:
-        layer.__dict__.pop("get_prunable_weights", None)
+    stripped = _strip(wrapped)
     models.save_for_dataset(stripped, output_path, info)
-    layer_sparsity = kernel_sparsity(stripped)
-    # every layer in to_prune has a kernel: the filter only narrows the type
-    kernels = [k for n in to_prune if (k := kernel_of(stripped.get_layer(n))) is not None]
-    pruned_zeros = sum(int(np.sum(k.numpy() == 0)) for k in kernels)
-    pruned_total = sum(int(np.prod(k.shape)) for k in kernels)
-    params = models.count_params(stripped)
-    result = PruneResult(
-        model_path=output_path,
-        target_sparsity=config.effective_sparsity,
-        sparsity=pruned_zeros / pruned_total,
-        model_sparsity=model_sparsity(stripped),
-        layer_sparsity=layer_sparsity,
-        pruned_layers=to_prune,
-        dense_layers=dense,
-        params=params,
-        pruned_param_fraction=pruned_total / max(params, 1),
-        metrics=metrics,
-        schedule=sched_info,
-        notes=notes,
-    )
+    result = _result(stripped, output_path, config, to_prune, dense, metrics, sched_info, notes)
     log.info(
         "pruned: sparsity %.4f (target %.2f), per layer %s",
         result.sparsity,
         result.target_sparsity,
-        layer_sparsity,
+        result.layer_sparsity,
     )
     return result
 
