@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ast
 import itertools
-import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,16 +42,6 @@ FORBIDDEN_OUTSIDE_TOP = (
     "tfopt.pipelines",
     "google_cloud_pipeline_components",
 )
-
-
-# --- Known exceptions, in modules other work in progress owns: remove each entry once that
-# work fixes it (a stale entry only warns, so the tests pass while it lands).
-# Import cycles (each a set of modules) left to the owners of these modules.
-KNOWN_CYCLES_OWNED_ELSEWHERE: tuple[frozenset[str], ...] = (
-    frozenset({"tfopt.compression.litert_model", "tfopt.compression.litert_quantizer"}),
-)
-# Modules over MAX_MODULE_LINES left to their owners (path from the repository root).
-KNOWN_LONG_MODULES_OWNED_ELSEWHERE: frozenset[str] = frozenset({"src/tfopt/compression/distill.py"})
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:
@@ -206,16 +195,9 @@ def test_the_graph_reader_sees_lazy_imports_inside_functions(tmp_path):
 def test_the_library_has_no_import_cycle():
     graph = _import_graph()
     cycles = _cycles(graph)
-    known = set(KNOWN_CYCLES_OWNED_ELSEWHERE)
-    new = [c for c in cycles if frozenset(c) not in known]
-    assert not new, "import cycles (move what both sides share to a module of its own):\n" + (
-        "\n".join(_cycle_path(graph, c) for c in new)
+    assert not cycles, "import cycles (move what both sides share to a module of its own):\n" + (
+        "\n".join(_cycle_path(graph, c) for c in cycles)
     )
-    for stale in known - {frozenset(c) for c in cycles}:
-        warnings.warn(
-            f"no longer a cycle: remove {sorted(stale)} from KNOWN_CYCLES_OWNED_ELSEWHERE",
-            stacklevel=1,
-        )
     assert sum(len(e) for e in graph.values()) > 200  # the graph was really read
 
 
@@ -230,13 +212,7 @@ def test_no_module_is_over_the_line_limit():
     files += (ROOT / "pipelines").rglob("*.py")
     sizes = {str(p.relative_to(ROOT)): len(p.read_text().splitlines()) for p in files}
     long = {p for p, n in sizes.items() if n > MAX_MODULE_LINES}
-    new = sorted(long - KNOWN_LONG_MODULES_OWNED_ELSEWHERE)
-    assert not new, f"modules over {MAX_MODULE_LINES} lines (split them at a seam):\n" + (
-        "\n".join(f"{p}: {sizes[p]} lines" for p in new)
+    assert not long, f"modules over {MAX_MODULE_LINES} lines (split them at a seam):\n" + (
+        "\n".join(f"{p}: {sizes[p]} lines" for p in sorted(long))
     )
-    for stale in sorted(KNOWN_LONG_MODULES_OWNED_ELSEWHERE - long):
-        warnings.warn(
-            f"{stale} is no longer too long: remove it from KNOWN_LONG_MODULES_OWNED_ELSEWHERE",
-            stacklevel=1,
-        )
     assert len(sizes) > 100  # the three trees were really read
