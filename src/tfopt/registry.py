@@ -154,6 +154,7 @@ TECHNIQUE_MODULES: Mapping[str, str] = MappingProxyType(
     {
         "tflite": "tflite",
         "prune": "prune",
+        "channel_prune": "channel_prune",
         "distill": "distill",
         "lowrank": "lowrank",
         "qat": "qat",

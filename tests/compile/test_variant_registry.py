@@ -56,7 +56,8 @@ def test_every_variant_is_made_by_its_technique_from_its_base_under_its_switch(s
         assert v.task in named, f"{v.name}: no step named {v.task!r}"
         task_name, task = named[v.task]
         ref = task["componentRef"]["name"]  # comp-tflite, comp-tflite-2, ...
-        assert re.fullmatch(rf"comp-{v.technique}(-\d+)?", ref), (v.name, ref)
+        comp = v.technique.replace("_", "-")
+        assert re.fullmatch(rf"comp-{comp}(-\d+)?", ref), (v.name, ref)
         model = task["inputs"]["artifacts"]["model"]["taskOutputArtifact"]
         assert (model["producerTask"], model["outputArtifactKey"]) == producer[v.base], v.name
         enabled = task["inputs"]["parameters"]["enabled"]
@@ -100,7 +101,7 @@ def test_every_enable_switch_of_the_pipeline_is_a_variants(spec):
 def test_each_technique_has_one_generated_component_with_its_settings_as_inputs():
     for t in registry.techniques():
         spec = COMPONENTS[t.name].component_spec
-        assert spec.name == t.name
+        assert spec.name == t.name.replace("_", "-")  # KFP names components kebab-case
         for s in t.settings:
             assert spec.inputs[s.name].default == s.default, (t.name, s.name)
             assert spec.inputs[s.name].description.startswith(s.description), (t.name, s.name)

@@ -140,3 +140,37 @@ def test_steps_at_the_same_time_give_what_one_at_a_time_gives(tmp_path):
 
     assert figures(one) == figures(two)
     assert (one["selected"], one["blessed"]) == (two["selected"], two["blessed"])
+
+
+@pytest.mark.slow
+def test_the_techniques_off_by_default_run_when_switched_on(tmp_path):
+    """Structured pruning (issue 31) and clustering (issue 29), with their children, in one
+    local run: each a smaller model than the baseline, within the accuracy budget."""
+    params = {
+        **SMALL,
+        "enable_pruning": False,
+        "enable_distillation": False,
+        "enable_lowrank": False,
+        "enable_tflite_dynamic": False,
+        "enable_tflite_float16": False,
+        "enable_channel_pruning": True,
+        "channel_sparsity": 0.4,
+        "channel_prune_epochs": 2,
+        "enable_clustering": True,
+        "cluster_epochs": 1,
+        "deploy_target": "none",
+    }
+    summary = run_local(params, str(tmp_path))
+    by_name = {v["name"]: v for v in summary["variants"]}
+    base = by_name[registry.BASELINE]
+    made = ("channel_pruned", "channel_pruned_int8", "clustered", "clustered_int8", "cqat_int8")
+    for name in made:
+        got = by_name[name]
+        assert not got.get("error"), (name, got.get("error"))
+        assert got["format"] == registry.get(name).format and os.path.exists(got["path"]), name
+    # structured pruning makes a genuinely smaller dense model; clustering a smaller gzip
+    assert by_name["channel_pruned"]["params"] < base["params"]
+    assert by_name["channel_pruned"]["size_bytes"] < base["size_bytes"]
+    assert by_name["clustered"]["gzip_bytes"] < base["gzip_bytes"]
+    for name in ("channel_pruned", "clustered"):
+        assert by_name[name]["accuracy"] >= base["accuracy"] - 0.05, name
