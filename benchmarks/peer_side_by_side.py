@@ -1,12 +1,15 @@
 """tfopt's local run against the TFX 1.21 peer, side by side, alternating (A B A B).
 
 Each round runs, in this order: the default configuration (warm start), the peer, the
-foundation configuration (warm start), the peer again, and with ``--cold`` both tfopt
+foundation configuration (warm start), the peer again, with ``--sequential`` both tfopt
+configurations one step at a time (``--parallelism 1``, the run before issue 33), and with
+``--cold`` both tfopt
 configurations once more with every step in a fresh interpreter (the "before");
 ``--cached`` then times an unchanged re-run of the default configuration with ``--cache``. Every
 run gets a fresh output directory; wall time and the peak memory (PSS) of the whole process
 tree are measured from outside. Medians per configuration and the ratios to the peer
-runs of the same rounds are printed as a Markdown table.
+runs of the same rounds are printed as a Markdown table, with the cores each run used on
+average (CPU seconds of its whole process tree over its wall time).
 
     .venv/bin/python benchmarks/peer_side_by_side.py --peer-venv /tmp/tfx-peer-venv \\
         [--peer-dir ../shared/peer_tfx] [--rounds 2] [--cold] [--cached]
@@ -20,6 +23,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -46,16 +50,25 @@ def tree_pss(proc: psutil.Process) -> int:
 
 
 def measure(command: list[str], env: dict | None = None) -> tuple[float, int]:
-    """Wall seconds and peak PSS (bytes) of ``command`` and every process it starts."""
+    """Wall seconds and peak PSS (bytes) of ``command`` and every process it starts; its CPU
+    seconds (user + system of the whole reaped tree, RUSAGE_CHILDREN) go to ``LAST_CPU``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     ps, peak = psutil.Process(proc.pid), 0
     while proc.poll() is None:
         peak = max(peak, tree_pss(ps))
         time.sleep(0.25)
+    wall = time.perf_counter() - start
     if proc.returncode:
         raise SystemExit(f"{command[:3]} failed with exit code {proc.returncode}")
-    return time.perf_counter() - start, peak
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    LAST_CPU[0] = cpu
+    return wall, peak
+
+
+LAST_CPU = [0.0]  # CPU seconds of the last measured command
 
 
 def main() -> int:
@@ -68,6 +81,11 @@ def main() -> int:
     parser.add_argument(
         "--cached", action="store_true", help="then time an unchanged re-run with --cache"
     )
+    parser.add_argument(
+        "--sequential",
+        action="store_true",
+        help="also run both tfopt configurations one step at a time (--parallelism 1)",
+    )
     args = parser.parse_args()
     tfopt = os.path.join(os.path.dirname(sys.executable), "tfopt")
     peer = [
@@ -78,13 +96,13 @@ def main() -> int:
 
     last_default = ""
 
-    def run_tfopt(sets: list[str], env=None):
+    def run_tfopt(sets: list[str], env=None, extra=()):
         nonlocal last_default
         out = tempfile.mkdtemp(prefix="tfopt-side-")
         if not sets:
             last_default = out
         flags = [f for s in sets for f in ("--set", s)]
-        return measure([tfopt, "run", "--output-dir", out, *flags], env)
+        return measure([tfopt, "run", "--output-dir", out, *flags, *extra], env)
 
     def run_peer():
         return measure([*peer, "--work-dir", tempfile.mkdtemp(prefix="tfx-peer-")])
@@ -95,6 +113,12 @@ def main() -> int:
         ("tfopt foundation", lambda: run_tfopt(FOUNDATION)),
         ("TFX peer", run_peer),
     ]
+    if args.sequential:
+        one = ("--parallelism", "1")
+        plan += [
+            ("tfopt default, one step at a time", lambda: run_tfopt([], extra=one)),
+            ("tfopt foundation, one step at a time", lambda: run_tfopt(FOUNDATION, extra=one)),
+        ]
     if args.cold:
         plan += [
             ("tfopt default, cold", lambda: run_tfopt([], cold_env)),
@@ -102,15 +126,17 @@ def main() -> int:
         ]
     times: dict[str, list[float]] = {}
     peaks: dict[str, list[int]] = {}
+    cores: dict[str, list[float]] = {}
     for round_ in range(args.rounds):
         for name, run in plan:
             wall, peak = run()
             times.setdefault(name, []).append(wall)
             peaks.setdefault(name, []).append(peak)
+            cores.setdefault(name, []).append(LAST_CPU[0] / wall)
             load = os.getloadavg()[0]
             print(
                 f"round {round_ + 1}: {name}: {wall:.1f} s, {peak / 2**30:.2f} GiB, "
-                f"load {load:.2f}",
+                f"{LAST_CPU[0] / wall:.2f} cores, load {load:.2f}",
                 flush=True,
             )
     if args.cached:  # the default configuration twice in one directory; the second is timed
@@ -118,17 +144,18 @@ def main() -> int:
         measure([tfopt, "run", "--output-dir", out, "--cache"])
         wall, peak = measure([tfopt, "run", "--output-dir", out, "--cache"])
         name = "tfopt default, cached re-run"
-        times[name], peaks[name] = [wall], [peak]
+        times[name], peaks[name], cores[name] = [wall], [peak], [LAST_CPU[0] / wall]
         print(f"cached re-run: {wall:.1f} s", flush=True)
     peer_median = statistics.median(times["TFX peer"])
-    print("\n| run | wall (median) | runs | peak PSS | / TFX peer |")
-    print("| --- | ---: | --- | ---: | ---: |")
+    print("\n| run | wall (median) | runs | cores used (median) | peak PSS | / TFX peer |")
+    print("| --- | ---: | --- | ---: | ---: | ---: |")
     for name, walls in times.items():
         runs = ", ".join(f"{w:.1f}" for w in walls)
         ratio = statistics.median(walls) / peer_median
         print(
             f"| {name} | {statistics.median(walls):.1f} s | {runs} | "
-            f"{max(peaks[name]) / 2**30:.2f} GiB | {ratio:.2f}x |"
+            f"{statistics.median(cores[name]):.2f} | {max(peaks[name]) / 2**30:.2f} GiB | "
+            f"{ratio:.2f}x |"
         )
     # the compression figures of the last default run, to set beside docs/benchmarks.md's
     with open(os.path.join(last_default, "summary.json")) as fh:
