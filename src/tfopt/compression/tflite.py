@@ -4,10 +4,9 @@ Full-integer conversion calibrates on a bounded, seeded sample of the training
 split (``representative_samples`` examples drawn across its shards and decoded as
 training decodes them), as the TFLite docs recommend.
 
-int8 never crashes a pipeline for a fixable reason: when the conversion
-fails, or the accuracy drop measured on the validation split exceeds
-``max_accuracy_drop``, it falls back step by step and records every step in
-``QuantizeResult.notes``:
+int8 never crashes a pipeline for a fixable reason: when the conversion fails, or loses
+more than ``max_accuracy_drop`` on the validation split (a real drop: one that noise
+explains is not one, ``evaluation/noise.py``), it falls back step by step, noting each:
 
 1. selective quantization: int8 with float builtin kernels allowed (failed
    conversion), or the layers with the largest quantization error (found by
@@ -26,14 +25,13 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
-
 from tfopt import fsutil, registry
 from tfopt._keras import tf
 from tfopt.compression.common import representative_samples_setting
 from tfopt.data import input_pipeline, schema
 from tfopt.errors import ConfigError, ModelError
-from tfopt.evaluation import runtime
+from tfopt.evaluation.noise import PairedDrop, paired_drop
+from tfopt.evaluation.runtime import float_ops_in_int8, op_types  # noqa: F401 - re-exported
 from tfopt.settings import check_settings, setting
 
 log = logging.getLogger(__name__)
@@ -184,37 +182,10 @@ def _convert(converter) -> bytes:
         raise ConversionError(_first_line(exc)) from None
 
 
-def op_types(content: bytes) -> list[str]:
-    """Op types of a TFLite flatbuffer (empty when they cannot be read)."""
-    try:
-        interp = runtime.interpreter_from_content(content)
-        return sorted({d["op_name"] for d in interp._get_ops_details()})
-    except Exception:  # introspection is best effort
-        return []
-
-
-def float_ops_in_int8(content: bytes) -> list[str]:
-    """Ops an int8 model runs in float: those fed through DEQUANTIZE (best effort)."""
-    try:
-        interp = runtime.interpreter_from_content(content)
-        details = interp._get_ops_details()
-        tensors = {t["index"]: t for t in interp.get_tensor_details()}
-    except Exception:
-        return []
-    out = set()
-    for op in details:
-        if op["op_name"] in ("QUANTIZE", "DEQUANTIZE"):
-            continue
-        ins = [tensors[i] for i in op["inputs"] if i in tensors]
-        if any(t["dtype"] == np.float32 for t in ins):
-            out.add(op["op_name"])
-    return sorted(out)
-
-
 def _accuracy_drop(
     saved_model_dir: str, content: bytes, dataset_dir: str, config: TFLiteConfig
-) -> float:
-    """Validation accuracy points lost by ``content`` against the SavedModel."""
+) -> PairedDrop:
+    """Validation accuracy lost by ``content`` against the SavedModel, on the same examples."""
     import os
     import tempfile
 
@@ -231,7 +202,11 @@ def _accuracy_drop(
         got = Predictor(tmp, "tflite").predict(x).argmax(1)
     finally:
         os.remove(tmp)
-    return float((np.mean(ref == y) - np.mean(got == y)) * 100.0)
+    return paired_drop(y, ref, got)
+
+
+def _points(drop: PairedDrop | None) -> float | None:
+    return None if drop is None else drop.drop_points
 
 
 def _worst_layers(converter, dataset_dir: str, config: TFLiteConfig) -> list[str]:
@@ -286,9 +261,9 @@ def _selective(
             )
             return None
         drop = _accuracy_drop(saved_model_dir, content, dataset_dir, config)
-        notes.append(f"selective int8 keeping {count} layer(s) in float: drop {drop:.2f} points")
-        if drop <= config.max_accuracy_drop + 1e-9:
-            return content, deny, drop
+        notes.append(f"selective int8 keeping {count} layer(s) in float: {drop.describe()}")
+        if not drop.exceeds(config.max_accuracy_drop):
+            return content, deny, drop.drop_points
         count *= 2
     return None
 
@@ -330,28 +305,28 @@ def _convert_int8(
                     _accuracy_drop(saved_model_dir, content, dataset_dir, config) if check else None
                 )
                 # drop is None exactly when there is no limit to check
-                if drop is None or drop <= config.max_accuracy_drop + 1e-9:
-                    return content, "int8", "selective", drop, []
+                if drop is None or not drop.exceeds(config.max_accuracy_drop):
+                    return content, "int8", "selective", _points(drop), []
                 notes.append(
-                    f"int8 with float kernels: drop {drop:.2f} points > "
-                    f"{config.max_accuracy_drop:g}"
+                    f"int8 with float kernels: {drop.describe()} > {config.max_accuracy_drop:g}"
                 )
             except ConversionError as exc2:
                 notes.append(f"int8 with float kernels failed ({exc2})")
         notes.append("fell back to float16")
         content = _float16(saved_model_dir, config, notes)
         drop = _accuracy_drop(saved_model_dir, content, dataset_dir, config) if check else None
-        return content, "float16", "float16", drop, []
+        return content, "float16", "float16", _points(drop), []
     if config.accuracy_limit is None:
         return content, "int8", "", None, []
     drop = _accuracy_drop(saved_model_dir, content, dataset_dir, config)
-    if drop <= config.max_accuracy_drop + 1e-9:
-        notes.append(f"int8 accuracy drop {drop:.2f} points <= {config.max_accuracy_drop:g}")
-        return content, "int8", "", drop, []
-    notes.append(f"int8 accuracy drop {drop:.2f} points > {config.max_accuracy_drop:g}")
+    budget = config.max_accuracy_drop
+    if not drop.exceeds(budget):  # within the budget, or a drop that noise explains
+        notes.append(f"int8 accuracy {drop.describe()}, budget {budget:g}: no fallback")
+        return content, "int8", "", drop.drop_points, []
+    notes.append(f"int8 accuracy {drop.describe()} > {budget:g}")
     if config.fallback == "none":
         notes.append("kept int8 (fallback='none')")
-        return content, "int8", "", drop, []
+        return content, "int8", "", drop.drop_points, []
     if config.fallback == "selective":
         chosen = _selective(saved_model_dir, dataset_dir, config, notes)
         if chosen is not None:
@@ -364,7 +339,7 @@ def _convert_int8(
         content,
         "float16",
         "float16",
-        _accuracy_drop(saved_model_dir, content, dataset_dir, config),
+        _accuracy_drop(saved_model_dir, content, dataset_dir, config).drop_points,
         [],
     )
 

@@ -214,3 +214,30 @@ class Predictor:
         except Exception as exc:  # weights are informative; never fail the evaluation
             log.debug("cannot read the weights of %s: %s", self.path, exc)
             return None
+
+
+def op_types(content: bytes) -> list[str]:
+    """Op types of a TFLite flatbuffer (empty when they cannot be read)."""
+    try:
+        interp = interpreter_from_content(content)
+        return sorted({d["op_name"] for d in interp._get_ops_details()})
+    except Exception:  # introspection is best effort
+        return []
+
+
+def float_ops_in_int8(content: bytes) -> list[str]:
+    """Ops an int8 model runs in float: those fed through DEQUANTIZE (best effort)."""
+    try:
+        interp = interpreter_from_content(content)
+        details = interp._get_ops_details()
+        tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    except Exception:
+        return []
+    out = set()
+    for op in details:
+        if op["op_name"] in ("QUANTIZE", "DEQUANTIZE"):
+            continue
+        ins = [tensors[i] for i in op["inputs"] if i in tensors]
+        if any(t["dtype"] == np.float32 for t in ins):
+            out.add(op["op_name"])
+    return sorted(out)
