@@ -8,6 +8,7 @@ same handlers back the REST API (``rest.py``), as in TF Serving.
 
 from __future__ import annotations
 
+import logging
 import time
 
 import grpc
@@ -36,6 +37,8 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 # isort: on
+
+log = logging.getLogger(__name__)
 
 
 def spec_version(spec) -> tuple[int | None, str | None]:
@@ -185,6 +188,10 @@ def _call(srv: Backend, fn, request, context, api: str):
     except ServingError as exc:
         srv.metrics.record(name, api, exc.code.name, time.perf_counter() - t0)
         context.abort(exc.code, exc.message)
+    except Exception as exc:  # INTERNAL, as the REST front end answers (not gRPC's UNKNOWN)
+        log.exception("gRPC %s failed", api)
+        srv.metrics.record(name, api, "INTERNAL", time.perf_counter() - t0)
+        context.abort(grpc.StatusCode.INTERNAL, f"Internal: {exc}")
     srv.metrics.record(name, api, "OK", time.perf_counter() - t0)
     return resp
 

@@ -21,6 +21,7 @@ from tfopt.deploy.serving.status import (
     ServingError,
     dtype_name,
     enum_name,
+    from_tf_code,
     invalid,
     precondition,
 )
@@ -115,7 +116,11 @@ class Servable:
             # The flat call runs the graph on whatever shape it gets, as a TF Serving
             # session does: a shape the graph cannot take fails in the graph.
             return fn._call_flat(feed, fn.captured_inputs)
-        except (tf.errors.InvalidArgumentError, ValueError, TypeError) as exc:
+        except tf.errors.OpError as exc:
+            # The session's status keeps its code (UNIMPLEMENTED, OUT_OF_RANGE,
+            # RESOURCE_EXHAUSTED ...); the front ends turn it into TF Serving's HTTP status.
+            raise from_tf_code(exc.error_code, _graph_error(exc)) from None
+        except (ValueError, TypeError) as exc:  # refused before the graph runs
             raise invalid(_graph_error(exc)) from None
 
     # ------------------------------------------------------ Classify / Regress

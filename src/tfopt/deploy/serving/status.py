@@ -15,22 +15,29 @@ PREDICT_METHOD = "tensorflow/serving/predict"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
 
-# grpc code -> HTTP status, as TF Serving's http_server.cc maps them.
-_HTTP_STATUS = {
+# gRPC code -> HTTP status, as TF Serving's ToHTTPStatusCode maps them
+# (tensorflow_serving/model_servers/http_server.cc). Every code is listed.
+HTTP_STATUS = {
+    grpc.StatusCode.OK: 200,
+    grpc.StatusCode.CANCELLED: 499,  # CLIENT_CLOSED_REQUEST
+    grpc.StatusCode.UNKNOWN: 500,
     grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
     grpc.StatusCode.NOT_FOUND: 404,
     grpc.StatusCode.ALREADY_EXISTS: 409,
-    grpc.StatusCode.ABORTED: 409,
     grpc.StatusCode.PERMISSION_DENIED: 403,
-    grpc.StatusCode.UNAUTHENTICATED: 401,
     grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
-    grpc.StatusCode.FAILED_PRECONDITION: 412,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
     grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.INTERNAL: 500,
     grpc.StatusCode.UNAVAILABLE: 503,
-    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
-    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.DATA_LOSS: 500,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
 }
+# tf.errors codes are the gRPC codes' numbers (tensorflow/core/protobuf/error_codes.proto).
+_BY_NUMBER = {c.value[0]: c for c in grpc.StatusCode}
 
 
 class ServingError(Exception):
@@ -43,7 +50,13 @@ class ServingError(Exception):
 
     @property
     def http_status(self) -> int:
-        return _HTTP_STATUS.get(self.code, 500)
+        return HTTP_STATUS.get(self.code, 500)
+
+
+def from_tf_code(error_code: int, message: str) -> ServingError:
+    """A graph error (``tf.errors.OpError.error_code``) with its own code, as a TF Serving
+    session's status reaches the client; an unknown number is UNKNOWN."""
+    return ServingError(_BY_NUMBER.get(error_code, grpc.StatusCode.UNKNOWN), message)
 
 
 def invalid(msg: str) -> ServingError:
