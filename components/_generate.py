@@ -69,10 +69,9 @@ def from_config(cls: type, *names: str, rename: dict[str, str] | None = None) ->
     ``rename``: field -> input name where the component calls it otherwise."""
     import dataclasses
 
-    import docstring_parser
+    from tfopt.components._describe import config_docs
 
-    docs = {p.arg_name: " ".join(p.description.split()) for p in docstring_parser.parse(
-        cls.__doc__ or "").params}  # fmt: skip
+    docs = config_docs(cls)  # "a / b: ..." entries describe both fields
     fields = {f.name: f for f in dataclasses.fields(cls)}
     out = []
     for name in names:

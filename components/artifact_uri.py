@@ -8,5 +8,9 @@ from tfopt.components._image import COMPONENT_KWARGS
 
 @dsl.component(**COMPONENT_KWARGS)
 def artifact_uri(artifact: Input[Artifact]) -> str:
-    """Return ``artifact.uri``."""
+    """Return ``artifact.uri``.
+
+    Args:
+        artifact: Any artifact; the step returns its URI as a string.
+    """
     return artifact.uri

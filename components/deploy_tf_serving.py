@@ -5,10 +5,14 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Model, Output
 
+from tfopt.components import _describe
 from tfopt.components._image import COMPONENT_KWARGS
+from tfopt.deploy.serving.deploy import DeployConfig
+from tfopt.deploy.serving.k8s import K8sConfig
 
 
 @dsl.component(**COMPONENT_KWARGS)
+@_describe.inputs(DeployConfig, K8sConfig)
 def deploy_tf_serving(
     model: Input[Model],
     dataset: Input[Dataset],
@@ -27,6 +31,18 @@ def deploy_tf_serving(
 
     ``model_base_path`` is the TF Serving model repository (``gs://...`` on a
     cluster); empty, a repository inside this step's outputs is used.
+
+    Args:
+        model: The model to deploy (a SavedModel; the selected model).
+        manifests: Kubernetes manifests (Deployment, Service, ConfigMap) that serve the
+            repository; the version, ports and smoke test in its metadata.
+        model_base_path: The TF Serving model repository (gs://... or a mounted path);
+            the model goes to <model_base_path>/<model_name>/<version>. '' = a
+            repository inside this step's outputs (local runs).
+        namespace: Kubernetes namespace of the manifests.
+        replicas: Serving pods in the manifests' Deployment.
+        blessed: The select step's verdict; False refuses to deploy.
+        infra_blessed: The infra-validate step's verdict; False refuses to deploy.
     """
     import os
     from collections import namedtuple

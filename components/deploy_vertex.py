@@ -4,10 +4,14 @@ roll back."""
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
+from tfopt.components import _describe
 from tfopt.components._image import COMPONENT_KWARGS
+from tfopt.deploy.vertex_config import DeployConfig
+from tfopt.deploy.vertex_target import VertexTarget
 
 
 @dsl.component(**COMPONENT_KWARGS)
+@_describe.inputs(DeployConfig, VertexTarget)
 def deploy_vertex(
     model: Input[Model],
     dataset: Input[Dataset],
@@ -26,7 +30,14 @@ def deploy_vertex(
     smoke_samples: int = 4,
     service_account: str = "",
 ):
-    """Upload ``model`` (a gs:// SavedModel) and roll it out as a canary; fail on rollback."""
+    """Upload ``model`` (a gs:// SavedModel) and roll it out as a canary; fail on rollback.
+
+    Args:
+        model: The model to deploy (a gs:// SavedModel; the selected model).
+        metrics: Whether it was promoted, the smoke requests sent, the canary's answers.
+        endpoint: The Vertex AI endpoint serving it (its resource name in the metadata).
+        smoke_samples: Test-split examples sent to the canary in each smoke request.
+    """
     from tfopt.components import _util
     from tfopt.data import input_pipeline, schema
     from tfopt.deploy import vertex

@@ -7,10 +7,13 @@ URI (``train_step`` turns the chosen branch's URI into its ``Model`` output).
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
+from tfopt.components import _describe
 from tfopt.components._image import COMPONENT_KWARGS
+from tfopt.training.imported import ImportConfig
 
 
 @dsl.component(**COMPONENT_KWARGS)
+@_describe.inputs(ImportConfig, rename={"model_output": "output"})
 def import_model(
     dataset: Input[Dataset],
     model: Output[Model],
@@ -22,7 +25,15 @@ def import_model(
     input_range: str = "auto",
     model_output: str = "auto",
 ) -> str:
-    """Check ``model_uri`` against the dataset, wrap it (input adapter, softmax) and save it."""
+    """Check ``model_uri`` against the dataset, wrap it (input adapter, softmax) and save it.
+
+    Args:
+        model: The imported model in tfopt's hand-off format (SavedModel).
+        metrics: Its figures on the dataset, and its parameter count.
+        inspect: The pre-flight report of the imported model (JSON).
+        model_uri: Your trained model instead of training one: a tf_keras SavedModel
+            directory, a .keras or .h5 file, or a plain SavedModel (local or gs://).
+    """
     from tfopt.components import _util
     from tfopt.training import imported
 

@@ -3,10 +3,13 @@
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
+from tfopt.components import _describe
 from tfopt.components._image import COMPONENT_KWARGS
+from tfopt.deploy.serving.infravalidate import InfraValidationConfig
 
 
 @dsl.component(**COMPONENT_KWARGS)
+@_describe.inputs(InfraValidationConfig)
 def infra_validate(
     model: Input[Model],
     dataset: Input[Dataset],
@@ -22,6 +25,10 @@ def infra_validate(
     Returns ``infra_blessed`` (a single value: KFP's local runner evaluates
     ``dsl.If`` only on outputs named ``Output``); the reason is in the metrics'
     metadata.
+
+    Args:
+        model: The candidate to validate (a SavedModel; the selected model).
+        metrics: Load time, latency and the largest difference from offline predictions.
     """
     from tfopt.components import _util
     from tfopt.deploy.serving import infravalidate, warmup

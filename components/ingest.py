@@ -3,10 +3,13 @@
 from kfp import dsl
 from kfp.dsl import Dataset, Output
 
+from tfopt.components import _describe
 from tfopt.components._image import COMPONENT_KWARGS
+from tfopt.data.ingest import IngestConfig
 
 
 @dsl.component(**COMPONENT_KWARGS)
+@_describe.inputs(IngestConfig)
 def ingest(
     dataset: Output[Dataset],
     source: str = "builtin:digits",
@@ -24,7 +27,16 @@ def ingest(
     skip_corrupt_images: bool = False,
     force_classification: bool = False,
 ):
-    """Read a source, split it (seeded, stratified) and write sharded TFRecords."""
+    """Read a source, split it (seeded, stratified) and write sharded TFRecords.
+
+    Args:
+        dataset: The dataset written: TFRecord shards per split (train, validation,
+            test) and schema.json.
+        feature_shape: Shape of one example as comma-separated integers (e.g. '28,28,1')
+            when the source cannot tell (CSV, TFRecord); '' = the source's own.
+        image_size: Image folders: 'height,width' the images are resized to at ingest;
+            '' keeps their size, which they must then share.
+    """
     from tfopt.components import _util
     from tfopt.data import ingest as ingest_lib
 

@@ -4,10 +4,13 @@ from typing import NamedTuple
 
 from kfp import dsl
 
+from tfopt.components import _describe
 from tfopt.components._image import COMPONENT_KWARGS
+from tfopt.launch.validate import TrainingRequest
 
 
 @dsl.component(**COMPONENT_KWARGS)
+@_describe.inputs(TrainingRequest)
 def plan_training(
     target: str = "local",
     replicas: int = 1,

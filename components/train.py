@@ -5,10 +5,13 @@ The pre-flight report of the trained model is the ``inspect`` step's, off this s
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
+from tfopt.components import _describe
 from tfopt.components._image import COMPONENT_KWARGS
+from tfopt.training.train import TrainConfig
 
 
 @dsl.component(**COMPONENT_KWARGS)
+@_describe.inputs(TrainConfig)
 def train(
     dataset: Input[Dataset],
     model: Output[Model],
@@ -19,7 +22,16 @@ def train(
     profile_batches: str = "",
     backup_dir: str = "",
 ):
-    """Train a classifier with the strategy the cluster allows; save a SavedModel."""
+    """Train a classifier with the strategy the cluster allows; save a SavedModel.
+
+    Args:
+        model: The trained model (SavedModel with serving_default).
+        metrics: The best epoch's loss and accuracy, epochs run, parameters, replicas.
+        tensorboard: TensorBoard logs of training.
+        backup_dir: Where training backs up each epoch (e.g. gs://...): a retried or
+            preempted step resumes from there; '' = beside the model output (removed
+            on success).
+    """
     from tfopt import model_info
     from tfopt.components import _util
     from tfopt.training import train as train_lib

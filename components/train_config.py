@@ -10,10 +10,14 @@ The names are ``_util.TRAIN_SETTINGS`` (checked by ``tests/compile/test_variant_
 
 from kfp import dsl
 
+from tfopt.components import _describe
 from tfopt.components._image import COMPONENT_KWARGS
+from tfopt.training.model_config import ModelConfig
+from tfopt.training.train import TrainConfig
 
 
 @dsl.component(**COMPONENT_KWARGS)
+@_describe.inputs(ModelConfig, TrainConfig)
 def train_config(
     arch: str = "cnn",
     width: int = 32,

@@ -3,10 +3,14 @@
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
+from tfopt.components import _describe
 from tfopt.components._image import COMPONENT_KWARGS
+from tfopt.launch.jobset import ClusterJobConfig
+from tfopt.launch.validate import TrainingRequest
 
 
 @dsl.component(**COMPONENT_KWARGS)
+@_describe.inputs(TrainingRequest, ClusterJobConfig)
 def train_jobset(
     dataset: Input[Dataset],
     model: Output[Model],
@@ -28,6 +32,10 @@ def train_jobset(
 
     ``queue_name`` labels the job for a Kueue LocalQueue (GPU quota, fair sharing);
     ``node_selector`` and ``tolerations`` add to the GPU node selector and toleration.
+
+    Args:
+        model: The trained model (SavedModel with serving_default).
+        metrics: The figures the job's chief reported, and the replicas.
     """
     from tfopt.components import _util
     from tfopt.launch import validate

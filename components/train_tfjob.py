@@ -3,10 +3,14 @@
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
+from tfopt.components import _describe
 from tfopt.components._image import COMPONENT_KWARGS
+from tfopt.launch.tfjob import TFJobConfig
+from tfopt.launch.validate import TrainingRequest
 
 
 @dsl.component(**COMPONENT_KWARGS)
+@_describe.inputs(TrainingRequest, TFJobConfig)
 def train_tfjob(
     dataset: Input[Dataset],
     model: Output[Model],
@@ -21,7 +25,12 @@ def train_tfjob(
     memory: str = "16Gi",
     timeout_s: int = 21600,
 ) -> str:
-    """Run training as a TFJob, wait for it (logs, timeout, cleanup); return the model URI."""
+    """Run training as a TFJob, wait for it (logs, timeout, cleanup); return the model URI.
+
+    Args:
+        model: The trained model (SavedModel with serving_default).
+        metrics: The figures the job's chief reported, and the replicas.
+    """
     from dataclasses import asdict
 
     from tfopt.components import _image, _util

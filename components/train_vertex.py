@@ -3,10 +3,14 @@
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
+from tfopt.components import _describe
 from tfopt.components._image import COMPONENT_KWARGS
+from tfopt.launch.validate import TrainingRequest
+from tfopt.launch.vertex_job import VertexJobConfig
 
 
 @dsl.component(**COMPONENT_KWARGS)
+@_describe.inputs(TrainingRequest, VertexJobConfig)
 def train_vertex(
     dataset: Input[Dataset],
     model: Output[Model],
@@ -23,7 +27,16 @@ def train_vertex(
     timeout_s: int = 21600,
     service_account: str = "",
 ) -> str:
-    """Run training as a Vertex AI custom job, wait for it; return the model URI."""
+    """Run training as a Vertex AI custom job, wait for it; return the model URI.
+
+    Args:
+        model: The trained model (SavedModel with serving_default).
+        metrics: The figures the job's chief reported, and the replicas.
+        project: GCP project of the custom job.
+        location: Vertex AI region of the custom job (e.g. us-central1).
+        staging_bucket: gs:// directory the job stages its files in.
+        service_account: Service account e-mail the job runs as ('' = Vertex's default).
+    """
     from dataclasses import asdict
 
     from tfopt.components import _image, _util

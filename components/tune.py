@@ -3,10 +3,14 @@
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Output
 
+from tfopt.components import _describe
 from tfopt.components._image import COMPONENT_KWARGS
+from tfopt.training.train import TrainConfig
+from tfopt.training.tune import TuneConfig
 
 
 @dsl.component(**COMPONENT_KWARGS)
+@_describe.inputs(TuneConfig, TrainConfig)
 def tune(
     dataset: Input[Dataset],
     best_hyperparameters: Output[Artifact],
@@ -28,6 +32,19 @@ def tune(
     """Search hyperparameters; ``work_dir`` (e.g. gs://...) makes the search resumable.
 
     Disabled, it runs as a no-op whose output the train step ignores.
+
+    Args:
+        best_hyperparameters: The best trial's hyperparameters (JSON).
+        metrics: The search's figures (best score, trials run).
+        report: Every trial with its hyperparameters and score (Markdown).
+        tensorboard: TensorBoard logs of the trials.
+        search_space: The search space: name -> a list of values or a {min, max, step,
+            sampling} range (docs/observability.md); None = the built-in space.
+        epochs: Most epochs of each trial (Hyperband's max_epochs); early stopping may
+            end a trial sooner.
+        work_dir: Where the search keeps its trials (e.g. gs://...), so that a rerun
+            resumes it; '' = a temporary directory.
+        enabled: False: skip the search (a no-op step; training uses its own settings).
     """
     from tfopt.components import _util
 

@@ -26,7 +26,7 @@ from tfopt.components.inspect_model import inspect_model
 from tfopt.components.select import select
 from tfopt.components.train_config import train_config
 from tfopt.components.tune import tune
-from tfopt.pipelines.parameters import with_compression_parameters
+from tfopt.pipelines.parameters import with_compression_parameters, with_described_parameters
 from tfopt.pipelines.train_step import train_step
 
 PIPELINE_NAME = "tfopt-optimize"
@@ -151,6 +151,17 @@ def _deploy(p: dict, dataset, selected) -> None:
             ).set_display_name("deploy-vertex").set_caching_options(False)
 
 
+# The console's groups: the first parameter of each, in signature order (the compression
+# parameters the registry inserts are a group of their own).
+GROUPS = {
+    "source": "data",
+    "enable_tuning": "training",
+    "latency_iterations": "selection",
+    "deploy_target": "deploy",
+}
+
+
+@with_described_parameters(GROUPS)
 @dsl.pipeline(
     name=PIPELINE_NAME,
     description="Train a TensorFlow classifier, compress it (TFLite float32 / dynamic / float16 / "
@@ -231,6 +242,32 @@ def optimize(
     canary_percent: int = 10,
     **compression,
 ) -> Artifact:
+    """Train, compress, evaluate, select and deploy a TensorFlow classifier.
+
+    A parameter described here means more than the one step input it feeds; every other
+    parameter takes the description of the input it feeds (``with_described_parameters``).
+
+    Args:
+        seed: Seeds the split, the weights, dropout, shuffling and the search: the same
+            seed and data give the same run.
+        enable_tuning: Search hyperparameters (the tune step) before training; off, the
+            train step uses the training settings as they are.
+        deploy_target: Where the pick goes: tf_serving (a TF Serving repository,
+            serving_base_path), vertex (a Vertex AI endpoint, project and region), tflite
+            (no server: the .tflite file is the artifact) or none (no deployment; the
+            pick may have any format).
+        model_name: The name the model is served under (TF Serving) and registered as
+            (Vertex AI Model Registry): 1-128 letters, digits, '_', '.', '-'.
+        max_accuracy_drop: Accuracy points a candidate may lose against the baseline; an
+            int8 TFLite conversion falls back when it loses more than this against its
+            SavedModel.
+        serving_base_path: The TF Serving model repository (gs://... or a mounted path)
+            of deploy_target tf_serving: the model goes to
+            <serving_base_path>/<model_name>/<version>. Needed on a cluster; a local run
+            uses <output-dir>/serving.
+        project: GCP project of the Vertex AI deployment (deploy_target vertex).
+        region: Vertex AI region of the deployment (deploy_target vertex), e.g. us-central1.
+    """
     p = {**locals(), **compression}  # the pipeline's parameters (channels), by name
     dataset = ingest(**{k: p[k] for k in _INGEST}).set_display_name("ingest").outputs["dataset"]
     baseline = _train(p, dataset)

@@ -70,6 +70,7 @@ def with_compression_parameters(before: str):
             return func(**mine, **{k: v for k, v in values.items() if k not in own_names})
 
         pipeline.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+        pipeline.compression_parameters = tuple(p.name for p, _ in added)  # type: ignore[attr-defined]
         args_doc = "".join(f"    {p.name}: {text}\n" for p, text in added)
         pipeline.__doc__ = _merge_args(func.__doc__ or "", args_doc)
         return pipeline
@@ -84,3 +85,62 @@ def _merge_args(doc: str, args_doc: str) -> str:
         return f"{doc}\n\nArgs:\n{args_doc}"
     head, tail = doc.split("\nArgs:\n", 1)
     return f"{head}\nArgs:\n{args_doc}{tail}"
+
+
+def with_described_parameters(groups: dict[str, str]):
+    """Decorator over ``@dsl.pipeline``: every pipeline parameter gets a description,
+    written once.
+
+    A parameter the pipeline's docstring describes keeps that text (the switches and
+    settings above, and parameters that mean more than any one input they feed). Any other
+    takes the description of the component input it feeds, read from the compiled wiring
+    (through condition groups; a sub-pipeline's own input description counts); one that
+    feeds inputs described differently stays undescribed, which
+    ``tests/compile/test_descriptions.py`` reports. Each text starts with the parameter's
+    group, ``[data] ...``, so that a console listing the parameters by name still says
+    which settings belong together: ``groups`` maps the first parameter of each group (in
+    signature order) to its name; the parameters :func:`with_compression_parameters`
+    inserted are the ``compression`` group.
+    """
+
+    def wrap(pipeline):
+        spec = pipeline.pipeline_spec
+        inserted = set(getattr(pipeline.pipeline_func, "compression_parameters", ()))
+        group = ""
+        for name, input_spec in (pipeline.component_spec.inputs or {}).items():
+            group = groups.get(name, group)
+            text = input_spec.description or _fed_description(spec, "root", name)
+            text = " ".join(text.split())
+            if text:
+                text = f"[{'compression' if name in inserted else group}] {text}"
+                input_spec.description = text
+                spec.root.input_definitions.parameters[name].description = text
+        return pipeline
+
+    return wrap
+
+
+def fed_descriptions(spec, component: str, name: str) -> dict[str, str]:
+    """``task.input`` -> description, for every component input that ``component``'s
+    input ``name`` feeds in ``spec`` (a PipelineSpec), through condition groups."""
+    comp = spec.root if component == "root" else spec.components[component]
+    out: dict[str, str] = {}
+    for task_name, task in comp.dag.tasks.items():
+        ref = task.component_ref.name
+        child = spec.components[ref]
+        for inp, value in task.inputs.parameters.items():
+            if value.component_input_parameter != name:
+                continue
+            described = child.input_definitions.parameters[inp].description
+            if described:
+                out[f"{task_name}.{inp}"] = described
+            elif child.dag.tasks:  # a condition group: follow the channel inside
+                out.update(fed_descriptions(spec, ref, inp))
+    return out
+
+
+def _fed_description(spec, component: str, name: str) -> str:
+    """The one description of what ``name`` feeds; "" when it feeds none, or inputs that
+    say different things (describe it in the pipeline's docstring then)."""
+    texts = set(fed_descriptions(spec, component, name).values())
+    return texts.pop() if len(texts) == 1 else ""

@@ -29,6 +29,7 @@ The same YAML runs on Kubeflow Pipelines and Vertex AI Pipelines.
 from kfp import dsl, kubernetes
 from kfp.dsl import Artifact, Dataset, Input, Model
 
+from tfopt.components import _describe
 from tfopt.components._image import GPU_IMAGE
 from tfopt.components.artifact_uri import artifact_uri
 from tfopt.components.import_model import import_model
@@ -103,6 +104,7 @@ def _as_model(branch_uris: list, target):
 
 
 @dsl.pipeline(name="train-step")
+@_describe.inputs(plan_training, train_jobset, train_vertex, import_model)
 def train_step(
     dataset: Input[Dataset],
     hyperparameters: Input[Artifact],
@@ -144,6 +146,13 @@ def train_step(
     the job for a Kueue LocalQueue, so the cluster's GPU quota and fair sharing apply.
     ``model_uri`` (with ``fine_tune_epochs``, ``input_range``, ``model_output``): import
     that model instead of training one (``components/import_model.py``).
+
+    Args:
+        gpu_resource: The accelerator resource of the in-cluster train task
+            (nvidia.com/gpu on Kubeflow; a Vertex name such as NVIDIA_TESLA_T4 on Vertex AI).
+
+    Returns:
+        The trained (or imported) SavedModel.
     """
     plan = plan_training(
         target=target,

@@ -11,10 +11,11 @@ import dataclasses
 import pytest
 import yaml
 
+from tfopt.client.pipeline_spec import pipeline_defaults
 from tfopt.deploy import vertex
 from tfopt.deploy.serving import deploy, infravalidate
 from tfopt.evaluation import evaluate, select
-from tfopt.pipelines.compile import compile_pipeline
+from tfopt.pipelines.compile import CLUSTER_DEFAULTS, compile_pipeline
 from tfopt.training import imported, train, tune
 from tfopt.training import models as models_lib
 
@@ -43,7 +44,14 @@ def spec(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("yaml") / "optimize.yaml")
     compile_pipeline("optimize", path)
     with open(path) as fh:
-        return next(yaml.safe_load_all(fh))
+        doc = next(yaml.safe_load_all(fh))
+    # the defaults as written; the compiled ones of CLUSTER_DEFAULTS differ on purpose (a
+    # cluster has no TF Serving repository until one is named; test_console_defaults.py)
+    top = doc["root"]["inputDefinitions"]["parameters"]
+    for name, value in pipeline_defaults("optimize").items():
+        if name in CLUSTER_DEFAULTS["optimize"]:
+            top[name]["defaultValue"] = value
+    return doc
 
 
 def _default(definition: dict):

@@ -106,30 +106,52 @@ def _report(summary: dict, args: argparse.Namespace) -> None:
 
 def _cmd_params(args: argparse.Namespace) -> int:
     import json
+    import textwrap
 
-    from tfopt.client.preflight import describe_params
+    from tfopt.client.parameter_docs import parameter_rows, parameters_markdown, split_group
 
     if args.techniques:
         from tfopt.client.technique_docs import techniques_markdown
 
         print(techniques_markdown())
         return 0
-    rows = describe_params(args.pipeline)
+    if args.markdown:
+        print(parameters_markdown(args.pipeline))
+        return 0
+    rows = parameter_rows(args.pipeline)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     width = max(len(r["name"]) for r in rows)
-    print(f"{'parameter':<{width}}  {'type':<7}  {'default':<16}  allowed")
+    group = None
     for r in rows:
+        if r["group"] != group:
+            group = r["group"]
+            print(f"\n[{group}]")
+            print(f"{'parameter':<{width}}  {'type':<7}  {'default':<16}  allowed")
         default = json.dumps(r["default"])
+        if r["cluster_default"] != r["default"]:
+            default += f" (compiled: {json.dumps(r['cluster_default'])})"
         print(f"{r['name']:<{width}}  {r['type']:<7}  {default:<16}  {r['allowed']}")
-    print("\n(allowed values hold with the other parameters at their defaults)")
+        meaning = split_group(r["description"])[1]
+        print(textwrap.indent(textwrap.fill(meaning, 96 - width), " " * (width + 2)))
+    print(
+        "\n(allowed values hold with the other parameters at their defaults; 'compiled': the "
+        "default of the compiled pipeline, which runs on a cluster)"
+    )
     return 0
 
 
 def _cmd_compile(args: argparse.Namespace) -> int:
-    from tfopt.pipelines.compile import PIPELINES, compile_all, compile_targets
+    from tfopt.pipelines.compile import PIPELINES, compile_all, compile_components, compile_targets
 
+    if args.components:
+        for path in compile_components(args.components):
+            print(path)
+        if not args.output_dir:
+            return 0
+    if not args.output_dir:
+        raise ConfigError("tfopt compile: give --output-dir DIR (pipelines) or --components DIR")
     if args.pipeline:
         paths = compile_targets(args.pipeline, args.output_dir)
     else:
@@ -203,6 +225,9 @@ def register(sub) -> None:
     par.add_argument("--pipeline", default="optimize", help="pipeline name (default: optimize)")
     par.add_argument("--json", action="store_true", help="print JSON instead of a table")
     par.add_argument(
+        "--markdown", action="store_true", help="print the table of docs/parameters.md"
+    )
+    par.add_argument(
         "--techniques",
         action="store_true",
         help="print the compression techniques, their variants and settings (Markdown)",
@@ -214,8 +239,15 @@ def register(sub) -> None:
         help="compile pipelines to KFP YAML",
         description="Write <pipeline>.yaml (Kubeflow Pipelines, with the "
         "kfp-kubernetes settings) and <pipeline>.vertex.yaml "
-        "(Vertex AI Pipelines) for every pipeline.",
+        "(Vertex AI Pipelines) for every pipeline; --components DIR writes one "
+        "<component>.yaml per component (docs/components.md).",
     )
-    comp.add_argument("--output-dir", required=True, help="directory for <pipeline>.yaml files")
+    comp.add_argument("--output-dir", help="directory for <pipeline>.yaml files")
+    comp.add_argument(
+        "--components",
+        metavar="DIR",
+        help="also (or only) write every component to DIR/<component>.yaml, loadable with "
+        "kfp.components.load_component_from_file",
+    )
     comp.add_argument("--pipeline", help="compile only this pipeline")
     comp.set_defaults(func=_cmd_compile)

@@ -232,10 +232,12 @@ def prepare(
 ) -> Prepared:
     """Validate settings and parameters and compile the package into ``workdir``."""
     from tfopt.client import user_files
+    from tfopt.client.parameter_docs import check_cluster_params
     from tfopt.client.params import load_params
 
     config.check_target()
     params = load_params(params_path, config.pipeline, dict(set_params or {}))
+    check_cluster_params(params, config.pipeline)  # with the compiled pipeline's defaults
     user_files.require_remote(params)  # the steps run in the cluster
     if config.package:
         package = config.package

@@ -14,20 +14,23 @@ class IngestConfig:
     """What to read and how to split it.
 
     Attributes:
-        source: ``builtin:digits``, ``builtin:synthetic``, a ``.npz`` / ``.csv`` file,
-            or TFRecord file(s) (a file, a directory or a glob); local or ``gs://``.
+        source: where the examples come from: ``builtin:digits``, ``builtin:fashion_mnist``,
+            ``builtin:synthetic``, a ``.npz`` / ``.csv`` file, an image-folder or IDX
+            directory, or TFRecord file(s) (a file, a directory or a glob); local or ``gs://``.
         label_column: label column (CSV) or int64 feature (TFRecord).
         feature_column: feature of foreign TFRecords (float list or raw float32 bytes).
         feature_shape: shape of one example when the source cannot tell (CSV, TFRecord).
         num_classes: number of classes; inferred as ``max(label) + 1`` when 0.
-        validation_fraction / test_fraction: split sizes; a source with its own
-            test split (``x_test`` in an ``.npz``) keeps it.
+        validation_fraction: fraction of the examples in the validation split.
+        test_fraction: fraction of the examples in the test split; a source with its
+            own test split (``x_test`` in an ``.npz``) keeps it.
         seed: seeds the split assignment and the within-window shuffle.
         shard_size: examples per TFRecord shard.
         shuffle_window: examples shuffled together before writing (bounds memory).
         buffer_bytes: caps the shuffle window of each split in bytes of features,
             so large examples (images) keep memory bounded too.
-        synthetic_examples / synthetic_shape / synthetic_classes: ``builtin:synthetic``.
+        synthetic_examples / synthetic_shape / synthetic_classes: the examples, their
+            shape and the classes ``builtin:synthetic`` generates.
         max_examples: > 0 keeps a seeded subset of this many examples, stratified by
             class (image folders, IDX directories, ``builtin:fashion_mnist``, ``builtin:digits``).
         image_size: ``(height, width)`` images are resized to at ingest (image folders);

@@ -28,8 +28,12 @@ class DeployConfig:
         endpoint_display_name: Display name used to find or create the endpoint.
         serving_image: Serving container URI ("" = pre-built TensorFlow container of
             the region, CPU or GPU to match ``accelerator_type``).
-        machine_type, accelerator_type, accelerator_count, min_replica_count,
-            max_replica_count: Dedicated resources of the deployed model.
+        machine_type: Compute Engine machine type of each serving replica
+            (e.g. ``n1-standard-2``).
+        accelerator_type: GPU of each replica, e.g. ``NVIDIA_TESLA_T4`` ("" = none).
+        accelerator_count: GPUs of that type per replica (0 with no accelerator_type).
+        min_replica_count / max_replica_count: the autoscaling bounds of the deployed
+            model's replicas.
         canary_percent: Traffic the new version gets while it is tested (1-100).
         smoke_requests: Predictions to send at most (0 = enough to reach a healthy
             canary with probability 0.999).

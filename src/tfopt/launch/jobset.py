@@ -37,14 +37,17 @@ class ClusterJobConfig:
     """Shape of a JobSet or TrainJob run.
 
     Attributes:
-        name / namespace: object name (DNS label, at most 40 characters) and namespace.
+        name: object name (DNS label, at most 40 characters).
+        namespace: Kubernetes namespace the job runs in.
         image: container image of every worker.
         command: the worker's command (``python -m tfopt.launch.worker ...``).
         request: target (``jobset`` or ``trainjob``), replicas, GPUs per replica.
-        cpu / memory: per-worker requests (limits: memory = request).
-        timeout_s: the job's active deadline and the launcher's wait.
+        cpu / memory: per-worker CPU and memory requests in Kubernetes quantities
+            (``4``, ``16Gi``; limits: memory = request).
+        timeout_s: the job's active deadline and the launcher's wait, in seconds.
         max_restarts: whole-job restarts after a worker fails (each resumes from the backup).
-        node_selector / tolerations: extra scheduling constraints.
+        node_selector / tolerations: extra scheduling constraints, added to the GPU ones:
+            node labels (``{"pool": "train"}``) / Kubernetes tolerations (a list of maps).
         service_account: pod service account ("" = namespace default).
         labels: extra labels on the job and its pods.
         queue_name: Kueue LocalQueue ("" = no queue); sets ``kueue.x-k8s.io/queue-name``.

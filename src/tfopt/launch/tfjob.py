@@ -45,12 +45,14 @@ class TFJobConfig:
     """A TFJob's shape.
 
     Attributes:
-        name / namespace: Kubernetes object name (DNS label) and namespace.
+        name: Kubernetes object name (DNS label).
+        namespace: Kubernetes namespace the job runs in.
         image: container image of every replica (the project's GPU image).
         command: the replica's command (``python -m tfopt.launch.worker ...``).
         request: target, replicas (chief + workers), GPUs per replica, accelerator.
-        cpu / memory: per-replica requests (limits: memory = request).
-        timeout_s: ``activeDeadlineSeconds`` of the job and the launcher's wait.
+        cpu / memory: per-replica CPU and memory requests in Kubernetes quantities
+            (``4``, ``16Gi``; limits: memory = request).
+        timeout_s: ``activeDeadlineSeconds`` of the job and the launcher's wait, in seconds.
         backoff_limit: restarts of failed replicas before the job fails.
         node_selector / tolerations: extra scheduling constraints.
         service_account: pod service account ("" = namespace default).

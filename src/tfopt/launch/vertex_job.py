@@ -37,7 +37,7 @@ class VertexJobConfig:
         request: target ('vertex'), replicas, GPUs per replica, accelerator type.
         machine_type: Compute Engine machine type of every replica.
         boot_disk_gb: boot disk size per replica.
-        timeout_s: the job's ``scheduling.timeout`` and the launcher's wait.
+        timeout_s: the job's ``scheduling.timeout`` and the launcher's wait, in seconds.
         restart_on_worker_restart: restart all replicas when one restarts
             (MultiWorkerMirroredStrategy cannot continue with one missing).
         labels: job labels.

@@ -23,7 +23,9 @@ class ModelConfig:
     """Architecture of a built-in model.
 
     Attributes:
-        arch: ``mlp`` (dense layers) or ``cnn`` (conv blocks, then a dense head).
+        arch: ``mlp`` (dense layers), ``cnn`` (conv blocks, then a dense head), or a
+            ``tf_keras.applications`` family: ``mobilenet_v2``, ``mobilenet_v3_small``,
+            ``resnet50``, ``efficientnet_b0`` (images only).
         width: units of the first dense layer / filters of the first conv layer.
         depth: number of hidden dense layers (mlp) or conv layers (cnn).
         dropout: dropout rate before the output layer.

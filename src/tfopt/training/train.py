@@ -41,7 +41,8 @@ class TrainConfig:
 
     Attributes:
         model: architecture of the built-in model.
-        optimizer / learning_rate: optimizer name and base learning rate.
+        optimizer: ``adam``, ``sgd`` or ``rmsprop``.
+        learning_rate: base learning rate (before ``scale_learning_rate``).
         scale_learning_rate: multiply the learning rate by the number of replicas
             (linear scaling rule for the larger global batch).
         epochs: maximum epochs; early stopping may end sooner.
