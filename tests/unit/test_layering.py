@@ -34,6 +34,7 @@ STAGE_DEPS = {
 TOP_LAYERS = {"client", "cli"}  # may import anything, kfp included
 SHARED = {
     "_keras", "errors", "fsutil", "checks", "distribute", "model_info", "registry", "settings",
+    "accelerators",
     "__init__",
 }  # fmt: skip
 FORBIDDEN_OUTSIDE_TOP = (

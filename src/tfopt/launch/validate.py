@@ -10,6 +10,14 @@ import logging
 from dataclasses import dataclass
 
 from tfopt import distribute
+
+# GKE's node labels and the GPU resource: shared with the KServe deploy (re-exported).
+from tfopt.accelerators import (  # noqa: F401
+    GKE_ACCELERATOR_LABEL,
+    GKE_ACCELERATORS,
+    GPU_RESOURCE,
+    gke_accelerator,
+)
 from tfopt.checks import check_choice, check_int, check_str
 from tfopt.errors import ConfigError
 
@@ -29,24 +37,6 @@ MAX_REPLICAS_BY_TARGET = {
     "jobset": MAX_REPLICAS,
     "vertex": MAX_REPLICAS,
 }
-
-# GKE's node label value for each accelerator (cloud.google.com/gke-accelerator).
-GKE_ACCELERATORS = {
-    "NVIDIA_TESLA_K80": "nvidia-tesla-k80",
-    "NVIDIA_TESLA_P100": "nvidia-tesla-p100",
-    "NVIDIA_TESLA_V100": "nvidia-tesla-v100",
-    "NVIDIA_TESLA_P4": "nvidia-tesla-p4",
-    "NVIDIA_TESLA_T4": "nvidia-tesla-t4",
-    "NVIDIA_TESLA_A100": "nvidia-tesla-a100",
-    "NVIDIA_A100_80GB": "nvidia-a100-80gb",
-    "NVIDIA_L4": "nvidia-l4",
-    "NVIDIA_H100_80GB": "nvidia-h100-80gb",
-    "NVIDIA_H100_MEGA_80GB": "nvidia-h100-mega-80gb",
-    "NVIDIA_H200_141GB": "nvidia-h200-141gb",
-    "NVIDIA_B200": "nvidia-b200",
-}
-GKE_ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
-GPU_RESOURCE = "nvidia.com/gpu"
 
 
 def vertex_accelerator_types() -> tuple[str, ...]:
@@ -131,9 +121,7 @@ class TrainingRequest:
         """GKE node label value for the accelerator ('' for CPU-only runs)."""
         if not self.gpus_per_replica:
             return ""
-        return GKE_ACCELERATORS.get(
-            self.accelerator_type, self.accelerator_type.lower().replace("_", "-")
-        )
+        return gke_accelerator(self.accelerator_type)
 
     def node_selector(self) -> dict[str, str]:
         """Kubernetes node selector that puts a GPU replica on the right node pool."""

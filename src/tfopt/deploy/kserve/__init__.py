@@ -1,0 +1,1 @@
+"""Deploy to KServe: an InferenceService on the TF Serving runtime, rolled out as a canary."""
