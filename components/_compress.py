@@ -9,7 +9,7 @@ def run(technique: str, args: dict) -> None:
     """Make one variant with ``technique``: ``args`` are the component's inputs and
     outputs by name (``locals()`` of the generated component)."""
     from tfopt import registry
-    from tfopt.compression import techniques  # noqa: F401 - registers every technique
+    from tfopt.compression import search, techniques  # noqa: F401 - registers every technique
 
     t = registry.get_technique(technique)
     model, dataset, out = args.pop("model"), args.pop("dataset"), args.pop("compressed_model")
@@ -20,7 +20,8 @@ def run(technique: str, args: dict) -> None:
         return
     config = t.make_config(args)  # what is left: the settings
     with _util.skip_when_not_applicable(out, variant, t.output_format, also=also):
-        outcome = t.apply(
+        outcome = search.apply(  # t.apply, searched when the settings ask for it
+            t,
             model.path,
             dataset.path,
             out.path,

@@ -36,7 +36,9 @@ class Setting:
         param: the pipeline parameter that feeds it ("" = none: the component's default
             is used in the pipeline; a user setting the component directly can change it).
         empty: a string setting may be "".
-        strength: the knob that makes the technique stronger (searched over, issue 32).
+        search: for the technique's strength knob, the range searched (issue 32), from its
+            weak end to its strong end: ``(0.5, 0.95)`` for a sparsity, ``(64, 4)`` for a
+            cluster count; () for every other setting.
     """
 
     name: str
@@ -49,7 +51,7 @@ class Setting:
     choices: tuple = ()
     param: str = ""
     empty: bool = True
-    strength: bool = False
+    search: tuple = ()
 
     @property
     def type(self) -> type:
@@ -96,13 +98,13 @@ def setting(
     choices: Sequence = (),
     param: str = "",
     empty: bool = True,
-    strength: bool = False,
+    search: tuple = (),
 ) -> Any:
     """A dataclass field declared as a setting (see :class:`Setting`)."""
     if type(default) not in _TYPES:
         raise ConfigError(f"setting default {default!r}: expected one of bool, int, float, str")
     info = Setting("", default, description, low, high, low_open, high_open, tuple(choices),
-                   param, empty, strength)  # fmt: skip
+                   param, empty, tuple(search))  # fmt: skip
     return dataclasses.field(default=default, metadata={_KEY: info})
 
 

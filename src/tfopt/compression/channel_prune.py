@@ -31,6 +31,10 @@ from tfopt.compression.common import (
     finetune,
     learning_rate_setting,
     load_for_compression,
+    max_accuracy_drop_setting,
+    search_minutes_setting,
+    search_setting,
+    search_trials_setting,
     seed_setting,
 )
 from tfopt.errors import ModelError
@@ -49,7 +53,7 @@ class ChannelPruneConfig:
     flops_fraction: float = setting(
         0.5,
         "Fraction of the model's multiply-adds (FLOPs) removed by taking whole channels out.",
-        low=0.0, high=0.95, low_open=True, param="channel_sparsity", strength=True,
+        low=0.0, high=0.95, low_open=True, param="channel_sparsity", search=(0.2, 0.8),
     )  # fmt: skip
     importance: str = setting(
         "l1",
@@ -70,6 +74,10 @@ class ChannelPruneConfig:
     batch_size: int = batch_size_setting()
     learning_rate: float = learning_rate_setting(1e-3)
     seed: int = seed_setting()
+    search: bool = search_setting()
+    search_trials: int = search_trials_setting()
+    search_minutes: float = search_minutes_setting()
+    max_accuracy_drop: float = max_accuracy_drop_setting("With search")
 
     def __post_init__(self):
         check_settings(self)

@@ -29,7 +29,11 @@ from tfopt.compression.common import (
     kernel_of,
     learning_rate_setting,
     load_for_compression,
+    max_accuracy_drop_setting,
     model_sparsity,
+    search_minutes_setting,
+    search_setting,
+    search_trials_setting,
     seed_setting,
 )
 from tfopt.errors import ModelError
@@ -53,6 +57,7 @@ class ClusterConfig:
         low=2,
         high=1024,
         param="cluster_count",
+        search=(64, 4),
     )
     centroids_init: str = setting(
         "kmeans_plus_plus",
@@ -75,6 +80,10 @@ class ClusterConfig:
     batch_size: int = batch_size_setting()
     learning_rate: float = learning_rate_setting(1e-4)
     seed: int = seed_setting()
+    search: bool = search_setting()
+    search_trials: int = search_trials_setting()
+    search_minutes: float = search_minutes_setting()
+    max_accuracy_drop: float = max_accuracy_drop_setting("With search")
 
     def __post_init__(self):
         check_with_names(self, "keep_dense")

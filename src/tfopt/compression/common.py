@@ -50,6 +50,46 @@ def representative_samples_setting():
     )
 
 
+def max_accuracy_drop_setting(what: str):
+    """The ``max_accuracy_drop`` setting (pipeline parameter shared with selection)."""
+    return setting(
+        1.0,
+        f"{what}: accuracy points the result may lose against its base on the validation "
+        "split; -1 (any value < 0) turns the check off.",
+        low=-1.0,
+        high=100.0,
+        param="max_accuracy_drop",
+    )
+
+
+# the search over a technique's strength knob (compression/search.py, issue 32)
+def search_setting():
+    return setting(
+        False,
+        "Search the technique's strength knob for the strongest setting that keeps the "
+        "validation accuracy drop within max_accuracy_drop (short trials, then the winner "
+        "fine-tuned in full).",
+        param="search",
+    )
+
+
+def search_trials_setting():
+    return setting(
+        6, "Most trials of a technique's search.", low=1, high=100, param="search_trials"
+    )
+
+
+def search_minutes_setting():
+    return setting(
+        0.0,
+        "Minutes a technique's search may take (its trials stop when they are spent; 0 = "
+        "only search_trials bounds it).",
+        low=0.0,
+        high=10_000.0,
+        param="search_budget_minutes",
+    )
+
+
 def check_with_names(config, *fields: str) -> None:
     """``check_settings(config)`` where each of ``fields`` is a list of layer names: text
     for KFP (comma-separated, "" = none) or a sequence of names in code; stored as a tuple."""

@@ -23,7 +23,15 @@ import numpy as np
 from tfopt import registry
 from tfopt._keras import keras
 from tfopt.compression import transfer_set
-from tfopt.compression.common import batch_size_setting, learning_rate_setting, seed_setting
+from tfopt.compression.common import (
+    batch_size_setting,
+    learning_rate_setting,
+    max_accuracy_drop_setting,
+    search_minutes_setting,
+    search_setting,
+    search_trials_setting,
+    seed_setting,
+)
 from tfopt.compression.distiller import Distiller as Distiller
 from tfopt.compression.distiller import logits_model as logits_model
 from tfopt.compression.transfer_set import STREAM as STREAM
@@ -61,6 +69,7 @@ class DistillConfig:
         low=1,
         high=8192,
         param="student_width",
+        search=(32, 2),
     )
     student_depth: int = setting(
         2, "Hidden dense layers (mlp) or conv layers (cnn) of the student.", low=1, high=16
@@ -115,6 +124,10 @@ class DistillConfig:
     batch_size: int = batch_size_setting("Training")
     learning_rate: float = learning_rate_setting(3e-3, "Training")
     seed: int = seed_setting()
+    search: bool = search_setting()
+    search_trials: int = search_trials_setting()
+    search_minutes: float = search_minutes_setting()
+    max_accuracy_drop: float = max_accuracy_drop_setting("With search")
     train_scratch: bool = setting(
         False,
         "Also train the same student from scratch on the labelled examples (the comparison "

@@ -31,7 +31,7 @@ from tfopt.compression import (
 )
 from tfopt.compression.common import flatten_nested, kernel_of, layer_params
 from tfopt.errors import ConfigError
-from tfopt.training import models
+from tfopt.training import keras3, models
 
 CALIBRATION_SAMPLES = 16
 
@@ -145,7 +145,17 @@ def inspect_model(
         "layers": layers,
         "coverage": _coverage(flat, layers, plans, total),
         "tflite": _convert_report(flat, shape) if convert else None,
+        "keras": keras_entry(loaded, source),
     }
+
+
+def keras_entry(model, path: str | None) -> dict:
+    """Which Keras the model came from (issue 30); for a Keras 3 layer with no tf_keras
+    equivalent, the techniques it blocks."""
+    entry = keras3.report_entry(model, path)
+    if entry.get("untranslatable"):
+        entry["blocks"] = [t.name for t in registry.techniques() if t.needs_keras]
+    return entry
 
 
 # The flat per-layer keys of the first techniques with a planner (their readers predate
@@ -258,6 +268,13 @@ def format_inspect(report: dict) -> str:
                 f"{n}: {cov['techniques'][n]['param_fraction']:.1%} of parameters" for n in others
             )
         )
+    if report.get("keras"):
+        lines.append(f"Keras: {keras3.describe(report['keras'])}")
+        if report["keras"].get("blocks"):
+            lines.append(
+                f"blocked by that layer: {', '.join(report['keras']['blocks'])}; the "
+                "post-training variants (TFLite, LiteRT) and distillation (as teacher) apply"
+            )
     if report.get("nested_models"):
         lines.append(f"nested models (flattened): {', '.join(report['nested_models'])}")
     t = report.get("tflite")

@@ -26,6 +26,10 @@ from tfopt.compression.common import (
     kernel_of,
     learning_rate_setting,
     load_for_compression,
+    max_accuracy_drop_setting,
+    search_minutes_setting,
+    search_setting,
+    search_trials_setting,
     seed_setting,
 )
 from tfopt.errors import ConfigError, ModelError
@@ -53,6 +57,7 @@ class LowRankConfig:
         high=1.0,
         low_open=True,
         param="lowrank_energy",
+        search=(0.99, 0.6),
     )
     layers: tuple[str, ...] = setting(
         "",
@@ -69,6 +74,10 @@ class LowRankConfig:
     batch_size: int = batch_size_setting()
     learning_rate: float = learning_rate_setting(5e-4)
     seed: int = seed_setting()
+    search: bool = search_setting()
+    search_trials: int = search_trials_setting()
+    search_minutes: float = search_minutes_setting()
+    max_accuracy_drop: float = max_accuracy_drop_setting("With search")
 
     def __post_init__(self):
         check_with_names(self, "layers")

@@ -30,7 +30,11 @@ from tfopt.compression.common import (
     kernel_sparsity,
     learning_rate_setting,
     load_for_compression,
+    max_accuracy_drop_setting,
     model_sparsity,
+    search_minutes_setting,
+    search_setting,
+    search_trials_setting,
     seed_setting,
     steps_per_epoch,
 )
@@ -57,7 +61,7 @@ class PruneConfig:
         high=1.0,
         high_open=True,
         param="target_sparsity",
-        strength=True,
+        search=(0.5, 0.95),
     )
     schedule: str = setting(
         "polynomial",
@@ -81,6 +85,10 @@ class PruneConfig:
     batch_size: int = batch_size_setting()
     learning_rate: float = learning_rate_setting(5e-4)
     seed: int = seed_setting()
+    search: bool = search_setting()
+    search_trials: int = search_trials_setting()
+    search_minutes: float = search_minutes_setting()
+    max_accuracy_drop: float = max_accuracy_drop_setting("With search")
     ramp_fraction: float = setting(
         0.6,
         "Share of the fine-tuning steps over which a polynomial schedule ramps up.",

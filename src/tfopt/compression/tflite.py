@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 
 from tfopt import fsutil, registry
 from tfopt._keras import tf
-from tfopt.compression.common import representative_samples_setting
+from tfopt.compression.common import max_accuracy_drop_setting, representative_samples_setting
 from tfopt.data import input_pipeline, schema
 from tfopt.errors import ConfigError, ModelError
 from tfopt.evaluation.noise import PairedDrop, paired_drop
@@ -59,14 +59,7 @@ class TFLiteConfig:
         False,
         "int8 input/output tensors (for integer-only accelerators); only with mode int8.",
     )
-    max_accuracy_drop: float = setting(
-        1.0,
-        "int8 only: accuracy points the int8 model may lose against the SavedModel on the "
-        "validation split before falling back; -1 (any value < 0) turns the check off.",
-        low=-1.0,
-        high=100.0,
-        param="max_accuracy_drop",
-    )
+    max_accuracy_drop: float = max_accuracy_drop_setting("int8 only, before falling back")
     fallback: str = setting(
         "selective",
         "int8 only, when the conversion fails or loses too much: selective (keep offending "

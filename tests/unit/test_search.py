@@ -1,0 +1,73 @@
+"""The search over a technique's strength knob (issue 32): bounded by its budget, on the
+validation split only (the test split is not even there), every trial recorded."""
+
+import json
+import os
+import shutil
+
+import pytest
+
+from tfopt import registry
+from tfopt.compression import prune, search, techniques  # noqa: F401 - registers them
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def no_test_split(tmp_path_factory, digits_dir):
+    """The digits dataset without its test split: a search that read it would fail."""
+    copy = tmp_path_factory.mktemp("no_test") / "digits"
+    shutil.copytree(digits_dir, copy)
+    schema = json.loads((copy / "schema.json").read_text())
+    for shard in schema["splits"].pop("test")["shards"]:
+        os.remove(copy / shard)
+    (copy / "schema.json").write_text(json.dumps(schema))
+    return str(copy)
+
+
+def test_the_search_finds_a_setting_within_the_budget_and_records_every_trial(
+    tmp_path, cnn, no_test_split
+):
+    t = registry.get_technique("prune")
+    config = prune.PruneConfig(epochs=3, search=True, search_trials=3, max_accuracy_drop=1.0)
+    outcome = search.apply(t, cnn, no_test_split, str(tmp_path / "pruned"), config)
+    record = outcome.model["search"]
+    assert record["knob"] == "target_sparsity"
+    assert 1 <= len(record["trials"]) <= 3  # the trial budget holds
+    assert record["trials"][0]["target_sparsity"] == 0.95  # the strong end first
+    for trial in record["trials"]:
+        assert set(trial) >= {"validation_accuracy", "drop", "fits", "size_bytes", "seconds"}
+        assert 0.5 <= trial["target_sparsity"] <= 0.95
+    fitted = [tr["target_sparsity"] for tr in record["trials"] if tr["fits"]]
+    # the chosen value is the strongest that fitted (or the weak end when none did)
+    assert record["chosen"] == (max(fitted) if fitted else 0.5)
+    assert outcome.metrics["search_trials"] == len(record["trials"])
+    assert any(n.startswith("search over target_sparsity 0.5 -> 0.95") for n in outcome.notes)
+    assert os.path.exists(tmp_path / "pruned" / "saved_model.pb")  # the winner, made in full
+
+
+def test_a_spent_time_budget_stops_the_search_and_says_so(tmp_path, cnn, no_test_split):
+    t = registry.get_technique("prune")
+    config = prune.PruneConfig(
+        epochs=1, search=True, search_trials=10, search_minutes=0.001, max_accuracy_drop=0.0
+    )
+    outcome = search.apply(t, cnn, no_test_split, str(tmp_path / "pruned"), config)
+    trials = outcome.model["search"]["trials"]
+    if not trials[0]["fits"]:  # the strong end did not fit: the budget ends the search
+        assert len(trials) == 1
+        assert "stopped: search_budget_minutes=0.001 spent" in outcome.notes[-1]
+
+
+def test_without_search_the_technique_runs_once_as_configured(tmp_path, cnn, digits_dir):
+    t = registry.get_technique("prune")
+    outcome = search.apply(t, cnn, digits_dir, str(tmp_path / "p"), prune.PruneConfig(epochs=1))
+    assert "search" not in outcome.model and "search_trials" not in outcome.metrics
+
+
+def test_every_knob_runs_from_weak_to_strong_within_its_settings_range():
+    for t in registry.techniques():
+        s = search.knob(t)
+        if s is None:
+            continue
+        for end in s.search:  # both ends are allowed values of the setting
+            t.make_config({s.name: s.type(end)})
