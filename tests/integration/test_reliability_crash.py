@@ -1,10 +1,15 @@
 """SIGKILL library steps at several points of their work, then re-run them.
 
-Each step runs in a subprocess that is killed after a delay drawn across the
-step's measured duration. After every kill no half-written artifact is visible
-where a reader looks (the output is absent or complete and equal to an
-uninterrupted run); temporary siblings may remain, are ignored by readers and
-are removed by the re-run, whose output equals the uninterrupted run's.
+Each step runs in a subprocess that is killed mid-work, and the test checks the kill
+landed there: ingest once its staging directory exists, once it began its first shard
+and once it began half of them (mid-write: the staging directory is left, nothing is
+visible); the TFLite conversion after delays drawn across its measured duration
+(before it finished); the repository push after such a delay and once its staged
+version directory exists (mid-write). A kill that came too late is tried again,
+sooner. After every kill no half-written artifact is visible where a reader looks
+(the output is absent or complete and equal to an uninterrupted run); temporary
+siblings may remain, are ignored by readers and are removed by the re-run, whose
+output equals the uninterrupted run's.
 """
 
 import os
@@ -14,6 +19,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,9 +27,10 @@ import pytest
 from tfopt import fsutil
 from tfopt.compression import tflite as tflite_lib
 from tfopt.data import ingest as ingest_lib
-from tfopt.data import schema
 from tfopt.deploy.serving import repository
 from tfopt.training import models
+
+from helpers.waiting import wait_until
 
 INGEST = dict(
     source="builtin:synthetic", synthetic_examples=400_000, synthetic_shape=(16,), shard_size=20_000
@@ -46,8 +53,11 @@ STEP = """
         repository.push_model(rest[0], out, "digits", warmup_examples=np.load(rest[1]))
     print("done", flush=True)
     """.replace("INGEST", repr(INGEST))
-FRACTIONS = (0.1, 0.35, 0.7)
-FIGURES = {"kills": 0, "killed_mid_work": 0, "recovered": 0}
+SHARDS = 20  # INGEST: 400,000 examples in shards of 20,000
+# ingest's kill points: its staging directory made, its first shard begun, half begun
+INGEST_KILLS = (0, 1, SHARDS // 2)
+TRIES = 3  # a kill that landed after the end (or the write) is tried again, sooner
+FIGURES = {"kills": 0, "killed_mid_work": 0, "late_retried": 0, "recovered": 0}
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +89,9 @@ def ref(tmp_path_factory):
     print(f"\ncrash figures: {FIGURES}")
 
 
-def _kill_during(step: str, out: str, delay: float, *extra: str) -> bool:
-    """Run ``step`` in a subprocess, SIGKILL it ``delay`` s after it starts working.
+def _kill_during(step: str, out: str, when, *extra: str) -> bool:
+    """Run ``step`` in a subprocess, SIGKILL it once ``when(seconds since it started
+    working)`` holds (polled while it works).
 
     Returns True when the kill landed before the step finished.
     """
@@ -92,7 +103,13 @@ def _kill_during(step: str, out: str, delay: float, *extra: str) -> bool:
     )
     try:
         assert proc.stdout.readline().strip() == "start"
-        time.sleep(delay)
+        t0 = time.perf_counter()
+        wait_until(
+            lambda: proc.poll() is not None or when(time.perf_counter() - t0),
+            f"the kill point of {step}",
+            timeout_s=600,
+            interval_s=0.002,
+        )
         proc.send_signal(signal.SIGKILL)
         rest = proc.stdout.read()
     finally:
@@ -103,25 +120,48 @@ def _kill_during(step: str, out: str, delay: float, *extra: str) -> bool:
     return mid
 
 
+def _after(seconds: float):
+    return lambda elapsed: elapsed >= seconds
+
+
+def _staged(parent) -> list[str]:
+    """Temporary siblings (staging directories) under ``parent``."""
+    try:
+        return [str(parent / n) for n in os.listdir(parent) if fsutil.is_temporary(n)]
+    except OSError:
+        return []
+
+
+def _staged_shards(parent) -> int:
+    """Shards begun in the staging directory under ``parent``; -1 while there is none."""
+    begun = [-1]
+    for stage in _staged(parent):
+        try:
+            begun.append(sum(n.endswith(".tfrecord") for n in os.listdir(stage)))
+        except OSError:  # renamed into place meanwhile
+            continue
+    return max(begun)
+
+
 def _visible(parent) -> list[str]:
     return sorted(n for n in os.listdir(parent) if not fsutil.is_temporary(n))
 
 
-def _delays(seconds: float, seed: int, fractions=FRACTIONS) -> list[float]:
+def _delays(seconds: float, seed: int, fractions) -> list[float]:
     rng = random.Random(seed)
     return [seconds * f * rng.uniform(0.8, 1.2) for f in fractions]
 
 
 @pytest.mark.slow
 def test_sigkilled_ingest_leaves_nothing_half_written_and_reruns_identically(ref, tmp_path):
-    for i, delay in enumerate(_delays(ref["ingest_s"], 1)):
+    for i, shards in enumerate(INGEST_KILLS):
         parent = tmp_path / f"run{i}"
         parent.mkdir()
         out = str(parent / "ds")
-        _kill_during("ingest", out, delay)
-        assert _visible(parent) in ([], ["ds"])
-        if os.path.exists(out):  # complete, never partial
-            assert schema.load_info(out).content_sha256 == ref["ingest_hash"]
+        mid = _kill_during("ingest", out, lambda _s, p=parent, n=shards: _staged_shards(p) >= n)
+        # killed mid-write: its staging directory is left as it was, and nothing is visible
+        assert mid and _visible(parent) == [], (shards, os.listdir(parent))
+        assert _staged_shards(parent) >= shards
         info = ingest_lib.ingest(out, ingest_lib.IngestConfig(**INGEST))
         assert info.content_sha256 == ref["ingest_hash"]
         assert os.listdir(parent) == ["ds"]  # stale temporaries of the killed run removed
@@ -131,34 +171,50 @@ def test_sigkilled_ingest_leaves_nothing_half_written_and_reruns_identically(ref
 @pytest.mark.slow
 def test_sigkilled_tflite_conversion_and_push_leave_nothing_half_written(ref, tmp_path):
     for i, delay in enumerate(_delays(ref["convert_s"], 2, (0.2, 0.5))):
-        parent = tmp_path / f"conv{i}"
-        parent.mkdir()
-        out = str(parent / "m.tflite")
-        _kill_during("convert", out, delay, ref["model"])
-        assert _visible(parent) in ([], ["m.tflite"])
-        if os.path.exists(out):
+        for attempt in range(TRIES):  # mid-conversion: before it finished
+            parent = tmp_path / f"conv{i}-{attempt}"
+            parent.mkdir()
+            out = str(parent / "m.tflite")
+            mid = _kill_during("convert", out, _after(delay / 2**attempt), ref["model"])
+            assert _visible(parent) in ([], ["m.tflite"])
+            if os.path.exists(out):
+                assert (parent / "m.tflite").read_bytes() == ref["tflite"]
+            tflite_lib.convert_to_tflite(
+                ref["model"], None, out, tflite_lib.TFLiteConfig(mode="float32")
+            )
             assert (parent / "m.tflite").read_bytes() == ref["tflite"]
-        tflite_lib.convert_to_tflite(
-            ref["model"], None, out, tflite_lib.TFLiteConfig(mode="float32")
-        )
-        assert (parent / "m.tflite").read_bytes() == ref["tflite"]
-        assert os.listdir(parent) == ["m.tflite"]
-        FIGURES["recovered"] += 1
+            assert os.listdir(parent) == ["m.tflite"]
+            FIGURES["recovered"] += 1
+            if mid:
+                break
+            FIGURES["late_retried"] += 1
+        assert mid, f"no kill of the conversion landed mid-work (delay {delay:.2f} s)"
 
-    for i, delay in enumerate(_delays(ref["push_s"], 3, (0.2, 0.5))):
-        base = str(tmp_path / f"repo{i}")
-        _kill_during("push", base, delay, ref["model"], ref["x"])
-        # A reader of the repository (TF Serving, list_versions) sees only complete versions.
-        versions = repository.list_versions(base, "digits")
-        assert versions in ([], [1])
-        if versions:
-            path = os.path.join(base, "digits", "1")
-            assert repository.content_hash(path) == ref["push"].content_sha256
-        # The re-run takes the lock the killed pusher held and yields exactly one version.
-        again = repository.push_model(
-            ref["model"], base, "digits", warmup_examples=np.load(ref["x"])
-        )
-        assert again.version == 1 and again.content_sha256 == ref["push"].content_sha256
-        assert again.created == (not versions)
-        assert os.listdir(os.path.join(base, "digits")) == ["1"]
-        FIGURES["recovered"] += 1
+    (delay,) = _delays(ref["push_s"], 3, (0.2,))
+    kill_points = {"mid-work": None, "mid-write": "staged"}
+    for point, event in kill_points.items():
+        for attempt in range(TRIES):
+            base = str(tmp_path / f"repo-{point}-{attempt}")
+            staging = Path(base) / "digits"
+            when = (lambda _s, d=staging: bool(_staged(d))) if event else _after(delay / 2**attempt)
+            mid = _kill_during("push", base, when, ref["model"], ref["x"])
+            # A reader of the repository (TF Serving, list_versions) sees only complete versions.
+            versions = repository.list_versions(base, "digits")
+            assert versions in ([], [1])
+            if versions:
+                path = os.path.join(base, "digits", "1")
+                assert repository.content_hash(path) == ref["push"].content_sha256
+            landed = mid and (not event or (versions == [] and bool(_staged(staging))))
+            # The re-run takes the lock the killed pusher held and yields exactly one version.
+            again = repository.push_model(
+                ref["model"], base, "digits", warmup_examples=np.load(ref["x"])
+            )
+            assert again.version == 1 and again.content_sha256 == ref["push"].content_sha256
+            assert again.created == (not versions)
+            assert os.listdir(os.path.join(base, "digits")) == ["1"]
+            FIGURES["recovered"] += 1
+            if landed:
+                break
+            FIGURES["late_retried"] += 1
+        # mid-write: the kill left the staged version, and no version was visible
+        assert landed, f"no kill of the push landed {point}"

@@ -2,13 +2,17 @@
 
 Each step is the component's own body (``python_func``) run in a subprocess on
 the built-in digits data, exactly as a KFP task would run it, killed after a
-delay drawn across the step's measured duration. After every kill the step's
-model output is absent or complete (equal to an uninterrupted run's); the re-run
-succeeds and its output equals the uninterrupted run's. TensorFlow ops are made
-deterministic (``enable_op_determinism``), as a user would to compare runs.
+delay drawn across the step's measured duration. The kills at 15% and 50% must land
+mid-work (before the step finished; one that came too late is tried again sooner);
+the one at 85% may land after. After every kill the step's model output is absent
+or complete (equal to an uninterrupted run's); the re-run succeeds and its output
+equals the uninterrupted run's. TensorFlow ops are made deterministic
+(``enable_op_determinism``), as a user would to compare runs.
 
-``train`` resumes from its ``BackupAndRestore`` backup instead of starting over
-(``tfopt.training.resume`` restores the input order too) and must still end with the
+``train`` is killed mid-training instead, once its backup holds 15% and 50% of the
+epochs (then at 85% of its duration): it resumes from its ``BackupAndRestore`` backup
+instead of starting over (``tfopt.training.resume`` restores the input order too),
+runs exactly the epochs the killed run had not backed up, and must still end with the
 uninterrupted run's weights; its model has no dropout, whose masks Keras does not
 checkpoint.
 """
@@ -28,7 +32,9 @@ import numpy as np
 import pytest
 
 from tfopt import fsutil
-from tfopt.training import models, train
+from tfopt.training import models, resume, train
+
+from helpers.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -100,6 +106,8 @@ KINDS = {
     "tensorboard": "Artifact",
 }
 FRACTIONS = (0.15, 0.5, 0.85)
+MID_WORK = 2  # the kills at the first two fractions must land before the step finished
+TRIES = 3  # a kill that came after the end is tried again, at half the delay
 # Measured, not deterministic: left out when evaluations are compared.
 TIMED = ("latency", "throughput", "memory", "rss", "seconds")
 FIGURES: dict[str, dict[str, int]] = {}
@@ -139,8 +147,9 @@ def _spec(world, step: str, out_dir) -> dict:
     return {"step": step, "args": {**args, **params}}
 
 
-def _run(spec: dict, kill_after: float | None = None) -> tuple[bool, float]:
-    """Run a step; with ``kill_after``, SIGKILL it that many seconds after it starts.
+def _run(spec: dict, kill_when=None) -> tuple[bool, float]:
+    """Run a step; with ``kill_when``, SIGKILL it once ``kill_when(seconds since start)``
+    holds (polled while it works).
 
     Returns (finished, seconds from start to end or kill).
     """
@@ -153,11 +162,16 @@ def _run(spec: dict, kill_after: float | None = None) -> tuple[bool, float]:
     try:
         assert proc.stdout.readline().strip() == "start", proc.stderr.read()[-3000:]
         t0 = time.perf_counter()
-        if kill_after is None:
+        if kill_when is None:
             rest = proc.stdout.read()
             assert proc.wait(timeout=600) == 0, proc.stderr.read()[-3000:]
             return "done" in rest, time.perf_counter() - t0
-        time.sleep(kill_after)
+        wait_until(
+            lambda: proc.poll() is not None or kill_when(time.perf_counter() - t0),
+            f"the kill point of {spec['step']}",
+            timeout_s=600,
+            interval_s=0.02,
+        )
         proc.send_signal(signal.SIGKILL)
         rest = proc.stdout.read()
         return "done" in rest, time.perf_counter() - t0
@@ -165,6 +179,23 @@ def _run(spec: dict, kill_after: float | None = None) -> tuple[bool, float]:
         proc.wait(timeout=60)
         proc.stdout.close()
         proc.stderr.close()
+
+
+def _after(seconds: float):
+    return lambda elapsed: elapsed >= seconds
+
+
+def _completed_epochs(backup: str) -> int:
+    """Finished epochs in a train step's backup (0 while it has none, or one in between)."""
+    try:
+        return resume.completed_epochs(backup) if os.path.isdir(backup) else 0
+    except Exception:  # a checkpoint the running step is replacing: not there yet
+        return 0
+
+
+def _backed_up(backup: str, epochs: int):
+    """Once the running train step's backup holds ``epochs`` finished epochs."""
+    return lambda _elapsed: _completed_epochs(backup) >= epochs
 
 
 def fingerprint(path: str) -> str:
@@ -194,25 +225,41 @@ def test_sigkilled_step_leaves_nothing_half_written_and_reruns_identically(world
     finished, seconds = _run(_spec(world, step, ref_dir))
     assert finished
     ref = fingerprint(os.path.join(ref_dir, primary))
-    figures = FIGURES.setdefault(step, {"kills": 0, "mid_work": 0, "recovered": 0, "resumed": 0})
+    figures = FIGURES.setdefault(
+        step, {"kills": 0, "mid_work": 0, "late_retried": 0, "recovered": 0, "resumed": 0}
+    )
     rng = random.Random(step)
     for i, fraction in enumerate(FRACTIONS):
-        out_dir = str(world["root"] / f"{step}-{i}")
-        spec = _spec(world, step, out_dir)
-        finished, _ = _run(spec, kill_after=seconds * fraction * rng.uniform(0.8, 1.2))
-        figures["kills"] += 1
-        figures["mid_work"] += not finished
-        output = os.path.join(out_dir, primary)
-        if os.path.exists(output):  # a reader sees the complete output or none
-            assert fingerprint(output) == ref, f"{step}: killed at {fraction} left {output}"
-        assert _run(spec)[0]
-        assert primary in _visible(out_dir)
-        assert not any(fsutil.is_temporary(n) for n in os.listdir(out_dir))
-        assert not os.path.exists(output + ".backup")  # train removes its backup when done
-        metrics = fsutil.read_json(os.path.join(out_dir, "metrics"))
-        if step == "train" and metrics["epochs_run"] < TRAIN["epochs"]:
-            figures["resumed"] += 1  # continued from the last epoch the killed run backed up
-        assert fingerprint(output) == ref, f"{step}: re-run after a kill at {fraction}"
-        figures["recovered"] += 1
-    if step == "train":  # the exact-resume path was exercised, not only restarts
-        assert figures["resumed"] >= 1, figures
+        delay = seconds * fraction * rng.uniform(0.8, 1.2)
+        for attempt in range(TRIES):
+            out_dir = str(world["root"] / f"{step}-{i}-{attempt}")
+            spec = _spec(world, step, out_dir)
+            output = os.path.join(out_dir, primary)
+            backup = output + ".backup"
+            mid_training = step == "train" and i < MID_WORK
+            at_epoch = max(1, round(TRAIN["epochs"] * fraction))
+            # train: once 15% / 50% of the epochs are backed up; else after the delay
+            when = _backed_up(backup, at_epoch) if mid_training else _after(delay / 2**attempt)
+            finished, _ = _run(spec, kill_when=when)
+            figures["kills"] += 1
+            figures["mid_work"] += not finished
+            if os.path.exists(output):  # a reader sees the complete output or none
+                assert fingerprint(output) == ref, f"{step}: killed at {fraction} left {output}"
+            backed_up = _completed_epochs(backup)
+            if mid_training:  # the kill landed mid-training: those epochs backed up, not all
+                assert not finished and at_epoch <= backed_up < TRAIN["epochs"], backed_up
+            assert _run(spec)[0]
+            assert primary in _visible(out_dir)
+            assert not any(fsutil.is_temporary(n) for n in os.listdir(out_dir))
+            assert not os.path.exists(backup)  # train removes its backup when done
+            metrics = fsutil.read_json(os.path.join(out_dir, "metrics"))
+            if mid_training:  # resumed after the last epoch the killed run backed up
+                assert metrics["epochs_run"] == TRAIN["epochs"] - backed_up, metrics
+                figures["resumed"] += 1
+            assert fingerprint(output) == ref, f"{step}: re-run after a kill at {fraction}"
+            figures["recovered"] += 1
+            if not finished or i >= MID_WORK:
+                break
+            figures["late_retried"] += 1  # the step ended before the kill: try sooner
+        # the kills at 15% and 50% landed mid-work (the one at 85% may land after the end)
+        assert i >= MID_WORK or not finished, f"{step}: no kill at {fraction} landed mid-work"

@@ -2,17 +2,24 @@
 
 One module fixture drives four runs of the fast configuration in the same
 directory (two at once, one killed mid-training, one re-run with --cache);
-the tests assert on what they left behind.
+the tests assert on what they left behind. The killed run trains long enough
+(``KILLED_EPOCHS``) that the kill, sent once its train step has backed up an epoch,
+lands mid-training; the fixture records what the kill left to show it did.
 """
 
+import glob
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
+from pathlib import Path
 
 import pytest
+
+from tfopt.deploy.serving import config as sc
+
+from helpers.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -34,9 +41,12 @@ FAST = {
 }
 
 
-def _start(out, log, cache=True):
+KILLED_EPOCHS = 500  # the killed run's training: far longer than the kill takes to land
+
+
+def _start(out, log, cache=True, **overrides):
     cmd = [TFOPT, "run", "--output-dir", str(out)] + (["--cache"] if cache else [])
-    for k, v in FAST.items():
+    for k, v in {**FAST, **overrides}.items():
         cmd += ["--set", f"{k}={v}"]
     return subprocess.Popen(
         cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True
@@ -52,6 +62,19 @@ def _run_dirs(out):
     return sorted(os.listdir(out / "artifacts"))
 
 
+def _train_backups(out) -> list[str]:
+    """Checkpoint state files of train steps' BackupAndRestore backups (a finished train
+    step removes its backup, so these belong to a train step still running or killed)."""
+    return glob.glob(str(out / "artifacts" / "*" / "train" / "*.backup" / "chief" / "checkpoint"))
+
+
+def _reused(log: str) -> list[str]:
+    """The steps a run's last line says came from the cache."""
+    (line,) = [x for x in log.splitlines() if x.startswith("reused from cache:")]
+    listed = line.removeprefix("reused from cache:").strip()
+    return [] if listed == "none" else listed.split(", ")
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "root"
@@ -65,16 +88,20 @@ def runs(tmp_path_factory):
         "summary": json.loads((out / "summary.json").read_text()),
         "versions": _versions(out / "serving" / "tfopt-model"),
     }
-    # third run (uncached, so it trains): SIGKILL the whole process group mid-training
-    p3 = _start(out, logs / "p3.log", cache=False)
-    deadline = time.time() + 120
-    while "] train ..." not in (logs / "p3.log").read_text():  # its progress line
-        assert time.time() < deadline and p3.poll() is None, (logs / "p3.log").read_text()
-        time.sleep(0.1)
-    time.sleep(2.0)  # inside model.fit
-    os.killpg(p3.pid, signal.SIGKILL)
+    # third run (uncached, so it trains, for long): SIGKILL the whole process group once its
+    # train step has backed up an epoch, i.e. inside model.fit
+    p3 = _start(out, logs / "p3.log", cache=False, epochs=KILLED_EPOCHS)
+    assert _train_backups(out) == []  # the first two runs' train steps removed theirs
+    wait_until(
+        lambda: p3.poll() is not None or _train_backups(out),
+        "the killed run's train step to back up an epoch",
+        timeout_s=300,
+    )
+    if p3.poll() is None:  # (a run that ended first is reported by the tests below)
+        os.killpg(p3.pid, signal.SIGKILL)
     p3.wait()
     res["killed_rc"] = p3.returncode
+    res["killed_backups"] = _train_backups(out)
     res["after_kill"] = {
         "runs": _run_dirs(out),
         "summary": (out / "summary.json").read_text(),
@@ -103,12 +130,26 @@ def test_two_concurrent_runs_do_not_interfere(runs):
 
 
 def test_models_config_intact(runs):
-    text = (runs["out"] / "serving" / "models.config").read_text()
-    assert "tfopt-model" in text and "base_path" in text
+    serving = runs["out"] / "serving"
+    entries = sc.read_model_config(str(serving / sc.MODELS_CONFIG))  # parses: intact
+    assert [e.name for e in entries] == ["tfopt-model"]
+    (entry,) = entries
+    assert os.path.realpath(entry.base_path) == os.path.realpath(serving / "tfopt-model")
+    # every run deployed the same content: version 1, labelled stable, the one served
+    assert entry.policy == "specific" and entry.versions == (1,)
+    assert entry.label_map == {"stable": 1}
+    assert entry.aspired([int(v) for v in _versions(serving / "tfopt-model")]) == [1]
 
 
 def test_sigkill_mid_training_leaves_nothing_visible(runs):
     assert runs["killed_rc"] == -signal.SIGKILL
+    # the kill landed mid-training: the train step had backed up at least one epoch of
+    # KILLED_EPOCHS (a checkpoint), and had not finished (its backup is left, which a
+    # finished step removes, and it wrote no model)
+    (checkpoint,) = runs["killed_backups"]
+    backup = Path(checkpoint).parents[1]
+    assert backup.name.endswith(".backup")
+    assert not (backup.parent / backup.name.removesuffix(".backup")).exists()
     after = runs["after_kill"]
     assert len(after["runs"]) == 3  # the killed run's directory exists, never read
     summary = json.loads(after["summary"])  # still the complete summary of a finished run
@@ -132,4 +173,4 @@ def test_rerun_after_kill_reuses_every_cacheable_step_and_pushes_nothing_new(run
     assert line == ["reused from cache: " + ", ".join(cached)]
     # the first runs reported no reuse of the deploy step either
     for log in runs["concurrent_logs"]:
-        assert "reused from cache:" in log
+        assert "deploy-tf-serving" not in _reused(log)
