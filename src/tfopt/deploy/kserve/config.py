@@ -156,6 +156,7 @@ class KServeResult:
         created: False when the repository already held this content (nothing pushed).
         revision: The predictor revision of this version.
         previous_revision: The revision that served before ('' = none: a first deploy).
+        parent_version: The repository version this one replaced ('' = none).
         promoted: True when the new revision took all traffic.
         rolled_back: True when traffic went back to ``previous_revision``.
         smoke_test: passed | failed | skipped (an unchanged deploy).
@@ -171,6 +172,7 @@ class KServeResult:
     created: bool = True
     revision: str = ""
     previous_revision: str = ""
+    parent_version: str = ""
     promoted: bool = False
     rolled_back: bool = False
     smoke_test: str = "failed"

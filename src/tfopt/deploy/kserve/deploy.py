@@ -107,9 +107,11 @@ def _apply(
         isvc.create(wanted)
         return 100, True
     result.previous_revision = rollout.predictor_status(live).get("latestRolledoutRevision") or ""
+    live_notes = (live.get("metadata") or {}).get("annotations") or {}
     live_canary = ((live.get("spec") or {}).get("predictor") or {}).get("canaryTrafficPercent")
     if manifest.same_model(live, wanted):
         # This version is the live spec already: an earlier attempt applied it.
+        result.parent_version = live_notes.get(manifest.PARENT_ANNOTATION, "")
         latest = rollout.predictor_status(live).get("latestCreatedRevision") or ""
         if live_canary is None or latest == result.previous_revision:
             result.previous_revision = ""  # serving all traffic already: nothing to go back to
@@ -118,12 +120,14 @@ def _apply(
         isvc.patch({"spec": {"predictor": {"canaryTrafficPercent": cfg.canary_percent}}})
         return cfg.canary_percent, False
     percent = cfg.canary_percent if result.previous_revision else 100
+    result.parent_version = live_notes.get(manifest.VERSION_ANNOTATION, "")
     body = manifest.inference_service(
         cfg,
         isvc.namespace,
         result.version,
         (wanted["metadata"]["annotations"]).get(manifest.CONTENT_ANNOTATION, ""),
         canary_percent=percent if percent != 100 else None,
+        parent_version=result.parent_version,
     )
     meta = live.get("metadata") or {}
     body["metadata"]["resourceVersion"] = meta.get("resourceVersion")

@@ -26,6 +26,7 @@ MOUNT = "/mnt/models"  # where KServe's storage initializer puts storageUri
 TAG_ROUTING = "serving.kserve.io/enable-tag-routing"  # "latest" / "prev" URLs per revision
 DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"  # canaries need Knative (Serverless)
 VERSION_ANNOTATION = "tfopt.dev/model-version"
+PARENT_ANNOTATION = "tfopt.dev/parent-version"  # the version it replaced
 CONTENT_ANNOTATION = "tfopt.dev/content-sha256"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "tfopt"}
 
@@ -74,6 +75,7 @@ def inference_service(
     version: int,
     content_sha256: str = "",
     canary_percent: int | None = None,
+    parent_version: str = "",
 ) -> dict:
     """The InferenceService of ``version``, checked against KServe's CRD schema.
 
@@ -96,6 +98,8 @@ def inference_service(
     }
     if content_sha256:
         annotations[CONTENT_ANNOTATION] = content_sha256
+    if parent_version:
+        annotations[PARENT_ANNOTATION] = parent_version
     return validate(
         {
             "apiVersion": f"{API_GROUP}/{API_VERSION}",
