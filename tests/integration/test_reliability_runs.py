@@ -163,7 +163,7 @@ def test_rerun_after_kill_reuses_every_cacheable_step_and_pushes_nothing_new(run
     cached = summary["cached_steps"]
     # Every step up to evaluation comes from the cache, skipped variants included
     # (they write a marker file: kfp.local serves an entry only while its files exist).
-    assert {"ingest", "tune", "train", "quantize", "prune", "distill", "evaluate"} <= set(cached)
+    assert {"ingest", "tune", "train", "tflite", "prune", "distill", "evaluate"} <= set(cached)
     assert "deploy-tf-serving" not in cached and "select" not in cached
     # The cached model is one already pushed: the deploy finds identical content
     # and keeps its version instead of adding a duplicate.
