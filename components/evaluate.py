@@ -22,6 +22,12 @@ evaluate = _generate.component(
         Param("evaluations", "Output[Artifact]", "One record per candidate (JSON)."),
         Param("metrics", "Output[Metrics]", "Each candidate's figures."),
         *_generate.candidate_inputs(registry.names()),
+        Param(
+            "validation",
+            "Input[Artifact]",
+            "The validate-data step's result: its champion is evaluated beside the candidates.",
+            None,
+        ),
         *_generate.from_config(
             EvalConfig,
             "latency_iterations",

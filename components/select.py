@@ -43,6 +43,7 @@ select = _generate.component(
             "objective",
             "previous",
             "min_accuracy_change",
+            "change_mode",
             "deploy_target",
             "min_accuracy",
             "min_f1",

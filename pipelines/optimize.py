@@ -26,6 +26,7 @@ from tfopt.components.inspect_model import inspect_model
 from tfopt.components.select import select
 from tfopt.components.train_config import train_config
 from tfopt.components.tune import tune
+from tfopt.components.validate_data import validate_data
 from tfopt.pipelines.parameters import with_compression_parameters, with_described_parameters
 from tfopt.pipelines.train_step import train_step
 
@@ -53,12 +54,24 @@ _INGEST = (
 )  # fmt: skip
 _SELECT = (
     "max_accuracy_drop", "max_size_bytes", "max_latency_ms_p99", "objective", "previous_summary",
-    "min_accuracy_change", "deploy_target", "min_accuracy", "min_f1",
+    "min_accuracy_change", "change_mode", "deploy_target", "min_accuracy", "min_f1",
+)  # fmt: skip
+# the pipeline parameters validate-data takes: where the champion is, the drift thresholds
+_VALIDATE = (
+    "deploy_target", "serving_base_path", "model_name", "champion_uri", "project", "region",
+    "drift_linf_threshold", "drift_js_threshold", "accept_drift",
 )  # fmt: skip
 
 
-def _train(p: dict, dataset):
-    """(tune ->) train-config -> train (or import): the baseline model."""
+def _validate(p: dict, dataset):
+    """The champion, and this run's data against its training data, before any training."""
+    task = validate_data(dataset=dataset, **{k: p[k] for k in _VALIDATE})
+    return task.set_display_name("validate-data").set_caching_options(False)  # the champion moves
+
+
+def _train(p: dict, dataset, validated):
+    """(tune ->) train-config -> train (or import): the baseline model, once the data passed
+    validation."""
     tuned = tune(
         dataset=dataset,
         search_space=p["tune_search_space"],
@@ -68,9 +81,11 @@ def _train(p: dict, dataset):
         seed=p["seed"],
         enabled=p["enable_tuning"],
     ).set_display_name("tune")
+    tuned.after(validated)
     # one mapping down to every train component (the parameters stay flat: KFP's interface)
     settings = train_config(**{name: p[name] for name in _util.TRAIN_SETTINGS})
     settings.set_display_name("train-config").set_caching_options(False)  # cheap, no TF
+    settings.after(validated)
     step = train_step(
         dataset=dataset,
         hyperparameters=tuned.outputs["best_hyperparameters"],
@@ -105,11 +120,12 @@ def _compress(p: dict, dataset, baseline) -> dict:
     return {name: models[name] for name in registry.names()}
 
 
-def _select(p: dict, dataset, baseline, candidates: dict):
+def _select(p: dict, dataset, baseline, candidates: dict, validated):
     evaluated = evaluate(
         dataset=dataset,
         baseline=baseline,
         latency_iterations=p["latency_iterations"],
+        validation=validated.outputs["validation"],  # the champion, evaluated beside them
         **candidates,
     ).set_display_name("evaluate")
     selected = select(
@@ -227,8 +243,15 @@ def optimize(
     max_size_bytes: int = 0,
     max_latency_ms_p99: float = 0.0,
     objective: str = "smallest",
-    previous_summary: str = "",
-    min_accuracy_change: float = 0.0,
+    previous_summary: str = "",  # the weaker check: figures of an older run's test split
+    min_accuracy_change: float = 0.0,  # vs the champion (and previous_summary's pick)
+    change_mode: str = "absolute",  # absolute (points) | relative (% of the champion's)
+    # the champion: the deploy target's model ('' = what it serves now; 'none' = no champion)
+    champion_uri: str = "",
+    # data validation against the champion's training data, before any training
+    drift_linf_threshold: float = 0.1,
+    drift_js_threshold: float = 0.1,
+    accept_drift: bool = False,
     min_accuracy: float = 0.0,  # hard floors on test accuracy / macro F1, fractions in [0, 1]
     min_f1: float = 0.0,
     # deployment: tf_serving | vertex | tflite (no server: the pick is the artifact) | none
@@ -270,10 +293,11 @@ def optimize(
     """
     p = {**locals(), **compression}  # the pipeline's parameters (channels), by name
     dataset = ingest(**{k: p[k] for k in _INGEST}).set_display_name("ingest").outputs["dataset"]
-    baseline = _train(p, dataset)
+    validated = _validate(p, dataset)
+    baseline = _train(p, dataset, validated)
     # what each technique can apply to, beside the compression steps (not on train's path)
     inspect_model(model=baseline).set_display_name("inspect")
     candidates = _compress(p, dataset, baseline)
-    selected = _select(p, dataset, baseline, candidates)
+    selected = _select(p, dataset, baseline, candidates, validated)
     _deploy(p, dataset, selected)
     return selected.outputs["summary"]

@@ -22,6 +22,7 @@ from tfopt.training import models as models_lib
 # component -> the library configs whose same-named fields its inputs feed
 CONFIGS = {
     "ingest": ("tfopt.data.ingest", "IngestConfig"),
+    "validate-data": ("tfopt.data.drift", "DriftConfig"),
     "evaluate": evaluate.EvalConfig,
     "select": select.SelectionPolicy,
     "deploy-tf-serving": deploy.DeployConfig,

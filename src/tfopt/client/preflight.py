@@ -144,11 +144,24 @@ def _select(p):
         objective=p["objective"],
         previous=p["previous_summary"],
         min_accuracy_change=p["min_accuracy_change"],
+        change_mode=p["change_mode"],
         deploy_target=p["deploy_target"],
         **extra,
     )
     if p["previous_summary"]:
         select_lib.load_previous(p["previous_summary"])
+
+
+def _validate_data(p):
+    from tfopt.data import drift
+
+    drift.DriftConfig(
+        drift_linf_threshold=p["drift_linf_threshold"],
+        drift_js_threshold=p["drift_js_threshold"],
+        accept_drift=p["accept_drift"],
+    )
+    if not isinstance(p["champion_uri"], str):
+        raise ConfigError(f"champion_uri={p['champion_uri']!r} is not allowed: expected text")
 
 
 def _deploy(p):
@@ -173,6 +186,7 @@ def _deploy(p):
 
 _STEPS: list[tuple[str, Callable[[dict], None]]] = [
     ("ingest", _ingest),
+    ("validate-data", _validate_data),
     ("tune", _tune),
     ("train", _train),
     ("import-model", _import),
@@ -233,11 +247,24 @@ def _check_source(p: dict[str, Any]) -> None:
         if not found:
             raise ConfigError(f"weights_uri={weights!r}: no such file (nor checkpoint .index)")
     _check_user_model(p)
+    _check_champion(p)
     own_model = p.get("model_uri") or p.get("module_file")  # arch is not used then
     if shape is not None and not own_model and p["arch"] != "mlp" and len(shape) != 3:
         raise ConfigError(
             f"arch={p['arch']!r} needs image inputs (height, width, channels) but {source} gives "
             f"examples of shape {shape}; use arch=mlp, or feature_shape=H,W,C to reshape them"
+        )
+
+
+def _check_champion(p: dict[str, Any]) -> None:
+    """A local ``champion_uri`` is a SavedModel directory (a named champion that is not there
+    is a mistake; a repository's version deleted since is reported by validate-data)."""
+    uri = p.get("champion_uri", "")
+    named = uri and uri.strip().lower() != "none" and "://" not in uri
+    if named and not os.path.isfile(os.path.join(uri, "saved_model.pb")):
+        raise ConfigError(
+            f"champion_uri={uri!r}: not a SavedModel directory (no saved_model.pb); "
+            "expected the deployed model to compare with, '' (the deploy target's) or 'none'"
         )
 
 

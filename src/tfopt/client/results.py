@@ -34,7 +34,7 @@ def _policy(summary: dict) -> SelectionPolicy | None:
 
 def _reasons(record: dict, base: dict | None, policy: SelectionPolicy, summary: dict) -> list[str]:
     floor = summary.get("quality_floor")
-    out = rejection_reasons(record, base, policy, summary.get("previous"))
+    out = rejection_reasons(record, base, policy, summary.get("previous"), summary.get("champion"))
     return out + (floor_reasons(record, floor) if floor else [])
 
 
@@ -49,8 +49,14 @@ def target_reasons(summary: dict) -> dict[str, list[str]]:
     for record in summary["variants"]:
         if record.get("error"):
             continue
-        here = rejection_reasons(record, base, policy, summary.get("previous"))
-        elsewhere = set(rejection_reasons(record, base, anywhere, summary.get("previous")))
+        here = rejection_reasons(
+            record, base, policy, summary.get("previous"), summary.get("champion")
+        )
+        elsewhere = set(
+            rejection_reasons(
+                record, base, anywhere, summary.get("previous"), summary.get("champion")
+            )
+        )
         only_target = [r for r in here if r not in elsewhere]
         if only_target:
             out[record["name"]] = only_target

@@ -40,6 +40,21 @@ class ImageFolder:
     ignored_hidden: int = 0
     ignored_other: int = 0
     skipped: list[str] = field(default_factory=list)
+    sizes: dict[tuple[int, int], int] = field(default_factory=dict)  # (h, w) before resize
+
+    def size_distribution(self) -> dict:
+        """The images' sizes as read (before ``image_size`` resized them): the most common
+        ones with their counts, and the range of heights and widths."""
+        if not self.sizes:
+            return {}
+        common = sorted(self.sizes.items(), key=lambda kv: (-kv[1], kv[0]))[:_MAX_LISTED]
+        hs, ws = [h for h, _ in self.sizes], [w for _, w in self.sizes]
+        return {
+            "distinct": len(self.sizes),
+            "most_common": [{"height": h, "width": w, "count": n} for (h, w), n in common],
+            "height": {"min": min(hs), "max": max(hs)},
+            "width": {"min": min(ws), "max": max(ws)},
+        }
 
     def stats(self) -> dict:
         return {
@@ -138,7 +153,7 @@ def _class_files(folder: str, found: ImageFolder) -> list[str]:
 
 
 def _decode(path: str, size: tuple[int, ...] | None, channels: int):
-    """uint8 ``[h, w, channels]``, or the error text for a corrupt file."""
+    """``(uint8 [h, w, channels], (h, w) as read)``, or the error text for a corrupt file."""
     from PIL import Image
 
     try:
@@ -146,6 +161,7 @@ def _decode(path: str, size: tuple[int, ...] | None, channels: int):
             opened.load()
             img: Image.Image = opened
             mode = "L" if channels == 1 else "RGB"
+            read_size = (img.size[1], img.size[0])
             if img.mode != mode:
                 img = img.convert("RGBA" if img.mode == "P" else img.mode).convert(mode)
             if size is not None and img.size != (size[1], size[0]):
@@ -153,7 +169,7 @@ def _decode(path: str, size: tuple[int, ...] | None, channels: int):
             arr = np.asarray(img, dtype=np.uint8)
     except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, ...
         return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-    return arr.reshape(arr.shape[0], arr.shape[1], channels)
+    return arr.reshape(arr.shape[0], arr.shape[1], channels), read_size
 
 
 def _probe(path: str):
@@ -246,6 +262,7 @@ def _chunk(root, block, decoded, start, split, shape, skip_corrupt, found) -> Ch
             keep.append(i)
     x = np.empty((len(keep), *shape), np.uint8)
     for j, i in enumerate(keep):
-        x[j] = decoded[i]
+        x[j], read_size = decoded[i]
+        found.sizes[read_size] = found.sizes.get(read_size, 0) + 1
     y = np.asarray([block[i][1] for i in keep], np.int64)
     return Chunk(x, y, root, "image", np.asarray([start + i for i in keep]), split)

@@ -18,6 +18,7 @@ from tfopt.data import labels, readers
 from tfopt.data.codec import ExampleEncoder
 from tfopt.data.ingest_config import IngestConfig
 from tfopt.data.schema import SPLITS, DatasetInfo, write_schema
+from tfopt.data.statistics import DatasetStatistics, write_statistics
 from tfopt.errors import DataError
 
 _BLOCK = 20  # stratification block: each class is split in blocks of 20 examples
@@ -165,6 +166,7 @@ class SplitWriter:
         self.first_origin = ""
         self.class_counts: dict[str, np.ndarray] = {s: np.zeros(0, np.int64) for s in SPLITS}
         self.labels = labels.LabelTracker()
+        self.stats = DatasetStatistics()  # in this pass: no second read of the data
 
     def add(self, chunk: readers.Chunk) -> None:
         if len(chunk.y) == 0:
@@ -196,8 +198,9 @@ class SplitWriter:
         for s in SPLITS:
             mask = codes == _CODES[s]
             if mask.any():
-                ys = chunk.y[mask]
-                self.writers[s].add(chunk.x[mask], ys)
+                xs, ys = chunk.x[mask], chunk.y[mask]
+                self.writers[s].add(xs, ys)
+                self.stats.add(s, xs, ys)
                 counts = np.bincount(ys)
                 cur = self.class_counts[s]
                 size = max(len(cur), len(counts))
@@ -243,6 +246,10 @@ class SplitWriter:
             feature_dtype=str(self.dtype),
             class_names=class_names,
             extra=extra,
+        )
+        sizes = meta["stats"].size_distribution() if "stats" in meta else None
+        write_statistics(
+            self.dir, self.stats.result(self.shape, str(self.dtype), num_classes, sizes)
         )
         write_schema(self.dir, info)
         return info

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from tfopt import fsutil, registry
 from tfopt.checks import check_choice, check_float, check_int, check_str
 from tfopt.errors import ConfigError
+from tfopt.evaluation.champion import CHANGE_MODES, change_reasons, load_previous
 from tfopt.reporting.summary import build_summary
 
 log = logging.getLogger(__name__)
@@ -48,9 +49,14 @@ class SelectionPolicy:
         max_latency_ms_p99: largest allowed batch-1 p99 latency (0 = no limit).
         objective: ``smallest`` (size), ``fastest`` (p50 latency) or ``most_accurate``.
         previous: path of a previously blessed model's ``summary.json`` (or an
-            evaluation JSON / record) to compare with; empty = no comparison.
-        min_accuracy_change: accuracy points a candidate must gain over the
-            previous model (negative = the regression allowed); used with ``previous``.
+            evaluation JSON / record) to compare with; empty = no comparison. The weaker
+            check: its accuracy was measured on that run's test split.
+        min_accuracy_change: accuracy a candidate must gain over the champion (the model
+            the deploy target serves, evaluated on this run's test split) and over the
+            ``previous`` run's pick, in points (negative = the regression allowed), or in
+            percent of their accuracy with ``change_mode`` relative.
+        change_mode: how ``min_accuracy_change`` counts: ``absolute`` (accuracy points) or
+            ``relative`` (percent of the reference's accuracy), as TFX's change thresholds.
         deploy_target: where the pick goes, which decides the formats it may have:
             ``tf_serving`` / ``vertex`` serve SavedModels, ``tflite`` (edge) takes
             ``.tflite`` files, ``none`` accepts any format.
@@ -64,6 +70,7 @@ class SelectionPolicy:
     objective: str = "smallest"
     previous: str = ""
     min_accuracy_change: float = 0.0
+    change_mode: str = "absolute"
     deploy_target: str = "none"
     min_accuracy: float = 0.0
     min_f1: float = 0.0
@@ -77,6 +84,7 @@ class SelectionPolicy:
         check_float(
             "SelectionPolicy", "min_accuracy_change", self.min_accuracy_change, -100.0, 100.0
         )
+        check_choice("SelectionPolicy", "change_mode", self.change_mode, CHANGE_MODES)
         check_choice(
             "SelectionPolicy", "deploy_target", self.deploy_target, registry.DEPLOY_TARGETS
         )
@@ -101,50 +109,18 @@ class Selection:
     policy: dict = field(default_factory=dict)
     previous: dict | None = None
     floor: dict | None = None
-
-
-def load_previous(path: str) -> dict | None:
-    """The previously blessed model's record from a summary / evaluation JSON.
-
-    Accepts a ``summary.json`` (its ``selected`` variant; None when nothing was
-    blessed), a directory holding one, an evaluations JSON with ``candidates``
-    and ``selected``, or a single record with ``accuracy``.
-    """
-    if fsutil.exists(os.path.join(path, "summary.json")):
-        path = os.path.join(path, "summary.json")
-    if not fsutil.exists(path):
-        raise ConfigError(f"SelectionPolicy.previous={path!r} is not allowed: no such file")
-    try:
-        payload = fsutil.read_json(path)
-    except ValueError as exc:
-        raise ConfigError(f"{path}: not a JSON file ({exc})") from None
-    if isinstance(payload, dict) and "accuracy" in payload:
-        return payload
-    records = (
-        (payload.get("variants") or payload.get("candidates"))
-        if isinstance(payload, dict)
-        else None
-    )
-    if records is None:
-        raise ConfigError(
-            f"{path}: expected a tfopt summary.json (variants, selected), an "
-            "evaluations JSON (candidates, selected) or a record with accuracy"
-        )
-    if not payload.get("selected") or payload.get("blessed") is False:
-        log.warning("%s: the previous run blessed no model; nothing to compare with", path)
-        return None
-    record = next((r for r in records if r.get("name") == payload["selected"]), None)
-    if record is None or record.get("accuracy") is None:
-        raise ConfigError(
-            f"{path}: selected variant {payload['selected']!r} has no record with an accuracy"
-        )
-    return dict(record, dataset=payload.get("dataset"))
+    champion: dict | None = None  # the deployed model's entry, evaluated or why not
 
 
 def rejection_reasons(
-    record: dict, base: dict | None, policy: SelectionPolicy, previous: dict | None = None
+    record: dict,
+    base: dict | None,
+    policy: SelectionPolicy,
+    previous: dict | None = None,
+    champion: dict | None = None,
 ) -> list[str]:
-    """Every target ``record`` misses (empty when it is acceptable)."""
+    """Every target ``record`` misses (empty when it is acceptable); ``champion``: the
+    ``champion`` entry of the evaluations (used when it was evaluated)."""
     if record.get("not_applicable"):
         return [record["error"]]
     if record.get("error"):
@@ -166,15 +142,7 @@ def rejection_reasons(
         reasons.append(
             f"p99 latency {record['latency_ms_p99']:.3f} ms > {policy.max_latency_ms_p99:g} ms"
         )
-    if previous is not None:
-        change = (record["accuracy"] - previous["accuracy"]) * 100
-        if change < policy.min_accuracy_change - 1e-9:
-            reasons.append(
-                f"accuracy change {change:+.2f} points vs the previously blessed "
-                f"model ({previous['accuracy'] * 100:.2f}%) < "
-                f"{policy.min_accuracy_change:+g}"
-            )
-    return reasons
+    return reasons + change_reasons(record, policy, champion, previous)
 
 
 def quality_floor(records: list[dict], baseline: str, policy: SelectionPolicy) -> dict:
@@ -236,8 +204,12 @@ _KEYS = {
 }
 
 
-def select_candidate(records: list[dict], baseline: str, policy: SelectionPolicy) -> Selection:
-    """Apply ``policy``; the baseline itself is a candidate like any other.
+def select_candidate(
+    records: list[dict], baseline: str, policy: SelectionPolicy, champion: dict | None = None
+) -> Selection:
+    """Apply ``policy``; the baseline itself is a candidate like any other. ``champion``
+    (the evaluations' ``champion`` entry) is no candidate: each candidate must beat it by
+    ``min_accuracy_change`` when it was evaluated.
 
     Raises:
         ConfigError: no records, or no record named ``baseline``.
@@ -256,7 +228,7 @@ def select_candidate(records: list[dict], baseline: str, policy: SelectionPolicy
     previous = load_previous(policy.previous) if policy.previous else None
     floor = quality_floor(records, baseline, policy)
     reasons = {
-        r["name"]: rejection_reasons(r, base, policy, previous) + floor_reasons(r, floor)
+        r["name"]: rejection_reasons(r, base, policy, previous, champion) + floor_reasons(r, floor)
         for r in records
     }
     base_fails = floor_reasons(base, floor) if base is not None else []
@@ -276,6 +248,11 @@ def select_candidate(records: list[dict], baseline: str, policy: SelectionPolicy
         )
     elif best is None:
         reason = "no candidate meets the policy"
+        if champion and champion.get("evaluated"):
+            reason += (
+                f"; the champion ({champion.get('accuracy', 0) * 100:.2f}% on this test split) "
+                "stays deployed"
+            )
     else:
         others = len(ok) - 1
         reason = (
@@ -293,6 +270,7 @@ def select_candidate(records: list[dict], baseline: str, policy: SelectionPolicy
         asdict(policy),
         previous,
         floor,
+        champion,
     )
 
 
@@ -322,6 +300,7 @@ def summarize(pipeline: str, dataset: dict, baseline: str, selection: Selection,
         policy=selection.policy,
         previous=({k: prev.get(k) for k in ("name", "accuracy", "path")} if prev else None),
         quality_floor=selection.floor,
+        **({"champion": selection.champion} if selection.champion is not None else {}),
         **extra,
     )
 
@@ -398,7 +377,7 @@ def select_and_report(
     from tfopt.reporting import modelcard, report
 
     records = evaluations.get("candidates") or []
-    selection = select_candidate(records, baseline, policy)
+    selection = select_candidate(records, baseline, policy, evaluations.get("champion"))
     record = next((r for r in selection.records if r["name"] == selection.selected), None)
     dataset = {
         k: v for k, v in (evaluations.get("dataset") or {}).items() if k in SUMMARY_DATASET_KEYS
@@ -411,6 +390,11 @@ def select_and_report(
         report_html=html_path,
         model_card=model_card_path,
         evaluation=evaluations.get("config"),
+        **(
+            {"data_validation": evaluations["data_validation"]}
+            if evaluations.get("data_validation")
+            else {}
+        ),
     )
     report.write_reports(
         summary, markdown_path, html_path, record.get("confusion_matrix") if record else None

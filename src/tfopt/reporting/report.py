@@ -17,6 +17,7 @@ import html
 from collections.abc import Sequence
 
 from tfopt import fsutil
+from tfopt.reporting.data_report import validation_html, validation_lines
 from tfopt.reporting.plots import pareto_front, plot_confusion, plot_tradeoff
 from tfopt.reporting.sections import (
     MD_COLUMNS,
@@ -90,6 +91,8 @@ def markdown_report(summary: dict) -> str:
                 zip(pc["precision"], pc["recall"], pc["f1"], pc["support"], strict=False)
             )
         ]
+    if summary.get("data_validation"):
+        out += ["", "## Data validation", "", *validation_lines(summary["data_validation"])]
     out += ["", "## How this was measured", "", measurement_note(summary), ""]
     return "\n".join(out)
 
@@ -192,6 +195,8 @@ def html_report(summary: dict, confusion: Sequence[Sequence[int]] | None = None)
             )
         ]
         parts.append("</table>")
+    if summary.get("data_validation"):
+        parts.append(validation_html(summary["data_validation"]))
     parts.append(
         f"<h2>How this was measured</h2><p class='note'>"
         f"{e(measurement_note(summary))}</p></body></html>"

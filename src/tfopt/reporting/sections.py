@@ -22,11 +22,23 @@ def _fmt(value, spec: str, missing: str = "-") -> str:
     return missing if value is None else format(value, spec)
 
 
+def champion_status(champion: dict) -> str:
+    """The champion's status cell: which deployed model it is."""
+    where = {
+        "tf_serving": f"TF Serving v{champion.get('version')}",
+        "vertex": f"Vertex {champion.get('version')}",
+    }.get(str(champion.get("source")), "champion_uri")
+    return f"champion ({where})"
+
+
 def candidate_rows(summary: dict) -> list[dict]:
+    """One row per candidate, then the champion's (when it was evaluated)."""
     base = next((v for v in summary["variants"] if v["name"] == summary["baseline"]), None)
     base_acc = base.get("accuracy") if base and not base.get("error") else None
     rows = []
-    for v in summary["variants"]:
+    champion = summary.get("champion") or {}
+    shown = summary["variants"] + ([champion] if champion.get("evaluated") else [])
+    for v in shown:
         err = v.get("error")
         reasons = v.get("rejected_reasons") or ([f"failed to evaluate: {err}"] if err else [])
         status = (
@@ -34,6 +46,8 @@ def candidate_rows(summary: dict) -> list[dict]:
             if v["name"] == summary.get("selected")
             else "rejected"
             if reasons
+            else champion_status(v)
+            if v is champion
             else "acceptable"
         )
         acc = v.get("accuracy")
@@ -88,6 +102,7 @@ def policy_lines(summary: dict) -> list[str]:
         lines.append(f"min accuracy {floor['min_accuracy'] * 100:g}%")
     if floor.get("min_f1"):
         lines.append(f"min macro F1 {floor['min_f1']:g}")
+    lines += champion_policy_lines(summary)
     prev = summary.get("previous")
     if prev:
         lines.append(
@@ -98,6 +113,21 @@ def policy_lines(summary: dict) -> list[str]:
     elif p.get("previous"):
         lines.append("previous run given but it blessed no model: no comparison")
     return lines
+
+
+def champion_policy_lines(summary: dict) -> list[str]:
+    """The change threshold against the champion, or why there is no champion."""
+    champion = summary.get("champion")
+    if champion is None:
+        return []
+    p = summary.get("policy") or {}
+    unit = "points" if p.get("change_mode", "absolute") == "absolute" else "% (relative)"
+    if champion.get("evaluated"):
+        return [
+            f"accuracy change >= {p.get('min_accuracy_change', 0):+g} {unit} vs the "
+            f"{champion_status(champion)}, {champion['accuracy'] * 100:.2f}% on this test split"
+        ]
+    return [f"no champion: {champion.get('reason') or 'none found'}; value thresholds alone"]
 
 
 def edge_candidates(summary: dict) -> set[str]:

@@ -100,6 +100,32 @@ def format_table(
             f"{drop:5.2f}p {f1} {v['size_bytes'] / 1024:9.1f} {v['gzip_bytes'] / 1024:9.1f} "
             f"{v['latency_ms_p50']:8.4g} {v['latency_ms_p99']:8.4g} {tput}  {status}"
         )
+    champion = summary.get("champion") or {}
+    if champion.get("evaluated"):
+        c = {k: champion.get(k) or 0 for k in _CHAMPION_FIGURES}
+        drop = (base_acc - champion["accuracy"]) * 100 if base_acc is not None else 0.0
+        lines.append(
+            f"  {'champion':<16} {champion.get('format') or '-':<11} "
+            f"{c['accuracy'] * 100:7.2f}% {drop:5.2f}p {c['f1']:6.3f} "
+            f"{c['size_bytes'] / 1024:9.1f} {c['gzip_bytes'] / 1024:9.1f} "
+            f"{c['latency_ms_p50']:8.4g} {c['latency_ms_p99']:8.4g} "
+            f"{c['throughput_per_s']:8.0f}  {_champion_status(champion)}"
+        )
+    elif champion:
+        lines.append(f"  (no champion: {champion.get('reason') or 'none found'})")
     if summary.get("selection_reason"):
         lines.append(f"(*) selected: {summary['selection_reason']}")
     return "\n".join(lines)
+
+
+_CHAMPION_FIGURES = (
+    "accuracy", "f1", "size_bytes", "gzip_bytes", "latency_ms_p50", "latency_ms_p99",
+    "throughput_per_s",
+)  # fmt: skip
+
+
+def _champion_status(champion: dict) -> str:
+    where = {"tf_serving": f"TF Serving v{champion.get('version')}", "vertex": "Vertex"}.get(
+        str(champion.get("source")), "champion_uri"
+    )
+    return f"deployed champion ({where}): the reference"

@@ -17,7 +17,7 @@ from tfopt import fsutil
 from tfopt._keras import keras, tf
 from tfopt.data.schema import DatasetInfo
 from tfopt.errors import ModelError
-from tfopt.model_info import MODEL_INFO_FILE
+from tfopt.model_info import DATA_FILE, MODEL_INFO_FILE
 from tfopt.training import applications
 from tfopt.training.model_config import APPLICATION_ARCHITECTURES, ModelConfig
 
@@ -125,6 +125,7 @@ def save_model(
     class_names: tuple[str, ...] = (),
     info: dict | None = None,
     uint8_images: bool = False,
+    data: dict | None = None,
 ) -> str:
     """Write ``model`` as a SavedModel at ``path`` atomically, with ``serving_default``
     (and, given the dataset's ``class_names``, a ``classify`` signature for TF Serving's
@@ -132,7 +133,8 @@ def save_model(
     dataset stores uint8 images) adds ``serving_images`` and ``serving_encoded``, which
     take the raw or encoded image (``tfopt.training.signatures``).
 
-    ``info`` goes to ``tfopt_model.json`` in the directory. A model built from a module
+    ``info`` goes to ``tfopt_model.json`` in the directory, ``data`` (the training data's
+    record) to ``tfopt_data.json``. A model built from a module
     file's classes gets a copy of the file (``tfopt_module.py``) and its hash in the info,
     so :func:`load_model` finds its custom objects anywhere.
     """
@@ -160,14 +162,23 @@ def save_model(
                 fh.write(user.source)
         if info:
             fsutil.write_json(os.path.join(tmp, MODEL_INFO_FILE), info)
+        if data:
+            fsutil.write_json(os.path.join(tmp, DATA_FILE), data)
     return path
 
 
 def save_for_dataset(model: keras.Model, path: str, dataset: DatasetInfo) -> str:
-    """:func:`save_model` with what a ``DatasetInfo`` says: its class names, and the raw-image
-    signatures when it stores uint8 images."""
+    """:func:`save_model` with what a ``DatasetInfo`` says: its class names, the raw-image
+    signatures when it stores uint8 images, and the data it was trained on (schema and
+    statistics, ``tfopt_data.json``: what the next run's data is validated against)."""
+    from tfopt.data.statistics import data_record
+
     return save_model(
-        model, path, dataset.class_names, uint8_images=dataset.feature_dtype == "uint8"
+        model,
+        path,
+        dataset.class_names,
+        uint8_images=dataset.feature_dtype == "uint8",
+        data=data_record(dataset),
     )
 
 
