@@ -120,7 +120,7 @@ def test_missing_file_and_not_a_model(tmp_path, digits_dir):
     src = _write(tmp_path, "def build_model(hparams, input_shape, num_classes):\n    return 3\n")
     out = tmp_path / "model"
     config = train.TrainConfig(module_file=src, epochs=1)
-    with pytest.raises(ModelError, match="build_model returned builtins.int, not a tf_keras"):
+    with pytest.raises(ModelError, match="returned builtins.int, not a Keras model.*Keras 3"):
         train.train_model(digits_dir, str(out), config)
     assert not out.exists()
 

@@ -28,9 +28,14 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tfopt.compression import inspect
-    from tfopt.training import models
+    from tfopt.training import keras3, models
 
-    model = models.load_model(args.model)
+    try:
+        model = models.load_model(args.model)
+    except keras3.NoEquivalentError as exc:  # a Keras 3 file: what the layer blocks
+        report = _blocked_report(args.model, exc)
+        print(json.dumps(report, indent=2) if args.json else inspect.format_inspect(report))
+        return 0
     shape = None
     if args.dataset:
         from tfopt.data import schema
@@ -42,3 +47,59 @@ def run(args: argparse.Namespace) -> int:
     report["model"] = args.model
     print(json.dumps(report, indent=2) if args.json else inspect.format_inspect(report))
     return 0
+
+
+def _blocked_report(path: str, exc) -> dict:
+    """The report on a Keras 3 file with a layer that has no tf_keras equivalent: per layer
+    of the Keras 3 model, every technique that trains weights is blocked, and by what."""
+    from tfopt import registry
+    from tfopt.compression import inspect
+    from tfopt.training import keras3
+
+    version = keras3.file_version(path) or "3"
+    source = keras3.load(path, path, {}, version)
+    planners = [t.name for t in registry.techniques() if t.plan]
+    rows = []
+    for layer in source.layers:
+        why = (
+            f"no tf_keras equivalent: {exc.why}"
+            if layer.name == exc.layer
+            else f"blocked by layer {exc.layer!r} ({exc.cls}), which has no tf_keras equivalent"
+        )
+        answers = {n: {"applies": False, "reason": why} for n in planners}
+        rows.append(
+            {
+                "name": layer.name,
+                "type": type(layer).__name__,
+                "params": int(layer.count_params()),
+                "techniques": answers,
+                **inspect._flat_keys(answers),
+                "factorize_saving": 0,
+                "factorize_rank": None,
+            }
+        )
+    total = int(source.count_params())
+    entry = keras3.origin(
+        version,
+        "file",
+        False,
+        untranslatable={"layer": exc.layer, "class": exc.cls, "why": exc.why},
+    )
+    entry["blocks"] = [t.name for t in registry.techniques() if t.needs_keras]
+    return {
+        "model": path,
+        "input_shape": [int(d) for d in source.inputs[0].shape[1:] if d is not None],
+        "nested_models": [],
+        "params": total,
+        "float32_bytes": 4 * total,
+        "layers": rows,
+        "coverage": {
+            "prunable_param_fraction": 0.0,
+            "qat_param_fraction": 0.0,
+            "factorizable_layers": [],
+            "factorize_saving": 0,
+            "techniques": {n: {"layers": [], "param_fraction": 0.0} for n in planners},
+        },
+        "tflite": None,
+        "keras": entry,
+    }

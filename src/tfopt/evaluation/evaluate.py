@@ -377,7 +377,7 @@ def _evaluate_candidate(cand: Candidate, dataset_dir: str, config: EvalConfig, s
     return record
 
 
-_ORIGIN_KEYS = ("source_uri", "source_format", "trainable", "output", "module_sha256")
+_ORIGIN_KEYS = ("source_uri", "source_format", "trainable", "output", "module_sha256", "keras")
 
 
 def _model_origin(path: str) -> dict:

@@ -16,7 +16,7 @@ def _kb(n) -> str:
     return f"{n / 1024:,.1f} KiB ({n:,} bytes)" if n is not None else "-"
 
 
-def _origin_lines(origin: dict) -> list[str]:
+def _origin_lines(origin: dict, fmt: str | None = None) -> list[str]:
     """Where the baseline came from: an imported model, a module file (its hash)."""
     lines = []
     if origin.get("source_uri"):
@@ -26,7 +26,31 @@ def _origin_lines(origin: dict) -> list[str]:
         )
     if origin.get("module_sha256"):
         lines.append(f"- Model code: module file, sha256 `{origin['module_sha256']}`")
-    return lines
+    return lines + _keras_lines(origin, fmt)
+
+
+def _keras_lines(origin: dict, fmt: str | None) -> list[str]:
+    """Which Keras the model came from; for a Keras 3 one, its Keras 3 file (issue 30)."""
+    k = origin.get("keras")
+    if not k:  # a user's tf_keras model; a plain SavedModel has no Keras layers
+        user = origin.get("source_uri") or origin.get("module_sha256")
+        plain = origin.get("source_format") == "saved_model"
+        return ["- Keras: Keras 2 (tf_keras)"] if user and not plain else []
+    how = (
+        f"translated to tf_keras, outputs equal within {k.get('max_abs_diff', 0):.1g} on "
+        f"{k.get('checked_examples', '?')} examples"
+        if k.get("translated")
+        else f"imported as a plain SavedModel ({(k.get('untranslatable') or {}).get('why', '')})"
+    )
+    if fmt == "tflite":
+        back = "the selected variant is a .tflite file (no Keras 3 file)"
+    elif k.get("keras3_file"):
+        back = f"Keras 3 file `{k['keras3_file']}` beside the SavedModel"
+    else:
+        back = f"no Keras 3 file ({k.get('keras3_note', 'not written')})"
+    return [
+        f"- Keras: Keras {k.get('version', '?')} model ({k.get('from', 'file')}), {how}; {back}"
+    ]
 
 
 def _vocabulary_lines(ds: dict, record: dict) -> list[str]:
@@ -76,7 +100,7 @@ def _details_lines(record: dict, base: dict, ds: dict) -> list[str]:
         if record.get("sparsity") is not None
         else "- Weight sparsity: -",
         f"- Size: {_kb(record.get('size_bytes'))}; gzipped {_kb(record.get('gzip_bytes'))}",
-        *_origin_lines(record.get("origin") or base.get("origin") or {}),
+        *_origin_lines(record.get("origin") or base.get("origin") or {}, record.get("format")),
         "- Interface: input `x` (float32 raw features; the model normalizes them itself), "
         "output `probabilities` (softmax over the classes)",
         *_vocabulary_lines(ds, record),

@@ -1,7 +1,9 @@
 """Bring your own model: import a trained classifier in place of training.
 
-``import_model`` takes a tf_keras SavedModel directory, a ``.keras`` / ``.h5`` file, or a
-plain TensorFlow SavedModel with a ``serving_default`` signature (local or ``gs://``),
+``import_model`` takes a tf_keras SavedModel directory, a ``.keras`` / ``.h5`` file (saved by
+tf_keras or by Keras 3: ``keras3_import`` translates the latter to tf_keras, outputs
+checked on the dataset's examples), or a plain TensorFlow SavedModel with a
+``serving_default`` signature (local or ``gs://``),
 checks that it fits the dataset before any other work, and writes it in tfopt's hand-off
 form (``models.save_model``: ``x`` in, probabilities out), so every later step sees the
 usual contract:
@@ -16,12 +18,10 @@ usual contract:
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shutil
 import tempfile
-import zipfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
@@ -32,7 +32,8 @@ from tfopt._keras import keras, tf
 from tfopt.checks import check_choice, check_int
 from tfopt.data import input_pipeline, schema
 from tfopt.errors import ConfigError, ModelError
-from tfopt.training import models
+from tfopt.model_info import read_model_info
+from tfopt.training import keras3, keras3_import, models
 from tfopt.training import train as train_lib
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 RANGES = {"uint8": (0.0, 255.0), "unit": (0.0, 1.0), "symmetric": (-1.0, 1.0)}
 INPUT_RANGES = ("auto", *RANGES)  # auto: the model takes the dataset's values as they are
 OUTPUTS = ("auto", "logits", "probabilities")
-SOURCE_FORMATS = ("keras_saved_model", "keras_file", "saved_model")
+SOURCE_FORMATS = ("keras_saved_model", "keras_file", keras3_import.FORMAT, "saved_model")
 PROBE_EXAMPLES = 32  # dataset examples the output kind is detected on
 RANGE_EXAMPLES = 2048  # dataset examples the value range is detected on
 PLAIN_REASON = "imported plain SavedModel has no Keras layers"
@@ -89,6 +90,7 @@ class ImportResult:
     params: int
     fine_tune_epochs: int
     metrics: dict
+    keras: dict = field(default_factory=dict)  # Keras 3 origin (``keras3.origin``), or {}
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -131,20 +133,6 @@ def _local_copy(uri: str) -> Iterator[str]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _keras3_version(path: str) -> str | None:
-    """The ``keras_version`` of a ``.keras`` zip when it starts with 3, else None."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            for name in ("metadata.json", "config.json"):
-                if name in zf.namelist():
-                    version = str(json.loads(zf.read(name)).get("keras_version", ""))
-                    if version.startswith("3"):
-                        return version
-    except (zipfile.BadZipFile, json.JSONDecodeError, AttributeError):
-        return None
-    return None
-
-
 def _load_error(uri: str, exc: Exception, custom: dict) -> ModelError:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     hint = ""
@@ -158,21 +146,17 @@ def _load_error(uri: str, exc: Exception, custom: dict) -> ModelError:
     )
 
 
-def load_source(uri: str, local: str, custom: dict) -> tuple[object, str]:
-    """Load the model at ``local`` (the local copy of ``uri``): a tf_keras model or a plain
-    SavedModel's loaded object, and its format (one of ``SOURCE_FORMATS``)."""
+def load_source(uri: str, local: str, custom: dict, objects: dict | None = None):
+    """Load the model at ``local`` (the local copy of ``uri``): a tf_keras model, a Keras 3
+    model (``keras3_import.Keras3Source``) or a plain SavedModel's loaded object, and its
+    format (one of ``SOURCE_FORMATS``). ``objects``: the module file's tf_keras_objects."""
     if local.endswith(models.KERAS_FILE_SUFFIXES):
         if not os.path.isfile(local):
             raise ModelError(f"model_uri {uri}: no such file")
-        version = _keras3_version(local) if local.endswith(".keras") else None
+        version = keras3.file_version(local)
         if version:
-            raise ModelError(
-                f"model_uri {uri}: saved by Keras {version}; tfopt's pruning and QAT "
-                "(tensorflow-model-optimization) need Keras 2 (tf_keras). Re-save it with "
-                "tf_keras (`import tf_keras; tf_keras.models.load_model(...).save('m.keras')`) "
-                "or export a SavedModel with Keras 3's `model.export('dir')` and pass that "
-                "directory (post-training variants and distillation only)"
-            )
+            source = keras3_import.load(uri, local, version, custom, objects or {})
+            return source, keras3_import.FORMAT
         try:
             return keras.models.load_model(
                 local, compile=False, custom_objects=custom
@@ -298,15 +282,20 @@ def _wrap(core, feature_shape, adapter, softmax: bool) -> keras.Model:
     return keras.Model(inputs, outputs, name="imported_classifier")
 
 
-def _build(uri: str, source, fmt: str, info: schema.DatasetInfo, config: ImportConfig):
+def _build(uri: str, source, fmt: str, info: schema.DatasetInfo, config: ImportConfig, scratch):
     """Check ``source`` against the dataset and wrap it; returns (model, output kind,
-    data range, model range)."""
+    data range, model range, Keras 3 origin or {})."""
     feature_shape = tuple(info.feature_shape)
+    entry: dict = {}
     if fmt == "saved_model":
         in_key, out_key, in_shape = _plain_keys(uri, source, feature_shape)
         _check_input(uri, in_shape, feature_shape)
         out_shape = tuple(source.signatures["serving_default"].structured_outputs[out_key].shape)
         core = None  # made below, once the checks have passed
+    elif fmt == keras3_import.FORMAT:
+        in_shape, out_shape = keras3_import.shapes(source)
+        _check_input(uri, in_shape, feature_shape)
+        core = None
     else:
         if not isinstance(source, keras.Model) or len(source.inputs) != 1:
             raise ModelError(f"model_uri {uri}: tfopt imports a model with one input")
@@ -321,9 +310,17 @@ def _build(uri: str, source, fmt: str, info: schema.DatasetInfo, config: ImportC
     _check_classes(uri, out_shape, info.num_classes)
     sample, _ = input_pipeline.load_arrays(info, "train", limit=RANGE_EXAMPLES)
     src = data_range(info, sample)
-    sample = sample[:PROBE_EXAMPLES]
     dst = src if config.input_range == "auto" else RANGES[config.input_range]
     adapter = _adapter(src, dst)
+    if fmt == keras3_import.FORMAT:  # compared on the examples as the model will see them
+        scale = (dst[1] - dst[0]) / max(src[1] - src[0], 1e-12)
+        seen = sample.astype(np.float64) * scale + (dst[0] - src[0] * scale)
+        core, entry = keras3_import.translate(uri, source, seen, scratch)
+        if not entry["translated"]:  # the Keras 3 export, called as a plain SavedModel
+            source = core
+            in_key, out_key, _ = _plain_keys(uri, source, feature_shape)
+            core = None
+    sample = sample[:PROBE_EXAMPLES]
     if core is None:
         core = SavedModelCall(source, in_key, out_key, name="saved_model")
     probe = _wrap(core, feature_shape, adapter, softmax=False)
@@ -340,7 +337,7 @@ def _build(uri: str, source, fmt: str, info: schema.DatasetInfo, config: ImportC
             "(use output='logits' or 'auto')"
         )
     kind = detected if config.output == "auto" else config.output
-    return _wrap(core, feature_shape, adapter, kind == "logits"), kind, src, dst
+    return _wrap(core, feature_shape, adapter, kind == "logits"), kind, src, dst, entry
 
 
 def import_model(
@@ -360,26 +357,34 @@ def import_model(
     if not isinstance(model_uri, str) or not model_uri.strip():
         raise ConfigError("import_model: model_uri is empty; expected a path or gs:// URI")
     info = schema.load_info(dataset_dir)
-    custom = {}
+    custom, objects = {}, {}
     if config.module_file:
         from tfopt.training import module_file
 
-        custom = module_file.load_module(config.module_file).custom_objects
+        user = module_file.load_module(config.module_file)
+        custom, objects = user.custom_objects, user.tf_keras_objects
     strategy = None
     if config.fine_tune_epochs:  # the model's variables must be made under the strategy
         keras.utils.set_random_seed(config.train.seed)
         strategy, _ = distribute.choose_strategy(config.train.memory_growth)
-    with _local_copy(model_uri.rstrip("/")) as local:  # a plain SavedModel reads it until saved
+    # a plain SavedModel (or a Keras 3 export in scratch) is read until saved
+    with _local_copy(model_uri.rstrip("/")) as local, tempfile.TemporaryDirectory() as scratch:
         with strategy.scope() if strategy else contextlib.nullcontext():
-            source, fmt = load_source(model_uri, local, custom)
+            source, fmt = load_source(model_uri, local, custom, objects)
             if fmt == "saved_model" and config.fine_tune_epochs:
                 raise ConfigError(
                     f"fine_tune_epochs={config.fine_tune_epochs} is not allowed for "
                     f"{model_uri}: {PLAIN_REASON} to train (use 0)"
                 )
-            model, kind, src, dst = _build(model_uri, source, fmt, info, config)
+            model, kind, src, dst, k3 = _build(model_uri, source, fmt, info, config, scratch)
+        trainable = fmt != "saved_model" and k3.get("translated", True)
+        reason = PLAIN_REASON if trainable or not k3 else keras3_import.plain_reason(k3)
+        if not trainable and config.fine_tune_epochs:
+            raise ConfigError(
+                f"fine_tune_epochs={config.fine_tune_epochs} is not allowed for {model_uri}: "
+                f"{reason} (use 0)"
+            )
         metrics = _fine_tune(model, info, config, strategy) if strategy else {}
-        trainable = fmt != "saved_model"
         model_info = {
             "source_uri": model_uri,
             "source_format": fmt,
@@ -388,7 +393,8 @@ def import_model(
             "data_range": list(src),
             "model_range": list(dst),
             "fine_tune_epochs": config.fine_tune_epochs,
-            **({"reason": PLAIN_REASON} if not trainable else {}),
+            **({"reason": reason} if not trainable else {}),
+            **({keras3.ORIGIN_KEY: k3} if k3 else {}),
         }
         models.save_model(
             model,
@@ -397,7 +403,10 @@ def import_model(
             info=model_info,
             uint8_images=info.feature_dtype == "uint8",
         )
-    log.info("imported %s (%s, %s) to %s", model_uri, fmt, kind, output_path)
+    if k3:  # with the Keras 3 file written beside the SavedModel, or why none
+        k3 = read_model_info(output_path).get(keras3.ORIGIN_KEY, k3)
+    which = keras3.describe(k3) if fmt != "saved_model" else "a plain SavedModel"
+    log.info("imported %s (%s, %s) to %s; model from %s", model_uri, fmt, kind, output_path, which)
     return ImportResult(
         model_path=output_path,
         source_format=fmt,
@@ -408,6 +417,7 @@ def import_model(
         params=models.count_params(model),
         fine_tune_epochs=config.fine_tune_epochs,
         metrics=metrics,
+        keras=k3,
     )
 
 

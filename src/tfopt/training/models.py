@@ -17,7 +17,7 @@ from tfopt import fsutil
 from tfopt._keras import keras, tf
 from tfopt.data.schema import DatasetInfo
 from tfopt.errors import ModelError
-from tfopt.model_info import DATA_FILE, MODEL_INFO_FILE
+from tfopt.model_info import DATA_FILE, MODEL_INFO_FILE, read_model_info
 from tfopt.training import applications
 from tfopt.training.model_config import APPLICATION_ARCHITECTURES, ModelConfig
 
@@ -138,11 +138,12 @@ def save_model(
     file's classes gets a copy of the file (``tfopt_module.py``) and its hash in the info,
     so :func:`load_model` finds its custom objects anywhere.
     """
-    from tfopt.training import module_file
+    from tfopt.training import keras3, module_file
     from tfopt.training import signatures as extra
 
     user = module_file.module_of(model)
     info = {**(info or {}), **({"module_sha256": user.sha256} if user else {})}
+    from_keras3 = keras3.take_origin(model, info)  # Keras 3 file beside it (issue 30)
     signatures = {"serving_default": serving_function(model)}
     if class_names:
         if len(class_names) != model.output_shape[-1]:
@@ -160,6 +161,9 @@ def save_model(
         if user:
             with tf.io.gfile.GFile(os.path.join(tmp, module_file.MODULE_FILE_NAME), "wb") as fh:
                 fh.write(user.source)
+        if from_keras3:
+            back = user.keras3_objects if user else {}
+            info[keras3.ORIGIN_KEY] = keras3.write_keras3(model, tmp, from_keras3, back)
         if info:
             fsutil.write_json(os.path.join(tmp, MODEL_INFO_FILE), info)
         if data:
@@ -215,19 +219,26 @@ def load_model(path: str, compile: bool = False, custom_objects: dict | None = N
     """Load a tf_keras SavedModel (or ``.keras`` / ``.h5`` file) with a clear error otherwise.
 
     A SavedModel holding a module file (``tfopt_module.py``) is loaded with its
-    ``custom_objects``.
+    ``custom_objects``. A ``.keras`` / ``.h5`` file saved by Keras 3 comes back translated to
+    tf_keras (``tfopt.training.keras3``; ``custom_objects`` are then Keras 3 classes).
     """
     custom = dict(custom_objects or {})
     if path.endswith(KERAS_FILE_SUFFIXES):
         if not fsutil.exists(path):
             raise ModelError(f"{path}: no such model file")
+        from tfopt.training import keras3
+
+        version = None if fsutil.is_remote(path) else keras3.file_version(path)
+        if version:  # translated to tf_keras, compared on random inputs
+            return keras3.load_translated(path, custom, version)
     elif not fsutil.exists(os.path.join(path, "saved_model.pb")):
         raise ModelError(f"{path}: not a SavedModel directory (no saved_model.pb)")
     else:
-        from tfopt.training import module_file
+        from tfopt.training import keras3, module_file
 
         user = module_file.bundled(path)
         custom = {**(user.custom_objects if user else {}), **custom}
+        keras3.note_loaded(read_model_info(path))
     try:
         return keras.models.load_model(path, compile=compile, custom_objects=custom or None)
     except Exception as exc:  # TF raises many types for a corrupt model
