@@ -17,6 +17,7 @@ from kfp.dsl import Artifact
 
 from tfopt import registry
 from tfopt.components import _util, compress
+from tfopt.components.deploy_kserve import deploy_kserve
 from tfopt.components.deploy_tf_serving import deploy_tf_serving
 from tfopt.components.deploy_vertex import deploy_vertex
 from tfopt.components.evaluate import evaluate
@@ -139,7 +140,8 @@ def _select(p: dict, dataset, baseline, candidates: dict, validated):
 
 
 def _deploy(p: dict, dataset, selected) -> None:
-    """Only a blessed pick: infra validation then TF Serving, or Vertex AI."""
+    """Only a blessed pick: infra validation then TF Serving, Vertex AI, or KServe (then the
+    Kubeflow Model Registry)."""
     model, blessed = selected.outputs["selected_model"], selected.outputs["Output"]
     with _gate(blessed == True, "blessed"):  # noqa: E712
         with _gate(p["deploy_target"] == "tf_serving", "tf-serving"):
@@ -165,6 +167,22 @@ def _deploy(p: dict, dataset, selected) -> None:
                 machine_type=p["vertex_machine_type"],
                 canary_percent=p["canary_percent"],
             ).set_display_name("deploy-vertex").set_caching_options(False)
+        with _gate(p["deploy_target"] == "kserve", "kserve"):
+            deploy_kserve(
+                model=model,
+                dataset=dataset,
+                summary=selected.outputs["summary"],
+                serving_base_path=p["serving_base_path"],
+                storage_uri=p["kserve_storage_uri"],
+                model_name=p["model_name"],
+                namespace=p["kserve_namespace"],
+                variant=p["serving_variant"],
+                accelerator_type=p["accelerator_type"],  # the training step's GPU node pool
+                canary_percent=p["canary_percent"],
+                blessed=blessed,
+                model_registry_host=p["model_registry_host"],
+                pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+            ).set_display_name("deploy-kserve").set_caching_options(False)
 
 
 # The console's groups: the first parameter of each, in signature order (the compression
@@ -254,7 +272,8 @@ def optimize(
     accept_drift: bool = False,
     min_accuracy: float = 0.0,  # hard floors on test accuracy / macro F1, fractions in [0, 1]
     min_f1: float = 0.0,
-    # deployment: tf_serving | vertex | tflite (no server: the pick is the artifact) | none
+    # deployment: tf_serving | vertex | kserve | tflite (no server: the pick is the artifact)
+    # | none
     deploy_target: str = "tf_serving",
     model_name: str = "tfopt-model",
     serving_base_path: str = "",
@@ -263,6 +282,9 @@ def optimize(
     region: str = "",
     vertex_machine_type: str = "n1-standard-2",
     canary_percent: int = 10,
+    kserve_storage_uri: str = "",  # serving_base_path as the cluster reads it (pvc://, gs://)
+    kserve_namespace: str = "",
+    model_registry_host: str = "",  # Kubeflow Model Registry: register after a KServe deploy
     **compression,
 ) -> Artifact:
     """Train, compress, evaluate, select and deploy a TensorFlow classifier.
@@ -276,18 +298,27 @@ def optimize(
         enable_tuning: Search hyperparameters (the tune step) before training; off, the
             train step uses the training settings as they are.
         deploy_target: Where the pick goes: tf_serving (a TF Serving repository,
-            serving_base_path), vertex (a Vertex AI endpoint, project and region), tflite
-            (no server: the .tflite file is the artifact) or none (no deployment; the
-            pick may have any format).
+            serving_base_path), vertex (a Vertex AI endpoint, project and region), kserve
+            (a KServe InferenceService on the TF Serving runtime reading serving_base_path,
+            then the Kubeflow Model Registry with model_registry_host), tflite (no server:
+            the .tflite file is the artifact) or none (no deployment; the pick may have any
+            format).
         model_name: The name the model is served under (TF Serving) and registered as
             (Vertex AI Model Registry): 1-128 letters, digits, '_', '.', '-'.
         max_accuracy_drop: Accuracy points a candidate may lose against the baseline; an
             int8 TFLite conversion falls back when it loses more than this against its
             SavedModel.
         serving_base_path: The TF Serving model repository (gs://... or a mounted path)
-            of deploy_target tf_serving: the model goes to
+            of deploy_target tf_serving and kserve: the model goes to
             <serving_base_path>/<model_name>/<version>. Needed on a cluster; a local run
             uses <output-dir>/serving.
+        serving_variant: cpu or gpu: the serving image (TF Serving's CPU or GPU build) of
+            deploy_target tf_serving's manifests and of the KServe predictor (with a GPU,
+            accelerator_type's node selector and the GPU toleration).
+        accelerator_type: The GPU (e.g. NVIDIA_TESLA_T4) of GPU training replicas and of a
+            gpu KServe predictor: both are scheduled on its node pool.
+        canary_percent: Traffic the new model gets while it is smoke-tested (Vertex AI's
+            endpoint, KServe's canaryTrafficPercent); a first deploy takes 100% at once.
         project: GCP project of the Vertex AI deployment (deploy_target vertex).
         region: Vertex AI region of the deployment (deploy_target vertex), e.g. us-central1.
     """

@@ -25,13 +25,24 @@ BASELINE = "baseline"  # the trained model every variant derives from, directly 
 FORMATS = ("saved_model", "tflite")
 TFLITE_MODES = ("float32", "dynamic", "float16", "int8")
 LITERT_RECIPES = ("int8", "int16x8", "dynamic", "int4_weight_only", "mixed")
-# Deploy target -> the formats it serves (TF Serving and Vertex load SavedModels).
+# Deploy target -> the formats it serves (TF Serving, Vertex and KServe load SavedModels).
 DEPLOY_TARGET_FORMATS: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {"tf_serving": ("saved_model",), "vertex": ("saved_model",), "tflite": ("tflite",), "none": ()}
+    {
+        "tf_serving": ("saved_model",),
+        "vertex": ("saved_model",),
+        "kserve": ("saved_model",),  # KServe's tensorflow format runs TF Serving
+        "tflite": ("tflite",),
+        "none": (),
+    }
 )
 DEPLOY_TARGETS = tuple(DEPLOY_TARGET_FORMATS)
 TARGET_NAMES = MappingProxyType(
-    {"tf_serving": "TF Serving", "vertex": "Vertex AI", "tflite": "TFLite (edge devices)"}
+    {
+        "tf_serving": "TF Serving",
+        "vertex": "Vertex AI",
+        "kserve": "KServe",
+        "tflite": "TFLite (edge devices)",
+    }
 )
 
 

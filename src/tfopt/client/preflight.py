@@ -177,6 +177,23 @@ def _deploy(p):
         machine_type=p["vertex_machine_type"],
         canary_percent=p["canary_percent"],
     )
+    if p["deploy_target"] == "kserve":
+        # the repository and the storage URI the cluster reads: a local path is refused here,
+        # before the run is submitted (as local files are)
+        from tfopt.deploy import model_registry
+        from tfopt.deploy.kserve.config import KServeConfig
+
+        KServeConfig(
+            model_name=p["model_name"],
+            serving_base_path=p["serving_base_path"],
+            storage_uri=p["kserve_storage_uri"],
+            namespace=p["kserve_namespace"],
+            variant=p["serving_variant"],
+            accelerator_type=p["accelerator_type"],
+            canary_percent=p["canary_percent"],
+        )
+        if p["model_registry_host"]:
+            model_registry.RegistryConfig(p["model_registry_host"])
     if p["deploy_target"] == "vertex" and not (p["project"] and p["region"]):
         raise ConfigError(
             "deploy_target='vertex' needs project and region "
