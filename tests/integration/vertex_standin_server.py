@@ -114,6 +114,10 @@ class VertexStandIn:
         self.pipeline_jobs: dict[str, v1.PipelineJob] = {}
         self.schedules: dict[str, v1.Schedule] = {}
         self.serve = {}  # artifact_uri -> callable(instances) -> predictions (or raises)
+        # called with (job, how many times it was read) before each GetPipelineJob: a test
+        # moves the job along (state, task details) as Vertex AI would
+        self.on_get_job = None
+        self._job_reads: dict[str, int] = {}
         self._ids = iter(range(1000, 10**6))
         self._predictions = 0
         self._lock = threading.Lock()
@@ -405,6 +409,9 @@ class VertexStandIn:
     def get_pipeline_job(self, req, context):
         if req.name not in self.pipeline_jobs:
             context.abort(grpc.StatusCode.NOT_FOUND, f"{req.name} not found")
+        self._job_reads[req.name] = self._job_reads.get(req.name, 0) + 1
+        if self.on_get_job is not None:
+            self.on_get_job(self.pipeline_jobs[req.name], self._job_reads[req.name])
         return self.pipeline_jobs[req.name]
 
     def create_schedule(self, req, context):

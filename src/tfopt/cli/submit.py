@@ -1,9 +1,12 @@
-"""``tfopt submit`` (one run) and ``tfopt schedule [create|list|delete]`` (recurring runs)."""
+"""``tfopt submit`` (one run, ``--wait`` to follow it), ``tfopt schedule [create|list|delete]``
+(recurring runs) and ``tfopt publish`` (a pipeline template a console and ``--template``
+start runs from)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 _TARGET_FLAGS = (
     ("--target", "target", "kfp or vertex (default: the params file's submit.target, else kfp)"),
@@ -15,6 +18,18 @@ _TARGET_FLAGS = (
     ("--pipeline-root", "pipeline_root", "gs:// root for run artifacts (Vertex)"),
     ("--service-account", "service_account", "service account the run uses"),
     ("--network", "network", "VPC network to peer with (Vertex)"),
+    (
+        "--template",
+        "template",
+        "start from a published template instead of compiling: KFP NAME[@VERSION], Vertex "
+        "https://REGION-kfp.pkg.dev/PROJECT/REPO/PACKAGE/TAG (tfopt publish prints it)",
+    ),
+    (
+        "--repository",
+        "repository",
+        "Vertex: Artifact Registry KFP repository tfopt publish uploads to (a name, or "
+        "https://REGION-kfp.pkg.dev/PROJECT/REPO)",
+    ),
 )
 
 
@@ -46,20 +61,72 @@ def _add_run_args(parser: argparse.ArgumentParser, suppress: bool = False) -> No
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
+    import contextlib
+
     from tfopt.cli.pipeline import parse_set
     from tfopt.client.submit import submit_file
 
-    result = submit_file(
-        args.params,
-        parse_set(args.set),
-        pipeline=args.pipeline,
-        run_name=args.run_name,
-        **_target_overrides(args),
-    )
-    print(f"submitted {result.target} run {result.run_id} ({result.name})")
+    say = sys.stderr if args.json else sys.stdout  # --json: stdout holds the JSON alone
+    with contextlib.redirect_stdout(say):  # kfp.Client prints its links
+        result = submit_file(
+            args.params,
+            parse_set(args.set),
+            pipeline=args.pipeline,
+            run_name=args.run_name,
+            **_target_overrides(args),
+        )
+    print(f"submitted {result.target} run {result.run_id} ({result.name})", file=say)
     if result.url:
-        print(result.url)
-    return 0
+        print(result.url, file=say)
+    if not args.wait:
+        if args.json:
+            print(json.dumps({k: getattr(result, k) for k in ("target", "run_id", "name", "url")}))
+        return 0
+    return _wait(result, args, say)
+
+
+def _wait(result, args: argparse.Namespace, say) -> int:
+    """Follow the run to its end; print its tasks, then the summary as a local run does."""
+    from tfopt.client import follow
+
+    def on_task(task: follow.Task) -> None:
+        took = f" ({task.seconds:.0f} s)" if task.seconds is not None else ""
+        why = f": {task.error}" if task.error else ""
+        print(f"  {task.name}: {task.state.lower()}{took}{why}", file=say, flush=True)
+
+    outcome = follow.follow(
+        result, result.config, poll_s=args.poll, timeout_s=args.timeout or 0, on_task=on_task
+    )
+    if args.json:
+        print(json.dumps(outcome.to_dict(), indent=2))
+    else:
+        _print_outcome(outcome)
+    return outcome.exit_code
+
+
+def _print_outcome(outcome) -> None:
+    from tfopt.client import follow
+
+    print()
+    if outcome.summary is not None:
+        from tfopt.client.results import target_note, target_reasons
+        from tfopt.reporting.summary import format_table
+
+        for line in target_note(outcome.summary):
+            print(line)
+        print(format_table(outcome.summary, said_above=target_reasons(outcome.summary)))
+        print(f"\nselected: {outcome.selected}  blessed: {outcome.blessed}")
+        if not outcome.blessed:
+            print(f"not blessed: {outcome.summary.get('selection_reason') or 'see the table'}")
+    elif outcome.summary_error:
+        print(f"summary: {outcome.summary_error}")
+    state = outcome.state.replace("_", " ")
+    if outcome.failed_task:
+        state += f" in task {outcome.failed_task}"
+    if outcome.error:
+        state += f": {outcome.error}"
+    print(f"run {outcome.run_id}: {state} (exit {outcome.exit_code}: "
+          f"{follow.EXIT_CODES[outcome.exit_code]})")  # fmt: skip
 
 
 def _cmd_schedule(args: argparse.Namespace) -> int:
@@ -99,6 +166,24 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from tfopt.client import templates
+    from tfopt.client.submit import load_submit_config
+
+    overrides = {**_target_overrides(args), "pipeline": args.pipeline}
+    config = load_submit_config(args.params, **overrides)
+    done = templates.publish(config, tuple(args.tag or ()))
+    if args.json:
+        print(json.dumps(vars(done), indent=2))
+        return 0
+    what = "published" if done.created else "unchanged (already published)"
+    print(f"{what}: {done.target} {done.name} version {done.version}")
+    if done.tags:
+        print(f"tags: {', '.join(done.tags)}")
+    print(f"start runs from it: --template {done.template}")
+    return 0
+
+
 def _add_create_args(parser: argparse.ArgumentParser, suppress: bool = False) -> None:
     default = argparse.SUPPRESS if suppress else None
     parser.add_argument(
@@ -127,7 +212,45 @@ def register(sub) -> None:
     _add_common(sp)
     _add_run_args(sp)
     sp.add_argument("--run-name", dest="run_name", help="run display name")
+    sp.add_argument(
+        "--wait",
+        action="store_true",
+        help="follow the run until it ends: a line per finished task, then the comparison "
+        "table and the pick from its summary.json; exit 0 blessed, 3 not blessed, 4 failed, "
+        "5 cancelled or timed out (docs/submit.md)",
+    )
+    sp.add_argument(
+        "--poll", type=float, default=15.0, metavar="S", help="--wait: seconds between polls"
+    )
+    sp.add_argument(
+        "--timeout",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="--wait: stop waiting after S seconds (exit 5; the run goes on); 0 = no limit",
+    )
+    sp.add_argument(
+        "--json", action="store_true", help="print one JSON result on stdout (progress on stderr)"
+    )
     sp.set_defaults(func=_cmd_submit)
+
+    pb = sub.add_parser(
+        "publish",
+        help="publish the compiled pipeline as a template (KFP pipeline version, or Vertex "
+        "Artifact Registry)",
+        description="Compile the pipeline for the target and publish it where a console "
+        "finds it: on KFP a version of the pipeline named <tfopt version>-<content hash>, on "
+        "Vertex AI a package version in an Artifact Registry KFP repository tagged with the "
+        "tfopt version, latest and every --tag. The same content published again adds no "
+        "version. Prints the --template that submit and schedule start runs from.",
+    )
+    _add_common(pb)
+    pb.add_argument("--pipeline", help="pipeline name (default: optimize)")
+    pb.add_argument(
+        "--tag", action="append", metavar="TAG", help="Vertex: one more tag (repeatable)"
+    )
+    pb.add_argument("--json", action="store_true", help="print JSON")
+    pb.set_defaults(func=_cmd_publish)
 
     sc = sub.add_parser(
         "schedule",

@@ -72,6 +72,11 @@ class SubmitConfig:
         target: ``kfp`` (a Kubeflow Pipelines API) or ``vertex`` (Vertex AI Pipelines).
         pipeline: tfopt pipeline name (``tfopt.pipelines.compile.PIPELINES``).
         package: Pre-compiled pipeline YAML ("" = compile ``pipeline`` now).
+        template: A published template to start from instead of compiling
+            (``tfopt publish`` prints it; :mod:`tfopt.client.templates`): KFP ``NAME`` or
+            ``NAME@VERSION``; Vertex ``https://REGION-kfp.pkg.dev/PROJECT/REPO/PACKAGE/TAG``.
+        repository: Vertex: the Artifact Registry KFP repository ``tfopt publish`` uploads
+            to, its name (in ``project`` / ``region``) or its https:// URL.
         run_name: Run display name ("" = ``<pipeline>-<UTC time>``).
         enable_caching: Override the compiled caching setting (None = keep it).
         host: KFP API URL ("" = env ``KF_PIPELINES_ENDPOINT``).
@@ -88,6 +93,8 @@ class SubmitConfig:
     target: str = "kfp"
     pipeline: str = "optimize"
     package: str = ""
+    template: str = ""
+    repository: str = ""
     run_name: str = ""
     enable_caching: bool | None = None
     host: str = ""
@@ -108,6 +115,8 @@ class SubmitConfig:
         check_str(owner, "experiment", self.experiment)
         for name in (
             "package",
+            "template",
+            "repository",
             "run_name",
             "host",
             "namespace",
@@ -137,6 +146,8 @@ class SubmitConfig:
             )
         if self.package and not os.path.isfile(self.package):
             raise ConfigError(f"submit.package={self.package!r}: file not found")
+        if self.package and self.template:
+            raise ConfigError("submit: give a package or a template, not both")
 
     def with_overrides(self, **changes) -> SubmitConfig:
         """A copy with the non-None ``changes`` applied (command-line flags)."""
@@ -166,8 +177,17 @@ class SubmitConfig:
 
     def check_target(self) -> None:
         """Everything a submission to this target needs, checked locally."""
+        if self.template:
+            from tfopt.client.templates import check_template
+
+            check_template(self.target, self.template)
         if self.target == "kfp":
             self.kfp_host()
+            if self.template and self.enable_caching is not None:
+                raise ConfigError(
+                    "submit.enable_caching cannot change a published KFP template's caching "
+                    "(it is compiled in): leave it null, or submit the package instead"
+                )
             return
         self.vertex_target()
         self.vertex_service_account()
@@ -239,6 +259,13 @@ def prepare(
     params = load_params(params_path, config.pipeline, dict(set_params or {}))
     check_cluster_params(params, config.pipeline)  # with the compiled pipeline's defaults
     user_files.require_remote(params)  # the steps run in the cluster
+    if config.template:
+        from tfopt.client.templates import template_name
+
+        package = config.template
+        display = template_name(config.target, config.template)
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
+        return Prepared(config, params, package, display, config.run_name or f"{display}-{stamp}")
     if config.package:
         package = config.package
     else:
@@ -262,6 +289,8 @@ class SubmitResult:
     run_id: str
     name: str
     url: str = ""
+    pipeline: str = ""  # the compiled pipeline's name (KFP: a directory of the pipeline root)
+    config: SubmitConfig | None = dataclasses.field(default=None, repr=False)
 
 
 def kfp_client(config: SubmitConfig):
@@ -333,6 +362,17 @@ def vertex_job(prep: Prepared, credentials=None):
     )
 
 
+def kfp_pipeline_source(client, prep: Prepared) -> dict[str, Any]:
+    """What ``kfp.Client`` starts a run or a recurring run from: the compiled package, or
+    a published template's pipeline and version ids."""
+    if not prep.config.template:
+        return {"pipeline_package_path": prep.package_path}
+    from tfopt.client.templates import kfp_template
+
+    pipeline_id, version_id, _ = kfp_template(client, prep.config.template)
+    return {"pipeline_id": pipeline_id, "version_id": version_id}
+
+
 def submit_prepared(prep: Prepared, credentials=None) -> SubmitResult:
     """Create the run on the target. ``credentials`` (Vertex only): None = ADC."""
     cfg = prep.config
@@ -349,7 +389,7 @@ def submit_prepared(prep: Prepared, credentials=None) -> SubmitResult:
             client.run_pipeline,
             experiment_id=experiment.experiment_id,
             job_name=prep.run_name,
-            pipeline_package_path=prep.package_path,
+            **kfp_pipeline_source(client, prep),
             params=prep.params,
             pipeline_root=cfg.pipeline_root or None,
             enable_caching=cfg.enable_caching,
@@ -359,7 +399,7 @@ def submit_prepared(prep: Prepared, credentials=None) -> SubmitResult:
         log.info(
             "submitted KFP run %s (%s) in experiment %s", run.run_id, prep.run_name, cfg.experiment
         )
-        return SubmitResult("kfp", run.run_id, prep.run_name, url)
+        return SubmitResult("kfp", run.run_id, prep.run_name, url, prep.display_name, cfg)
     target = cfg.vertex_target()
     check_reachable(target.host, "the Vertex AI API")
     job = vertex_job(prep, credentials)
@@ -374,7 +414,7 @@ def submit_prepared(prep: Prepared, credentials=None) -> SubmitResult:
         f"runs/{job.name}?project={target.project}"
     )
     log.info("submitted Vertex AI pipeline job %s", job.resource_name)
-    return SubmitResult("vertex", job.name, job.resource_name, url)
+    return SubmitResult("vertex", job.name, job.resource_name, url, prep.display_name, cfg)
 
 
 def submit_file(
