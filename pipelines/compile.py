@@ -172,6 +172,15 @@ def compile_all(output_dir: str) -> list[str]:
 def components() -> dict[str, Any]:
     """Every component of ``tfopt.components`` by file name (``deploy_tf_serving``), found
     in its modules: the written-out ones and the generated ones (``compress.COMPONENTS``)."""
+    return {name: component for name, (component, _) in _found_components().items()}
+
+
+def component_imports() -> dict[str, str]:
+    """File name -> the Python that gets the component (docs/components.md)."""
+    return {name: where for name, (_, where) in _found_components().items()}
+
+
+def _found_components() -> dict[str, tuple[Any, str]]:
     import importlib
     import pkgutil
 
@@ -179,19 +188,24 @@ def components() -> dict[str, Any]:
 
     from tfopt import components as package
 
-    found: dict[str, Any] = {}
+    found: dict[str, tuple[Any, str]] = {}
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{package.__name__}.{info.name}")
-        values = list(vars(module).values()) + list(getattr(module, "COMPONENTS", {}).values())
-        for value in values:
+        module_name = f"{package.__name__}.{info.name}"
+        module = importlib.import_module(module_name)
+        values = [(v, f"from {module_name} import {k}") for k, v in vars(module).items()]
+        values += [
+            (v, f'from {module_name} import COMPONENTS; COMPONENTS["{k}"]')
+            for k, v in getattr(module, "COMPONENTS", {}).items()
+        ]
+        for value, where in values:
             if isinstance(value, base_component.BaseComponent):
-                found.setdefault(value.component_spec.name.replace("-", "_"), value)
+                found.setdefault(value.component_spec.name.replace("-", "_"), (value, where))
     return dict(sorted(found.items()))
 
 
-def compile_components(output_dir: str) -> list[str]:
-    """One ``<component>.yaml`` per component in ``output_dir``, each loadable with
-    ``kfp.components.load_component_from_file``; return the paths."""
+def compile_components(output_dir: str, names: tuple[str, ...] = ()) -> list[str]:
+    """One ``<component>.yaml`` per component (``names``: only these) in ``output_dir``,
+    each loadable with ``kfp.components.load_component_from_file``; return the paths."""
     import tempfile
 
     from kfp import compiler
@@ -200,6 +214,8 @@ def compile_components(output_dir: str) -> list[str]:
     paths = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, component in components().items():
+            if names and name not in names:
+                continue
             local = os.path.join(tmp, f"{name}.yaml")
             compiler.Compiler().compile(component, local)
             path = os.path.join(output_dir, f"{name}.yaml")
