@@ -182,7 +182,7 @@ def _outcome(submitted, config, status: Status, ended: str) -> Outcome:
 
 # ---------------------------------------------------------------- Kubeflow Pipelines
 def _kfp_status(submitted, config) -> Callable[[], Status]:
-    from tfopt.client.submit import _api_call, kfp_client
+    from tfopt.client.kfp_api import _api_call, kfp_client
 
     client = kfp_client(config)
 
@@ -233,7 +233,7 @@ def _kfp_summary_uri(submitted, config) -> str:
 def _vertex_status(submitted, credentials) -> Callable[[], Status]:
     from google.cloud import aiplatform
 
-    from tfopt.client.submit import _api_call
+    from tfopt.client.kfp_api import _api_call
 
     def status() -> Status:
         job = _api_call(

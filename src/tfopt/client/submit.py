@@ -27,18 +27,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 import logging
 import os
 import re
 import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
 from tfopt.checks import check_choice, check_reachable, check_str
-from tfopt.deploy.vertex import ENV_SERVICE_ACCOUNT, CloudError, VertexTarget, check_labels
+from tfopt.client.kfp_api import _api_call, kfp_client
+from tfopt.deploy.vertex import ENV_SERVICE_ACCOUNT, VertexTarget, check_labels
 from tfopt.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -291,48 +289,6 @@ class SubmitResult:
     url: str = ""
     pipeline: str = ""  # the compiled pipeline's name (KFP: a directory of the pipeline root)
     config: SubmitConfig | None = dataclasses.field(default=None, repr=False)
-
-
-def kfp_client(config: SubmitConfig):
-    """A ``kfp.Client`` for ``config.host`` after checking the API answers."""
-    host = config.kfp_host()
-    check_reachable(host, "the KFP API")
-    try:
-        with urllib.request.urlopen(f"{host}/apis/v2beta1/healthz", timeout=10) as resp:
-            json.loads(resp.read() or b"{}")
-    except urllib.error.HTTPError as exc:
-        if exc.code not in (401, 403):  # auth is the client's business; anything else is not KFP
-            raise CloudError(
-                f"{host} does not answer as a KFP v2 API "
-                f"(GET /apis/v2beta1/healthz -> HTTP {exc.code})"
-            ) from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise CloudError(f"{host} does not answer as a KFP v2 API: {exc}") from None
-    import warnings
-
-    import kfp
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        return kfp.Client(host=host, namespace=config.namespace or "kubeflow")
-
-
-def _api_call(what: str, fn, *args, **kwargs):
-    """Run a remote call; wrap SDK errors into CloudError naming the step."""
-    try:
-        return fn(*args, **kwargs)
-    except CloudError:
-        raise
-    except Exception as exc:
-        import kfp_server_api
-        from google.api_core import exceptions as gexc
-
-        if isinstance(
-            exc,
-            gexc.GoogleAPICallError | kfp_server_api.ApiException | ConnectionError | TimeoutError,
-        ):
-            raise CloudError(f"{what} failed: {exc}") from exc
-        raise
 
 
 def vertex_job(prep: Prepared, credentials=None):

@@ -91,7 +91,7 @@ def _publish_kfp(config, path: str, name: str, description: str) -> Published:
 
     import kfp_server_api
 
-    from tfopt.client.submit import _api_call, kfp_client
+    from tfopt.client.kfp_api import _api_call, kfp_client
 
     client = kfp_client(config)
     digest = content_hash(path)
@@ -128,7 +128,7 @@ def _publish_kfp(config, path: str, name: str, description: str) -> Published:
 
 
 def _find_version(client, pipeline_id: str, name: str):
-    from tfopt.client.submit import _api_call
+    from tfopt.client.kfp_api import _api_call
 
     resp = _api_call(
         "KFP list pipeline versions",
@@ -143,7 +143,7 @@ def _find_version(client, pipeline_id: str, name: str):
 
 def kfp_template(client, template: str) -> tuple[str, str, str]:
     """``NAME``, ``NAME@VERSION`` or a version id -> (pipeline id, version id, pipeline name)."""
-    from tfopt.client.submit import _api_call
+    from tfopt.client.kfp_api import _api_call
 
     name, _, wanted = template.partition("@")
     pipeline_id = _api_call("KFP find pipeline", client.get_pipeline_id, name)
