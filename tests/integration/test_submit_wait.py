@@ -197,3 +197,10 @@ def test_a_pipeline_root_this_machine_cannot_read_says_so(kfp_api, tmp_path, pac
     kfp_api.on_get_run = _script(str(tmp_path / "elsewhere"), "SUCCEEDED")
     assert _submit(params) == follow.EXIT_NOT_BLESSED  # succeeded; nothing says blessed
     assert "no summary.json found under the pipeline root" in capsys.readouterr().out
+
+
+def test_bad_input_exits_2_and_submits_nothing(kfp_api, tmp_path, package, capsys):
+    params = _params(tmp_path, kfp_api.url, package)
+    assert _submit(params, "--set", "epochz=3") == 2
+    assert "unknown parameter(s) epochz" in capsys.readouterr().err
+    assert kfp_api.runs == {}
