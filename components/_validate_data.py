@@ -44,11 +44,13 @@ def run(dataset, validation, report, champion_settings: dict, drift_settings: di
     for line in data_report.validation_lines(payload):
         if line:
             log.info("%s", line)
+    who = f"champion {found.describe()}" if champion.get("uri") else "no champion"
     validation.metadata.update(
         {
             "status": result.status,
             "champion": champion.get("uri") or "",
             "anomalies": len(result.anomalies),
+            "data_check": f"data {result.status.replace('_', ' ')}, {who}",  # the console's
         }
     )
     drift.check(result)

@@ -12,6 +12,7 @@ from kfp import dsl
 from sklearn.datasets import load_digits
 
 from tfopt import model_info
+from tfopt.client.console import step_figure
 from tfopt.components.evaluate import evaluate
 from tfopt.components.select import select
 from tfopt.components.validate_data import validate_data
@@ -72,6 +73,10 @@ def test_the_champion_is_validated_evaluated_and_gates_the_candidates(
     assert dv["validation"]["status"] == "passed"  # the same data it was trained on
     assert dv["validation"]["classes"]["linf"] == 0 and dv["validation"]["features"][0]["js"] == 0
     assert "| x[..., 0] | 0.0000 | 0.1 |" in report
+    figure = step_figure(
+        {"artifacts": {"validation": {"artifacts": [{"metadata": validation.metadata}]}}}
+    )
+    assert figure == "data passed, champion TF Serving version 1 (stable)"  # the console's
     evaluations = dsl.Artifact(uri=str(tmp_path / "evaluations"))
     evaluate.python_func(
         dataset=dsl.Dataset(uri=digits_dir),

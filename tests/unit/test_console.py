@@ -45,7 +45,7 @@ def replay(path: Path, log: RunLog) -> list[str]:
 def test_plan_counts_what_the_recorded_run_executed(spec):
     recorded = TASK_START.findall((DATA / "kfp_run_default.log").read_text())
     steps = plan_steps(spec, {})
-    assert sorted(s.task for s in steps) == sorted(recorded)  # same tasks, 32 today
+    assert sorted(s.task for s in steps) == sorted(recorded)  # same tasks, 35 today
     by_task = {s.task: s for s in steps}
     assert by_task["tflite-4"].label == "tflite-int8"  # display names on the console
     assert "gate-blessed" in by_task["deploy-tf-serving"].groups  # decided at run time
@@ -54,7 +54,8 @@ def test_plan_counts_what_the_recorded_run_executed(spec):
     off = {s.label for s in steps if s.off}
     assert off == {
         "tune", "cluster", "clustered-int8", "cqat-int8", "litert-int8", "litert-int16x8",
-        "litert-dynamic", "litert-int4-weight-only", "litert-mixed",
+        "litert-dynamic", "litert-int4-weight-only", "litert-mixed", "channel-prune",
+        "channel-pruned-int8",
     }  # fmt: skip
     assert not {s.label for s in plan_steps(spec, {"enable_clustering": True}) if s.off} & {
         "cluster",
@@ -156,14 +157,16 @@ def test_failure_shows_the_steps_last_lines_and_its_log(tmp_path, spec):
     lines = replay(DATA / "kfp_run_failed_ingest.log", log)
     folded, *shown = out.getvalue().splitlines()
     assert folded.startswith("off (disabled by pipeline parameters): tune, ")
-    assert re.fullmatch(r"\[ 1/23\] ingest \.\.\. FAILED after \d+\.\d s", shown[0])
+    assert re.fullmatch(r"\[ 1/24\] ingest \.\.\. FAILED after \d+\.\d s", shown[0])
     tail = [line for line in shown if line.startswith("    | ")]
     assert len(tail) == 20
     assert tail[-1].endswith("feature column 'f3' has 'abc', which is not a number")
     assert not any(is_startup_noise(line[6:]) for line in tail)
     assert shown[len(tail) + 2] == f"    full log: {tmp_path / 'ingest.log'}"
     # the rest is skipped on one line, and the count ends at N/N
-    assert shown[-1].startswith("[ 2-23/23] skipped (an upstream step failed): train-config, ")
+    assert shown[-1].startswith(
+        "[ 2-24/24] skipped (an upstream step failed): validate-data, train-config, "
+    )
     assert len(shown) == 1 + 1 + 20 + 1 + 1  # failed, "last 20 lines", 20, log, skipped
     assert "executor_main()" in (tmp_path / "ingest.log").read_text()
     assert len((tmp_path / "run.log").read_text().splitlines()) == len(lines)

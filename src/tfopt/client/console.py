@@ -45,6 +45,7 @@ _FIGURES: tuple[tuple[str, Callable[[Any, dict], str | None]], ...] = (
     ("quantization", lambda v, m: str(v)),
     ("smoke_test", lambda v, m: f"smoke test {v}"),
     ("infra_blessed", lambda v, m: "infra validation passed" if v else f"infra: {m.get('reason')}"),
+    ("data_check", lambda v, m: str(v)),  # validate-data: its verdict and the champion
     ("num_train", lambda v, m: f"{v:.0f} train examples"),
     ("candidates", lambda v, m: f"{v:.0f} candidates"),
 )
