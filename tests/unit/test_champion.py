@@ -55,7 +55,7 @@ def test_no_champion_is_said_and_why(tmp_path, small_model_dir):
     first = resolve.resolve_champion("tf_serving", str(tmp_path / "empty"), NAME)
     assert first.uri == "" and "holds no version yet (a first run)" in first.reason
     assert "serving_base_path is empty" in resolve.resolve_champion("tf_serving").reason
-    assert "serves no model" in resolve.resolve_champion("tflite").reason
+    assert "no champion to look up" in resolve.resolve_champion("kserve").reason
     assert "compared without" in resolve.resolve_champion("tf_serving", champion_uri="none").reason
     named = resolve.resolve_champion("none", champion_uri=small_model_dir + "/")
     assert (named.uri, named.source) == (small_model_dir, "champion_uri")

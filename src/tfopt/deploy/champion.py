@@ -85,7 +85,8 @@ def resolve_champion(
         found = _vertex(project, region, endpoint_display_name, credentials)
     else:
         return Champion(
-            reason=f"deploy_target {deploy_target!r} serves no model tfopt can read back"
+            reason=f"deploy_target {deploy_target!r}: no champion to look up (tfopt reads back "
+            "tf_serving and vertex; name one with champion_uri)"
         )
     return _loadable(found) if found.uri else found
 
