@@ -59,7 +59,18 @@ def family(
     trained = train.train_model(ds, base, train.TrainConfig(model=model, epochs=epochs))
     r: dict = {"family": name, "alpha": model.alpha, "params": trained.params}
     r["train_seconds"] = round(time.perf_counter() - start, 1)
-    r |= {"epochs_run": trained.epochs_run, "qat_epochs": qat_epochs, "prune_epochs": prune_epochs}
+    r["epochs_run"] = trained.epochs_run
+    r |= measure(name, base, ds, root, x, y, qat_epochs, prune_epochs)
+    r["seconds"] = round(time.perf_counter() - start, 1)
+    return r
+
+
+def measure(
+    name: str, base: str, ds: str, root: str, x, y, qat_epochs: int = 1, prune_epochs: int = 1
+) -> dict:
+    """Everything the table shows for the baseline SavedModel ``base`` (also
+    benchmarks/keras3.py's, on an imported Keras 3 model)."""
+    r: dict = {"qat_epochs": qat_epochs, "prune_epochs": prune_epochs}
     r["baseline"] = accuracy(base, "saved_model", x, y)
     sizes, acc = {}, {}
     for mode in tflite_lib.MODES:
@@ -100,7 +111,6 @@ def family(
         "qat_int8": r["baseline"] - r["qat"]["accuracy"],
         **{f"pruned_{s}_int8": r["baseline"] - v["accuracy_int8"] for s, v in r["pruned"].items()},
     }
-    r["seconds"] = round(time.perf_counter() - start, 1)
     return r
 
 
@@ -130,6 +140,10 @@ def main() -> None:
     if args.out:
         with open(args.out, "w") as fh:
             json.dump(rows, fh, indent=1)
+    print_table(rows)
+
+
+def print_table(rows: list[dict]) -> None:
     print(
         "\n| family | params | baseline % | float32 / dynamic / float16 / int8 KB | int8 % of "
         "float | p50 ms fp32 -> int8 (1 thread) | (2 threads) | drop int8 / QAT / "

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tfopt._keras import keras as tfk
+from tfopt.errors import ModelError
 from tfopt.training import keras3
 from tfopt.training.keras3_layers import (
     _SAME_ACTIVATIONS,
@@ -156,5 +157,5 @@ def test_a_subclassed_model_says_what_can_apply():
 
     net = Net()
     net(np.zeros((1, 4), np.float32))
-    with pytest.raises(keras3.ModelError, match=r"subclassed Keras 3 model.*model\.export"):
+    with pytest.raises(ModelError, match=r"subclassed Keras 3 model.*model\.export"):
         keras3.to_tf_keras(net, where="m")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 import weakref
 import zipfile
 from collections.abc import Callable
@@ -375,6 +376,7 @@ def write_keras3(model, directory: str, entry: dict, objects: dict | None = None
     entry = {k: v for k, v in entry.items() if not k.startswith("keras3_")}
     if not entry.get("translated"):
         return {**entry, "keras3_file": None, "keras3_note": "the model was not translated"}
+    start = time.perf_counter()
     try:
         back = to_keras3(model, objects)
         diff = max_abs_diff(model, back, random_inputs(model))
@@ -384,4 +386,10 @@ def write_keras3(model, directory: str, entry: dict, objects: dict | None = None
     except ModelError as exc:
         log.warning("no Keras 3 file for %s: %s", model.name, exc)
         return {**entry, "keras3_file": None, "keras3_note": str(exc)}
-    return {**entry, "keras3_file": KERAS3_FILE, "keras3_max_abs_diff": diff}
+    seconds = round(time.perf_counter() - start, 2)
+    return {
+        **entry,
+        "keras3_file": KERAS3_FILE,
+        "keras3_max_abs_diff": diff,
+        "keras3_seconds": seconds,
+    }

@@ -117,6 +117,9 @@ def _at_default(value, default) -> bool:
         return False
 
 
+# settings whose value is what the other Keras does without them
+_NEUTRAL_SETTINGS = {"data_format": "channels_last"}
+_NOTHING = object()
 # settings one Keras names differently: (class, name in Keras 3, name in tf_keras)
 _RENAMED = (("LeakyReLU", "negative_slope", "alpha"),)
 
@@ -176,6 +179,8 @@ def _convert(config: dict, src_cls, cls, api, where: tuple[str, str]) -> dict:
             if value is None and kind == "initializer":
                 continue
         if key not in accepted:
+            if _NEUTRAL_SETTINGS.get(key, _NOTHING) == value:
+                continue
             if key.endswith("_initializer") or _at_default(
                 value, defaults.get(key, inspect.Parameter.empty)
             ):
