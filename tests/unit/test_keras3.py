@@ -159,3 +159,21 @@ def test_a_subclassed_model_says_what_can_apply():
     net(np.zeros((1, 4), np.float32))
     with pytest.raises(ModelError, match=r"subclassed Keras 3 model.*model\.export"):
         keras3.to_tf_keras(net, where="m")
+
+
+def test_another_backend_says_what_works_and_that_works(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    code = "from tfopt.training import keras3; print(keras3.k3().__version__)"
+
+    def run(backend):
+        env = {**os.environ, "KERAS_BACKEND": backend}
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+
+    wrong = run("numpy")
+    assert wrong.returncode != 0
+    assert "unset KERAS_BACKEND or set it to tensorflow" in wrong.stderr
+    right = run("tensorflow")  # the advice
+    assert right.returncode == 0 and right.stdout.strip() == K.__version__

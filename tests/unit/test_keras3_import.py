@@ -12,7 +12,7 @@ import pytest
 
 from tfopt import cli, model_info
 from tfopt._keras import tf
-from tfopt.compression import distill, inspect, lowrank, prune, qat, tflite
+from tfopt.compression import cluster, distill, inspect, lowrank, prune, qat, tflite
 from tfopt.data import input_pipeline, schema
 from tfopt.errors import ModelError
 from tfopt.training import imported, keras3, models, train
@@ -151,6 +151,12 @@ def test_keras3_file_in_every_technique_and_keras3_out(tmp_path, digits_dir, dat
     )
     assert set(low.layers) == set(report["coverage"]["factorizable_layers"])
     assert os.path.exists(tmp_path / "lowrank" / keras3.KERAS3_FILE)
+    clustered = str(tmp_path / "clustered")
+    cluster.cluster_model(out, digits_dir, clustered, cluster.ClusterConfig(epochs=1))
+    back = K.saving.load_model(os.path.join(clustered, keras3.KERAS3_FILE))
+    kernels = [w for w in back.get_weights() if w.ndim >= 2 and w.size > 100]
+    count = cluster.ClusterConfig().cluster_count
+    assert any(len(np.unique(k)) <= count for k in kernels)  # the shared values came back
     q = qat.qat_model(
         str(tmp_path / "pruned"),
         digits_dir,

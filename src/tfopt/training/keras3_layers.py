@@ -30,7 +30,13 @@ def k3() -> Any:
     """Keras 3. ``TF_USE_LEGACY_KERAS`` (set by ``tfopt._keras``) redirects only
     ``tf.keras``: the ``keras`` package itself is Keras 3 (measured: keras 3.15.1 beside
     tf_keras 2.21 in one process). Imported on first use (about 1.4 s here)."""
-    module = importlib.import_module("keras")
+    try:
+        module = importlib.import_module("keras")
+    except Exception as exc:  # a backend that does not import, a broken install
+        raise ModelError(
+            f"Keras 3 does not import here ({type(exc).__name__}: {exc}); tfopt reads Keras 3 "
+            "models with the tensorflow backend: unset KERAS_BACKEND or set it to tensorflow"
+        ) from None
     if not str(module.__version__).startswith("3"):
         raise ModelError(f"the installed keras is {module.__version__}, not Keras 3")
     backend = module.backend.backend()

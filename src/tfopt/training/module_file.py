@@ -174,7 +174,8 @@ def load_module(uri: str) -> UserModule:
         del sys.modules[name]
         raise ConfigError(
             f"module_file {uri}: no build_model function; expected "
-            "build_model(hparams, input_shape, num_classes) -> tf_keras.Model"
+            "build_model(hparams, input_shape, num_classes) returning a tf_keras.Model or a "
+            "Keras 3 functional / Sequential keras.Model"
         )
     custom = getattr(module, "custom_objects", {})
     if not isinstance(custom, dict):
