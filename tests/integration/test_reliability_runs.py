@@ -161,10 +161,14 @@ def test_rerun_after_kill_reuses_every_cacheable_step_and_pushes_nothing_new(run
     assert runs["rerun_rc"] == 0, runs["rerun_log"][-3000:]
     summary = json.loads((runs["out"] / "summary.json").read_text())
     cached = summary["cached_steps"]
-    # Every step up to evaluation comes from the cache, skipped variants included
+    # Every step up to the compression comes from the cache, skipped variants included
     # (they write a marker file: kfp.local serves an entry only while its files exist).
-    assert {"ingest", "tune", "train", "tflite", "prune", "distill", "evaluate"} <= set(cached)
+    assert {"ingest", "tune", "train", "tflite", "prune", "distill"} <= set(cached)
     assert "deploy-tf-serving" not in cached and "select" not in cached
+    # The champion is looked up afresh every run (validate-data is never cached) and
+    # evaluated with the candidates: a cached evaluation could hold an older champion's
+    # figures (issue 34).
+    assert "validate-data" not in cached and "evaluate" not in cached
     # The cached model is one already pushed: the deploy finds identical content
     # and keeps its version instead of adding a duplicate.
     assert summary["serving"]["version"] == 1
