@@ -182,3 +182,19 @@ def test_the_champion_is_listed_in_the_table_and_the_reports(tmp_path):
     assert "accuracy change >= +0 points vs the champion (TF Serving v1), 92.00%" in md
     assert "## Data validation" in md and "Champion: TF Serving version 1 (stable)" in md
     assert "Data validation" in report.html_report(summary)
+
+
+def test_a_named_champion_that_is_not_a_saved_model_is_refused_before_any_step(tmp_path):
+    from tfopt.client import docker
+    from tfopt.client.preflight import check_pipeline_params
+    from tfopt.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"champion_uri='.*absent': not a SavedModel directory"):
+        check_pipeline_params({"champion_uri": str(tmp_path / "absent")}, local=True)
+    check_pipeline_params({"champion_uri": "none"}, local=True)
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "saved_model.pb").write_bytes(b"")
+    check_pipeline_params({"champion_uri": str(tmp_path / "m")}, local=True)
+    read, _ = docker._host_paths({"champion_uri": str(tmp_path / "m")}, str(tmp_path))
+    assert read == [str(tmp_path / "m")]  # mounted read-only for --runner docker
+    assert docker._host_paths({"champion_uri": "none"}, str(tmp_path))[0] == []

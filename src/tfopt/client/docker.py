@@ -29,7 +29,7 @@ BUILD_HINT = "run `make images` (as root: it installs podman with images/engine.
 # host settings the steps read; the rest of the host environment stays outside
 _FORWARD_PREFIXES = ("TFOPT_", "TF_CPP_", "TF_ENABLE_ONEDNN")
 # parameters that may name host files the steps read (mounted read-only at the same path)
-_READ_PATHS = ("source", "weights_uri", "previous_summary")
+_READ_PATHS = ("source", "weights_uri", "previous_summary", "champion_uri")
 _WRITE_PATHS = ("serving_base_path",)
 
 
@@ -172,8 +172,8 @@ def _host_paths(params: dict[str, Any], output_dir: str) -> tuple[list[str], lis
     read, write = [], [os.path.join(output_dir, "serving")]
     for name in _READ_PATHS + _WRITE_PATHS:
         value = str(params.get(name) or "")
-        if not value or "://" in value or value.startswith("builtin:"):
-            continue
+        if not value or "://" in value or value.startswith("builtin:") or value == "none":
+            continue  # "none": champion_uri's keyword, no path
         if not os.path.isabs(value):
             raise ConfigError(
                 f"{name}={value!r}: with --runner docker a local path must be absolute "
