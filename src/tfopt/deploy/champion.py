@@ -122,9 +122,11 @@ def _tf_serving(base: str, name: str) -> Champion:
 def _vertex(project: str, region: str, endpoint: str, credentials) -> Champion:
     from google.cloud import aiplatform_v1 as v1
 
+    from tfopt.checks import check_reachable
     from tfopt.deploy.vertex_target import Clients, VertexTarget, call
 
     target = VertexTarget(project=project, region=region).resolve()
+    check_reachable(target.host, "the Vertex AI API (to find the champion)")  # fails fast
     clients = Clients(target, credentials)
     found = list(
         call(
