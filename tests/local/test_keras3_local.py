@@ -177,3 +177,7 @@ def test_keras3_residual_cnn_through_the_default_pipeline(tmp_path, images):
     )
     with open(summary["model_card"]) as fh:
         assert "Keras 3 file `model.keras` beside the SavedModel" in fh.read()
+    run_dir = str(tmp_path / "run")  # the select step's copy carries it too
+    assert glob.glob(
+        os.path.join(run_dir, "artifacts", "*", "select", "selected_model", "model.keras")
+    )
