@@ -12,6 +12,7 @@ Root module: no TensorFlow, no kfp.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -109,12 +110,16 @@ def setting(
 
 
 def settings_of(config: type | object) -> tuple[Setting, ...]:
-    """The settings a config class declares, in field order, named."""
-    return tuple(
+    """The settings a config class declares, named: its own in field order, then inherited."""
+    cls = config if isinstance(config, type) else type(config)
+    own = set(inspect.get_annotations(cls))
+    found = [
         dataclasses.replace(f.metadata[_KEY], name=f.name)
-        for f in dataclasses.fields(config)  # type: ignore[arg-type]
+        for f in dataclasses.fields(cls)
         if _KEY in f.metadata
-    )
+    ]
+    # the class's own settings first, then those it inherits (shared ones, e.g. search's)
+    return tuple(sorted(found, key=lambda s: s.name not in own))
 
 
 def check_settings(config: object) -> None:

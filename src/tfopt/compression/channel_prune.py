@@ -27,14 +27,11 @@ from tfopt import registry
 from tfopt._keras import keras
 from tfopt.compression import channels
 from tfopt.compression.common import (
+    Searchable,
     batch_size_setting,
     finetune,
     learning_rate_setting,
     load_for_compression,
-    max_accuracy_drop_setting,
-    search_minutes_setting,
-    search_setting,
-    search_trials_setting,
     seed_setting,
 )
 from tfopt.errors import ModelError
@@ -47,7 +44,7 @@ IMPORTANCE = ("l1", "bn_gamma")
 
 
 @dataclass(frozen=True)
-class ChannelPruneConfig:
+class ChannelPruneConfig(Searchable):
     """How to prune channels: each field is a setting (``tfopt.settings``)."""
 
     flops_fraction: float = setting(
@@ -74,10 +71,6 @@ class ChannelPruneConfig:
     batch_size: int = batch_size_setting()
     learning_rate: float = learning_rate_setting(1e-3)
     seed: int = seed_setting()
-    search: bool = search_setting()
-    search_trials: int = search_trials_setting()
-    search_minutes: float = search_minutes_setting()
-    max_accuracy_drop: float = max_accuracy_drop_setting("With search")
 
     def __post_init__(self):
         check_settings(self)

@@ -22,6 +22,7 @@ from tfopt import registry
 from tfopt._keras import keras
 from tfopt.compression.common import (
     AUTO,
+    Searchable,
     batch_size_setting,
     check_with_names,
     finetune,
@@ -29,11 +30,7 @@ from tfopt.compression.common import (
     kernel_of,
     learning_rate_setting,
     load_for_compression,
-    max_accuracy_drop_setting,
     model_sparsity,
-    search_minutes_setting,
-    search_setting,
-    search_trials_setting,
     seed_setting,
 )
 from tfopt.errors import ModelError
@@ -47,7 +44,7 @@ CENTROID_INITS = ("kmeans_plus_plus", "density_based", "linear", "random")
 
 
 @dataclass(frozen=True)
-class ClusterConfig:
+class ClusterConfig(Searchable):
     """How to cluster: each field is a setting (``tfopt.settings``), described where declared."""
 
     cluster_count: int = setting(
@@ -80,10 +77,6 @@ class ClusterConfig:
     batch_size: int = batch_size_setting()
     learning_rate: float = learning_rate_setting(1e-4)
     seed: int = seed_setting()
-    search: bool = search_setting()
-    search_trials: int = search_trials_setting()
-    search_minutes: float = search_minutes_setting()
-    max_accuracy_drop: float = max_accuracy_drop_setting("With search")
 
     def __post_init__(self):
         check_with_names(self, "keep_dense")

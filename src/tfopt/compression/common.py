@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -88,6 +89,17 @@ def search_minutes_setting():
         high=10_000.0,
         param="search_budget_minutes",
     )
+
+
+@dataclass(frozen=True)
+class Searchable:
+    """The settings every technique with a searched strength knob shares (its config
+    derives from this; ``compression/search.py`` reads them)."""
+
+    search: bool = search_setting()
+    search_trials: int = search_trials_setting()
+    search_minutes: float = search_minutes_setting()
+    max_accuracy_drop: float = max_accuracy_drop_setting("With search")
 
 
 def check_with_names(config, *fields: str) -> None:

@@ -24,12 +24,9 @@ from tfopt import registry
 from tfopt._keras import keras
 from tfopt.compression import transfer_set
 from tfopt.compression.common import (
+    Searchable,
     batch_size_setting,
     learning_rate_setting,
-    max_accuracy_drop_setting,
-    search_minutes_setting,
-    search_setting,
-    search_trials_setting,
     seed_setting,
 )
 from tfopt.compression.distiller import Distiller as Distiller
@@ -51,7 +48,7 @@ STUDENT_FIELDS = ("arch", "width", "depth", "dropout", "alpha")
 
 
 @dataclass(frozen=True)
-class DistillConfig:
+class DistillConfig(Searchable):
     """How to distil: each field is a setting (``tfopt.settings``), described where declared.
 
     The student is a built-in model made of the ``student_*`` settings (``student_model``).
@@ -124,10 +121,6 @@ class DistillConfig:
     batch_size: int = batch_size_setting("Training")
     learning_rate: float = learning_rate_setting(3e-3, "Training")
     seed: int = seed_setting()
-    search: bool = search_setting()
-    search_trials: int = search_trials_setting()
-    search_minutes: float = search_minutes_setting()
-    max_accuracy_drop: float = max_accuracy_drop_setting("With search")
     train_scratch: bool = setting(
         False,
         "Also train the same student from scratch on the labelled examples (the comparison "

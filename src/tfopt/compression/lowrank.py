@@ -20,16 +20,13 @@ import numpy as np
 from tfopt import registry
 from tfopt._keras import keras
 from tfopt.compression.common import (
+    Searchable,
     batch_size_setting,
     check_with_names,
     finetune,
     kernel_of,
     learning_rate_setting,
     load_for_compression,
-    max_accuracy_drop_setting,
-    search_minutes_setting,
-    search_setting,
-    search_trials_setting,
     seed_setting,
 )
 from tfopt.errors import ConfigError, ModelError
@@ -40,7 +37,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class LowRankConfig:
+class LowRankConfig(Searchable):
     """How to factorize: each field is a setting (``tfopt.settings``), described where declared."""
 
     rank: int = setting(
@@ -74,10 +71,6 @@ class LowRankConfig:
     batch_size: int = batch_size_setting()
     learning_rate: float = learning_rate_setting(5e-4)
     seed: int = seed_setting()
-    search: bool = search_setting()
-    search_trials: int = search_trials_setting()
-    search_minutes: float = search_minutes_setting()
-    max_accuracy_drop: float = max_accuracy_drop_setting("With search")
 
     def __post_init__(self):
         check_with_names(self, "layers")

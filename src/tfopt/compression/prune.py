@@ -22,6 +22,7 @@ from tfopt import registry
 from tfopt._keras import keras
 from tfopt.compression.common import (
     AUTO,
+    Searchable,
     batch_size_setting,
     check_with_names,
     finetune,
@@ -30,11 +31,7 @@ from tfopt.compression.common import (
     kernel_sparsity,
     learning_rate_setting,
     load_for_compression,
-    max_accuracy_drop_setting,
     model_sparsity,
-    search_minutes_setting,
-    search_setting,
-    search_trials_setting,
     seed_setting,
     steps_per_epoch,
 )
@@ -51,7 +48,7 @@ SCHEDULES = ("polynomial", "constant")
 
 
 @dataclass(frozen=True)
-class PruneConfig:
+class PruneConfig(Searchable):
     """How to prune: each field is a setting (``tfopt.settings``), described where declared."""
 
     target_sparsity: float = setting(
@@ -85,10 +82,6 @@ class PruneConfig:
     batch_size: int = batch_size_setting()
     learning_rate: float = learning_rate_setting(5e-4)
     seed: int = seed_setting()
-    search: bool = search_setting()
-    search_trials: int = search_trials_setting()
-    search_minutes: float = search_minutes_setting()
-    max_accuracy_drop: float = max_accuracy_drop_setting("With search")
     ramp_fraction: float = setting(
         0.6,
         "Share of the fine-tuning steps over which a polynomial schedule ramps up.",
