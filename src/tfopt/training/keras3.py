@@ -350,7 +350,7 @@ def note_loaded(info: dict) -> None:
     next (the variant made from it) came from the same Keras."""
     _LINEAGE.clear()
     entry = info.get(ORIGIN_KEY)
-    if entry and str(entry.get("version", "")).startswith("3"):
+    if entry and entry.get("translated") and str(entry.get("version", "")).startswith("3"):
         _LINEAGE.append({k: v for k, v in entry.items() if not k.startswith("keras3_")})
 
 
