@@ -63,12 +63,12 @@ def keras3_classifier(arch: str, info, mean: float, var: float, alpha: float = 0
     return k.Model(inputs, out, name=f"{arch}_keras3")
 
 
-def train_keras3(model, info, epochs: int) -> dict:
+def train_keras3(model, info, epochs: int, seed: int = 42) -> dict:
     k = keras3.k3()
-    k.utils.set_random_seed(42)
+    k.utils.set_random_seed(seed)
     x, y = input_pipeline.load_arrays(info, "train")
     xv, yv = input_pipeline.load_arrays(info, "validation")
-    model.compile(k.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", ["accuracy"])
+    model.compile(k.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
     start = time.perf_counter()
     history = model.fit(
         x.astype(np.float32),
@@ -92,6 +92,44 @@ start = time.perf_counter()
 r = imported.import_model(sys.argv[1], sys.argv[2], sys.argv[3])
 print(json.dumps({"seconds": time.perf_counter() - start, "keras": r.keras}))
 """
+
+
+PARTS_CODE = """
+import json, sys, tempfile, time
+import numpy as np
+from tfopt._keras import keras as tfk
+from tfopt.data import input_pipeline, schema
+from tfopt.training import keras3
+k3_path, tfk_path, ds = sys.argv[1:4]
+x, _ = input_pipeline.load_arrays(schema.load_info(ds), "train", limit=keras3.CHECK_EXAMPLES)
+t = {}
+s = time.perf_counter(); tfk.models.load_model(tfk_path, compile=False)
+t["tf_keras_load"] = time.perf_counter() - s
+s = time.perf_counter(); keras3.k3(); t["keras3_import"] = time.perf_counter() - s
+s = time.perf_counter(); m = keras3.load(k3_path, k3_path, {}, "3")
+t["keras3_load"] = time.perf_counter() - s
+s = time.perf_counter(); tm = keras3.to_tf_keras(m); t["translate"] = time.perf_counter() - s
+s = time.perf_counter(); keras3.check_equal(m, tm, x.astype(np.float32), "m")
+t["check_256"] = time.perf_counter() - s
+s = time.perf_counter()
+keras3.write_keras3(tm, tempfile.mkdtemp(), keras3.origin("3", "file", True))
+t["keras3_file"] = time.perf_counter() - s
+print(json.dumps(t))
+"""
+
+
+def part_seconds(k3_path: str, tfk_path: str, ds: str, repeats: int) -> dict:
+    """The Keras 3 path's parts against tf_keras' load of the same model, each a median."""
+    runs = []
+    for _ in range(repeats):
+        done = subprocess.run(
+            [sys.executable, "-c", PARTS_CODE, k3_path, tfk_path, ds],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return {k: round(statistics.median(r[k] for r in runs), 2) for k in runs[0]}
 
 
 def import_seconds(src: str, ds: str, root: str, repeats: int) -> dict:
@@ -124,7 +162,9 @@ def import_cost(ds: str, root: str, repeats: int) -> list[dict]:
         keras3.to_tf_keras(model).save(tfk_path)
         k3 = import_seconds(k3_path, ds, root, repeats)
         tfk = import_seconds(tfk_path, ds, root, repeats)
+        parts = part_seconds(k3_path, tfk_path, ds, repeats)
         row = {
+            "parts": parts,
             "arch": arch,
             "params": int(model.count_params()),
             "layers": len(model.layers),
@@ -134,17 +174,50 @@ def import_cost(ds: str, root: str, repeats: int) -> list[dict]:
         }
         rows.append(row)
         print(json.dumps(row), flush=True)
-    print("\n| model | params | import tf_keras .keras s | import Keras 3 .keras s | added s |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    print(
+        "\n| model | params | import tf_keras .keras s | import Keras 3 .keras s | added s | "
+        "tf_keras load | Keras 3 import / load / translate / check 256 / Keras 3 file |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
     for r in rows:
         e = r["keras3"]["keras"]
         print(
             f"| {r['arch']} | {r['params']:,} | {r['tf_keras']['median_seconds']:.1f} | "
             f"{r['keras3']['median_seconds']:.1f} (load + translate + check "
             f"{e.get('seconds', 0):.1f}, Keras 3 file {e.get('keras3_seconds', 0):.1f}) | "
-            f"{r['added_seconds']:.1f} |"
+            f"{r['added_seconds']:.1f} | {r['parts']['tf_keras_load']:.2f} | "
+            + " / ".join(
+                f"{r['parts'][k]:.2f}"
+                for k in ("keras3_import", "keras3_load", "translate", "check_256", "keras3_file")
+            )
+            + " |"
         )
     return rows
+
+
+def seed_spread(ds: str, root: str, x, y, epochs: int, seeds: list[int]) -> dict:
+    """Test accuracy of the baseline trained from other seeds, by each Keras: the noise
+    the two table rows' baselines differ within."""
+    from tfopt.evaluation.runtime import Predictor
+    from tfopt.training import models
+
+    info = schema.load_info(ds)
+    mean, var = train.feature_stats(info)
+    out: dict = {"tf_keras": {}, "keras3": {}}
+    for seed in seeds:
+        path = os.path.join(root, f"seed-{seed}-tf_keras")
+        config = train.TrainConfig(
+            model=models.ModelConfig(arch="mobilenet_v2", alpha=0.35), epochs=epochs, seed=seed
+        )
+        train.train_model(ds, path, config)
+        acc = float(np.mean(Predictor(path, "saved_model").predict(x).argmax(1) == y) * 100)
+        out["tf_keras"][seed] = acc
+        model = keras3_classifier("mobilenet_v2", info, mean, var)
+        train_keras3(model, info, epochs, seed)
+        acc = float(np.mean(np.asarray(model.predict(x, verbose=0)).argmax(1) == y) * 100)
+        out["keras3"][seed] = acc
+        print(json.dumps({"seed": seed, **{k: v[seed] for k, v in out.items()}}), flush=True)
+    return out
 
 
 def main() -> None:
@@ -155,6 +228,8 @@ def main() -> None:
     parser.add_argument("--prune-epochs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-families", action="store_true")
+    parser.add_argument("--no-import", action="store_true")
+    parser.add_argument("--seeds", default="", help="only the baselines from these seeds")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -165,7 +240,15 @@ def main() -> None:
     )
     x, y = input_pipeline.load_arrays(info, "test")
     print(f"Fashion-MNIST subset: {info.counts}; load {os.getloadavg()}", flush=True)
-    result: dict = {"import": import_cost(ds, root, args.repeats)}
+    if args.seeds:
+        seeds = [int(v) for v in args.seeds.split(",")]
+        result = {"seeds": seed_spread(ds, root, x, y, args.epochs, seeds)}
+        print(json.dumps(result))
+        if args.out:
+            with open(args.out, "w") as fh:
+                json.dump(result, fh, indent=1)
+        return
+    result = {"import": [] if args.no_import else import_cost(ds, root, args.repeats)}
     if not args.no_families:
         tfk = families.family(
             "mobilenet_v2", ds, root, args.epochs, x, y, args.qat_epochs, args.prune_epochs
