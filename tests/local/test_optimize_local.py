@@ -125,21 +125,28 @@ def test_litert_quantizer_variants_run_when_switched_on(tmp_path):
 
 
 @pytest.mark.slow
-def test_steps_at_the_same_time_give_what_one_at_a_time_gives(tmp_path):
+def test_steps_at_the_same_time_give_what_one_at_a_time_gives(blessed_run, tmp_path):
     """Issue 33: the same seed gives the same variants, accuracies, sizes and selection,
     whether the steps run two at a time or one at a time (latency figures aside)."""
-    one = run_local(dict(SMALL), str(tmp_path), parallelism=1)
-    two = run_local(dict(SMALL), str(tmp_path / "two"), parallelism=2)
-    assert one["parallelism"] == 1 and two["parallelism"] == 2
+    # the module's run took the default (one step per core); this one the other way
+    other = 2 if blessed_run["parallelism"] == 1 else 1
+    again = run_local(dict(SMALL), str(tmp_path), parallelism=other)
+    assert again["parallelism"] == other
 
     def figures(summary):
         return {
-            v["name"]: (v["accuracy"], v["f1"], v["size_bytes"], v["params"], v["rejected_reasons"])
+            v["name"]: (v["accuracy"], v["f1"], v["params"], v["rejected_reasons"])
             for v in summary["variants"]
         }
 
-    assert figures(one) == figures(two)
-    assert (one["selected"], one["blessed"]) == (two["selected"], two["blessed"])
+    assert figures(blessed_run) == figures(again)
+    # a SavedModel's gzip differs by a few bytes between two saves of the same weights
+    sizes = [{v["name"]: v["size_bytes"] for v in s["variants"]} for s in (blessed_run, again)]
+    assert all(abs(sizes[0][n] - sizes[1][n]) <= 16 for n in sizes[0])
+    assert (blessed_run["selected"], blessed_run["blessed"]) == (
+        again["selected"],
+        again["blessed"],
+    )
 
 
 @pytest.mark.slow

@@ -36,7 +36,10 @@ from tfopt.training.keras3_layers import NoEquivalentError, k3, to_k3, to_tfk
 
 log = logging.getLogger(__name__)
 
-TOLERANCE = 1e-5  # largest |difference| allowed between the two models' outputs
+# Largest |difference| allowed between the two models' outputs: float32 rounding through
+# ~50 layers of differently fused kernels reaches ~1e-5 (ResNet50: 1.2e-5 measured); a
+# wrong translation (a lost epsilon, a swapped axis) is 1e-2 or more.
+TOLERANCE = 1e-4
 CHECK_EXAMPLES = 256  # examples the import compares the two models on
 RANDOM_EXAMPLES = 16  # random inputs where no dataset is at hand (module file, way back)
 KERAS3_FILE = "model.keras"  # the Keras 3 copy inside a SavedModel directory
