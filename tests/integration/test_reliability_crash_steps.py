@@ -46,7 +46,7 @@ from kfp import dsl
 from tfopt._keras import tf
 tf.config.experimental.enable_op_determinism()
 spec = json.loads(sys.argv[1])
-if spec["step"] in ("prune", "distill", "lowrank", "qat"):  # generated, one per technique
+if spec["step"] in ("prune", "qat"):  # generated, one per technique
     component = import_module("tfopt.components.compress").COMPONENTS[spec["step"]]
 else:
     component = getattr(import_module("tfopt.components." + spec["step"]), spec["step"])
@@ -62,30 +62,15 @@ print("done", flush=True)
 TRAIN = dict(
     arch="mlp", width=32, depth=1, dropout=0.0, epochs=60, batch_size=32, early_stopping_patience=0
 )
-# step -> (primary output, extra outputs, parameters)
+# step -> (primary output, extra outputs, parameters). Every technique's component runs
+# the one body (components/_compress.py) and saves with models.save_for_dataset (a
+# SavedModel: prune) or writes a TFLite file (qat): those two stand for the others.
 STEPS = {
     "train": ("model", ("metrics", "tensorboard"), {"train_config": TRAIN}),
     "prune": (
         "compressed_model",
         ("metrics", "tensorboard"),
         dict(target_sparsity=0.6, epochs=3, batch_size=32),
-    ),
-    "distill": (
-        "compressed_model",
-        ("metrics", "tensorboard"),
-        dict(
-            student_arch="mlp",
-            student_width=16,
-            student_depth=1,
-            epochs=3,
-            batch_size=32,
-            train_scratch=False,
-        ),
-    ),
-    "lowrank": (
-        "compressed_model",
-        ("metrics", "tensorboard"),
-        dict(energy=0.8, epochs=2, batch_size=32),
     ),
     "qat": (
         "compressed_model",
