@@ -8,6 +8,30 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+SLOW_S = 120.0  # a test taking longer is named as it ends
+
+
+def pytest_runtest_logreport(report):
+    """Name a failure, or a test past SLOW_S, when it happens rather than only in the
+    summary at the end: a CI run cut off at its time limit still says what failed."""
+    failed = report.failed and report.when in ("setup", "call", "teardown")
+    slow = report.when == "call" and report.duration > SLOW_S
+    reporter = _config and _config.pluginmanager.get_plugin("terminalreporter")
+    if (failed or slow) and reporter:
+        what = f"FAILED ({report.when})" if failed else "slow"
+        lines = report.longreprtext.splitlines() if failed else []
+        why = next((ln for ln in reversed(lines) if ln.startswith("E ")), "")[:300]
+        reporter.write_line(f"\n{what}: {report.nodeid} ({report.duration:.0f} s) {why}")
+
+
+_config = None
+
+
+def pytest_configure(config):
+    global _config
+    if not hasattr(config, "workerinput"):  # the controller (or a run without xdist)
+        _config = config
+
 
 @pytest.fixture(scope="session")
 def digits_dir(tmp_path_factory) -> str:
