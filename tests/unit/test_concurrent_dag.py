@@ -2,7 +2,8 @@
 local runner with small stdlib-only components, each step a real subprocess.
 
 Each step records when it ran (a file of start and end times); overlap and order are
-read from those, never from sleeps or timers.
+read from those, never from sleeps or timers: a step that may run beside another waits
+until one has started (however long a loaded machine takes to start it).
 """
 
 import json
@@ -18,8 +19,16 @@ pytestmark = pytest.mark.timeout(600)
 
 
 @dsl.component(base_image="python:3.11", install_kfp_package=False)
-def work(log_dir: str, name: str, after: str = "", fail: bool = False) -> str:
-    """Record start, wait until a sibling has started too (or 3 s), record end."""
+def work(
+    log_dir: str,
+    name: str,
+    after: str = "",
+    fail: bool = False,
+    siblings: str = "",
+    wait_s: float = 0.0,
+) -> str:
+    """Record start, wait until one of ``siblings`` has started too (at most ``wait_s``:
+    a loaded machine may take seconds to start a process), record end."""
     import json
     import os
     import time
@@ -28,14 +37,8 @@ def work(log_dir: str, name: str, after: str = "", fail: bool = False) -> str:
     path = os.path.join(log_dir, name + ".json")
     with open(path + ".start", "w") as fh:
         fh.write(str(start))
-    deadline = start + 3.0  # long enough for a sibling to start when one may
-    while time.time() < deadline:
-        others = [
-            f for f in os.listdir(log_dir) if f.endswith(".start") and f != name + ".json.start"
-        ]
-        running = [f for f in others if not os.path.exists(os.path.join(log_dir, f[:-6]))]
-        if running:
-            break
+    starts = [os.path.join(log_dir, s + ".json.start") for s in siblings.split(",") if s]
+    while starts and time.time() < start + wait_s and not any(map(os.path.exists, starts)):
         time.sleep(0.02)
     threads = os.environ.get("TF_NUM_INTRAOP_THREADS", "")
     with open(path, "w") as fh:
@@ -60,11 +63,13 @@ def evaluate(log_dir: str, x: str, y: str, z: str) -> str:
 
 
 @dsl.pipeline(name="fan-out")
-def fan_out(log_dir: str, fail_b: bool = False) -> str:
+def fan_out(log_dir: str, fail_b: bool = False, wait_s: float = 300.0) -> str:
+    """b, c and d each wait for one of the others to start: where two may run at once,
+    the first two overlap; one at a time, the first waits ``wait_s`` in vain."""
     a = work(log_dir=log_dir, name="a")
-    b = work(log_dir=log_dir, name="b", after=a.output, fail=fail_b)
-    c = work(log_dir=log_dir, name="c", after=a.output)
-    d = work(log_dir=log_dir, name="d", after=a.output)
+    b = work(log_dir=log_dir, name="b", after=a.output, fail=fail_b, siblings="c,d", wait_s=wait_s)
+    c = work(log_dir=log_dir, name="c", after=a.output, siblings="b,d", wait_s=wait_s)
+    d = work(log_dir=log_dir, name="d", after=a.output, siblings="b,c", wait_s=wait_s)
     joined = evaluate(log_dir=log_dir, x=b.output, y=c.output, z=d.output)
     return joined.output
 
@@ -116,7 +121,7 @@ def test_independent_steps_overlap_and_dependencies_hold(kfp_local):
 
 def test_one_slot_runs_them_one_at_a_time(kfp_local):
     with concurrent_dags(1):
-        task = fan_out(log_dir=kfp_local)
+        task = fan_out(log_dir=kfp_local, wait_s=1.0)
     assert task.output == "bacada"
     t = _times(kfp_local)
     assert _most_at_once(list(t.values())) == 1
