@@ -56,7 +56,7 @@ def env(tmp_path):
         storage_uri=STORAGE,
         namespace="default",
         canary_percent=20,
-        timeout_s=60,
+        timeout_s=600,  # a loaded machine may take long to load the model; a hang test sets 1 s
     )
     yield {"standin": standin, "cfg": cfg, "repo": repo}
     standin.stop()
