@@ -9,6 +9,7 @@ from tfopt.compression import tflite as tflite_lib
 from tfopt.data import input_pipeline, schema
 from tfopt.errors import ConfigError, ModelError
 from tfopt.evaluation import evaluate as ev
+from tfopt.evaluation.noise import mcnemar_p
 from tfopt.evaluation.runtime import Predictor
 from tfopt.training import models
 
@@ -109,6 +110,16 @@ def test_tflite_float32_matches_saved_model_and_records_threads(zoo):
     assert f32["latency_iterations"] >= 20
     assert i8["size_bytes"] < f32["size_bytes"] < base["size_bytes"]
     assert abs(i8["accuracy"] - base["accuracy"]) < 0.1
+    # each candidate against the baseline on the same examples: the disagreements add up
+    # to the accuracy difference, and McNemar's p-value goes with them
+    assert "paired_drop" not in base
+    for r in (f32, i8):
+        paired = r["paired_drop"]
+        assert paired["n"] == zoo["num_test"] == r["num_test"]
+        assert paired["drop_points"] == pytest.approx((base["accuracy"] - r["accuracy"]) * 100)
+        b, c = paired["only_reference"], paired["only_candidate"]
+        assert paired["p_value"] == pytest.approx(mcnemar_p(b, c))
+        assert paired["text"].startswith(f"drop {paired['drop_points']:.2f} points")
 
 
 class _CountedCalls:

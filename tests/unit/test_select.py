@@ -3,10 +3,12 @@ contract.
 """
 
 import json
+from dataclasses import asdict
 
 import pytest
 
 from tfopt.errors import ConfigError
+from tfopt.evaluation import noise
 from tfopt.evaluation import select as sel
 from tfopt.reporting.summary import SUMMARY_FIELDS, format_table
 
@@ -66,6 +68,38 @@ def test_size_and_latency_targets_give_reasons():
     assert s.reasons["tiny"] == []
     by_name = {r["name"]: r for r in s.records}
     assert by_name["pruned"]["rejected_reasons"] == s.reasons["pruned"]
+
+
+def _paired(n, only_baseline, only_candidate):
+    drop = noise.PairedDrop(
+        n,
+        only_baseline,
+        only_candidate,
+        (only_baseline - only_candidate) / n * 100,
+        noise.mcnemar_p(only_baseline, only_candidate),
+    )
+    return {**asdict(drop), "text": drop.describe()}
+
+
+def test_a_drop_chance_explains_passes_the_gate_and_a_real_one_does_not():
+    """Issue 32: on 200 examples, 4 against 0 disagreements (2 points) could be a fair
+    coin's (McNemar p 0.125): no drop; 10 against 0 (5 points) could not."""
+    base = rec("baseline", 0.95, 100_000, 0.5, num_test=200)
+    noisy = rec("noisy", 0.93, 5_000, 0.1, paired_drop=_paired(200, 4, 0))
+    real = rec("real", 0.90, 4_000, 0.1, paired_drop=_paired(200, 10, 0))
+    measured = rec("measured", 0.93, 4_500, 0.1)  # no paired figures: taken as measured
+    s = sel.select_candidate([base, noisy, real, measured], "baseline", sel.SelectionPolicy())
+    assert s.reasons["noisy"] == [] and s.selected == "noisy"
+    assert s.reasons["real"] == ["accuracy drop 5.00 points > 1"]
+    assert s.reasons["measured"] == ["accuracy drop 2.00 points > 1"]
+    # 200 examples cannot tell a 1-point drop from noise: the run says how many could
+    assert s.noise["examples_needed"] == 600 and "needs 600" in s.noise["warning"]
+    summary = sel.summarize("p", {}, "baseline", s)
+    assert summary["accuracy_noise"] == s.noise
+    enough = sel.select_candidate(
+        [rec("baseline", 0.95, 1, 0.5, num_test=600)], "baseline", sel.SelectionPolicy()
+    )
+    assert "warning" not in enough.noise
 
 
 def test_nothing_acceptable_is_not_blessed():

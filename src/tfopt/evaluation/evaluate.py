@@ -34,11 +34,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from tfopt import fsutil, model_info
+from tfopt import fsutil, model_info, registry
 from tfopt._keras import tf
 from tfopt.checks import check_float, check_int
 from tfopt.data import input_pipeline, schema
 from tfopt.errors import DataError, ModelError
+from tfopt.evaluation import noise
 from tfopt.evaluation import runtime as runtime_lib
 from tfopt.evaluation.runtime import Predictor
 
@@ -218,6 +219,14 @@ def _test_sample(info, n: int) -> np.ndarray:
     return x
 
 
+@dataclass(frozen=True)
+class Outcomes:
+    """A candidate's predicted classes on the test split, beside the labels (in order)."""
+
+    labels: np.ndarray
+    predicted: np.ndarray
+
+
 def evaluate_model(
     path: str,
     fmt: str,
@@ -236,6 +245,11 @@ def evaluate_model(
         name: variant name (default: the basename of ``path``).
         sample: the first test examples for timing (read here when None).
     """
+    return _measure(path, fmt, dataset_dir, config, name, sample)[0]
+
+
+def _measure(path, fmt, dataset_dir, config, name, sample) -> tuple[dict, Outcomes]:
+    """``evaluate_model``'s record, and the test split's labels and predicted classes."""
     start = time.perf_counter()
     info = schema.load_info(dataset_dir)
     if sample is None:
@@ -246,6 +260,7 @@ def evaluate_model(
         predictor.check_fits(info.feature_shape)
         confusion = np.zeros((classes, classes), dtype=np.int64)
         loss_sum, count = 0.0, 0
+        labels, predicted = [], []
         for x, y in input_pipeline.iter_arrays(info, "test", config.batch_size):
             probs = predictor.predict(x, config.batch_size)
             if probs.shape != (len(y), classes):
@@ -254,8 +269,10 @@ def evaluate_model(
                 )
             if not np.all(np.isfinite(probs)):
                 raise ModelError(f"{path}: the model outputs NaN or infinity")
+            labels.append(y)
+            predicted.append(probs.argmax(axis=1))
             confusion += np.bincount(
-                y * classes + probs.argmax(axis=1), minlength=classes * classes
+                y * classes + predicted[-1], minlength=classes * classes
             ).reshape(classes, classes)
             loss_sum += float(-np.sum(np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0))))
             count += len(y)
@@ -297,7 +314,7 @@ def evaluate_model(
         record["params"], record["sparsity"] = weight_stats(weights)
         record["params_source"] = "measured"
     record["eval_seconds"] = round(time.perf_counter() - start, 3)
-    return record
+    return record, Outcomes(np.concatenate(labels), np.concatenate(predicted))
 
 
 @dataclass(frozen=True)
@@ -311,9 +328,13 @@ class Candidate:
 
 
 def evaluate_candidates(
-    candidates: list[Candidate], dataset_dir: str, config: EvalConfig = EvalConfig()
+    candidates: list[Candidate],
+    dataset_dir: str,
+    config: EvalConfig = EvalConfig(),
+    baseline: str = registry.BASELINE,
 ) -> list[dict]:
     """Evaluate every candidate; one that cannot be loaded or run gets an ``error``.
+    Each other candidate's record gets its ``paired_drop`` against ``baseline``.
 
     Raises:
         ModelError: no candidate at all, or two candidates share a name.
@@ -334,17 +355,33 @@ def evaluate_candidates(
     # freeze each of the collections below scanned it all again (0.2 s per candidate).
     gc.freeze()
     try:
-        return [_evaluate_candidate(cand, dataset_dir, config, sample) for cand in candidates]
+        measured = [_evaluate_candidate(cand, dataset_dir, config, sample) for cand in candidates]
     finally:
         gc.unfreeze()  # a library caller's process collects as before afterwards
+    _pair_with(baseline, measured)
+    return [record for record, _ in measured]
 
 
-def _evaluate_candidate(cand: Candidate, dataset_dir: str, config: EvalConfig, sample) -> dict:
-    """One candidate's record; one that cannot be loaded or run gets an ``error``."""
+def _pair_with(baseline: str, measured: list[tuple[dict, Outcomes | None]]) -> None:
+    """Each candidate's accuracy drop against the baseline on the same test examples,
+    with McNemar's p-value (``paired_drop``): what the gate reads to tell a drop from
+    noise (tfopt.evaluation.noise)."""
+    ref = next((o for r, o in measured if r["name"] == baseline and o is not None), None)
+    for record, outcomes in measured:
+        if ref is None or outcomes is None or record["name"] == baseline:
+            continue
+        paired = noise.paired_drop(ref.labels, ref.predicted, outcomes.predicted)
+        record["paired_drop"] = {**asdict(paired), "text": paired.describe()}
+
+
+def _evaluate_candidate(
+    cand: Candidate, dataset_dir: str, config: EvalConfig, sample
+) -> tuple[dict, Outcomes | None]:
+    """One candidate's record and outcomes; one that cannot be loaded or run gets an
+    ``error`` (and no outcomes)."""
+    outcomes = None
     try:
-        record = evaluate_model(
-            cand.path, cand.format, dataset_dir, config, cand.name, sample=sample
-        )
+        record, outcomes = _measure(cand.path, cand.format, dataset_dir, config, cand.name, sample)
         log.info(
             "%s: accuracy %.4f, %d bytes, p50 %.3f ms, %.0f ex/s, peak RSS %.0f MiB",
             cand.name,
@@ -374,7 +411,7 @@ def _evaluate_candidate(cand: Candidate, dataset_dir: str, config: EvalConfig, s
     if origin:
         record["origin"] = origin
     gc.collect()  # the predictor's TensorFlow objects, before the next candidate
-    return record
+    return record, outcomes
 
 
 _ORIGIN_KEYS = ("source_uri", "source_format", "trainable", "output", "module_sha256", "keras")

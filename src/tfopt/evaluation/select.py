@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from tfopt import fsutil, registry
 from tfopt.checks import check_choice, check_float, check_int, check_str
 from tfopt.errors import ConfigError
+from tfopt.evaluation import noise
 from tfopt.evaluation.champion import CHANGE_MODES, change_reasons, load_previous
 from tfopt.reporting.summary import build_summary
 
@@ -110,6 +111,7 @@ class Selection:
     previous: dict | None = None
     floor: dict | None = None
     champion: dict | None = None  # the deployed model's entry, evaluated or why not
+    noise: dict | None = None  # noise_check's verdict on the test split's size
 
 
 def rejection_reasons(
@@ -134,7 +136,7 @@ def rejection_reasons(
             f"{policy.deploy_target} (takes {', '.join(policy.formats)})"
         )
     drop = (base["accuracy"] - record["accuracy"]) * 100
-    if drop > policy.max_accuracy_drop + 1e-9:
+    if drop > policy.max_accuracy_drop + 1e-9 and not within_noise(record):
         reasons.append(f"accuracy drop {drop:.2f} points > {policy.max_accuracy_drop:g}")
     if policy.max_size_bytes and record["size_bytes"] > policy.max_size_bytes:
         reasons.append(f"size {record['size_bytes']} bytes > {policy.max_size_bytes}")
@@ -143,6 +145,38 @@ def rejection_reasons(
             f"p99 latency {record['latency_ms_p99']:.3f} ms > {policy.max_latency_ms_p99:g} ms"
         )
     return reasons + change_reasons(record, policy, champion, previous)
+
+
+def within_noise(record: dict) -> bool:
+    """Whether the record's drop against the baseline on the same test examples is one
+    that chance explains (its ``paired_drop``, McNemar p >= noise.ALPHA): then it is no
+    drop. A record without one (evaluated before, or by a library caller) is taken as
+    measured."""
+    p = (record.get("paired_drop") or {}).get("p_value")
+    return p is not None and p >= noise.ALPHA
+
+
+def noise_check(base: dict | None, policy: SelectionPolicy) -> dict | None:
+    """Whether the test split is large enough for ``max_accuracy_drop`` to be told from
+    noise, and how many examples it would need (None without a baseline count)."""
+    n = (base or {}).get("num_test")
+    if not n or policy.max_accuracy_drop <= 0:
+        return None
+    needed = noise.examples_needed(policy.max_accuracy_drop)
+    check = {
+        "num_test": n,
+        "budget_points": policy.max_accuracy_drop,
+        "examples_needed": needed,
+        "alpha": noise.ALPHA,
+    }
+    if n < needed:
+        check["warning"] = (
+            f"the test split's {n} examples are too few to tell a drop of "
+            f"{policy.max_accuracy_drop:g} points from noise (that needs {needed}): drops "
+            "within noise pass the gate; use a larger test split or a larger max_accuracy_drop"
+        )
+        log.warning("%s", check["warning"])
+    return check
 
 
 def quality_floor(records: list[dict], baseline: str, policy: SelectionPolicy) -> dict:
@@ -271,6 +305,7 @@ def select_candidate(
         previous,
         floor,
         champion,
+        noise_check(base, policy),
     )
 
 
@@ -301,6 +336,7 @@ def summarize(pipeline: str, dataset: dict, baseline: str, selection: Selection,
         previous=({k: prev.get(k) for k in ("name", "accuracy", "path")} if prev else None),
         quality_floor=selection.floor,
         **({"champion": selection.champion} if selection.champion is not None else {}),
+        **({"accuracy_noise": selection.noise} if selection.noise else {}),
         **extra,
     )
 

@@ -83,14 +83,23 @@ def policy_lines(summary: dict) -> list[str]:
     p = summary.get("policy") or {}
     if not p:
         return []
+    drop = f"max accuracy drop {p.get('max_accuracy_drop')} points vs `{summary['baseline']}`"
+    noise = summary.get("accuracy_noise") or {}
+    if noise:
+        drop += (
+            f" on the same {noise['num_test']} test examples (a drop chance explains, "
+            f"McNemar p >= {noise['alpha']:g}, is none)"
+        )
     lines = [
         f"objective `{p.get('objective')}`",
-        f"max accuracy drop {p.get('max_accuracy_drop')} points vs `{summary['baseline']}`",
+        drop,
         f"max size {p['max_size_bytes']:,} bytes" if p.get("max_size_bytes") else "no size limit",
         f"max p99 latency {p['max_latency_ms_p99']} ms"
         if p.get("max_latency_ms_p99")
         else "no latency limit",
     ]
+    if noise.get("warning"):
+        lines.append("**" + noise["warning"] + "**")
     floor = summary.get("quality_floor") or {}
     if floor.get("required_accuracy") is not None:
         lines.append(
