@@ -114,7 +114,7 @@ def test_independent_steps_overlap_and_dependencies_hold(kfp_local):
     # the exclusive step ran alone, after all it depends on
     assert all(t["evaluate"]["start"] >= t[s]["end"] for s in "abcd")
     # threads: a runs alone (2 cores / 1), b, c, d beside two others (at least 1 each)
-    cores = os.cpu_count() or 1
+    cores = concurrent_dag.usable_cores()
     assert t["a"]["threads"] == str(cores)
     assert t["b"]["threads"] == str(max(1, cores // min(cores, 3)))
 
@@ -126,7 +126,7 @@ def test_one_slot_runs_them_one_at_a_time(kfp_local):
     t = _times(kfp_local)
     assert _most_at_once(list(t.values())) == 1
     # the same threads as the concurrent run: the rule reads the DAG, not the slots
-    cores = os.cpu_count() or 1
+    cores = concurrent_dag.usable_cores()
     assert t["b"]["threads"] == str(max(1, cores // min(cores, 3)))
 
 
@@ -139,6 +139,27 @@ def test_a_failing_step_stops_the_run_and_is_named(kfp_local):
     import builtins
 
     assert builtins.print is print
+
+
+@pytest.mark.parametrize(
+    ("files", "cpus"),
+    [
+        ({"cpu.max": "150000 100000\n"}, 2),  # cgroup v2: 1.5 CPUs, rounded up
+        ({"cpu.max": "max 100000\n"}, None),  # no quota
+        ({"cpu/cpu.cfs_quota_us": "400000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 4),
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+        ({"cpu.max": "garbled\n"}, None),
+        ({}, None),
+    ],
+)
+def test_a_cgroup_quota_caps_the_cores(tmp_path, files, cpus):
+    """A CI runner or container held to N CPUs on a larger host: N steps, N threads."""
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert concurrent_dag._cgroup_cpus(str(tmp_path)) == cpus
+    affinity = len(os.sched_getaffinity(0))
+    assert concurrent_dag.usable_cores(str(tmp_path)) == min(affinity, cpus or affinity)
 
 
 def test_slots_take_and_give():

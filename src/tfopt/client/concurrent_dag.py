@@ -345,11 +345,43 @@ class _Scheduler:
             self._fail(name, pending)
 
 
+def usable_cores(cgroup_root: str = "/sys/fs/cgroup") -> int:
+    """The cores this process may use: its CPU affinity, capped by a cgroup CPU quota. A
+    container or CI runner held to 2 CPUs on a larger host sees the host's count in
+    ``os.cpu_count()``; as many steps, each with that many threads, would thrash it."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    cores = cores or os.cpu_count() or 1
+    quota = _cgroup_cpus(cgroup_root)
+    return max(1, min(cores, quota) if quota else cores)
+
+
+def _cgroup_cpus(root: str) -> int | None:
+    """CPUs of the cgroup quota (v2 ``cpu.max``, else v1 ``cpu.cfs_quota_us``), rounded up;
+    None without a quota."""
+    for quota_file, period_file in (
+        ("cpu.max", None),
+        ("cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us"),
+    ):
+        try:
+            with open(os.path.join(root, quota_file)) as fh:
+                fields = fh.read().split()
+            if period_file:
+                with open(os.path.join(root, period_file)) as fh:
+                    fields.append(fh.read().strip())
+            quota, period = fields[0], int(fields[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if quota in ("max", "-1") or period <= 0:
+            return None
+        return max(1, -(-int(quota) // period))
+    return None
+
+
 def _threads(name: str, tasks: dict, never_runs) -> int:
     """TensorFlow threads for task ``name``: the cores over the tasks that may run beside
     it (neither its ancestors nor its descendants, nor a branch known not taken), all of
     them when it runs alone."""
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     if tasks[name].component_ref.name in EXCLUSIVE_COMPONENTS:
         return cores
     before = _closure(name, {n: list(t.dependent_tasks) for n, t in tasks.items()})

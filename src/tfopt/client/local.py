@@ -114,14 +114,16 @@ STEP_PEAK_BYTES = 1 << 30
 def default_parallelism() -> int:
     """As many steps at once as there are cores, while each can have ``STEP_PEAK_BYTES``
     of the memory available now."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    from tfopt.client.concurrent_dag import usable_cores
+
+    cores = usable_cores()
     try:
         with open("/proc/meminfo") as fh:
             info = dict(line.split(":", 1) for line in fh)
         available = int(info["MemAvailable"].split()[0]) * 1024
     except (OSError, KeyError, ValueError):
         available = STEP_PEAK_BYTES
-    return max(1, min(cores or 1, available // STEP_PEAK_BYTES))
+    return max(1, min(cores, available // STEP_PEAK_BYTES))
 
 
 def check_parallelism(value: object, where: str = "parallelism") -> int:
