@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 
+from tfopt import registry
 from tfopt.reporting.sections import evaluated
 
 
@@ -46,55 +47,113 @@ def _pyplot():
     return plt
 
 
+# how each kind of point is drawn; "other target": a format the deploy target does not
+# serve (the table's status says the same), not a failure
+STYLES = {
+    "acceptable": dict(c="#1f77b4", marker="o"),
+    "rejected": dict(c="#999999", marker="x"),
+    "other target": dict(facecolors="none", edgecolors="#7f7f7f", marker="s"),
+}
+
+
+def tradeoff_points(summary: dict, metric: str) -> list[dict]:
+    """Every evaluated variant as a point: ``x`` (``metric``), ``y`` (accuracy %), its
+    ``role`` (a key of STYLES), whether it is on the Pareto ``front``, and whether it is
+    named on the plot (``label``: the front, the selected and the baseline only; the
+    table lists the rest, whose names would print over each other where points cluster)."""
+    variants = evaluated(summary)
+    target = (summary.get("policy") or {}).get("deploy_target") or ""
+    formats = registry.DEPLOY_TARGET_FORMATS.get(target, ())
+    named = {summary.get("selected"), summary.get("baseline")}
+    out = []
+    for v in variants:
+        if formats and v.get("format") not in formats:
+            role = "other target"
+        else:
+            role = "rejected" if v.get("rejected_reasons") else "acceptable"
+        x, y = float(v[metric]), float(v["accuracy"]) * 100
+        out.append(dict(name=v["name"], x=x, y=y, role=role, front=False, label=False))
+    # the front of what the target can serve (of all, when it serves none of them)
+    mine = [p for p in out if p["role"] != "other target"] or out
+    for i in pareto_front([(p["x"], p["y"]) for p in mine]):
+        mine[i]["front"] = True
+    for p in out:
+        p["label"] = p["front"] or p["name"] in named
+    return out
+
+
+def _label(ax, points: list[dict]) -> None:
+    """Name ``points`` beside them, each label moved down until it clears those placed
+    (in display space, so log axes and clusters of points alike), and to the left of
+    its point near the right edge."""
+    ax.get_xlim(), ax.get_ylim()  # the autoscaled limits, before reading positions
+    px = ax.figure.dpi / 72  # pixels per typographic point
+    width, height = 80 * px, 9 * px  # a 7-point name, about
+    placed: list[tuple[float, float]] = []
+    for p in sorted(points, key=lambda p: -p["y"]):
+        x, y = ax.transData.transform((p["x"], p["y"]))
+        ty = y + 4 * px
+        while any(abs(ox - x) < width and abs(oy - ty) < height for ox, oy in placed):
+            ty -= height
+        placed.append((x, ty))
+        right = x > ax.bbox.x1 - width
+        ax.annotate(
+            p["name"],
+            (p["x"], p["y"]),
+            textcoords="offset points",
+            xytext=(-6 if right else 6, (ty - y) / px),
+            ha="right" if right else "left",
+            fontsize=7,
+        )
+
+
+def _human_bytes(x: float, _pos=None) -> str:
+    for unit, size in (("MB", 1e6), ("KB", 1e3)):
+        if x >= size:
+            return f"{x / size:g} {unit}"
+    return f"{x:g} B"
+
+
 def plot_tradeoff(summary: dict, metric: str, label: str, log_x: bool = False) -> bytes:
     """Accuracy against ``metric`` for every evaluated variant, Pareto front marked (PNG)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
     plt = _pyplot()
-    variants = evaluated(summary)
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    if variants:
-        pts = [(float(v[metric]), float(v["accuracy"]) * 100) for v in variants]
-        front = pareto_front(pts)
-        rejected = [i for i, v in enumerate(variants) if v.get("rejected_reasons")]
-        ok = [i for i in range(len(variants)) if i not in rejected]
-        for idx, style, name in (
-            (ok, dict(c="#1f77b4", marker="o"), "acceptable"),
-            (rejected, dict(c="#999999", marker="x"), "rejected"),
-        ):
-            if idx:
-                ax.scatter(
-                    [pts[i][0] for i in idx],
-                    [pts[i][1] for i in idx],
-                    s=36,
-                    label=name,
-                    zorder=3,
-                    **style,
-                )
-        ax.step(
-            [pts[i][0] for i in front],
-            [pts[i][1] for i in front],
-            where="post",
-            color="#d62728",
-            lw=1.5,
-            ls="--",
-            label="Pareto front",
-            zorder=2,
+    points = tradeoff_points(summary, metric)
+    fig, ax = plt.subplots(figsize=(7.6, 4.0))
+    for role, style in STYLES.items():
+        mine = [p for p in points if p["role"] == role]
+        if mine:
+            xs, ys = [p["x"] for p in mine], [p["y"] for p in mine]
+            ax.scatter(xs, ys, s=36, label=role, zorder=3, **style)
+    front = sorted((p for p in points if p["front"]), key=lambda p: p["x"])
+    if front:
+        xs, ys = [p["x"] for p in front], [p["y"] for p in front]
+        ax.step(xs, ys, where="post", color="#d62728", lw=1.5, ls="--", zorder=2)
+        # hollow rings as well as the line: a front of one point has no line to see
+        ax.scatter(xs, ys, s=110, facecolors="none", edgecolors="#d62728", lw=1.2, zorder=2)
+        ax.plot([], [], color="#d62728", ls="--", marker="o", mfc="none", label="Pareto front")
+    chosen = [p for p in points if p["name"] == summary.get("selected")]
+    if chosen:
+        ax.scatter(
+            [chosen[0]["x"]],
+            [chosen[0]["y"]],
+            s=220,
+            marker="*",
+            c="#ff7f0e",
+            edgecolors="black",
+            zorder=4,
+            label="selected",
         )
-        for i, v in enumerate(variants):
-            ax.annotate(v["name"], pts[i], textcoords="offset points", xytext=(4, 4), fontsize=7)
-            if v["name"] == summary.get("selected"):
-                ax.scatter(
-                    [pts[i][0]],
-                    [pts[i][1]],
-                    s=220,
-                    marker="*",
-                    c="#ff7f0e",
-                    edgecolors="black",
-                    zorder=4,
-                    label="selected",
-                )
-        ax.legend(fontsize=7, loc="lower right")
+    if points:  # outside the axes: it covered points in the lower right
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     if log_x:
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # 1-2-5 per decade
+        ax.xaxis.set_minor_formatter(NullFormatter())  # "2x10^4 3x10^4 ..." collided
+    plain = FuncFormatter(lambda x, _pos: f"{x:g}")  # 0.002 0.005 0.01, not 10^-2 alone
+    ax.xaxis.set_major_formatter(FuncFormatter(_human_bytes) if metric.endswith("bytes") else plain)
+    _label(ax, [p for p in points if p["label"]])  # after the scale: positions are final
     ax.set_xlabel(label)
     ax.set_ylabel("test accuracy (%)")
     ax.grid(True, alpha=0.3)
