@@ -9,7 +9,7 @@ import re
 import pytest
 
 from tfopt.evaluation import select as sel
-from tfopt.reporting import modelcard, report
+from tfopt.reporting import modelcard, report, sections
 
 # 90% on 100 test examples (55 majority), consistent with the 0.90 records below:
 # the quality floor reads the class counts from it
@@ -101,6 +101,16 @@ def test_markdown_report_lists_every_candidate_and_reason():
     assert "- `broken`: failed to evaluate: ModelError: cannot load the TFLite model" in md
     assert "200 timed calls after 20 warm-up calls" in md
     assert "| tflite_int8 | tflite | 89.50 | +0.50 |" in md
+
+
+def test_rows_the_target_cannot_serve_are_for_another_target_not_rejected():
+    """As the console says: a TFLite row of a TF Serving run is 'other target' when its
+    format is its only reason, 'rejected' when something else rules it out too."""
+    summary, _ = summary_for(sel.SelectionPolicy(deploy_target="tf_serving"))
+    rows = {r["variant"]: r for r in sections.candidate_rows(summary)}
+    assert rows["tflite_int8"]["status"] == "other target"
+    assert rows["worse"]["status"] == "rejected"  # a TFLite row 20 points down as well
+    assert rows["baseline"]["status"] in ("acceptable", "**selected**")
 
 
 def test_html_report_is_self_contained_with_three_plots():

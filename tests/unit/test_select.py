@@ -96,6 +96,7 @@ def test_a_drop_chance_explains_passes_the_gate_and_a_real_one_does_not():
     assert s.noise["examples_needed"] == 600 and "needs 600" in s.noise["warning"]
     summary = sel.summarize("p", {}, "baseline", s)
     assert summary["accuracy_noise"] == s.noise
+    assert f"(!) {s.noise['warning']}" in format_table(summary)  # the console says it too
     enough = sel.select_candidate(
         [rec("baseline", 0.95, 1, 0.5, num_test=600)], "baseline", sel.SelectionPolicy()
     )

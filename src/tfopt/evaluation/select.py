@@ -171,8 +171,8 @@ def noise_check(base: dict | None, policy: SelectionPolicy) -> dict | None:
     }
     if n < needed:
         check["warning"] = (
-            f"the test split's {n} examples are too few to tell a drop of "
-            f"{policy.max_accuracy_drop:g} points from noise (that needs {needed}): drops "
+            f"the test split's {n} examples are too few to tell a "
+            f"{policy.max_accuracy_drop:g}-point drop from noise (that needs {needed}): drops "
             "within noise pass the gate; use a larger test split or a larger max_accuracy_drop"
         )
         log.warning("%s", check["warning"])

@@ -7,8 +7,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 
-from tfopt import registry
-from tfopt.reporting.sections import evaluated
+from tfopt.reporting.sections import evaluated, other_target, served
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
@@ -61,20 +60,19 @@ def tradeoff_points(summary: dict, metric: str) -> list[dict]:
     ``role`` (a key of STYLES), whether it is on the Pareto ``front``, and whether it is
     named on the plot (``label``: the front, the selected and the baseline only; the
     table lists the rest, whose names would print over each other where points cluster)."""
-    variants = evaluated(summary)
-    target = (summary.get("policy") or {}).get("deploy_target") or ""
-    formats = registry.DEPLOY_TARGET_FORMATS.get(target, ())
     named = {summary.get("selected"), summary.get("baseline")}
-    out = []
-    for v in variants:
-        if formats and v.get("format") not in formats:
+    out, servable = [], []
+    for v in evaluated(summary):
+        if other_target(summary, v):
             role = "other target"
         else:
             role = "rejected" if v.get("rejected_reasons") else "acceptable"
         x, y = float(v[metric]), float(v["accuracy"]) * 100
         out.append(dict(name=v["name"], x=x, y=y, role=role, front=False, label=False))
+        if served(summary, v):
+            servable.append(out[-1])
     # the front of what the target can serve (of all, when it serves none of them)
-    mine = [p for p in out if p["role"] != "other target"] or out
+    mine = servable or out
     for i in pareto_front([(p["x"], p["y"]) for p in mine]):
         mine[i]["front"] = True
     for p in out:
@@ -153,6 +151,7 @@ def plot_tradeoff(summary: dict, metric: str, label: str, log_x: bool = False) -
         ax.xaxis.set_minor_formatter(NullFormatter())  # "2x10^4 3x10^4 ..." collided
     plain = FuncFormatter(lambda x, _pos: f"{x:g}")  # 0.002 0.005 0.01, not 10^-2 alone
     ax.xaxis.set_major_formatter(FuncFormatter(_human_bytes) if metric.endswith("bytes") else plain)
+    ax.margins(x=0.06, y=0.1)  # room for the names of points at the edges
     _label(ax, [p for p in points if p["label"]])  # after the scale: positions are final
     ax.set_xlabel(label)
     ax.set_ylabel("test accuracy (%)")

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import platform
 
+from tfopt import registry
+
 
 def evaluated(summary: dict) -> list[dict]:
     """The variants that were evaluated (no error, an accuracy)."""
@@ -31,6 +33,19 @@ def champion_status(champion: dict) -> str:
     return f"champion ({where})"
 
 
+def served(summary: dict, variant: dict) -> bool:
+    """Whether the run's deploy target can serve the variant's format (any, with none)."""
+    target = (summary.get("policy") or {}).get("deploy_target") or ""
+    formats = registry.DEPLOY_TARGET_FORMATS.get(target, ())
+    return not formats or variant.get("format") in formats
+
+
+def other_target(summary: dict, variant: dict) -> bool:
+    """A variant only its format rules out (the gate gives that one reason): it is for
+    another target, not rejected (the console's status ``other target`` too)."""
+    return not served(summary, variant) and len(variant.get("rejected_reasons") or []) <= 1
+
+
 def candidate_rows(summary: dict) -> list[dict]:
     """One row per candidate, then the champion's (when it was evaluated)."""
     base = next((v for v in summary["variants"] if v["name"] == summary["baseline"]), None)
@@ -44,6 +59,8 @@ def candidate_rows(summary: dict) -> list[dict]:
         status = (
             "**selected**"
             if v["name"] == summary.get("selected")
+            else "other target"
+            if not err and v is not champion and other_target(summary, v)
             else "rejected"
             if reasons
             else champion_status(v)
@@ -99,7 +116,7 @@ def policy_lines(summary: dict) -> list[str]:
         else "no latency limit",
     ]
     if noise.get("warning"):
-        lines.append("**" + noise["warning"] + "**")
+        lines.append("warning: " + noise["warning"])
     floor = summary.get("quality_floor") or {}
     if floor.get("required_accuracy") is not None:
         lines.append(

@@ -113,6 +113,9 @@ def format_table(
         )
     elif champion:
         lines.append(f"  (no champion: {champion.get('reason') or 'none found'})")
+    warning = (summary.get("accuracy_noise") or {}).get("warning")
+    if warning:
+        lines.append(f"(!) {warning}")
     if summary.get("selection_reason"):
         lines.append(f"(*) selected: {summary['selection_reason']}")
     return "\n".join(lines)
