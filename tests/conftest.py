@@ -65,3 +65,13 @@ def cnn(tmp_path_factory, digits_dir) -> str:
     from helpers.compression import trained_cnn
 
     return trained_cnn(tmp_path_factory, digits_dir)
+
+
+@pytest.fixture
+def forget_keras3_origin():
+    """A test that loads a model from Keras 3 leaves no origin for a later test's save
+    (``tfopt.training.keras3`` carries the last loaded model's origin to the next save)."""
+    yield
+    from tfopt.training import keras3
+
+    keras3.forget()

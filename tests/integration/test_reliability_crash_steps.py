@@ -46,10 +46,10 @@ from kfp import dsl
 from tfopt._keras import tf
 tf.config.experimental.enable_op_determinism()
 spec = json.loads(sys.argv[1])
-if spec["step"] in ("prune", "qat"):  # generated, one per technique
-    component = import_module("tfopt.components.compress").COMPONENTS[spec["step"]]
-else:
-    component = getattr(import_module("tfopt.components." + spec["step"]), spec["step"])
+techniques = import_module("tfopt.components.compress").COMPONENTS  # generated, one each
+component = techniques.get(spec["step"]) or getattr(
+    import_module("tfopt.components." + spec["step"]), spec["step"]
+)
 args = {k: getattr(dsl, v["kind"])(uri=v["uri"], metadata=v.get("metadata", {}))
         if isinstance(v, dict) and "kind" in v else v for k, v in spec["args"].items()}
 print("start", flush=True)

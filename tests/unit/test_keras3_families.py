@@ -20,13 +20,7 @@ from tfopt.training import imported, keras3
 from helpers.data import synthetic_images
 
 K = keras3.k3()
-
-
-@pytest.fixture(autouse=True)
-def _no_lineage_left():
-    """A test that loads a model from Keras 3 leaves no origin for a later test's save."""
-    yield
-    keras3.forget()
+pytestmark = pytest.mark.usefixtures("forget_keras3_origin")
 
 
 @pytest.mark.slow

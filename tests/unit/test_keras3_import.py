@@ -18,6 +18,7 @@ from tfopt.errors import ModelError
 from tfopt.training import imported, keras3, models, train
 
 K = keras3.k3()
+pytestmark = pytest.mark.usefixtures("forget_keras3_origin")
 
 # A user's module file: a Keras 3 custom layer, and the tf_keras class that translates it
 MODULE = textwrap.dedent(
@@ -65,13 +66,6 @@ MODULE = textwrap.dedent(
     '''
 )
 WITH_TF_KERAS = MODULE + 'tf_keras_objects = {"Scale": TfkScale}\n'
-
-
-@pytest.fixture(autouse=True)
-def _no_lineage_left():
-    """A test that loads a model from Keras 3 leaves no origin for a later test's save."""
-    yield
-    keras3.forget()
 
 
 @pytest.fixture(scope="module")

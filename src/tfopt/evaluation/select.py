@@ -175,7 +175,6 @@ def noise_check(base: dict | None, policy: SelectionPolicy) -> dict | None:
             f"{policy.max_accuracy_drop:g}-point drop from noise (that needs {needed}): drops "
             "within noise pass the gate; use a larger test split or a larger max_accuracy_drop"
         )
-        log.warning("%s", check["warning"])
     return check
 
 
@@ -414,6 +413,9 @@ def select_and_report(
 
     records = evaluations.get("candidates") or []
     selection = select_candidate(records, baseline, policy, evaluations.get("champion"))
+    warning = (selection.noise or {}).get("warning")
+    if warning:
+        log.warning("%s", warning)  # the step's log says it too
     record = next((r for r in selection.records if r["name"] == selection.selected), None)
     dataset = {
         k: v for k, v in (evaluations.get("dataset") or {}).items() if k in SUMMARY_DATASET_KEYS
