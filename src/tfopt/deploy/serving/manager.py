@@ -161,6 +161,8 @@ class VersionManager:
                 code, msg = _load_error(exc, path)
                 attempts = model.failed.get(v, ("", 0, 0.0))[1] + 1
                 final = attempts > self.max_load_retries
+                # the state before the count: a reader that sees the attempts sees END too
+                self._set_state(model, v, "END", code, msg)
                 model.failed[v] = (msg, attempts, time.monotonic() + self.load_retry_interval_s)
                 log.error(
                     "loading %s version %d failed (attempt %d of %d%s): %s",
@@ -171,7 +173,6 @@ class VersionManager:
                     "; giving up" if final else "",
                     msg,
                 )
-                self._set_state(model, v, "END", code, msg)
                 continue
             model.failed.pop(v, None)
             current[v] = servable
