@@ -6,9 +6,21 @@ import os
 
 import pytest
 
+from helpers import machine
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 SLOW_S = 120.0  # a test taking longer is named as it ends
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failure that mentions a timeout carries what the machine and this process's
+    threads were doing (taken here, in the process that ran the test)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and any(w in report.longreprtext for w in machine.TIMEOUT_WORDS):
+        report.sections.append(("machine", machine.snapshot() + "\n" + machine.thread_stacks()))
 
 
 def pytest_runtest_logreport(report):
@@ -22,6 +34,9 @@ def pytest_runtest_logreport(report):
         lines = report.longreprtext.splitlines() if failed else []
         why = next((ln for ln in reversed(lines) if ln.startswith("E ")), "")[:300]
         reporter.write_line(f"\n{what}: {report.nodeid} ({report.duration:.0f} s) {why}")
+        for name, text in report.sections:
+            if name == "machine":
+                reporter.write_line("  " + text.replace("\n", "\n  "))
 
 
 _config = None
@@ -31,6 +46,22 @@ def pytest_configure(config):
     global _config
     if not hasattr(config, "workerinput"):  # the controller (or a run without xdist)
         _config = config
+
+
+def pytest_sessionstart(session):
+    """The machine as the run starts: a loaded runner, or one with an earlier run's
+    processes still going, shows here."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter and not hasattr(session.config, "workerinput"):
+        # CI's runner is this checkout's alone; a pytest a test starts (its processes
+        # inherit TFOPT_TEST_RUN) leaves the run it is part of alone
+        if os.environ.get("CI") and not os.environ.get("TFOPT_TEST_RUN"):
+            os.environ["TFOPT_TEST_RUN"] = str(os.getpid())
+            root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+            stopped = machine.stop_leftovers((root + "/", "/tfopt-podman-", "/tfopt-warm-"))
+            if stopped:
+                reporter.write_line(f"stopped, left by an earlier run: {'; '.join(stopped)}")
+        reporter.write_line(f"machine at start: {machine.snapshot(sample_s=1.0, top=8)}")
 
 
 @pytest.fixture(scope="session")

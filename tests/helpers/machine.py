@@ -1,0 +1,121 @@
+"""What the machine and this test process were doing, in a few lines, for the test log.
+
+A CI run on a shared runner can fail by time alone (a server that does not answer in
+its timeout). The log then says what else ran (load, memory, the busiest processes,
+ones left from an earlier run) and where this process's threads stood, so the cause is
+read off the log instead of guessed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+import traceback
+
+TIMEOUT_WORDS = ("timed out", "Timeout", "timeout")  # a failure that may be the machine's
+
+
+def _proc_stat(pid: str) -> tuple[str, str, int] | None:
+    """(command, state, utime + stime ticks) of one process, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            raw = fh.read()
+    except OSError:
+        return None
+    name = raw[raw.index("(") + 1 : raw.rindex(")")]
+    fields = raw[raw.rindex(")") + 2 :].split()
+    return name, fields[0], int(fields[11]) + int(fields[12])
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return " ".join(fh.read().replace(b"\0", b" ").decode(errors="replace").split())
+    except OSError:
+        return ""
+
+
+def _ancestors() -> set[int]:
+    pid, seen = os.getpid(), set()
+    while pid > 1 and pid not in seen:
+        seen.add(pid)
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                pid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError):
+            break
+    return seen
+
+
+def stop_leftovers(marks: tuple[str, ...]) -> list[str]:
+    """SIGKILL the processes whose command line holds one of ``marks`` (this checkout's
+    path, the temporary folders its runs make) and that are not this process or its
+    ancestors: what a run stopped at CI's time limit left going. Returns what it stopped."""
+    import signal
+
+    keep, stopped = _ancestors(), []
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+        cmd = _cmdline(pid)
+        if int(pid) in keep or not any(m in cmd for m in marks):
+            continue
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+            stopped.append(f"[{pid}] {cmd[:80]!r}")
+        except OSError:
+            pass
+    return stopped
+
+
+def _mem_available_gib() -> float:
+    with open("/proc/meminfo") as fh:
+        for line in fh:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 2**20
+    return float("nan")
+
+
+def snapshot(sample_s: float = 0.5, top: int = 5) -> str:
+    """Load, free memory, and the processes that used the CPU over ``sample_s``."""
+    if not os.path.isdir("/proc"):
+        return "no /proc here"
+    pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    before = {p: s for p in pids if (s := _proc_stat(p))}
+    time.sleep(sample_s)
+    hz = os.sysconf("SC_CLK_TCK")
+    busy, blocked = [], []
+    for pid, (name, _, ticks) in before.items():
+        now = _proc_stat(pid)
+        if now is None:
+            continue
+        if now[1] == "D":
+            blocked.append(f"{name}[{pid}]")
+        cpu = (now[2] - ticks) / hz / sample_s
+        if cpu > 0.05:
+            busy.append((cpu, pid, name))
+    busy.sort(reverse=True)
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    procs = ", ".join(
+        f"{name}[{pid}] {cpu:.0%} {_cmdline(pid)[:90]!r}" for cpu, pid, name in busy[:top]
+    )
+    return (
+        f"load {load}; {_mem_available_gib():.1f} GiB available; {len(before)} processes"
+        f"{'; waiting on I/O: ' + ', '.join(blocked[:8]) if blocked else ''}; "
+        f"busiest: {procs or 'none'}"
+    )
+
+
+def thread_stacks(depth: int = 3) -> str:
+    """Each thread of this process with its innermost ``depth`` frames, one line each."""
+    names = {t.ident: t.name for t in threading.enumerate()}
+    lines = []
+    for ident, frame in sys._current_frames().items():
+        if ident == threading.get_ident():
+            continue
+        stack = traceback.extract_stack(frame)[-depth:]
+        where = " < ".join(
+            f"{os.path.basename(f.filename)}:{f.lineno} {f.name}" for f in reversed(stack)
+        )
+        lines.append(f"{names.get(ident, ident)}: {where}")
+    return "\n".join(sorted(lines))
