@@ -6,6 +6,8 @@ import os
 
 import pytest
 
+from tfopt.components._image import BASE_IMAGE
+
 from helpers import machine
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -59,6 +61,7 @@ def pytest_sessionstart(session):
             os.environ["TFOPT_TEST_RUN"] = str(os.getpid())
             root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
             stopped = machine.stop_leftovers((root + "/", "/tfopt-podman-", "/tfopt-warm-"))
+            stopped += machine.remove_leftover_containers(BASE_IMAGE.rsplit("/", 1)[0] + "/")
             if stopped:
                 reporter.write_line(f"stopped, left by an earlier run: {'; '.join(stopped)}")
         reporter.write_line(f"machine at start: {machine.snapshot(sample_s=1.0, top=8)}")

@@ -68,6 +68,31 @@ def stop_leftovers(marks: tuple[str, ...]) -> list[str]:
     return stopped
 
 
+def remove_leftover_containers(image_prefix: str) -> list[str]:
+    """Force-remove podman's containers of images named ``image_prefix``...: a run stopped
+    at CI's time limit can leave steps running in them, holding the engine's locks."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("podman"):
+        return []
+    try:
+        listed = subprocess.run(
+            ["podman", "ps", "-a", "--format", "{{.ID}} {{.Image}}"],
+            capture_output=True, text=True, timeout=120,
+        ).stdout.split("\n")  # fmt: skip
+        ids = [
+            ln.split()[0]
+            for ln in listed
+            if ln.split()[1:2] and ln.split()[1].startswith(image_prefix)
+        ]
+        if ids:
+            subprocess.run(["podman", "rm", "-f", *ids], capture_output=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return [f"podman: {exc}"]
+    return ids
+
+
 def _mem_available_gib() -> float:
     with open("/proc/meminfo") as fh:
         for line in fh:
