@@ -152,7 +152,8 @@ def test_steps_at_the_same_time_give_what_one_at_a_time_gives(blessed_run, tmp_p
 @pytest.mark.slow
 def test_the_techniques_off_by_default_run_when_switched_on(tmp_path):
     """Structured pruning (issue 31) and clustering (issue 29), with their children, in one
-    local run: each a smaller model than the baseline, within the accuracy budget."""
+    local run: each a smaller model than the baseline, within the accuracy budget; each
+    searched (issue 32) under a budget of 2 trials, its trials in the report."""
     params = {
         **SMALL,
         "enable_pruning": False,
@@ -165,10 +166,19 @@ def test_the_techniques_off_by_default_run_when_switched_on(tmp_path):
         "channel_prune_epochs": 2,
         "enable_clustering": True,
         "cluster_epochs": 1,
+        "search": True,
+        "search_trials": 2,
         "deploy_target": "none",
     }
     summary = run_local(params, str(tmp_path))
     by_name = {v["name"]: v for v in summary["variants"]}
+    with open(summary["report_html"], encoding="utf-8") as fh:
+        page = fh.read()
+    for name, knob in (("channel_pruned", "flops_fraction"), ("clustered", "cluster_count")):
+        search = by_name[name]["search"]
+        assert search["knob"] == knob and 1 <= len(search["trials"]) <= 2, name
+        assert all("validation_accuracy" in t for t in search["trials"])  # never the test split
+        assert f"<h2>Search: {name} over {knob}</h2>" in page
     base = by_name[registry.BASELINE]
     made = ("channel_pruned", "channel_pruned_int8", "clustered", "clustered_int8", "cqat_int8")
     for name in made:

@@ -232,3 +232,50 @@ def test_class_names_reach_the_report_and_the_model_card(tmp_path):
     assert "`assets/labels.txt` in the SavedModel" in modelcard.model_card(summary, baseline)
     unnamed, _ = summary_for()
     assert "Label vocabulary" not in modelcard.model_card(unnamed, baseline)
+
+
+SEARCH = {  # as compression/search.py records it: strong end first, then bisection
+    "knob": "target_sparsity",
+    "chosen": 0.7,
+    "trials": [
+        {
+            "target_sparsity": v,
+            "validation_accuracy": a,
+            "drop_points": d,
+            "fits": d <= 1,
+            "size_bytes": s,
+            "gzip_bytes": s // 3,
+            "seconds": 4.0,
+        }  # fmt: skip
+        for v, a, d, s in (
+            (0.9, 0.84, 6.0, 40_000),
+            (0.7, 0.895, 0.5, 60_000),
+            (0.8, 0.88, 2.0, 50_000),
+        )  # fmt: skip
+    ],
+}
+
+
+def test_a_searched_variant_gets_its_trials_table_and_plot():
+    s = sel.select_candidate(
+        records()[:2] + [rec("pruned", 0.89, 20_000, 0.04, search=SEARCH)] + records()[2:],
+        "baseline",
+        sel.SelectionPolicy(),
+    )
+    summary = json.loads(json.dumps(sel.summarize("tfopt-optimize", DATASET, "baseline", s)))
+    (search,) = sections.searched(summary)
+    assert search["name"] == "pruned" and search["knob"] == "target_sparsity"
+    md = report.markdown_report(summary)
+    assert "## Search: `pruned` over `target_sparsity`" in md
+    rows = [ln for ln in md.split("## Search")[1].splitlines() if ln.startswith("| ")]
+    assert rows[0].split(" | ")[:3] == ["| trial", "target_sparsity", "validation accuracy %"]
+    assert rows[1:] == [  # header, then one row per trial in the order they ran
+        "| 1 | 0.9 | 84.00 | +6.00 | no | 40.0 | 4.0 |  |",
+        "| 2 | 0.7 | 89.50 | +0.50 | yes | 60.0 | 4.0 | * |",
+        "| 3 | 0.8 | 88.00 | +2.00 | no | 50.0 | 4.0 |  |",
+    ]
+    page = report.html_report(summary, CM)
+    assert len(re.findall("data:image/png", page)) == 4  # size, latency, confusion, search
+    assert "<h2>Search: pruned over target_sparsity</h2>" in page
+    assert page.count("<tr class='selected'><td class=n>2</td>") == 1  # the chosen trial
+    assert "## Search" not in report.markdown_report(summary_for()[0])  # none searched

@@ -404,7 +404,7 @@ def _evaluate_candidate(
         if key not in record and cand.metadata.get(key) is not None:
             record[key] = cand.metadata[key]
             record[f"{key}_source"] = "metadata"
-    for key in ("base", "notes", "quantization", "uri"):
+    for key in ("base", "notes", "quantization", "search", "uri"):
         if key in cand.metadata:
             record.setdefault(key, cand.metadata[key])
     origin = _model_origin(cand.path)

@@ -197,3 +197,43 @@ def plot_confusion(
     ax.set_ylabel("true class")
     ax.set_title(title, fontsize=10)
     return _png(fig)
+
+
+def plot_search(search: dict, budget_points: float | None = None) -> bytes:
+    """One search's trials (``sections.searched``): accuracy drop against the knob's value,
+    numbered in the order they ran, within-budget ones filled, the chosen value starred,
+    the budget a dashed line; each trial's file size on the right axis (PNG)."""
+    plt = _pyplot()
+    knob, trials = search["knob"], search["trials"]
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    for fits, style, name in ((True, STYLES["acceptable"], "within budget"),
+                              (False, STYLES["rejected"], "over budget")):  # fmt: skip
+        mine = [t for t in trials if bool(t.get("fits")) == fits]
+        if mine:
+            xs, ys = [t[knob] for t in mine], [t["drop_points"] for t in mine]
+            ax.scatter(xs, ys, s=40, zorder=3, label=name, **style)
+    for i, t in enumerate(trials, 1):
+        ax.annotate(str(i), (t[knob], t["drop_points"]), textcoords="offset points",
+                    xytext=(5, 4), fontsize=7)  # fmt: skip
+    chosen = [t for t in trials if t[knob] == search.get("chosen")]
+    if chosen:
+        ax.scatter([chosen[0][knob]], [chosen[0]["drop_points"]], s=200, marker="*",
+                   c="#ff7f0e", edgecolors="black", zorder=4, label="chosen")  # fmt: skip
+    if budget_points is not None:
+        ax.axhline(budget_points, color="#d62728", ls="--", lw=1.2, label="budget")
+    sizes = ax.twinx()  # stronger settings are smaller: the size says what the drop buys
+    order = sorted(trials, key=lambda t: t[knob])
+    sizes.plot([t[knob] for t in order], [t["size_bytes"] for t in order], color="#7f7f7f",
+               ls=":", marker="s", ms=3, lw=1)  # fmt: skip
+    from matplotlib.ticker import FuncFormatter
+
+    sizes.yaxis.set_major_formatter(FuncFormatter(_human_bytes))
+    ax.plot([], [], color="#7f7f7f", ls=":", marker="s", ms=3, label="file size (right)")
+    sizes.set_ylabel("file size", fontsize=8, color="#555")
+    sizes.tick_params(labelsize=7, colors="#555")
+    ax.set_xlabel(knob)
+    ax.set_ylabel("accuracy drop (points)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.14, 1.0), borderaxespad=0)
+    ax.set_title(f"search over {knob}: {search['name']}", fontsize=10)
+    return _png(fig)

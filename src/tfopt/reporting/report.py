@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from tfopt import fsutil
 from tfopt.reporting.data_report import validation_html, validation_lines
-from tfopt.reporting.plots import pareto_front, plot_confusion, plot_tradeoff
+from tfopt.reporting.plots import pareto_front, plot_confusion, plot_search, plot_tradeoff
 from tfopt.reporting.sections import (
     MD_COLUMNS,
     candidate_rows,
@@ -27,6 +27,8 @@ from tfopt.reporting.sections import (
     evaluated,
     measurement_note,
     policy_lines,
+    search_rows,
+    searched,
 )
 
 __all__ = ["html_report", "markdown_report", "pareto_front", "write_reports"]
@@ -91,6 +93,13 @@ def markdown_report(summary: dict) -> str:
                 zip(pc["precision"], pc["recall"], pc["f1"], pc["support"], strict=False)
             )
         ]
+    for search in searched(summary):
+        rows = search_rows(search)
+        cols = list(rows[0]) if rows else []
+        out += ["", f"## Search: `{search['name']}` over `{search['knob']}`", ""]
+        out += [f"Chose {search['knob']} = {search['chosen']}; `*` marks the chosen trial.", ""]
+        out += ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+        out += ["| " + " | ".join(r[c] for c in cols) + " |" for r in rows]
     if summary.get("data_validation"):
         out += ["", "## Data validation", "", *validation_lines(summary["data_validation"])]
     out += ["", "## How this was measured", "", measurement_note(summary), ""]
@@ -193,6 +202,22 @@ def html_report(summary: dict, confusion: Sequence[Sequence[int]] | None = None)
             for i, (p, r, f, s) in enumerate(
                 zip(pc["precision"], pc["recall"], pc["f1"], pc["support"], strict=False)
             )
+        ]
+        parts.append("</table>")
+    budget = (summary.get("policy") or {}).get("max_accuracy_drop")
+    for search in searched(summary):
+        rows = search_rows(search)
+        cols = list(rows[0]) if rows else []
+        parts.append(
+            f"<h2>Search: {e(search['name'])} over {e(search['knob'])}</h2>"
+            f"<div class='plots'>{_img(plot_search(search, budget), 'search trials')}</div>"
+            "<table><tr>" + "".join(f"<th>{e(c)}</th>" for c in cols) + "</tr>"
+        )
+        parts += [
+            f"<tr class='{'selected' if r['chosen'] else ''}'>"
+            + "".join(f"<td class=n>{e(r[c])}</td>" for c in cols)
+            + "</tr>"
+            for r in rows
         ]
         parts.append("</table>")
     if summary.get("data_validation"):

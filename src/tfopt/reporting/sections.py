@@ -209,3 +209,30 @@ MD_COLUMNS = (
 
 def _tflite_runtime(summary: dict) -> str | None:
     return next((x.get("runtime") for x in evaluated(summary) if x.get("format") == "tflite"), "-")
+
+
+def searched(summary: dict) -> list[dict]:
+    """The variants a search made (``search: true``), each as its search record (``knob``,
+    ``chosen``, ``trials``) with the variant's ``name``, in the summary's order."""
+    return [{"name": v["name"], **v["search"]} for v in summary["variants"] if v.get("search")]
+
+
+def search_rows(search: dict) -> list[dict]:
+    """One row per trial of ``search`` (see ``searched``), in the order they ran; the
+    split the search judged on is in the accuracy column's name."""
+    knob, rows = search["knob"], []
+    for i, t in enumerate(search["trials"], 1):
+        split = next((k for k in t if k.endswith("_accuracy")), "accuracy")
+        rows.append(
+            {
+                "trial": str(i),
+                knob: f"{t[knob]:g}",
+                f"{split.replace('_', ' ')} %": _fmt(t.get(split), ".2%").rstrip("%"),
+                "drop (pts)": _fmt(t.get("drop_points"), "+.2f"),
+                "within budget": "yes" if t.get("fits") else "no",
+                "size KB": _fmt(t.get("size_bytes", 0) / 1e3, ".1f"),
+                "seconds": _fmt(t.get("seconds"), ".1f"),
+                "chosen": "*" if t[knob] == search.get("chosen") else "",
+            }
+        )
+    return rows
