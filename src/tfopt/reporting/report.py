@@ -207,15 +207,15 @@ def html_report(summary: dict, confusion: Sequence[Sequence[int]] | None = None)
     budget = (summary.get("policy") or {}).get("max_accuracy_drop")
     for search in searched(summary):
         rows = search_rows(search)
-        cols = list(rows[0]) if rows else []
+        heads = list(rows[0]) if rows else []
         parts.append(
             f"<h2>Search: {e(search['name'])} over {e(search['knob'])}</h2>"
             f"<div class='plots'>{_img(plot_search(search, budget), 'search trials')}</div>"
-            "<table><tr>" + "".join(f"<th>{e(c)}</th>" for c in cols) + "</tr>"
+            "<table><tr>" + "".join(f"<th>{e(c)}</th>" for c in heads) + "</tr>"
         )
         parts += [
             f"<tr class='{'selected' if r['chosen'] else ''}'>"
-            + "".join(f"<td class=n>{e(r[c])}</td>" for c in cols)
+            + "".join(f"<td class=n>{e(r[c])}</td>" for c in heads)
             + "</tr>"
             for r in rows
         ]
