@@ -50,21 +50,31 @@ def pytest_configure(config):
         _config = config
 
 
+_start_lines: list[str] = []
+
+
 def pytest_sessionstart(session):
-    """The machine as the run starts: a loaded runner, or one with an earlier run's
-    processes still going, shows here."""
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter and not hasattr(session.config, "workerinput"):
-        # CI's runner is this checkout's alone; a pytest a test starts (its processes
-        # inherit TFOPT_TEST_RUN) leaves the run it is part of alone
-        if os.environ.get("CI") and not os.environ.get("TFOPT_TEST_RUN"):
-            os.environ["TFOPT_TEST_RUN"] = str(os.getpid())
-            root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-            stopped = machine.stop_leftovers((root + "/", "/tfopt-podman-", "/tfopt-warm-"))
-            stopped += machine.remove_leftover_containers(BASE_IMAGE.rsplit("/", 1)[0] + "/")
-            if stopped:
-                reporter.write_line(f"stopped, left by an earlier run: {'; '.join(stopped)}")
-        reporter.write_line(f"machine at start: {machine.snapshot(sample_s=1.0, top=8)}")
+    """Under CI, stop what an earlier run of this checkout left going, before the workers
+    start (CI's runner is this checkout's alone; a pytest that a test starts inherits
+    TFOPT_TEST_RUN and leaves the run it is part of alone)."""
+    if hasattr(session.config, "workerinput") or not os.environ.get("CI"):
+        return
+    if os.environ.get("TFOPT_TEST_RUN"):
+        return
+    os.environ["TFOPT_TEST_RUN"] = str(os.getpid())
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    stopped = machine.stop_leftovers(root + "/", "/tfopt-podman-")
+    stopped += machine.remove_leftover_containers(BASE_IMAGE.rsplit("/", 1)[0] + "/")
+    if stopped:
+        _start_lines.append(f"stopped, left by an earlier run: {'; '.join(stopped)}")
+
+
+def pytest_report_header(config):
+    """The machine as the run starts, in the header: a loaded runner, or one with an
+    earlier run's processes still going, shows here."""
+    if not hasattr(config, "workerinput"):
+        return [*_start_lines, f"machine at start: {machine.snapshot(sample_s=1.0, top=8)}"]
+    return []
 
 
 @pytest.fixture(scope="session")

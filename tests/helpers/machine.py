@@ -41,24 +41,30 @@ def _ancestors() -> set[int]:
     pid, seen = os.getpid(), set()
     while pid > 1 and pid not in seen:
         seen.add(pid)
-        try:
-            with open(f"/proc/{pid}/stat") as fh:
-                pid = int(fh.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError):
-            break
+        pid = _parent(str(pid))
     return seen
 
 
-def stop_leftovers(marks: tuple[str, ...]) -> list[str]:
-    """SIGKILL the processes whose command line holds one of ``marks`` (this checkout's
-    path, the temporary folders its runs make) and that are not this process or its
-    ancestors: what a run stopped at CI's time limit left going. Returns what it stopped."""
+def _parent(pid: str) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return -1
+
+
+def stop_leftovers(mark: str, orphan_mark: str) -> list[str]:
+    """SIGKILL what a run stopped at CI's time limit left going: the processes whose
+    command line holds ``mark`` (this checkout's path), and the orphans (parent gone)
+    whose command line holds ``orphan_mark`` (a temporary folder every run's podman
+    service is named by), never this process or its ancestors. Returns what it stopped."""
     import signal
 
     keep, stopped = _ancestors(), []
     for pid in (p for p in os.listdir("/proc") if p.isdigit()):
         cmd = _cmdline(pid)
-        if int(pid) in keep or not any(m in cmd for m in marks):
+        ours = mark in cmd or (orphan_mark in cmd and _parent(pid) == 1)
+        if int(pid) in keep or not ours:
             continue
         try:
             os.kill(int(pid), signal.SIGKILL)

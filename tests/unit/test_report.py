@@ -246,12 +246,12 @@ SEARCH = {  # as compression/search.py records it: strong end first, then bisect
             "size_bytes": s,
             "gzip_bytes": s // 3,
             "seconds": 4.0,
-        }  # fmt: skip
+        }
         for v, a, d, s in (
             (0.9, 0.84, 6.0, 40_000),
             (0.7, 0.895, 0.5, 60_000),
             (0.8, 0.88, 2.0, 50_000),
-        )  # fmt: skip
+        )
     ],
 }
 
