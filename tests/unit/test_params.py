@@ -62,3 +62,35 @@ def test_unparseable_or_non_mapping_files(tmp_path):
         params.load_params(write(tmp_path, "p.yaml", "- 1\n- 2\n"))
     with pytest.raises(ConfigError, match="not found"):
         params.load_params(str(tmp_path / "missing.yaml"))
+
+
+def test_a_preset_fills_what_the_file_and_set_do_not_give(tmp_path):
+    from tfopt.client import presets
+
+    real = presets.PRESETS["real"].params
+    y = write(tmp_path, "p.yaml", "preset: real\nsearch_trials: 2\nepochs: 3\n")
+    got = params.load_params(y)
+    assert got == {**real, "search_trials": 2, "epochs": 3}  # the file wins over the preset
+    assert got["search"] is True and got["search_budget_minutes"] == 10.0
+    got = params.load_params(y, overrides={"search": False})  # --set wins over both
+    assert got["search"] is False and got["search_trials"] == 2
+    assert params.load_params(None, overrides={"preset": "real"}) == real  # --set preset=real
+    assert params.validate_params({"preset": "real"}) == real  # run_local from Python too
+    with pytest.raises(ConfigError, match=r"p2.yaml: preset='fast'; allowed: real$"):
+        params.load_params(write(tmp_path, "p2.yaml", "preset: fast\n"))
+
+
+def test_params_shows_the_defaults_a_preset_gives(capsys):
+    from tfopt import cli
+
+    assert cli.main(["params", "--preset", "real", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert (rows["search"]["default"], rows["search"]["preset"]) == (True, "real")
+    assert rows["search_trials"]["default"] == 4 and "preset" not in rows["epochs"]
+    assert cli.main(["params", "--preset", "real"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("preset real: Real data") and "true (preset real)" in out
+    assert cli.main(["params"]) == 0
+    assert "`tfopt params --preset NAME` shows what one sets" in capsys.readouterr().out
+    assert cli.main(["params", "--preset", "fast"]) == 2
+    assert "--preset: preset='fast'; allowed: real" in capsys.readouterr().err

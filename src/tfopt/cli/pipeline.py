@@ -118,10 +118,19 @@ def _cmd_params(args: argparse.Namespace) -> int:
     if args.markdown:
         print(parameters_markdown(args.pipeline))
         return 0
+    from tfopt.client import presets
+
     rows = parameter_rows(args.pipeline)
+    preset = presets.get(args.preset, "--preset") if args.preset else None
+    for r in rows:  # the preset's values are the defaults it gives a run
+        if preset and r["name"] in preset.params:
+            r["default"] = r["cluster_default"] = preset.params[r["name"]]
+            r["preset"] = args.preset
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
+    if preset:
+        print(textwrap.fill(f"preset {args.preset}: {preset.description}", 96))
     width = max(len(r["name"]) for r in rows)
     group = None
     for r in rows:
@@ -129,7 +138,7 @@ def _cmd_params(args: argparse.Namespace) -> int:
             group = r["group"]
             print(f"\n[{group}]")
             print(f"{'parameter':<{width}}  {'type':<7}  {'default':<16}  allowed")
-        default = json.dumps(r["default"])
+        default = json.dumps(r["default"]) + (f" (preset {r['preset']})" if "preset" in r else "")
         if r["cluster_default"] != r["default"]:
             default += f" (compiled: {json.dumps(r['cluster_default'])})"
         print(f"{r['name']:<{width}}  {r['type']:<7}  {default:<16}  {r['allowed']}")
@@ -139,6 +148,10 @@ def _cmd_params(args: argparse.Namespace) -> int:
         "\n(allowed values hold with the other parameters at their defaults; 'compiled': the "
         "default of the compiled pipeline, which runs on a cluster)"
     )
+    if not preset:
+        named = ", ".join(sorted(presets.PRESETS))
+        print(f"presets ({presets.KEY}: NAME in a params file, or --set {presets.KEY}=NAME): "
+              f"{named}; `tfopt params --preset NAME` shows what one sets")  # fmt: skip
     return 0
 
 
@@ -226,6 +239,12 @@ def register(sub) -> None:
     par.add_argument("--json", action="store_true", help="print JSON instead of a table")
     par.add_argument(
         "--markdown", action="store_true", help="print the table of docs/parameters.md"
+    )
+    par.add_argument(
+        "--preset",
+        metavar="NAME",
+        help="show the defaults with a named parameter set applied (as `preset: NAME` in a "
+        "params file or `--set preset=NAME` gives a run)",
     )
     par.add_argument(
         "--techniques",

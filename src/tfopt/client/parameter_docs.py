@@ -98,6 +98,13 @@ def parameters_markdown(pipeline: str = "optimize") -> str:
             f"| `{r['name']}` | {r['type']} | `{_cell(default)}` | {_cell(r['allowed'])} "
             f"| {_cell(meaning)} |"
         )
+    from tfopt.client import presets
+
+    out += ["", "### presets (`preset: NAME` in a params file, or `--set preset=NAME`)", ""]
+    out += ["| preset | sets | meaning |", "|---|---|---|"]
+    for name, p in sorted(presets.PRESETS.items()):
+        sets = ", ".join(f"`{k}: {json.dumps(v)}`" for k, v in p.params.items())
+        out.append(f"| `{name}` | {sets} | {_cell(p.description)} |")
     return "\n".join(out).strip()
 
 

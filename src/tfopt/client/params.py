@@ -3,8 +3,9 @@
 Keys are pipeline parameter names. The reserved top-level sections
 ``submit`` and ``schedule`` hold target settings and are read by
 :mod:`tfopt.client.submit`; ``runner`` (``subprocess`` or ``docker``) says how
-``tfopt run`` runs the steps; everything else must be a parameter of the pipeline,
-with a value of the parameter's type.
+``tfopt run`` runs the steps; ``preset`` names a parameter set
+(:mod:`tfopt.client.presets`) under the file's own values; everything else must be a
+parameter of the pipeline, with a value of the parameter's type.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from tfopt.client import presets
 from tfopt.client.pipeline_spec import pipeline_inputs
 from tfopt.errors import ConfigError
 
@@ -90,7 +92,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def validate_params(
     values: dict[str, Any], pipeline: str = "optimize", where: str = "params"
 ) -> dict[str, Any]:
-    """Check names and types against the pipeline's signature; return the parameters."""
+    """Check names and types against the pipeline's signature; return the parameters
+    (a ``preset`` expanded under the values given)."""
+    values = presets.expand(values, where)
     specs = pipeline_inputs(pipeline)
     bad = [k for k in values if not isinstance(k, str)]
     if bad:
