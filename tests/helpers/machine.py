@@ -17,15 +17,22 @@ import traceback
 TIMEOUT_WORDS = ("timed out", "Timeout", "timeout")  # a failure that may be the machine's
 
 
-def _proc_stat(pid: str) -> tuple[str, str, int] | None:
-    """(command, state, utime + stime ticks) of one process, or None if it is gone."""
+def _stat(pid: str) -> tuple[str, list[str]] | None:
+    """(command, the fields after it) of /proc/PID/stat, or None if the process is gone."""
     try:
         with open(f"/proc/{pid}/stat") as fh:
             raw = fh.read()
     except OSError:
         return None
-    name = raw[raw.index("(") + 1 : raw.rindex(")")]
-    fields = raw[raw.rindex(")") + 2 :].split()
+    return raw[raw.index("(") + 1 : raw.rindex(")")], raw[raw.rindex(")") + 2 :].split()
+
+
+def _proc_stat(pid: str) -> tuple[str, str, int] | None:
+    """(command, state, utime + stime ticks) of one process, or None if it is gone."""
+    got = _stat(pid)
+    if got is None:
+        return None
+    name, fields = got
     return name, fields[0], int(fields[11]) + int(fields[12])
 
 
@@ -46,11 +53,8 @@ def _ancestors() -> set[int]:
 
 
 def _parent(pid: str) -> int:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return int(fh.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return -1
+    got = _stat(pid)
+    return int(got[1][1]) if got else -1
 
 
 def stop_leftovers(mark: str, orphan_mark: str) -> list[str]:
@@ -87,11 +91,8 @@ def remove_leftover_containers(image_prefix: str) -> list[str]:
             ["podman", "ps", "-a", "--format", "{{.ID}} {{.Image}}"],
             capture_output=True, text=True, timeout=120,
         ).stdout.split("\n")  # fmt: skip
-        ids = [
-            ln.split()[0]
-            for ln in listed
-            if ln.split()[1:2] and ln.split()[1].startswith(image_prefix)
-        ]
+        rows = [ln.split() for ln in listed]
+        ids = [r[0] for r in rows if len(r) > 1 and r[1].startswith(image_prefix)]
         if ids:
             subprocess.run(["podman", "rm", "-f", *ids], capture_output=True, timeout=300)
     except (OSError, subprocess.TimeoutExpired) as exc:

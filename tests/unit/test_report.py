@@ -237,6 +237,7 @@ def test_class_names_reach_the_report_and_the_model_card(tmp_path):
 SEARCH = {  # as compression/search.py records it: strong end first, then bisection
     "knob": "target_sparsity",
     "chosen": 0.7,
+    "max_accuracy_drop": 1.0,
     "trials": [
         {
             "target_sparsity": v,

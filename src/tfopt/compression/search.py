@@ -131,7 +131,12 @@ class _Search:
             + ("" if found else " (the weak end: no trial fitted the budget)")
             + (f"; stopped: {self.stopped}" if self.stopped else "")
         )
-        record = {"knob": self.s.name, "chosen": chosen, "trials": self.trials}
+        record = {
+            "knob": self.s.name,
+            "chosen": chosen,
+            "max_accuracy_drop": self.config.max_accuracy_drop,  # the budget it judged by
+            "trials": self.trials,
+        }
         return registry.Outcome(
             metrics={**outcome.metrics, "search_trials": len(self.trials), "search_chosen": chosen},
             model={**outcome.model, "search": record},

@@ -199,10 +199,11 @@ def plot_confusion(
     return _png(fig)
 
 
-def plot_search(search: dict, budget_points: float | None = None) -> bytes:
+def plot_search(search: dict) -> bytes:
     """One search's trials (``sections.searched``): accuracy drop against the knob's value,
     numbered in the order they ran, within-budget ones filled, the chosen value starred,
-    the budget a dashed line; each trial's file size on the right axis (PNG)."""
+    the search's budget (its ``max_accuracy_drop``, when on) a dashed line; each trial's
+    file size on the right axis (PNG)."""
     plt = _pyplot()
     knob, trials = search["knob"], search["trials"]
     fig, ax = plt.subplots(figsize=(6.4, 3.4))
@@ -219,8 +220,9 @@ def plot_search(search: dict, budget_points: float | None = None) -> bytes:
     if chosen:
         ax.scatter([chosen[0][knob]], [chosen[0]["drop_points"]], s=200, marker="*",
                    c="#ff7f0e", edgecolors="black", zorder=4, label="chosen")  # fmt: skip
-    if budget_points is not None:
-        ax.axhline(budget_points, color="#d62728", ls="--", lw=1.2, label="budget")
+    budget = search.get("max_accuracy_drop")
+    if budget is not None and budget >= 0:  # < 0: the check was off
+        ax.axhline(budget, color="#d62728", ls="--", lw=1.2, label="budget")
     sizes = ax.twinx()  # stronger settings are smaller: the size says what the drop buys
     order = sorted(trials, key=lambda t: t[knob])
     sizes.plot([t[knob] for t in order], [t["size_bytes"] for t in order], color="#7f7f7f",

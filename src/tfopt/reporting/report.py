@@ -94,8 +94,8 @@ def markdown_report(summary: dict) -> str:
             )
         ]
     for search in searched(summary):
-        rows = search_rows(search)
-        cols = list(rows[0]) if rows else []
+        rows = search_rows(search)  # a search runs at least one trial
+        cols = list(rows[0])
         out += ["", f"## Search: `{search['name']}` over `{search['knob']}`", ""]
         out += [f"Chose {search['knob']} = {search['chosen']}; `*` marks the chosen trial.", ""]
         out += ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
@@ -204,13 +204,12 @@ def html_report(summary: dict, confusion: Sequence[Sequence[int]] | None = None)
             )
         ]
         parts.append("</table>")
-    budget = (summary.get("policy") or {}).get("max_accuracy_drop")
     for search in searched(summary):
-        rows = search_rows(search)
-        heads = list(rows[0]) if rows else []
+        rows = search_rows(search)  # a search runs at least one trial
+        heads = list(rows[0])
         parts.append(
             f"<h2>Search: {e(search['name'])} over {e(search['knob'])}</h2>"
-            f"<div class='plots'>{_img(plot_search(search, budget), 'search trials')}</div>"
+            f"<div class='plots'>{_img(plot_search(search), 'search trials')}</div>"
             "<table><tr>" + "".join(f"<th>{e(c)}</th>" for c in heads) + "</tr>"
         )
         parts += [
