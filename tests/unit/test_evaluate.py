@@ -233,3 +233,30 @@ def _can_reset_high_water_mark() -> bool:
     except OSError:
         return False
     return True
+
+
+def test_flops_from_the_pruning_steps_metadata_reach_the_lineage(digits_dir, tmp_path):
+    """Copied from the metadata whether or not the model could be run; the baseline gets
+    the pruned variant's flops_before, a TFLite child its parent's figure."""
+    missing = str(tmp_path / "nope")
+    recs = ev.evaluate_candidates(
+        [
+            ev.Candidate("baseline", missing, "saved_model", {}),
+            ev.Candidate(
+                "channel_pruned",
+                missing,
+                "saved_model",
+                {"base": "baseline", "flops": 3_000, "flops_removed": 0.25},
+            ),
+            ev.Candidate("channel_pruned_int8", missing, "tflite", {"base": "channel_pruned"}),
+            ev.Candidate("distilled", missing, "saved_model", {"base": "baseline"}),
+        ],
+        digits_dir,
+        FAST,
+    )
+    base, pruned, child, distilled = recs
+    assert all(r.get("error") for r in recs)
+    assert pruned["flops"] == 3_000 and pruned["flops_source"] == "metadata"
+    assert pruned["flops_before"] == base["flops"] == 4_000
+    assert child["flops"] == 3_000 and child["flops_source"] == "base channel_pruned"
+    assert "flops" not in distilled  # a SavedModel step of its own: no figure, off the plot

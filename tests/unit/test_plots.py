@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 
-from tfopt.reporting import plots
+from tfopt.reporting import plots, sections
 
 
 def _variant(name, fmt, size, accuracy, rejected=()):
@@ -74,4 +74,24 @@ def test_names_of_clustered_points_do_not_print_over_each_other():
 
 def test_the_plot_is_a_png():
     png = plots.plot_tradeoff(_summary("tf_serving"), "size_bytes", "size (bytes)", log_x=True)
+    assert png.startswith(b"\x89PNG")
+
+
+def test_the_flops_plot_is_a_png_with_a_name_per_candidate():
+    summary = {
+        "baseline": "baseline",
+        "variants": [
+            {**_variant("baseline", "saved_model", 750_000, 0.986), "flops": 2_000_000,
+             "latency_ms_p50": 0.4},
+            {**_variant("channel_pruned", "saved_model", 400_000, 0.984), "flops": 900_000,
+             "latency_ms_p50": 0.28},
+            {**_variant("tflite_int8", "tflite", 200_000, 0.985), "flops": 2_000_000,
+             "latency_ms_p50": 0.05, "quantization": "int8"},
+            {**_variant("channel_pruned_int8", "tflite", 110_000, 0.983), "flops": 900_000,
+             "latency_ms_p50": 0.03, "quantization": "int8"},
+        ],
+    }  # fmt: skip
+    points = sections.flops_points(summary)
+    assert [round(p["removed"] * 100) for p in points] == [0, 55, 0, 55]
+    png = plots.plot_flops_latency(points)
     assert png.startswith(b"\x89PNG")

@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from tfopt.evaluation import flops
 from tfopt.evaluation import select as sel
 from tfopt.reporting import modelcard, report, sections
 
@@ -280,3 +281,88 @@ def test_a_searched_variant_gets_its_trials_table_and_plot():
     assert "<h2>Search: pruned over target_sparsity</h2>" in page
     assert page.count("<tr class='selected'><td class=n>2</td>") == 1  # the chosen trial
     assert "## Search" not in report.markdown_report(summary_for()[0])  # none searched
+
+
+def pruned_records(pruned_error=False):
+    """As evaluate leaves them: the FLOPs channel pruning wrote into its model's metadata,
+    the rest of the lineage filled in by tfopt.evaluation.flops."""
+    pruned = (
+        {"name": "channel_pruned", "format": "saved_model", "path": "/m/cp", "error": "boom"}
+        if pruned_error
+        else rec("channel_pruned", 0.895, 60_000, 0.3, fmt="saved_model")
+    )
+    pruned.update(base="baseline", flops=1_200_000, flops_removed=0.4)
+    out = [
+        rec("baseline", 0.90, 90_000, 0.4, fmt="saved_model"),
+        pruned,
+        rec("tflite_float32", 0.90, 30_000, 0.05, base="baseline"),
+        rec("tflite_int8", 0.895, 9_000, 0.04, quantization="int8", base="baseline"),
+        rec("channel_pruned_int8", 0.89, 6_000, 0.026, quantization="int8", base="channel_pruned"),
+        rec("worse", 0.70, 20_000, 0.06),
+    ]
+    flops.carry("baseline", out)
+    return out
+
+
+def test_flops_reach_the_lineage_from_the_pruned_variants_metadata():
+    by_name = {r["name"]: r for r in pruned_records()}
+    assert by_name["channel_pruned"]["flops_before"] == 2_000_000
+    assert by_name["baseline"]["flops"] == 2_000_000
+    assert by_name["baseline"]["flops_source"] == "flops_before of channel_pruned"
+    assert by_name["channel_pruned_int8"]["flops"] == 1_200_000  # conversion keeps them
+    assert by_name["channel_pruned_int8"]["flops_source"] == "base channel_pruned"
+    assert by_name["tflite_int8"]["flops"] == by_name["tflite_float32"]["flops"] == 2_000_000
+    assert "flops" not in by_name["worse"]  # no step reported any: off the plot
+
+
+def test_flops_against_latency_section_per_runtime():
+    s = sel.select_candidate(pruned_records(), "baseline", sel.SelectionPolicy())
+    summary = json.loads(json.dumps(sel.summarize("tfopt-optimize", DATASET, "baseline", s)))
+    points = sections.flops_points(summary)
+    # float32 TFLite has FLOPs but no reference of its runtime: left out, as is `worse`
+    assert [(p["name"], p["reference"]) for p in points] == [
+        ("baseline", "baseline"),
+        ("channel_pruned", "baseline"),
+        ("tflite_int8", "tflite_int8"),
+        ("channel_pruned_int8", "tflite_int8"),
+    ]
+    assert points[1]["removed"] == pytest.approx(0.4) and points[1]["ratio"] == pytest.approx(0.75)
+    assert points[3]["removed"] == pytest.approx(0.4) and points[3]["ratio"] == pytest.approx(0.65)
+    md = report.markdown_report(summary)
+    assert "## FLOPs removed and latency" in md
+    table = [ln for ln in md.split("## FLOPs")[1].splitlines() if ln.startswith("| ")]
+    assert table == [
+        "| variant | against | FLOPs | FLOPs removed | p50 ms | p50 x baseline |",
+        "| baseline | baseline | 2M | 0.0% | 0.4 | 1.00 |",
+        "| channel_pruned | baseline | 1.2M | 40.0% | 0.3 | 0.75 |",
+        "| tflite_int8 | tflite_int8 | 2M | 0.0% | 0.04 | 1.00 |",
+        "| channel_pruned_int8 | tflite_int8 | 1.2M | 40.0% | 0.026 | 0.65 |",
+    ]
+    page = report.html_report(summary, CM)
+    images = re.findall(r'alt="([^"]+)" src="data:image/png', page)
+    assert images == ["accuracy vs size", "accuracy vs latency", "confusion matrix",
+                      "latency vs FLOPs"]  # fmt: skip
+    assert "<h2>FLOPs removed and latency</h2>" in page
+    assert "<td>channel_pruned</td><td>baseline</td><td class=n>1.2M</td>" in page
+
+
+def test_no_flops_section_without_a_candidate_besides_the_baseline_with_flops():
+    for summary in (
+        summary_for()[0],  # nobody reported FLOPs
+        # the pruned variant failed (and made no int8 child): its metadata still gives
+        # the baseline its FLOPs, but nothing is left to set against it
+        sel.summarize(
+            "tfopt-optimize",
+            DATASET,
+            "baseline",
+            sel.select_candidate(
+                [r for r in pruned_records(True) if r["name"] != "channel_pruned_int8"],
+                "baseline",
+                sel.SelectionPolicy(),
+            ),
+        ),
+    ):
+        assert sections.flops_points(summary) == []
+        assert "FLOPs" not in report.markdown_report(summary)
+        page = report.html_report(summary, CM)
+        assert "FLOPs" not in page and len(re.findall("data:image/png", page)) == 3

@@ -39,7 +39,7 @@ from tfopt._keras import tf
 from tfopt.checks import check_float, check_int
 from tfopt.data import input_pipeline, schema
 from tfopt.errors import DataError, ModelError
-from tfopt.evaluation import noise
+from tfopt.evaluation import flops, noise
 from tfopt.evaluation import runtime as runtime_lib
 from tfopt.evaluation.runtime import Predictor
 
@@ -359,7 +359,9 @@ def evaluate_candidates(
     finally:
         gc.unfreeze()  # a library caller's process collects as before afterwards
     _pair_with(baseline, measured)
-    return [record for record, _ in measured]
+    records = [record for record, _ in measured]
+    flops.carry(baseline, records)
+    return records
 
 
 def _pair_with(baseline: str, measured: list[tuple[dict, Outcomes | None]]) -> None:
@@ -404,7 +406,7 @@ def _evaluate_candidate(
         if key not in record and cand.metadata.get(key) is not None:
             record[key] = cand.metadata[key]
             record[f"{key}_source"] = "metadata"
-    for key in ("base", "notes", "quantization", "search", "uri"):
+    for key in ("base", *flops.KEYS, "notes", "quantization", "search", "uri"):
         if key in cand.metadata:
             record.setdefault(key, cand.metadata[key])
     origin = _model_origin(cand.path)

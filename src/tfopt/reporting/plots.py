@@ -239,3 +239,42 @@ def plot_search(search: dict) -> bytes:
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.14, 1.0), borderaxespad=0)
     ax.set_title(f"search over {knob}: {search['name']}", fontsize=10)
     return _png(fig)
+
+
+FAMILY_STYLES = {  # how each runtime's points are drawn on the FLOPs plot
+    "saved_model": dict(c="#1f77b4", marker="o", label="SavedModel vs the baseline"),
+    "tflite": dict(c="#2ca02c", marker="^", label="int8 TFLite vs tflite_int8"),
+}
+
+
+def plot_flops_latency(points: list[dict]) -> bytes:
+    """Batch-1 p50 latency against the FLOPs removed (``sections.flops_points``), each
+    candidate against its runtime's reference, the references at (0, 1); the dashed line
+    is latency in proportion to FLOPs, what removing them would give at best (PNG)."""
+    from matplotlib.ticker import FuncFormatter
+
+    plt = _pyplot()
+    drawn = [dict(p, x=p["removed"] * 100, y=p["ratio"]) for p in points]
+    others = [p for p in drawn if p["name"] != p["reference"]]
+    fig, ax = plt.subplots(figsize=(7.6, 4.0))
+    top = min(max([p["x"] for p in drawn] + [10.0]) * 1.1, 100.0)
+    ax.plot([0, top], [1, 1 - top / 100], color="#d62728", ls="--", lw=1.2,
+            label="latency in proportion to FLOPs")  # fmt: skip
+    ax.axhline(1, color="#7f7f7f", lw=0.8, ls=":")
+    for fmt, style in FAMILY_STYLES.items():
+        mine = [p for p in others if p["format"] == fmt]
+        if mine:
+            ax.scatter([p["x"] for p in mine], [p["y"] for p in mine], s=40, zorder=3, **style)
+    ax.scatter([0], [1], s=50, marker="D", c="black", zorder=4,
+               label="each runtime's baseline")  # fmt: skip
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    ax.set_xlim(-top * 0.05, top)
+    ax.set_ylim(0, max([p["y"] for p in drawn] + [1.0]) * 1.12)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: f"{x:g}%"))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _pos: f"{y:g}x"))
+    _label(ax, others)
+    ax.set_xlabel("FLOPs removed vs the baseline")
+    ax.set_ylabel("batch-1 p50 latency (x baseline)")
+    ax.grid(True, alpha=0.3)
+    ax.set_title("latency vs FLOPs removed", fontsize=10)
+    return _png(fig)

@@ -18,13 +18,21 @@ from collections.abc import Sequence
 
 from tfopt import fsutil
 from tfopt.reporting.data_report import validation_html, validation_lines
-from tfopt.reporting.plots import pareto_front, plot_confusion, plot_search, plot_tradeoff
+from tfopt.reporting.plots import (
+    pareto_front,
+    plot_confusion,
+    plot_flops_latency,
+    plot_search,
+    plot_tradeoff,
+)
 from tfopt.reporting.sections import (
     MD_COLUMNS,
     candidate_rows,
     class_label,
     edge_candidates,
     evaluated,
+    flops_points,
+    flops_rows,
     measurement_note,
     policy_lines,
     search_rows,
@@ -32,6 +40,33 @@ from tfopt.reporting.sections import (
 )
 
 __all__ = ["html_report", "markdown_report", "pareto_front", "write_reports"]
+
+
+_FLOPS_NOTE = (
+    "Multiply-adds per example against batch-1 p50 latency, each candidate against the "
+    "baseline in its runtime (a SavedModel against the baseline, an int8 TFLite model "
+    "against `tflite_int8`); latency in proportion to FLOPs would make `p50 x baseline` "
+    "1 - the FLOPs removed."
+)
+
+
+def _md_table(rows: list[dict]) -> list[str]:
+    cols = list(rows[0])
+    out = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    return out + ["| " + " | ".join(r[c] for c in cols) + " |" for r in rows]
+
+
+def _html_table(rows: list[dict], selected=lambda r: False, text=()) -> str:
+    """A table of ``rows`` (dicts of one shape); ``text`` columns are not right-aligned."""
+    e, heads = html.escape, list(rows[0])
+    out = ["<table><tr>" + "".join(f"<th>{e(c)}</th>" for c in heads) + "</tr>"]
+    out += [
+        f"<tr class='{'selected' if selected(r) else ''}'>"
+        + "".join(f"<td{'' if c in text else ' class=n'}>{e(r[c])}</td>" for c in heads)
+        + "</tr>"
+        for r in rows
+    ]
+    return "\n".join(out + ["</table>"])
 
 
 def markdown_report(summary: dict) -> str:
@@ -93,13 +128,14 @@ def markdown_report(summary: dict) -> str:
                 zip(pc["precision"], pc["recall"], pc["f1"], pc["support"], strict=False)
             )
         ]
+    points = flops_points(summary)
+    if points:
+        out += ["", "## FLOPs removed and latency", "", _FLOPS_NOTE, ""]
+        out += _md_table(flops_rows(points))
     for search in searched(summary):
-        rows = search_rows(search)  # a search runs at least one trial
-        cols = list(rows[0])
         out += ["", f"## Search: `{search['name']}` over `{search['knob']}`", ""]
         out += [f"Chose {search['knob']} = {search['chosen']}; `*` marks the chosen trial.", ""]
-        out += ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-        out += ["| " + " | ".join(r[c] for c in cols) + " |" for r in rows]
+        out += _md_table(search_rows(search))  # a search runs at least one trial
     if summary.get("data_validation"):
         out += ["", "## Data validation", "", *validation_lines(summary["data_validation"])]
     out += ["", "## How this was measured", "", measurement_note(summary), ""]
@@ -204,21 +240,21 @@ def html_report(summary: dict, confusion: Sequence[Sequence[int]] | None = None)
             )
         ]
         parts.append("</table>")
+    points = flops_points(summary)
+    if points:
+        parts.append(
+            "<h2>FLOPs removed and latency</h2>"
+            f"<p class='note'>{e(_FLOPS_NOTE.replace('`', ''))}</p>"
+            f"<div class='plots'>{_img(plot_flops_latency(points), 'latency vs FLOPs')}</div>"
+        )
+        parts.append(_html_table(flops_rows(points), text=("variant", "against")))
     for search in searched(summary):
-        rows = search_rows(search)  # a search runs at least one trial
-        heads = list(rows[0])
         parts.append(
             f"<h2>Search: {e(search['name'])} over {e(search['knob'])}</h2>"
             f"<div class='plots'>{_img(plot_search(search), 'search trials')}</div>"
-            "<table><tr>" + "".join(f"<th>{e(c)}</th>" for c in heads) + "</tr>"
         )
-        parts += [
-            f"<tr class='{'selected' if r['chosen'] else ''}'>"
-            + "".join(f"<td class=n>{e(r[c])}</td>" for c in heads)
-            + "</tr>"
-            for r in rows
-        ]
-        parts.append("</table>")
+        rows = search_rows(search)  # a search runs at least one trial
+        parts.append(_html_table(rows, selected=lambda r: bool(r["chosen"])))
     if summary.get("data_validation"):
         parts.append(validation_html(summary["data_validation"]))
     parts.append(

@@ -236,3 +236,62 @@ def search_rows(search: dict) -> list[dict]:
             }
         )
     return rows
+
+
+INT8_REFERENCE = "tflite_int8"  # the baseline's int8 conversion (tfopt.compression.tflite)
+
+
+def _family(summary: dict, v: dict) -> str | None:
+    """The reference ``v``'s latency is read against: the baseline for a SavedModel, the
+    baseline's int8 conversion for an int8 TFLite model (None: no reference of its kind)."""
+    if v.get("format") == "saved_model":
+        return summary["baseline"]
+    return INT8_REFERENCE if v.get("quantization") == "int8" else None
+
+
+def flops_points(summary: dict) -> list[dict]:
+    """The evaluated candidates with FLOPs, each against its reference (``_family``): its
+    ``removed`` FLOPs (fraction) and p50 ``ratio``; each reference first, at (0, 1). None
+    unless a candidate besides the references has FLOPs (a channel-pruned one)."""
+    by_name = {v["name"]: v for v in evaluated(summary) if v.get("flops")}
+    points = []
+    for ref in (summary["baseline"], INT8_REFERENCE):
+        base = by_name.get(ref)
+        if base is None or _family(summary, base) != ref:
+            continue
+        mine = [v for v in by_name.values() if _family(summary, v) == ref]
+        points += [
+            {
+                "name": v["name"],
+                "reference": ref,
+                "format": v["format"],
+                "flops": v["flops"],
+                "removed": 1 - v["flops"] / base["flops"],
+                "p50": v["latency_ms_p50"],
+                "ratio": v["latency_ms_p50"] / base["latency_ms_p50"],
+            }
+            for v in sorted(mine, key=lambda v: (v["name"] != ref, -v["flops"]))
+        ]
+    return points if any(p["name"] != p["reference"] for p in points) else []
+
+
+def _count(n: float) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g}{unit}"
+    return f"{n:g}"
+
+
+def flops_rows(points: list[dict]) -> list[dict]:
+    """The table under the FLOPs plot: one row per point of ``flops_points``."""
+    return [
+        {
+            "variant": p["name"],
+            "against": p["reference"],
+            "FLOPs": _count(p["flops"]),
+            "FLOPs removed": f"{p['removed']:.1%}",
+            "p50 ms": f"{p['p50']:.4g}",
+            "p50 x baseline": f"{p['ratio']:.2f}",
+        }
+        for p in points
+    ]
