@@ -8,8 +8,9 @@ import pytest
 
 from tfopt import registry
 from tfopt._keras import keras, tf
-from tfopt.compression import inspect, lowrank
-from tfopt.errors import ConfigError
+from tfopt.compression import channel_prune as cp
+from tfopt.compression import channels, inspect, lowrank
+from tfopt.errors import ConfigError, ModelError
 from tfopt.training import models
 
 
@@ -100,3 +101,78 @@ def test_undefined_input_dimension_needs_input_shape():
     with pytest.raises(ConfigError, match="give every dimension"):
         inspect.inspect_model(model, convert=False)
     assert inspect.inspect_model(model, (16, 16, 3), convert=False)["input_shape"] == [16, 16, 3]
+
+
+def _residual() -> keras.Model:
+    """conv_a -> BN -> relu and a 1x1 conv_b from the input, joined by an Add (one group),
+    then conv_c, global pooling and the output layer."""
+    x = keras.Input((8, 8, 3), name="x")
+    a = keras.layers.Conv2D(16, 3, padding="same", name="conv_a")(x)
+    a = keras.layers.ReLU(name="relu")(keras.layers.BatchNormalization(name="bn")(a))
+    b = keras.layers.Conv2D(16, 1, name="conv_b")(x)
+    h = keras.layers.Add(name="add")([a, b])
+    h = keras.layers.Conv2D(24, 3, padding="same", name="conv_c")(h)
+    h = keras.layers.GlobalAveragePooling2D(name="gap")(h)
+    return keras.Model(x, keras.layers.Dense(10, activation="softmax", name="out")(h))
+
+
+def test_channel_preflight_flops_groups_and_the_target():
+    model = _residual()
+    settings = {"channel_prune": {"flops_fraction": 0.4, "round_to": 4}}
+    report = inspect.inspect_model(model, convert=False, settings=settings)
+    json.dumps(report)
+    rows = {r["name"]: r for r in report["layers"]}
+    section = report["channel_prune"]
+    # multiply-adds per example: 8x8 positions x 3x3x3x16, 1x1x3x16, 3x3x16x24; 24x10
+    assert rows["conv_a"]["flops"] == 64 * 9 * 3 * 16 and rows["conv_b"]["flops"] == 64 * 3 * 16
+    assert rows["conv_c"]["flops"] == 64 * 9 * 16 * 24 and rows["out"]["flops"] == 240
+    assert sum(r["flops"] for r in rows.values()) == section["flops_before"] == 252_144
+    # the Add joins both branches (and what runs per channel between): one group, named by
+    # its first producer
+    for name in ("conv_a", "bn", "relu", "conv_b", "add"):
+        assert rows[name]["channel_group"] == "conv_a" and rows[name]["channels"] == 16
+    assert rows["conv_c"]["channel_group"] == "conv_c" and rows["out"]["channel_group"] == "out"
+    assert section["groups"]["conv_a"]["layers"] == ["conv_a", "conv_b"]
+    # after the target: what the technique's own choice gives, before any training
+    config = cp.ChannelPruneConfig(flops_fraction=0.4, round_to=4)
+    groups = channels.trace(model)
+    ratio, keep = cp.choose_channels(model, groups, config)
+    after = cp.model_flops(model, groups, keep)
+    assert section["flops_after"] == after == sum(r["flops_after"] for r in rows.values())
+    assert section["flops_removed"] == pytest.approx(1 - after / 252_144)
+    assert section["flops_removed"] >= 0.4 and section["keep_ratio"] == ratio
+    assert section["params_before"] == models.count_params(model)
+    assert section["params_after"] == models.count_params(channels.rebuild(model, groups, keep))
+    assert section["params_after"] < section["params_before"]
+    kept = rows["conv_a"]["channels_kept"]
+    assert kept == rows["conv_b"]["channels_kept"] == rows["add"]["channels_kept"]
+    assert kept == section["groups"]["conv_a"]["kept"] < 16 and kept % 4 == 0
+    assert rows["out"]["channels_kept"] == 10 and section["groups"]["out"]["frozen"]
+    assert section["reason"] is None
+    text = inspect.format_inspect(report)
+    assert "channels" in text.splitlines()[0] and "group" in text.splitlines()[0]
+    assert (
+        f"channel_prune at flops_fraction 0.4: FLOPs 252k -> {inspect.channel_preflight.si(after)}"
+        in text
+    )
+    assert f"conv_a 16->{kept} (conv_a, conv_b)" in text
+
+
+def test_channel_preflight_on_a_model_with_nothing_prunable_gives_the_reason():
+    x = keras.Input((8, 8, 1))
+    h = keras.layers.Conv2D(16, 3, name="c")(x)
+    h = keras.layers.Reshape((-1,), name="r")(h)
+    model = keras.Model(x, keras.layers.Dense(10, activation="softmax", name="out")(h))
+    report = inspect.inspect_model(model, convert=False)
+    section = report["channel_prune"]
+    with pytest.raises(ModelError) as refused:
+        cp.choose_channels(model, channels.trace(model), cp.ChannelPruneConfig())
+    assert section["reason"] == str(refused.value) and "Reshape" in section["reason"]
+    assert section["flops_after"] is None and section["params_after"] is None
+    rows = {r["name"]: r for r in report["layers"]}
+    # 6x6 positions x 3x3x1x16, then 576 x 10
+    assert rows["c"]["flops"] == 36 * 9 * 16 and rows["out"]["flops"] == 5760
+    assert section["flops_before"] == 36 * 9 * 16 + 5760
+    assert rows["c"]["channels_kept"] is None and rows["c"]["channel_group"] == "c"
+    text = inspect.format_inspect(report)
+    assert "channel_prune at flops_fraction 0.5: FLOPs 10.9k; channel_prune: no layer" in text

@@ -9,10 +9,13 @@ import json
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "inspect",
-        help="per layer: prunable, QAT-quantizable, factorizable; TFLite ops and int8 kernels",
+        help="per layer: prunable, QAT-quantizable, factorizable, FLOPs and channel groups; "
+        "TFLite ops and int8 kernels",
         description="Report, before any training, what pruning, QAT and low-rank "
         "factorization can do to MODEL (a SavedModel directory, .keras or .h5 file), "
-        "and which TFLite ops its int8 conversion leaves in float.",
+        "each layer's FLOPs and channel coupling group with the FLOPs and parameters "
+        "structured pruning leaves at its target, and which TFLite ops its int8 "
+        "conversion leaves in float.",
     )
     p.add_argument("model", metavar="MODEL", help="SavedModel directory, .keras or .h5 file")
     p.add_argument(
@@ -20,6 +23,13 @@ def register(subparsers) -> None:
         default=None,
         help="a dataset artifact (ingest output): check the model against its features "
         "and take the input shape from it",
+    )
+    p.add_argument(
+        "--flops-fraction",
+        type=float,
+        default=None,
+        help="structured pruning's target: the fraction of FLOPs to remove (default: "
+        "channel_prune's flops_fraction)",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--no-convert", action="store_true", help="skip the TFLite conversion (faster)")
@@ -43,7 +53,12 @@ def run(args: argparse.Namespace) -> int:
         info = schema.load_info(args.dataset)
         models.check_compatible(model, info.feature_shape, info.num_classes, args.model)
         shape = info.feature_shape
-    report = inspect.inspect_model(model, input_shape=shape, convert=not args.no_convert)
+    settings = {}
+    if args.flops_fraction is not None:
+        settings["channel_prune"] = {"flops_fraction": args.flops_fraction}
+    report = inspect.inspect_model(
+        model, input_shape=shape, convert=not args.no_convert, settings=settings
+    )
     report["model"] = args.model
     print(json.dumps(report, indent=2) if args.json else inspect.format_inspect(report))
     return 0
@@ -100,6 +115,7 @@ def _blocked_report(path: str, exc) -> dict:
             "factorize_saving": 0,
             "techniques": {n: {"layers": [], "param_fraction": 0.0} for n in planners},
         },
+        "channel_prune": None,
         "tflite": None,
         "keras": entry,
     }

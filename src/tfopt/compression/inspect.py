@@ -6,6 +6,9 @@ applies and why not, under ``techniques``; the answers come from the same functi
 techniques plan with, on the model flattened as they flatten it. The older flat keys
 (``prunable`` / ``prune_reason``, ``qat`` / ``qat_reason``, ``factorizable`` /
 ``factorize_reason`` with low-rank's saving and rank) are kept for their readers.
+Per layer too, its FLOPs, output channels and channel coupling group, and under
+``channel_prune`` the FLOPs and parameters structured pruning leaves at its
+``flops_fraction`` (``channel_preflight``: the channels chosen, nothing trained).
 With ``convert``, the model is converted to TFLite float32 and to int8 (calibrated on
 a small random set, float kernels allowed as a fallback): the report lists the ops and
 those the int8 model still runs in float (no int8 kernel, or not quantized).
@@ -24,6 +27,7 @@ import numpy as np
 from tfopt import registry
 from tfopt._keras import keras, tf
 from tfopt.compression import (
+    channel_preflight,
     lowrank,
     prune,
     techniques,  # noqa: F401 - registers every technique
@@ -135,6 +139,9 @@ def inspect_model(
         if t.plan
     }
     layers = _layer_rows(flat, plans, factors)
+    channel_rows, channel_section = channel_preflight.channel_report(flat, configs["channel_prune"])
+    for row in layers:
+        row.update(channel_rows[row["name"]])
     total = models.count_params(flat)
     return {
         "model": source or loaded.name,
@@ -144,6 +151,7 @@ def inspect_model(
         "float32_bytes": 4 * total,
         "layers": layers,
         "coverage": _coverage(flat, layers, plans, total),
+        "channel_prune": channel_section,
         "tflite": _convert_report(flat, shape) if convert else None,
         "keras": keras_entry(loaded, source),
     }
@@ -230,7 +238,7 @@ def _op_list(content: bytes) -> list[str]:
 def format_inspect(report: dict) -> str:
     """``inspect_model``'s report as a text table and summary lines."""
     names = list(report["layers"][0]["techniques"]) if report["layers"] else []
-    rows = [("layer", "type", "params", *names, "notes")]
+    rows = [("layer", "type", "params", "FLOPs", "channels", "group", *names, "notes")]
     for r in report["layers"]:
         answers = r["techniques"]
         why = "; ".join(
@@ -244,7 +252,7 @@ def format_inspect(report: dict) -> str:
             else (f"-{r['factorize_saving']}" if answers[n]["applies"] else "-")
             for n in names
         ]
-        rows.append((r["name"], r["type"], str(r["params"]), *cells, why))
+        rows.append((r["name"], r["type"], str(r["params"]), *_channel_cells(r), *cells, why))
     last = len(rows[0]) - 1
     widths = [max(len(row[i]) for row in rows) for i in range(last)]
     lines = [
@@ -268,6 +276,7 @@ def format_inspect(report: dict) -> str:
                 f"{n}: {cov['techniques'][n]['param_fraction']:.1%} of parameters" for n in others
             )
         )
+    lines += channel_preflight.format_section(report.get("channel_prune"))
     if report.get("keras"):
         lines.append(f"Keras: {keras3.describe(report['keras'])}")
         if report["keras"].get("blocks"):
@@ -288,3 +297,19 @@ def format_inspect(report: dict) -> str:
             "ops left in float in the int8 model: " + (", ".join(t["float_ops_in_int8"]) or "none"),
         ]
     return "\n".join(lines)
+
+
+def _channel_cells(row: dict) -> tuple[str, str, str]:
+    """A row's FLOPs (before -> after the channel_prune target), output channels (-> kept)
+    and coupling group; blank where the report has none (a blocked Keras 3 file)."""
+
+    def before_after(before, after, text) -> str:
+        if not before:
+            return ""
+        return text(before) if after in (None, before) else f"{text(before)}->{text(after)}"
+
+    return (
+        before_after(row.get("flops"), row.get("flops_after"), channel_preflight.si),
+        before_after(row.get("channels"), row.get("channels_kept"), str),
+        row.get("channel_group") or "",
+    )
