@@ -15,6 +15,11 @@ third of the technique's epochs (at least one); the winner is then made again wi
 full fine-tuning, as the variant. ``search_trials`` and ``search_minutes`` bound the
 trials; when a bound is reached the search stops and says so. Every trial is recorded
 (value, validation accuracy and drop, file size and gzip size, seconds).
+
+On a cluster the trials can fan out instead (``tfopt compile --search-fanout``,
+``pipelines/search_fanout.py``): :func:`grid` gives the values, each runs as
+:func:`fanout_trial` in a ``dsl.ParallelFor`` iteration, and :func:`pick` applies the same
+rule as the bisection (:func:`strongest_fit`) and writes the same record.
 """
 
 from __future__ import annotations
@@ -47,54 +52,138 @@ def apply(technique: registry.Technique, model_dir, dataset_dir, output_path, co
     return _Search(technique, setting, model_dir, dataset_dir, config).run(output_path, tb)
 
 
+def value_at(setting: Setting, at: float):
+    """The knob's value ``at`` of the way from its weak end (0) to its strong end (1)."""
+    weak, strong = setting.search
+    value = weak + at * (strong - weak)
+    return round(value) if setting.type is int else round(value, 4)
+
+
+def grid(setting: Setting, trials: int) -> list:
+    """The fan-out's trial values: ``trials`` evenly spaced steps from the weak end, the
+    strong end last. The weak end is taken to fit, as the bisection takes it, so a step
+    that rounds to it is not tried, nor a value that rounding repeats."""
+    values = [value_at(setting, i / trials) for i in range(1, trials + 1)]
+    return [v for v in dict.fromkeys(values) if v != value_at(setting, 0.0)]
+
+
+def strongest_fit(setting: Setting, trials: list[dict]):
+    """(chosen, found): the value nearest the strong end among the trials that fitted the
+    budget, or the weak end (found False) when none did. The bisection and the fan-out
+    both choose by this rule."""
+    weak, strong = setting.search
+    fitted = [t[setting.name] for t in trials if t["fits"]]
+    if not fitted:
+        return value_at(setting, 0.0), False
+    return max(fitted, key=lambda v: (v - weak) / (strong - weak)), True
+
+
+class Validation:
+    """The split a search judges on (validation, or train when there is none; never the
+    test split) and the base model's predictions on it."""
+
+    def __init__(self, model_dir, dataset_dir) -> None:
+        info = schema.load_info(dataset_dir)
+        self.split = "validation" if info.counts.get("validation") else "train"
+        self.x, self.y = input_pipeline.load_arrays(info, self.split)
+        self.reference = Predictor(model_dir, "saved_model").predict(self.x).argmax(1)
+
+
+def trial(technique, setting: Setting, model_dir, dataset_dir, config, value, judge) -> dict:
+    """One trial: ``technique`` with the knob at ``value`` and a third of its fine-tuning
+    epochs (at least one), judged by ``judge`` (a :class:`Validation`) against the base
+    model on the same examples; returns its record."""
+    config = dataclasses.replace(
+        config, search=False, **{setting.name: value, "epochs": max(1, config.epochs // 3)}
+    )
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="tfopt-search-") as tmp:
+        fmt = technique.output_format
+        path = os.path.join(tmp, "model.tflite" if fmt == "tflite" else "m")
+        technique.apply(model_dir, dataset_dir, path, config, None)
+        predicted = Predictor(path, fmt).predict(judge.x).argmax(1)
+        size, gz = fsutil.size_bytes(path), fsutil.gzip_bytes(path)
+    drop = paired_drop(judge.y, judge.reference, predicted)
+    fits = not drop.exceeds(config.max_accuracy_drop)
+    log.info("search %s=%s: %s (%s)", setting.name, value, drop.describe(), fits)
+    return {
+        setting.name: value,
+        f"{judge.split}_accuracy": float((predicted == judge.y).mean()),
+        "drop_points": drop.drop_points,
+        "drop": drop.describe(),
+        "fits": fits,
+        "size_bytes": size,
+        "gzip_bytes": gz,
+        "seconds": round(time.monotonic() - t0, 1),
+    }
+
+
+def fanout_trial(technique, model_dir, dataset_dir, config, value) -> dict:
+    """One trial of a fanned-out search (a ``dsl.ParallelFor`` iteration), as
+    :func:`trial` records it; ``value`` is typed as the knob is."""
+    setting = knob(technique)
+    assert setting is not None, f"{technique.name} has no knob to search"
+    value = round(value) if setting.type is int else float(value)  # KFP passes floats
+    judge = Validation(model_dir, dataset_dir)
+    return trial(technique, setting, model_dir, dataset_dir, config, value, judge)
+
+
+def record(setting: Setting, config, trials: list[dict], chosen) -> dict:
+    """The ``search`` record a searched variant's model carries (the reports show it)."""
+    return {
+        "knob": setting.name,
+        "chosen": chosen,
+        "max_accuracy_drop": config.max_accuracy_drop,  # the budget it judged by
+        "trials": trials,
+    }
+
+
+def pick(technique, config, trials: list[dict]) -> dict:
+    """The record of a fanned-out search: its trials (in value order) and the value
+    :func:`strongest_fit` chooses."""
+    setting = knob(technique)
+    assert setting is not None, f"{technique.name} has no knob to search"
+    chosen, _ = strongest_fit(setting, trials)
+    return record(setting, config, trials, chosen)
+
+
+def searched(outcome: registry.Outcome, setting: Setting, rec: dict, how="", stopped=""):
+    """``outcome`` (the chosen value made in full) with the search record ``rec``: its
+    metrics, its note (``how`` the trials ran, why they ``stopped``) and the record on the
+    model."""
+    trials = rec["trials"]
+    split = next(k for k in trials[0] if k.endswith("_accuracy"))  # a search runs one at least
+    found = any(t["fits"] for t in trials)
+    note = (
+        f"search over {setting.name} {setting.search[0]} -> {setting.search[1]} on the "
+        f"{split.removesuffix('_accuracy')} split: {len(trials)} trial(s){how}, "
+        f"chose {rec['chosen']}"
+        + ("" if found else " (the weak end: no trial fitted the budget)")
+        + (f"; stopped: {stopped}" if stopped else "")
+    )
+    metrics = {"search_trials": len(trials), "search_chosen": rec["chosen"]}
+    return registry.Outcome(
+        metrics={**outcome.metrics, **metrics},
+        model={**outcome.model, "search": rec},
+        notes=[*outcome.notes, note],
+    )
+
+
 class _Search:
+    """The bisection (see the module docstring): trials one after another, in one step."""
+
     def __init__(self, technique, setting: Setting, model_dir, dataset_dir, config) -> None:
         self.t, self.s, self.config = technique, setting, config
         self.model_dir, self.dataset_dir = model_dir, dataset_dir
-        info = schema.load_info(dataset_dir)
-        split = "validation" if info.counts.get("validation") else "train"
-        self.split = split
-        self.x, self.y = input_pipeline.load_arrays(info, split)
-        self.reference = Predictor(model_dir, "saved_model").predict(self.x).argmax(1)
+        self.judge = Validation(model_dir, dataset_dir)
         self.trials: list[dict] = []
         self.start = time.monotonic()
         self.stopped = ""
 
-    def value_at(self, at: float):
-        weak, strong = self.s.search
-        value = weak + at * (strong - weak)
-        return round(value) if self.s.type is int else round(value, 4)
-
     def trial(self, at: float) -> bool:
-        value = self.value_at(at)
-        config = dataclasses.replace(
-            self.config,
-            search=False,
-            **{self.s.name: value, "epochs": max(1, self.config.epochs // 3)},
-        )
-        t0 = time.monotonic()
-        with tempfile.TemporaryDirectory(prefix="tfopt-search-") as tmp:
-            path = os.path.join(tmp, "model.tflite" if self.t.output_format == "tflite" else "m")
-            self.t.apply(self.model_dir, self.dataset_dir, path, config, None)
-            fmt = self.t.output_format
-            predicted = Predictor(path, fmt).predict(self.x).argmax(1)
-            size, gz = fsutil.size_bytes(path), fsutil.gzip_bytes(path)
-        drop = paired_drop(self.y, self.reference, predicted)
-        fits = not drop.exceeds(self.config.max_accuracy_drop)
-        self.trials.append(
-            {
-                self.s.name: value,
-                f"{self.split}_accuracy": float((predicted == self.y).mean()),
-                "drop_points": drop.drop_points,
-                "drop": drop.describe(),
-                "fits": fits,
-                "size_bytes": size,
-                "gzip_bytes": gz,
-                "seconds": round(time.monotonic() - t0, 1),
-            }
-        )
-        log.info("search %s=%s: %s (%s)", self.s.name, value, drop.describe(), fits)
-        return fits
+        args = (self.model_dir, self.dataset_dir, self.config, value_at(self.s, at), self.judge)
+        self.trials.append(trial(self.t, self.s, *args))
+        return self.trials[-1]["fits"]
 
     def budget_left(self) -> bool:
         if len(self.trials) >= self.config.search_trials:
@@ -107,38 +196,20 @@ class _Search:
         return True
 
     def run(self, output_path: str, tb):
-        best = 1.0 if self.trial(1.0) else None  # how far toward the strong end fitted
-        low, high = 0.0, 1.0  # the weak end is taken to fit, the strong end did not
-        while best is None or best < 1.0:
+        low, high = 0.0, 1.0  # the weak end is taken to fit
+        if self.trial(1.0):  # the strong end first: one trial when it already fits
+            low = high
+        while low < high:  # the strongest that fitted, the weakest that did not
             mid = (low + high) / 2
-            resolved = self.value_at(mid) in (self.value_at(low), self.value_at(high))
+            resolved = value_at(self.s, mid) in (value_at(self.s, low), value_at(self.s, high))
             if resolved or high - low < 1 / 32 or not self.budget_left():
                 break
             if self.trial(mid):
-                best, low = mid, mid
+                low = mid
             else:
                 high = mid
-        chosen = self.value_at(best if best is not None else 0.0)
+        chosen, _ = strongest_fit(self.s, self.trials)
         final = dataclasses.replace(self.config, search=False, **{self.s.name: chosen})
         outcome = self.t.apply(self.model_dir, self.dataset_dir, output_path, final, tb)
-        return self._outcome(outcome, chosen, best is not None)
-
-    def _outcome(self, outcome: registry.Outcome, chosen, found: bool) -> registry.Outcome:
-        notes = list(outcome.notes)
-        notes.append(
-            f"search over {self.s.name} {self.s.search[0]} -> {self.s.search[1]} on the "
-            f"{self.split} split: {len(self.trials)} trial(s), chose {chosen}"
-            + ("" if found else " (the weak end: no trial fitted the budget)")
-            + (f"; stopped: {self.stopped}" if self.stopped else "")
-        )
-        record = {
-            "knob": self.s.name,
-            "chosen": chosen,
-            "max_accuracy_drop": self.config.max_accuracy_drop,  # the budget it judged by
-            "trials": self.trials,
-        }
-        return registry.Outcome(
-            metrics={**outcome.metrics, "search_trials": len(self.trials), "search_chosen": chosen},
-            model={**outcome.model, "search": record},
-            notes=notes,
-        )
+        rec = record(self.s, self.config, self.trials, chosen)
+        return searched(outcome, self.s, rec, stopped=self.stopped)
