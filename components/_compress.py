@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tfopt.components import _util
+from tfopt.components import _search_trial, _util
 
 
 def run(technique: str, args: dict) -> None:
@@ -15,6 +15,7 @@ def run(technique: str, args: dict) -> None:
     model, dataset, out = args.pop("model"), args.pop("dataset"), args.pop("compressed_model")
     metrics, tensorboard = args.pop("metrics"), args.pop("tensorboard", None)
     variant, enabled = args.pop("variant"), args.pop("enabled")
+    searched = args.pop("search_record", None)  # the search fan-out's pick (search_trial.py)
     also = tuple(a for a in (metrics, tensorboard) if a is not None)
     if _util.skip_if_disabled(out, variant, enabled, model, also=also):
         return
@@ -28,6 +29,8 @@ def run(technique: str, args: dict) -> None:
             config,
             tensorboard.path if tensorboard is not None else None,
         )
+        if searched is not None:
+            outcome = _search_trial.attach(t, outcome, searched)
         _util.log_metrics(metrics, outcome.metrics)
         _util.describe_model(
             out, variant, t.output_format, base=model, notes=outcome.notes, **outcome.model

@@ -13,7 +13,8 @@ from tfopt.components._generate import Param
 from tfopt.compression import techniques  # noqa: F401 - registers every technique
 
 
-def _component(t: registry.Technique):
+def inputs(t: registry.Technique) -> list[Param]:
+    """The inputs and outputs of ``t``'s component (the fan-out's trial step reuses them)."""
     params = [
         Param("model", "Input[Model]", "The model to compress (its base variant)."),
         Param("dataset", "Input[Dataset]", "The ingested dataset (train split for fine-tuning "
@@ -28,13 +29,19 @@ def _component(t: registry.Technique):
     params += [_generate.from_setting(s) for s in t.settings]
     params.append(Param("enabled", "bool", "False: skip (a no-op step whose output says so).",
                         True))  # fmt: skip
+    return params
+
+
+def component(t: registry.Technique, name: str = "", extra: tuple[Param, ...] = ()):
+    """``t``'s component (``name``: another name, ``extra``: more inputs, both for the
+    search fan-out's flavour; ``_compress.run`` takes them)."""
     # locals() first: the import below would add a name to them
     body = "\n".join(
         ("args = dict(locals())", "from tfopt.components import _compress",
          f"_compress.run({t.name!r}, args)")
     )  # fmt: skip
-    return _generate.component(t.name, t.summary, params, body)
+    return _generate.component(name or t.name, t.summary, inputs(t) + list(extra), body)
 
 
 # technique name -> its component
-COMPONENTS = {t.name: _component(t) for t in registry.techniques()}
+COMPONENTS = {t.name: component(t) for t in registry.techniques()}

@@ -1,0 +1,87 @@
+"""The bodies of the search fan-out's components (``components/search_trial.py``): the
+trial values, one trial, the pick, and the record the variant's own step then carries.
+The search itself is ``tfopt.compression.search``'s; nothing here decides."""
+
+from __future__ import annotations
+
+import json
+
+
+def _technique(name: str):
+    from tfopt import registry
+    from tfopt.compression import search, techniques  # noqa: F401 - registers every technique
+
+    t = registry.get_technique(name)
+    return t, search.knob(t)
+
+
+def _searching(args: dict) -> bool:
+    """Whether a search runs: on, the variant enabled and its base not skipped."""
+    skipped = args["model"].metadata.get("skipped")
+    return bool(args["search"] and args.pop("enabled") and not skipped)
+
+
+def values(technique: str, knob: str, args: dict) -> list:
+    """The ``knob`` values to try (``search.grid``). Without a search (off, the variant
+    disabled or its base skipped) the configured value alone, whose trial is a no-op: a
+    loop over no item is one that kfp.local cannot collect."""
+    if not _searching(args):
+        return [args[knob]]
+    from tfopt.compression import search
+
+    _, setting = _technique(technique)
+    return search.grid(setting, args["search_trials"])
+
+
+def trial(technique: str, args: dict) -> str:
+    """One trial, its record as JSON (exact types: KFP passes a dict as floats); a
+    technique that does not fit the model records why instead, and without a search the
+    record says ``skipped`` (nothing is imported or trained)."""
+    if not _searching(args):
+        return json.dumps({"skipped": True})
+    from tfopt.compression import search
+    from tfopt.errors import ModelError
+
+    t, setting = _technique(technique)
+    model, dataset, variant = args.pop("model"), args.pop("dataset"), args.pop("variant")
+    value = args.pop(setting.name)  # this iteration's value
+    config = t.make_config(args)
+    try:
+        record = search.fanout_trial(t, model.path, dataset.path, config, value)
+    except ModelError as exc:
+        record = {"not_applicable": str(exc)}
+    print(f"{variant}: {setting.name}={value}: {record}")
+    return json.dumps(record)
+
+
+def pick(technique: str, trials: list, args: dict, search_record):
+    """The value the variant is made with: the search's choice over ``trials`` (the
+    collected records, put in value order), with its record written to ``search_record``;
+    without trials the configured value, and the record says ``skipped``."""
+    from tfopt import fsutil
+    from tfopt.components import _util
+    from tfopt.compression import search
+
+    t, setting = _technique(technique)
+    made = [r for r in map(json.loads, trials) if not {"skipped", "not_applicable"} & set(r)]
+    if not made:
+        _util.mark_skipped(search_record, skip_reason="no search trial ran")
+        return args[setting.name]
+    weak, strong = setting.search
+    made.sort(key=lambda r: (r[setting.name] - weak) / (strong - weak))
+    record = search.pick(t, t.make_config(args), made)
+    fsutil.write_json(search_record.path, record)
+    return record["chosen"]
+
+
+def attach(t, outcome, search_record):
+    """``outcome`` with the fan-out's search record (metrics, note, the model's ``search``
+    entry, as the bisection gives them); unchanged when no search ran."""
+    from tfopt.compression import search
+
+    with open(search_record.path, encoding="utf-8") as fh:
+        record = json.load(fh)
+    if record.get("skipped"):
+        return outcome
+    setting = search.knob(t)
+    return search.searched(outcome, setting, record, how=" in parallel (dsl.ParallelFor)")
