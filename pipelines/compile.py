@@ -50,7 +50,13 @@ IMPORTER_INPUTS = {
 }
 
 
-def compile_pipeline(name: str, package_path: str, target: str = "kubeflow") -> str:
+def compile_pipeline(
+    name: str,
+    package_path: str,
+    target: str = "kubeflow",
+    search_fanout: bool = False,
+    search_parallelism: int = 0,
+) -> str:
     """Compile one pipeline to ``package_path`` (YAML), written atomically.
 
     ``kubeflow`` keeps the kfp-kubernetes platform spec (node selectors,
@@ -58,6 +64,8 @@ def compile_pipeline(name: str, package_path: str, target: str = "kubeflow") -> 
     writes the pipeline spec alone: Vertex AI Pipelines has no Kubernetes
     platform settings (its SDK reads one document), and takes the CPU, memory
     and accelerator settings that live in the pipeline spec itself.
+    ``search_fanout``: each technique's search trials as parallel tasks, at most
+    ``search_parallelism`` at a time (0 = no limit; ``pipelines/search_fanout.py``).
     """
     from tfopt.errors import ConfigError
 
@@ -65,7 +73,14 @@ def compile_pipeline(name: str, package_path: str, target: str = "kubeflow") -> 
         raise ConfigError(
             f"compile target {target!r} is not allowed: expected one of {', '.join(TARGETS)}"
         )
-    func = pipeline_function(name)
+    if search_parallelism and not search_fanout:
+        raise ConfigError("--search-parallelism limits the search fan-out: add --search-fanout")
+    if search_fanout:
+        from tfopt.pipelines import search_fanout as fanout
+
+        func = fanout.pipeline(name, search_parallelism)
+    else:
+        func = pipeline_function(name)
     text = _pipeline_yaml(func, CLUSTER_DEFAULTS.get(name, {}), platform=target == "kubeflow")
     with fsutil.atomic_file(package_path) as dst:
         dst.write(text)
@@ -154,19 +169,20 @@ def _what_feeds(spec, parent, value, kind: str) -> str:
     return said or f"The {key} output of the {producer} step."
 
 
-def compile_targets(name: str, output_dir: str) -> list[str]:
+def compile_targets(name: str, output_dir: str, **options) -> list[str]:
     """Compile one pipeline into ``output_dir/<name>.yaml`` (Kubeflow Pipelines) and
-    ``output_dir/<name>.vertex.yaml`` (Vertex AI Pipelines); return the paths."""
+    ``output_dir/<name>.vertex.yaml`` (Vertex AI Pipelines); return the paths.
+    ``options``: :func:`compile_pipeline`'s (the search fan-out)."""
     return [
-        compile_pipeline(name, os.path.join(output_dir, f"{name}{suffix}.yaml"), target)
+        compile_pipeline(name, os.path.join(output_dir, f"{name}{suffix}.yaml"), target, **options)
         for target, suffix in TARGETS.items()
     ]
 
 
-def compile_all(output_dir: str) -> list[str]:
+def compile_all(output_dir: str, **options) -> list[str]:
     """:func:`compile_targets` for every pipeline; return the paths."""
     fsutil.makedirs(output_dir)
-    return [path for name in PIPELINES for path in compile_targets(name, output_dir)]
+    return [path for name in PIPELINES for path in compile_targets(name, output_dir, **options)]
 
 
 def components() -> dict[str, Any]:

@@ -11,6 +11,7 @@ selection's ``blessed`` output, then on the infra validation's
 """
 
 import contextlib
+import contextvars
 
 from kfp import dsl
 from kfp.dsl import Artifact
@@ -104,19 +105,27 @@ def _train(p: dict, dataset, validated):
     return step.set_display_name("train").output
 
 
+# What makes a variant's step from the variant and its inputs: None = its technique's
+# component. The search fan-out (pipelines/search_fanout.py) sets it while it builds its
+# flavour of this pipeline.
+VARIANT_STEP: contextvars.ContextVar = contextvars.ContextVar("variant_step", default=None)
+
+
 def _compress(p: dict, dataset, baseline) -> dict:
     """One step per variant of the registry, on its base's output: variant -> its model."""
     models = {registry.BASELINE: baseline}
     for variant in registry.variants():  # a base comes before the variants made from it
         t = registry.get_technique(variant.technique)
         settings = {s.name: p[s.param] for s in t.settings if s.param}
-        task = compress.COMPONENTS[t.name](
+        inputs = dict(
             model=models[variant.base],
             dataset=dataset,
             variant=variant.name,
             enabled=p[variant.switch] if variant.switch else True,
             **{**settings, **variant.settings},  # a variant's own settings win
         )
+        step = VARIANT_STEP.get()
+        task = step(variant, inputs) if step else compress.COMPONENTS[t.name](**inputs)
         models[variant.name] = task.set_display_name(variant.task).outputs["compressed_model"]
     return {name: models[name] for name in registry.names()}
 

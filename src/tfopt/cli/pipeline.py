@@ -165,10 +165,11 @@ def _cmd_compile(args: argparse.Namespace) -> int:
             return 0
     if not args.output_dir:
         raise ConfigError("tfopt compile: give --output-dir DIR (pipelines) or --components DIR")
+    fanout = {"search_fanout": args.search_fanout, "search_parallelism": args.search_parallelism}
     if args.pipeline:
-        paths = compile_targets(args.pipeline, args.output_dir)
+        paths = compile_targets(args.pipeline, args.output_dir, **fanout)
     else:
-        paths = compile_all(args.output_dir)
+        paths = compile_all(args.output_dir, **fanout)
     for path in paths:
         print(path)
     log.debug("pipelines: %s", ", ".join(PIPELINES))
@@ -269,4 +270,18 @@ def register(sub) -> None:
         "kfp.components.load_component_from_file",
     )
     comp.add_argument("--pipeline", help="compile only this pipeline")
+    comp.add_argument(
+        "--search-fanout",
+        action="store_true",
+        help="run each technique's search trials (search: true) as parallel tasks "
+        "(dsl.ParallelFor) instead of a bisection inside its one step; a local run always "
+        "bisects",
+    )
+    comp.add_argument(
+        "--search-parallelism",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --search-fanout: at most N trials of one search at a time (default 0: no limit)",
+    )
     comp.set_defaults(func=_cmd_compile)
