@@ -2,21 +2,27 @@
 
     .venv/bin/python benchmarks/structured_pruning.py [--families mobilenet_v2:0.35,...]
         [--max-examples 14000] [--epochs 20] [--fractions 0.3,0.5,0.7] [--prune-epochs 4]
-        [--out results.json]
+        [--teacher-weights 0,0.5] [--out results.json]
+    .venv/bin/python benchmarks/structured_pruning.py --remeasure results.json [--rounds 3]
 
 Per family (``arch:alpha``; tf_keras.applications with ``weights=None`` as the families
-benchmark builds them) on a seeded stratified subset of builtin:fashion_mnist: trains the
+benchmark builds them; ``resnet_small``: ResNet-20, ``benchmarks/models/resnet_small.py``,
+as a user's module file) on a seeded stratified subset of builtin:fashion_mnist: trains the
 baseline through the library (early stopping on the validation split), then for each
-FLOPs fraction runs ``channel_prune_model`` (fine-tuned ``--prune-epochs``) and measures,
+FLOPs fraction and teacher weight runs ``channel_prune_model`` (fine-tuned ``--prune-epochs``)
+and measures,
 side by side in one run: test accuracy, parameters, FLOPs, the SavedModel's batch-1 p50
 through tfopt's own runtime (``Predictor``) at 1 and 2 TensorFlow threads (each in a
 process of its own: TensorFlow's thread pools are per process), and the int8 TFLite
 child's p50 against the baseline's int8. Prints a Markdown table; ``--out`` keeps JSON.
+Training tolerates a busy machine, latency does not: ``--remeasure`` takes the latencies of
+a kept run again (the models stay in its temporary directory), in turns, on a quiet one.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -45,9 +51,10 @@ print(json.dumps(float(np.median(latency_ms(Predictor(sys.argv[1], "saved_model"
 """
 
 
-def saved_model_p50(path: str, threads: int, x_file: str) -> float:
+def saved_model_p50(path: str, threads: int, x_file: str, onednn: bool = True) -> float:
     env = {**os.environ, "TF_NUM_INTRAOP_THREADS": str(threads),
-           "TF_NUM_INTEROP_THREADS": str(threads), "TF_CPP_MIN_LOG_LEVEL": "3"}  # fmt: skip
+           "TF_NUM_INTEROP_THREADS": str(threads), "TF_CPP_MIN_LOG_LEVEL": "3",
+           "TF_ENABLE_ONEDNN_OPTS": str(int(onednn))}  # fmt: skip
     out = subprocess.run(
         [sys.executable, "-c", _P50, path, x_file], env=env, capture_output=True, text=True,
         check=True,
@@ -64,6 +71,17 @@ def accuracy(path: str, fmt: str, x, y) -> float:
     return float(np.mean(Predictor(path, fmt).predict(x).argmax(1) == y) * 100)
 
 
+def latencies(path: str, x, x_file: str) -> dict:
+    """The p50 columns (``--remeasure`` takes them again, on a quiet machine)."""
+    return {
+        "path": path,
+        "p50_ms_1_thread": saved_model_p50(path, 1, x_file),
+        "p50_ms_2_threads": saved_model_p50(path, 2, x_file),
+        "p50_ms_1_thread_no_onednn": saved_model_p50(path, 1, x_file, onednn=False),
+        "int8_p50_ms": tflite_p50(path + "-int8.tflite", x),
+    }
+
+
 def measure(path: str, ds: str, x, y, x_file: str) -> dict:
     i8 = path + "-int8.tflite"
     tflite_lib.convert_to_tflite(
@@ -72,30 +90,42 @@ def measure(path: str, ds: str, x, y, x_file: str) -> dict:
     return {
         "accuracy": accuracy(path, "saved_model", x, y),
         "params": models.count_params(models.load_model(path)),
-        "p50_ms_1_thread": saved_model_p50(path, 1, x_file),
-        "p50_ms_2_threads": saved_model_p50(path, 2, x_file),
-        "int8_p50_ms": tflite_p50(i8, x),
         "int8_accuracy": accuracy(i8, "tflite", x, y),
+        **latencies(path, x, x_file),
     }
 
 
-def family(spec: str, ds: str, root: str, args, x, y, x_file: str) -> dict:
+RESNET_MODULE = os.path.join(os.path.dirname(__file__), "models", "resnet_small.py")
+
+
+def train_config(spec: str, epochs: int) -> train.TrainConfig:
+    """``arch:alpha`` (a built-in family) or ``resnet_small`` (a user's module file)."""
+    if spec == "resnet_small":
+        return train.TrainConfig(module_file=RESNET_MODULE, epochs=epochs)
     arch, _, alpha = spec.partition(":")
+    model = models.ModelConfig(arch=arch, alpha=float(alpha or 1.0))
+    return train.TrainConfig(model=model, epochs=epochs)
+
+
+def family(spec: str, ds: str, root: str, args, x, y, x_file: str) -> dict:
     start = time.perf_counter()
     base = os.path.join(root, spec.replace(":", "-"))
-    config = models.ModelConfig(arch=arch, alpha=float(alpha or 1.0))
-    trained = train.train_model(ds, base, train.TrainConfig(model=config, epochs=args.epochs))
+    trained = train.train_model(ds, base, train_config(spec, args.epochs))
     r: dict = {"family": spec, "epochs_run": trained.epochs_run,
                "train_seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
     r["baseline"] = measure(base, ds, x, y, x_file)
     r["pruned"] = {}
-    for fraction in (float(f) for f in args.fractions.split(",")):
-        out = f"{base}-cp{fraction}"
+    for fraction, weight in itertools.product(
+        (float(f) for f in args.fractions.split(",")),
+        (float(w) for w in args.teacher_weights.split(",")),
+    ):
+        out = f"{base}-cp{fraction}-t{weight}"
         t0 = time.perf_counter()
-        res = cp.channel_prune_model(
-            base, ds, out, cp.ChannelPruneConfig(flops_fraction=fraction, epochs=args.prune_epochs)
+        config = cp.ChannelPruneConfig(
+            flops_fraction=fraction, epochs=args.prune_epochs, teacher_weight=weight
         )
-        r["pruned"][str(fraction)] = {
+        res = cp.channel_prune_model(base, ds, out, config)
+        r["pruned"][f"{fraction} t{weight}"] = {
             **measure(out, ds, x, y, x_file),
             "flops_removed": res.flops_removed,
             "flops_before": res.flops_before,
@@ -107,13 +137,28 @@ def family(spec: str, ds: str, root: str, args, x, y, x_file: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--families", default="mobilenet_v2:0.35,mobilenet_v2:1.0,resnet50")
+    parser.add_argument("--families", default="mobilenet_v2:0.35,mobilenet_v2:1.0,resnet_small")
     parser.add_argument("--max-examples", type=int, default=14000)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--fractions", default="0.3,0.5,0.7")
     parser.add_argument("--prune-epochs", type=int, default=4)
+    parser.add_argument(
+        "--teacher-weights", default="0.5", help="channel_prune teacher_weight values, side by side"
+    )
     parser.add_argument("--out", default="")
+    parser.add_argument(
+        "--remeasure", default="", help="a results.json: take its latencies again and print"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="with --remeasure")
     args = parser.parse_args()
+    if args.remeasure:
+        with open(args.remeasure) as fh:
+            rows = json.load(fh)
+        remeasure(rows, args.rounds)
+        with open(args.out or args.remeasure, "w") as fh:
+            json.dump(rows, fh, indent=1)
+        print(f"load {os.getloadavg()}\n{table(rows)}")
+        return
     root = tempfile.mkdtemp(prefix="tfopt-bench-structured-")
     ds = os.path.join(root, "fashion")
     info = ingest.ingest(
@@ -130,25 +175,51 @@ def main() -> None:
         if args.out:
             with open(args.out, "w") as fh:
                 json.dump(rows, fh, indent=1)
-    print(
-        "\n| family | FLOPs out | accuracy (drop) | params | SavedModel p50 ms 1 / 2 threads "
-        "(x baseline) | int8 p50 ms (x baseline int8) |\n|---|---:|---|---:|---|---|"
-    )
+    print(table(rows))
+
+
+def remeasure(rows: list[dict], rounds: int) -> None:
+    """Take every model's latencies again, ``rounds`` times in turn (A B C A B C: a burst
+    of load falls on all of them alike), keeping each column's median."""
+    entries = [e for r in rows for e in (r["baseline"], *r["pruned"].values())]
+    root = os.path.dirname(entries[0]["path"])
+    x = np.load(os.path.join(root, "x.npy"))
+    taken = [[latencies(e["path"], x, os.path.join(root, "x.npy")) for e in entries]
+             for _ in range(rounds)]  # fmt: skip
+    for i, e in enumerate(entries):
+        for key in taken[0][i]:
+            if key != "path":
+                e[key] = float(np.median([t[i][key] for t in taken]))
+
+
+def table(rows: list[dict]) -> str:
+    def p50s(p: dict, b: dict | None) -> str:
+        cols = ("p50_ms_1_thread", "p50_ms_2_threads", "p50_ms_1_thread_no_onednn")
+        ms = " / ".join(f"{p[c]:.3f}" for c in cols)
+        if b is None:
+            return f"{ms} | {p['int8_p50_ms']:.3f}"
+        ratios = " / ".join(f"{p[c] / b[c]:.2f}x" for c in cols)
+        return (
+            f"{ms} ({ratios}) | {p['int8_p50_ms']:.3f} ({p['int8_p50_ms'] / b['int8_p50_ms']:.2f}x)"
+        )
+
+    lines = [
+        "| family | FLOPs out (target, teacher weight) | accuracy % (drop) | params | SavedModel "
+        "p50 ms 1 / 2 threads / 1 thread without oneDNN (x baseline) | int8 p50 ms (x baseline "
+        "int8) |",
+        "|---|---|---|---:|---|---|",
+    ]
     for r in rows:
         b = r["baseline"]
-        print(
-            f"| {r['family']} | 0 | {b['accuracy']:.2f} | {b['params']:,} | "
-            f"{b['p50_ms_1_thread']:.3f} / {b['p50_ms_2_threads']:.3f} | {b['int8_p50_ms']:.3f} |"
+        lines.append(
+            f"| {r['family']} | 0 | {b['accuracy']:.2f} | {b['params']:,} | {p50s(b, None)} |"
         )
-        for fraction, p in r["pruned"].items():
-            print(
-                f"| | {p['flops_removed']:.0%} ({fraction}) | {p['accuracy']:.2f} "
-                f"({b['accuracy'] - p['accuracy']:+.2f}) | {p['params']:,} | "
-                f"{p['p50_ms_1_thread']:.3f} / {p['p50_ms_2_threads']:.3f} "
-                f"({p['p50_ms_1_thread'] / b['p50_ms_1_thread']:.2f}x / "
-                f"{p['p50_ms_2_threads'] / b['p50_ms_2_threads']:.2f}x) | "
-                f"{p['int8_p50_ms']:.3f} ({p['int8_p50_ms'] / b['int8_p50_ms']:.2f}x) |"
+        for key, p in r["pruned"].items():
+            lines.append(
+                f"| | {p['flops_removed']:.0%} ({key}) | {p['accuracy']:.2f} "
+                f"({b['accuracy'] - p['accuracy']:+.2f}) | {p['params']:,} | {p50s(p, b)} |"
             )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -85,8 +85,8 @@ def assert_no_wrappers(path: str) -> None:
     assert not bad, bad
 
 
-def accuracy(path: str, fmt: str, digits_dir: str) -> float:
+def accuracy(path: str, fmt: str, digits_dir: str, split: str = "test") -> float:
     from tfopt.evaluation.runtime import Predictor
 
-    x, y = input_pipeline.load_arrays(schema.load_info(digits_dir), "test")
+    x, y = input_pipeline.load_arrays(schema.load_info(digits_dir), split)
     return float(np.mean(Predictor(path, fmt).predict(x).argmax(1) == y))

@@ -146,6 +146,7 @@ def test_a_model_with_nothing_prunable_is_refused_with_the_reasons():
             r"flops_fraction=0.99 is not allowed: expected a number in \(0.0, 0.95\]",
         ),
         ({"flops_fraction": 0.0}, r"flops_fraction=0.0"),
+        ({"teacher_weight": 1.5}, r"teacher_weight=1.5 is not allowed"),
         (
             {"importance": "taylor"},
             r"importance='taylor' is not allowed: expected one of 'l1', 'bn_gamma'",
@@ -158,11 +159,15 @@ def test_bad_settings_are_refused_by_name(kwargs, needle):
 
 
 @pytest.mark.slow
-def test_the_technique_on_digits_gives_a_smaller_dense_model(tmp_path, cnn, digits_dir):
+@pytest.mark.parametrize("teacher_weight", [0.0, 0.5])
+def test_the_technique_on_digits_gives_a_smaller_dense_model(
+    tmp_path, cnn, digits_dir, teacher_weight
+):
     out = str(tmp_path / "channel_pruned")
-    result = cp.channel_prune_model(
-        cnn, digits_dir, out, cp.ChannelPruneConfig(flops_fraction=0.5, round_to=4, epochs=3)
+    config = cp.ChannelPruneConfig(
+        flops_fraction=0.5, round_to=4, epochs=3, teacher_weight=teacher_weight
     )
+    result = cp.channel_prune_model(cnn, digits_dir, out, config)
     assert result.flops_removed >= 0.5 and result.params_after < result.params_before
     pruned = models.load_model(out)
     assert models.count_params(pruned) == result.params_after
@@ -170,3 +175,6 @@ def test_the_technique_on_digits_gives_a_smaller_dense_model(tmp_path, cnn, digi
     base_acc = accuracy(cnn, "saved_model", digits_dir)
     # measured: 98.03% -> 96.91% with 60% of the FLOPs out of this 9.8k-parameter CNN
     assert accuracy(out, "saved_model", digits_dir) > base_acc - 0.03
+    # the metrics are the saved student's, not the distiller's (which has no accuracy)
+    val = accuracy(out, "saved_model", digits_dir, split="validation")
+    assert result.metrics["val_accuracy"] == pytest.approx(val, abs=1e-6)

@@ -8,8 +8,10 @@ Flatten or global pooling), ranks each group's channels by importance (the L1 no
 their filters, each producer's normalised to its mean; or the BatchNormalization gammas
 that scale them), picks one keep ratio for every prunable group so that the model loses
 ``flops_fraction`` of its multiply-adds (bisection: FLOPs fall with the ratio), rebuilds a
-genuinely smaller model with the kept slices of every weight, fine-tunes it and saves a
-plain SavedModel: no masks, no wrappers.
+genuinely smaller model with the kept slices of every weight, fine-tunes it (against the
+unpruned model's outputs as well as the labels, the learning rate decaying to zero: the
+pruned model is a student initialised from its teacher) and saves a plain SavedModel: no
+masks, no wrappers.
 
 Why not a library: Sony's model-compression-toolkit's Keras pruning does not resolve with
 this stack (it pins matplotlib < 3.10), and tfmot / NNCF have no filter pruning for
@@ -28,6 +30,7 @@ from tfopt._keras import keras
 from tfopt.compression import channels
 from tfopt.compression.common import (
     Searchable,
+    Teacher,
     batch_size_setting,
     finetune,
     learning_rate_setting,
@@ -67,6 +70,13 @@ class ChannelPruneConfig(Searchable):
     epochs: int = setting(
         6, "Fine-tuning epochs of the smaller model (0: none).", low=0, high=100_000,
         param="channel_prune_epochs",
+    )  # fmt: skip
+    teacher_weight: float = setting(
+        0.5,
+        "Weight of the unpruned model's outputs (temperature 4) in the fine-tuning loss, the "
+        "labels weighing the rest: the pruned model is a student initialised from its "
+        "teacher (0: the labels only).",
+        low=0.0, high=1.0,
     )  # fmt: skip
     batch_size: int = batch_size_setting()
     learning_rate: float = learning_rate_setting(1e-3)
@@ -245,6 +255,8 @@ def channel_prune_model(
             config.learning_rate,
             config.seed,
             tensorboard_dir=tensorboard_dir,
+            teacher=Teacher(model, config.teacher_weight) if config.teacher_weight else None,
+            cosine=True,
         )
         if config.epochs
         else {}

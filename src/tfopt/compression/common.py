@@ -235,22 +235,31 @@ def finetune(
     callbacks=None,
     loss=None,
     tensorboard_dir: str | None = None,
+    teacher: Teacher | None = None,
+    cosine: bool = False,
 ) -> dict:
     """Compile and fit ``model`` for a fixed number of epochs on the train split.
 
     No early stopping: restoring "best" weights would undo a pruning schedule.
     Returns the last epoch's metrics (train and validation). ``tensorboard_dir``
-    receives TensorBoard scalars of the fine-tuning.
+    receives TensorBoard scalars of the fine-tuning. With ``teacher``, the model learns
+    the teacher's outputs as well as the labels (``distiller.Distiller``); ``cosine``
+    decays the learning rate to zero over the fine-tuning (a model that lost part of
+    itself recovers more when the last epochs take small steps).
     """
     callbacks = [StopOnDivergence("fine-tuning", learning_rate), *(callbacks or [])]
     if tensorboard_dir:
         callbacks.append(keras.callbacks.TensorBoard(tensorboard_dir, write_graph=False))
     keras.utils.set_random_seed(seed)
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss=loss or keras.losses.SparseCategoricalCrossentropy(),
-        metrics=["accuracy"],
+    rate = (
+        keras.optimizers.schedules.CosineDecay(
+            learning_rate, max(1, epochs * steps_per_epoch(info, batch_size))
+        )
+        if cosine
+        else learning_rate
     )
+    loss = loss or keras.losses.SparseCategoricalCrossentropy()
+    model.compile(optimizer=keras.optimizers.Adam(rate), loss=loss, metrics=["accuracy"])
     train_ds = input_pipeline.make_dataset(
         info, "train", input_pipeline.InputConfig(batch_size=batch_size, shuffle=True, seed=seed)
     )
@@ -259,15 +268,36 @@ def finetune(
         if info.counts.get("validation")
         else None
     )
+    fit = model
+    if teacher is not None:
+        from tfopt.compression.distiller import Distiller
+
+        fit = Distiller(model, teacher.model, teacher.temperature, 1.0 - teacher.weight)
+        fit.compile(optimizer=keras.optimizers.Adam(rate))
+        train_ds = train_ds.map(lambda x, y: (x, y, tf.ones_like(y, tf.float32)))
     with reporting_corruption(info, ["train", "validation"]):
-        history = model.fit(
+        history = fit.fit(
             train_ds,
-            validation_data=val_ds,
+            validation_data=None if teacher is not None else val_ds,
             epochs=epochs,
             callbacks=callbacks,
             verbose=1 if sys.stdout.isatty() else 2,
         )
-    return {k: float(v[-1]) for k, v in history.history.items()}
+        metrics = {k: float(v[-1]) for k, v in history.history.items()}
+        if teacher is not None and val_ds is not None:  # the student alone, as keras reports it
+            values = model.evaluate(val_ds, verbose=0, return_dict=True)
+            metrics.update({f"val_{k}": float(v) for k, v in values.items()})
+    return metrics
+
+
+@dataclass(frozen=True)
+class Teacher:
+    """A model to fine-tune against: its outputs at ``temperature`` weigh ``weight``, the
+    labels the rest (Hinton et al.; ``distiller.Distiller``)."""
+
+    model: keras.Model
+    weight: float = 0.5
+    temperature: float = 4.0
 
 
 AUTO = "auto"  # keep_dense default: the first conv layer and the output layer
