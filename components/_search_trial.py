@@ -16,16 +16,26 @@ def _technique(name: str):
 
 
 def _searching(args: dict) -> bool:
-    """Whether a search runs: on, the variant enabled and its base not skipped."""
+    """Whether a search runs: on, the variant enabled and its base not skipped (a search
+    cut for the objective runs no trial either: ``pick`` records the cut)."""
     skipped = args["model"].metadata.get("skipped")
     return bool(args["search"] and args.pop("enabled") and not skipped)
 
 
+def _cut(technique: str, objective: str) -> str:
+    """Why the search is cut before any trial for the ``objective`` (``search.cut``), or ""."""
+    from tfopt.compression import search
+
+    t, _ = _technique(technique)
+    return search.cut(t, t.make_config({"objective": objective}))
+
+
 def values(technique: str, knob: str, args: dict) -> list:
     """The ``knob`` values to try (``search.grid``). Without a search (off, the variant
-    disabled or its base skipped) the configured value alone, whose trial is a no-op: a
-    loop over no item is one that kfp.local cannot collect."""
-    if not _searching(args):
+    disabled or its base skipped) or a search cut for the objective, the configured value
+    alone, whose trial is a no-op: a loop over no item is one that kfp.local cannot
+    collect."""
+    if not _searching(args) or _cut(technique, args["objective"]):
         return [args[knob]]
     from tfopt.compression import search
 
@@ -36,9 +46,12 @@ def values(technique: str, knob: str, args: dict) -> list:
 def trial(technique: str, args: dict) -> str:
     """One trial, its record as JSON (exact types: KFP passes a dict as floats); a
     technique that does not fit the model records why instead, and without a search the
-    record says ``skipped`` (nothing is imported or trained)."""
+    record says ``skipped``, with a search cut for the objective ``cut`` and why (nothing
+    is imported or trained)."""
     if not _searching(args):
         return json.dumps({"skipped": True})
+    if _cut(technique, args["objective"]):
+        return json.dumps({"cut": _cut(technique, args["objective"])})
     from tfopt.compression import search
     from tfopt.errors import ModelError
 
@@ -57,13 +70,18 @@ def trial(technique: str, args: dict) -> str:
 def pick(technique: str, trials: list, args: dict, search_record):
     """The value the variant is made with: the search's choice over ``trials`` (the
     collected records, put in value order), with its record written to ``search_record``;
-    without trials the configured value, and the record says ``skipped``."""
+    without trials the configured value, and the record says ``skipped`` (or ``cut``, why)."""
     from tfopt import fsutil
     from tfopt.components import _util
     from tfopt.compression import search
 
     t, setting = _technique(technique)
-    made = [r for r in map(json.loads, trials) if not {"skipped", "not_applicable"} & set(r)]
+    records = [json.loads(r) for r in trials]
+    cut = next((r["cut"] for r in records if "cut" in r), "")
+    if cut:
+        fsutil.write_json(search_record.path, search.cut_record(setting, t.make_config(args), cut))
+        return args[setting.name]
+    made = [r for r in records if not {"skipped", "not_applicable"} & set(r)]
     if not made:
         _util.mark_skipped(search_record, skip_reason="no search trial ran")
         return args[setting.name]
@@ -84,4 +102,6 @@ def attach(t, outcome, search_record):
     if record.get("skipped"):
         return outcome
     setting = search.knob(t)
+    if record.get("cut"):
+        return search.with_cut(outcome, setting, record)
     return search.searched(outcome, setting, record, how=" in parallel (dsl.ParallelFor)")

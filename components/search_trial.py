@@ -52,6 +52,7 @@ def fanout(technique: str) -> Fanout:
             Param("model", "Input[Model]", "The model the search starts from (skipped: none)."),
             own["search"],
             own["search_trials"],
+            own["objective"],
             own[knob.name],
             enabled,
         ],

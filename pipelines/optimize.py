@@ -317,6 +317,11 @@ def optimize(
         max_accuracy_drop: Accuracy points a candidate may lose against the baseline; an
             int8 TFLite conversion falls back when it loses more than this against its
             SavedModel.
+        objective: How the pick is chosen among the candidates that pass the gate:
+            smallest (file bytes), fastest (batch-1 p50 latency) or most_accurate. With
+            search on, a technique that cannot win on it (pruning and clustering change no
+            byte nor multiply-add of a dense model; no stronger setting is more accurate)
+            is not searched: its search is cut before any trial, saying why.
         serving_base_path: The TF Serving model repository (gs://... or a mounted path)
             of deploy_target tf_serving and kserve: the model goes to
             <serving_base_path>/<model_name>/<version>. Needed on a cluster; a local run

@@ -55,7 +55,7 @@ def variant_step(variant: registry.Variant, inputs: dict, parallelism: int = 0):
     if knob is None:
         return compress.COMPONENTS[t.name](**inputs)
     steps = search_trial.fanout(t.name)
-    names = ("model", "search", "search_trials", "enabled", knob.name)
+    names = ("model", "search", "search_trials", "objective", "enabled", knob.name)
     values = steps.values(**{k: inputs[k] for k in names})
     values.set_display_name(f"{variant.task}-search-values")
     loop = dsl.ParallelFor(values.output, parallelism=parallelism, name=f"{variant.task}-search")

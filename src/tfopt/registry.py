@@ -36,6 +36,7 @@ DEPLOY_TARGET_FORMATS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     }
 )
 DEPLOY_TARGETS = tuple(DEPLOY_TARGET_FORMATS)
+SELECTION_OBJECTIVES = ("smallest", "fastest", "most_accurate")  # what select ranks by
 TARGET_NAMES = MappingProxyType(
     {
         "tf_serving": "TF Serving",
@@ -126,6 +127,10 @@ class Technique:
         output_format: ``saved_model`` or ``tflite``.
         trains: it fine-tunes (its step writes TensorBoard logs and needs Keras layers).
         needs_keras: it refuses an imported plain SavedModel (no Keras layers).
+        improves: the selection objectives (``SELECTION_OBJECTIVES``) a stronger setting of
+            its knob can win on against its base; a search is cut for the others, saying
+            ``limits`` (``compression/search.py``).
+        limits: why it cannot win on the objectives it does not improve.
         plan: for the pre-flight report (``tfopt inspect``), a function
             ``plan(flat_keras_model, config) -> {layer name: (applies, why not)}``, the same
             planning the technique does before any training. None for techniques that work
@@ -140,12 +145,16 @@ class Technique:
     output_format: str = "saved_model"
     trains: bool = False
     needs_keras: bool = False
+    improves: tuple[str, ...] = ("smallest", "fastest")
+    limits: str = ""
     plan: Callable[[Any, Any], dict[str, tuple[bool, str]]] | None = None
 
     def __post_init__(self):
         owner = f"Technique({self.name!r})"
         check_str(owner, "name", self.name)
         check_choice(owner, "output_format", self.output_format, FORMATS)
+        for objective in self.improves:
+            check_choice(owner, "improves", objective, SELECTION_OBJECTIVES)
 
     @property
     def settings(self) -> tuple[Setting, ...]:

@@ -1,4 +1,5 @@
-"""The search fan-out (``tfopt compile --search-fanout``) of one variant, pruning, under KFP's
+"""The search fan-out (``tfopt compile --search-fanout``) of one variant, structured pruning,
+under KFP's
 local runner on the digits data: values -> ParallelFor of trials -> pick -> the variant's
 step with the knob at the pick, the model carrying the record the bisection writes.
 
@@ -18,7 +19,7 @@ from tfopt.compression import techniques  # noqa: F401 - registers every techniq
 from tfopt.pipelines import search_fanout
 
 
-@dsl.pipeline(name="prune-search-fanout")
+@dsl.pipeline(name="channel-prune-search-fanout")
 def _one_variant(model_uri: str, dataset_uri: str, search: bool, enabled: bool) -> dsl.Model:
     model = dsl.importer(
         artifact_uri=model_uri,
@@ -29,15 +30,17 @@ def _one_variant(model_uri: str, dataset_uri: str, search: bool, enabled: bool) 
     inputs = {
         "model": model,
         "dataset": dataset,
-        "variant": "pruned",
+        "variant": "channel_pruned",
         "enabled": enabled,
         "search": search,
         "search_trials": 2,
+        "objective": "smallest",
         "epochs": 3,  # a trial fine-tunes 1 epoch
         "max_accuracy_drop": 5.0,
-        "target_sparsity": 0.8,
+        "flops_fraction": 0.5,
+        "round_to": 4,
     }
-    task = search_fanout.variant_step(registry.get("pruned"), inputs, parallelism=2)
+    task = search_fanout.variant_step(registry.get("channel_pruned"), inputs, parallelism=2)
     return task.outputs["compressed_model"]
 
 
@@ -61,12 +64,12 @@ def run(tmp_path, cnn, digits_dir):
 def test_the_trials_fan_out_and_the_variant_is_made_at_the_pick(run):
     model = run(search=True, enabled=True)
     record = model.metadata["search"]
-    assert record["knob"] == "target_sparsity" and record["max_accuracy_drop"] == 5.0
+    assert record["knob"] == "flops_fraction" and record["max_accuracy_drop"] == 5.0
     trials = record["trials"]
-    assert [t["target_sparsity"] for t in trials] == [0.725, 0.95]  # in value order
+    assert [t["flops_fraction"] for t in trials] == [0.5, 0.8]  # in value order
     assert all("validation_accuracy" in t for t in trials)  # never the test split
-    fitted = [t["target_sparsity"] for t in trials if t["fits"]]
-    assert record["chosen"] == (max(fitted) if fitted else 0.5)
+    fitted = [t["flops_fraction"] for t in trials if t["fits"]]
+    assert record["chosen"] == (max(fitted) if fitted else 0.2)
     assert any("2 trial(s) in parallel (dsl.ParallelFor)" in n for n in model.metadata["notes"])
     assert os.path.exists(os.path.join(model.path, "saved_model.pb"))
 

@@ -283,6 +283,26 @@ def test_a_searched_variant_gets_its_trials_table_and_plot():
     assert "## Search" not in report.markdown_report(summary_for()[0])  # none searched
 
 
+def test_a_cut_search_says_why_without_a_trials_table_or_plot():
+    cut = {"knob": "target_sparsity", "chosen": 0.8, "max_accuracy_drop": 1.0, "trials": [],
+           "cut": "objective fastest: zeros are computed like any other weight"}  # fmt: skip
+    s = sel.select_candidate(
+        records()[:2] + [rec("pruned", 0.89, 20_000, 0.04, search=cut)] + records()[2:],
+        "baseline",
+        sel.SelectionPolicy(),
+    )
+    summary = json.loads(json.dumps(sel.summarize("tfopt-optimize", DATASET, "baseline", s)))
+    md = report.markdown_report(summary)
+    assert (
+        "Cut before any trial, made at target_sparsity = 0.8: objective fastest: zeros are "
+        "computed like any other weight." in md
+    )
+    assert "| trial |" not in md
+    page = report.html_report(summary, CM)
+    assert "<h2>Search: pruned over target_sparsity</h2>\n<p class='note'>Cut before" in page
+    assert len(re.findall("data:image/png", page)) == 3  # size, latency, confusion
+
+
 def pruned_records(pruned_error=False):
     """As evaluate leaves them: the FLOPs channel pruning wrote into its model's metadata,
     the rest of the lineage filled in by tfopt.evaluation.flops."""

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from tfopt import registry
-from tfopt.compression import prune, search, techniques  # noqa: F401 - registers them
+from tfopt.compression import channel_prune, prune, search, techniques  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
@@ -28,33 +28,63 @@ def no_test_split(tmp_path_factory, digits_dir):
 def test_the_search_finds_a_setting_within_the_budget_and_records_every_trial(
     tmp_path, cnn, no_test_split
 ):
-    t = registry.get_technique("prune")
-    config = prune.PruneConfig(epochs=3, search=True, search_trials=3, max_accuracy_drop=1.0)
+    t = registry.get_technique("channel_prune")
+    config = channel_prune.ChannelPruneConfig(
+        epochs=3, round_to=4, search=True, search_trials=3, max_accuracy_drop=1.0
+    )
     outcome = search.apply(t, cnn, no_test_split, str(tmp_path / "pruned"), config)
     record = outcome.model["search"]
-    assert record["knob"] == "target_sparsity"
+    assert record["knob"] == "flops_fraction" and "cut" not in record
     assert 1 <= len(record["trials"]) <= 3  # the trial budget holds
-    assert record["trials"][0]["target_sparsity"] == 0.95  # the strong end first
+    assert record["trials"][0]["flops_fraction"] == 0.8  # the strong end first
     for trial in record["trials"]:
         assert set(trial) >= {"validation_accuracy", "drop", "fits", "size_bytes", "seconds"}
-        assert 0.5 <= trial["target_sparsity"] <= 0.95
-    fitted = [tr["target_sparsity"] for tr in record["trials"] if tr["fits"]]
+        assert 0.2 <= trial["flops_fraction"] <= 0.8
+    fitted = [tr["flops_fraction"] for tr in record["trials"] if tr["fits"]]
     # the chosen value is the strongest that fitted (or the weak end when none did)
-    assert record["chosen"] == (max(fitted) if fitted else 0.5)
+    assert record["chosen"] == (max(fitted) if fitted else 0.2)
     assert outcome.metrics["search_trials"] == len(record["trials"])
-    assert any(n.startswith("search over target_sparsity 0.5 -> 0.95") for n in outcome.notes)
+    assert any(n.startswith("search over flops_fraction 0.2 -> 0.8") for n in outcome.notes)
     assert os.path.exists(tmp_path / "pruned" / "saved_model.pb")  # the winner, made in full
 
 
+@pytest.mark.parametrize("objective", ["smallest", "fastest", "most_accurate"])
+def test_a_search_that_cannot_win_on_the_objective_is_cut_before_any_trial(
+    tmp_path, cnn, no_test_split, objective
+):
+    t = registry.get_technique("prune")  # sparsity changes no byte nor multiply-add
+    config = prune.PruneConfig(epochs=1, search=True, objective=objective, target_sparsity=0.6)
+    outcome = search.apply(t, cnn, no_test_split, str(tmp_path / "pruned"), config)
+    record = outcome.model["search"]
+    assert record["trials"] == [] and record["chosen"] == 0.6  # made once, as configured
+    assert record["cut"].startswith(f"objective {objective}: ")
+    assert outcome.metrics["search_trials"] == 0 and outcome.model["sparsity"] >= 0.55
+    assert outcome.notes[-1] == f"search over target_sparsity cut before any trial: {record['cut']}"
+
+
+def test_the_cut_follows_what_each_technique_can_improve():
+    def reason(name: str, objective: str) -> str:
+        t = registry.get_technique(name)
+        return search.cut(t, t.make_config({"objective": objective}))
+
+    for name in ("channel_prune", "distill", "lowrank"):  # fewer weights and multiply-adds
+        assert reason(name, "smallest") == reason(name, "fastest") == ""
+        assert "costs accuracy" in reason(name, "most_accurate")
+    for name in ("prune", "cluster"):  # the same dense file, bytes and FLOPs
+        assert "gzip size only" in reason(name, "smallest")
+        assert "gzip size only" in reason(name, "fastest")
+
+
 def test_a_spent_time_budget_stops_the_search_and_says_so(tmp_path, cnn, no_test_split):
-    t = registry.get_technique("prune")
-    config = prune.PruneConfig(
-        epochs=1, search=True, search_trials=10, search_minutes=0.001, max_accuracy_drop=0.0
-    )
+    t = registry.get_technique("channel_prune")
+    config = channel_prune.ChannelPruneConfig(
+        epochs=1, round_to=4, search=True, search_trials=10, search_minutes=0.001,
+        max_accuracy_drop=0.0,
+    )  # fmt: skip
     outcome = search.apply(t, cnn, no_test_split, str(tmp_path / "pruned"), config)
     trials = outcome.model["search"]["trials"]
-    if not trials[0]["fits"]:  # the strong end did not fit: the budget ends the search
-        assert len(trials) == 1
+    assert len(trials) == 1  # the strong end fitted, or the spent budget ended the search
+    if not trials[0]["fits"]:
         assert "stopped: search_budget_minutes=0.001 spent" in outcome.notes[-1]
 
 

@@ -75,3 +75,28 @@ def test_one_fanout_trial_on_digits_is_recorded_as_a_bisection_trial(cnn, digits
     assert 0.5 <= trial["validation_accuracy"] <= 1.0  # the tiny CNN, 80% of weights gone
     assert trial["fits"] == (trial["drop_points"] <= 1.0 or "within noise" in trial["drop"])
     assert trial["size_bytes"] > trial["gzip_bytes"] > 0
+
+
+def test_a_fanout_cut_for_the_objective_runs_no_trial_and_records_why(tmp_path):
+    import json
+
+    from kfp import dsl
+
+    from tfopt.components import _search_trial
+
+    t = registry.get_technique("prune")  # sparsity: not one byte nor multiply-add less
+    model = dsl.Model(uri=str(tmp_path / "m"), metadata={})
+    args = {"model": model, "search": True, "search_trials": 4, "objective": "fastest",
+            "target_sparsity": 0.8, "enabled": True}  # fmt: skip
+    assert _search_trial.values("prune", "target_sparsity", dict(args)) == [0.8]  # one no-op
+    trial = _search_trial.trial("prune", {**args, "dataset": None, "variant": "pruned"})
+    assert json.loads(trial)["cut"] == search.cut(t, prune.PruneConfig(objective="fastest"))
+    out = dsl.Artifact(uri=str(tmp_path / "record.json"))
+    given = {"target_sparsity": 0.8, "max_accuracy_drop": 1.0}
+    assert _search_trial.pick("prune", [trial], given, out) == 0.8  # the configured value
+    with open(out.path) as fh:
+        written = json.load(fh)
+    assert written["trials"] == [] and written["cut"] == json.loads(trial)["cut"]
+    made = _search_trial.attach(t, registry.Outcome(metrics={}, model={}, notes=[]), out)
+    assert made.model["search"] == written and made.metrics["search_trials"] == 0
+    assert made.notes == [f"search over target_sparsity cut before any trial: {written['cut']}"]

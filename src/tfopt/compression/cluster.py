@@ -294,6 +294,9 @@ TECHNIQUE = registry.register(
         ),
         trains=True,
         needs_keras=True,
+        improves=(),
+        limits="clustered weights are stored and computed as floats: fewer clusters shrink "
+        "the gzip size only, not the file's bytes nor its multiply-adds",
         plan=clusterability,
     )
 )

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tfopt import model_info
+from tfopt import model_info, registry
 from tfopt._keras import keras, tf
 from tfopt.data import input_pipeline, schema
 from tfopt.data.integrity import reporting_corruption
@@ -91,12 +91,23 @@ def search_minutes_setting():
     )
 
 
+def objective_setting():
+    return setting(
+        "smallest",
+        "The selection's objective (smallest, fastest or most_accurate): a technique "
+        "searches only when a stronger setting can win on it.",
+        choices=registry.SELECTION_OBJECTIVES,
+        param="objective",
+    )
+
+
 @dataclass(frozen=True)
 class Searchable:
     """The settings every technique with a searched strength knob shares (its config
     derives from this; ``compression/search.py`` reads them)."""
 
     search: bool = search_setting()
+    objective: str = objective_setting()
     search_trials: int = search_trials_setting()
     search_minutes: float = search_minutes_setting()
     max_accuracy_drop: float = max_accuracy_drop_setting("With search")

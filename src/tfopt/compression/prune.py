@@ -361,6 +361,9 @@ TECHNIQUE = registry.register(
         ),
         trains=True,
         needs_keras=True,
+        improves=(),
+        limits="a dense runtime stores and computes zeros like any other weight: a higher "
+        "sparsity shrinks the gzip size only, not the file's bytes nor its multiply-adds",
         plan=lambda model, config: prunability(model, config.keep_dense),
     )
 )

@@ -49,7 +49,41 @@ def apply(technique: registry.Technique, model_dir, dataset_dir, output_path, co
     setting = knob(technique)
     if setting is None or not getattr(config, "search", False):
         return technique.apply(model_dir, dataset_dir, output_path, config, tb)
+    reason = cut(technique, config)
+    if reason:
+        outcome = technique.apply(model_dir, dataset_dir, output_path, config, tb)
+        return with_cut(outcome, setting, cut_record(setting, config, reason))
     return _Search(technique, setting, model_dir, dataset_dir, config).run(output_path, tb)
+
+
+def cut(technique: registry.Technique, config) -> str:
+    """Why no trial of ``technique`` can beat its base on the selection's objective (its
+    search is then cut before any trial), or "" when one can."""
+    setting = knob(technique)
+    assert setting is not None, f"{technique.name} has no knob to search"
+    if config.objective == "most_accurate":
+        return (
+            f"objective most_accurate: a stronger {setting.name} costs accuracy, so no trial "
+            "can be more accurate than the configured setting"
+        )
+    if config.objective not in technique.improves:
+        return f"objective {config.objective}: {technique.limits}"
+    return ""
+
+
+def cut_record(setting: Setting, config, reason: str) -> dict:
+    """The ``search`` record of a search cut for ``reason``: no trial, the configured value."""
+    return {**record(setting, config, [], getattr(config, setting.name)), "cut": reason}
+
+
+def with_cut(outcome: registry.Outcome, setting: Setting, rec: dict) -> registry.Outcome:
+    """``outcome`` (made once, at the configured value) with the record ``rec`` of a cut
+    search: no trial ran, no budget was spent."""
+    return registry.Outcome(
+        metrics={**outcome.metrics, "search_trials": 0, "search_chosen": rec["chosen"]},
+        model={**outcome.model, "search": rec},
+        notes=[*outcome.notes, f"search over {setting.name} cut before any trial: {rec['cut']}"],
+    )
 
 
 def value_at(setting: Setting, at: float):

@@ -33,7 +33,7 @@ from tfopt.reporting.summary import build_summary
 
 log = logging.getLogger(__name__)
 
-OBJECTIVES = ("smallest", "fastest", "most_accurate")
+OBJECTIVES = registry.SELECTION_OBJECTIVES
 # Standard errors above the majority rate a candidate must reach: a model with
 # no skill (expected accuracy = the majority rate p0) passes with probability
 # about 0.13% (one-sided normal tail at 3 sigma of Binomial(n, p0) / n).

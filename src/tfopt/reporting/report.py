@@ -134,8 +134,12 @@ def markdown_report(summary: dict) -> str:
         out += _md_table(flops_rows(points))
     for search in searched(summary):
         out += ["", f"## Search: `{search['name']}` over `{search['knob']}`", ""]
+        if search.get("cut"):
+            out += [f"Cut before any trial, made at {search['knob']} = {search['chosen']}: "
+                    f"{search['cut']}."]  # fmt: skip
+            continue
         out += [f"Chose {search['knob']} = {search['chosen']}; `*` marks the chosen trial.", ""]
-        out += _md_table(search_rows(search))  # a search runs at least one trial
+        out += _md_table(search_rows(search))  # a search that is not cut runs one trial
     if summary.get("data_validation"):
         out += ["", "## Data validation", "", *validation_lines(summary["data_validation"])]
     out += ["", "## How this was measured", "", measurement_note(summary), ""]
@@ -249,11 +253,15 @@ def html_report(summary: dict, confusion: Sequence[Sequence[int]] | None = None)
         )
         parts.append(_html_table(flops_rows(points), text=("variant", "against")))
     for search in searched(summary):
-        parts.append(
-            f"<h2>Search: {e(search['name'])} over {e(search['knob'])}</h2>"
-            f"<div class='plots'>{_img(plot_search(search), 'search trials')}</div>"
-        )
-        rows = search_rows(search)  # a search runs at least one trial
+        parts.append(f"<h2>Search: {e(search['name'])} over {e(search['knob'])}</h2>")
+        if search.get("cut"):
+            parts.append(
+                f"<p class='note'>Cut before any trial, made at {e(search['knob'])} = "
+                f"{e(str(search['chosen']))}: {e(search['cut'])}.</p>"
+            )
+            continue
+        parts.append(f"<div class='plots'>{_img(plot_search(search), 'search trials')}</div>")
+        rows = search_rows(search)  # a search that is not cut runs one trial
         parts.append(_html_table(rows, selected=lambda r: bool(r["chosen"])))
     if summary.get("data_validation"):
         parts.append(validation_html(summary["data_validation"]))
