@@ -9,7 +9,8 @@ Per family (``arch:alpha``; tf_keras.applications with ``weights=None`` as the f
 benchmark builds them; ``resnet_small``: ResNet-20, ``benchmarks/models/resnet_small.py``,
 as a user's module file) on a seeded stratified subset of builtin:fashion_mnist: trains the
 baseline through the library (early stopping on the validation split), then for each
-FLOPs fraction and teacher weight runs ``channel_prune_model`` (fine-tuned ``--prune-epochs``)
+FLOPs fraction and teacher weight runs ``channel_prune_model`` (and, as ``control``, the
+baseline fine-tuned alike with nothing removed) (fine-tuned ``--prune-epochs``)
 and measures,
 side by side in one run: test accuracy, parameters, FLOPs, the SavedModel's batch-1 p50
 through tfopt's own runtime (``Predictor``) at 1 and 2 TensorFlow threads (each in a
@@ -34,6 +35,7 @@ import numpy as np
 
 from tfopt.compression import channel_prune as cp
 from tfopt.compression import tflite as tflite_lib
+from tfopt.compression.common import finetune, load_for_compression
 from tfopt.data import ingest, input_pipeline
 from tfopt.evaluation.evaluate import EvalConfig, latency_ms
 from tfopt.evaluation.runtime import Predictor
@@ -107,6 +109,19 @@ def train_config(spec: str, epochs: int) -> train.TrainConfig:
     return train.TrainConfig(model=model, epochs=epochs)
 
 
+def control(base: str, ds: str, args) -> str:
+    """The baseline given the pruned models' fine-tuning (the same epochs, cosine decay),
+    no channel taken out: what that extra training alone is worth, the fair reference of a
+    drop when the baseline's own recipe stopped early."""
+    out = base + "-control"
+    model, info = load_for_compression(base, ds, "control")
+    defaults = cp.ChannelPruneConfig()
+    finetune(model, info, args.prune_epochs, defaults.batch_size, defaults.learning_rate,
+             defaults.seed, cosine=True)  # fmt: skip
+    models.save_for_dataset(model, out, info)
+    return out
+
+
 def family(spec: str, ds: str, root: str, args, x, y, x_file: str) -> dict:
     start = time.perf_counter()
     base = os.path.join(root, spec.replace(":", "-"))
@@ -114,7 +129,8 @@ def family(spec: str, ds: str, root: str, args, x, y, x_file: str) -> dict:
     r: dict = {"family": spec, "epochs_run": trained.epochs_run,
                "train_seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
     r["baseline"] = measure(base, ds, x, y, x_file)
-    r["pruned"] = {}
+    r["pruned"] = {"control": {**measure(control(base, ds, args), ds, x, y, x_file),
+                               "flops_removed": 0.0}}  # fmt: skip
     for fraction, weight in itertools.product(
         (float(f) for f in args.fractions.split(",")),
         (float(w) for w in args.teacher_weights.split(",")),
