@@ -123,6 +123,65 @@ def test_kfp_templates_that_do_not_exist_are_refused_before_any_run(kfp_api, tmp
     assert kfp_api.runs == {}
 
 
+def _trial_loops(spec: dict) -> dict[str, dict | None]:
+    """Display name -> iterator policy of every ParallelFor in a pipeline spec's root DAG
+    (a run's spec wraps it with the platform spec: ``{"pipeline_spec": ..., ...}``)."""
+    spec = spec.get("pipeline_spec", spec)
+    tasks = spec["root"]["dag"]["tasks"].values()
+    return {
+        t["taskInfo"]["name"]: t.get("iteratorPolicy") for t in tasks if "parameterIterator" in t
+    }
+
+
+def _with_submit(params: str, **settings) -> str:
+    """The params file with ``settings`` added to its ``submit:`` section."""
+    with open(params) as fh:
+        doc = yaml.safe_load(fh)
+    doc["submit"].update(settings)
+    with open(params, "w") as fh:
+        yaml.safe_dump(doc, fh)
+    return params
+
+
+def test_kfp_submit_and_publish_compile_the_search_fanout_when_asked(kfp_api, tmp_path, capsys):
+    params = _kfp_params(tmp_path, kfp_api.url)
+    # a run compiled here with the fan-out: the spec sent holds the trial loops and the limit
+    args = ["submit", "--params", params, "--search-fanout", "--search-parallelism", "2"]
+    assert cli.main(args) == 0
+    (run,) = kfp_api.runs.values()
+    loops = _trial_loops(run.pipeline_spec)
+    assert {"prune-search", "channel-prune-search", "distill-search"} <= set(loops)
+    assert all(policy == {"parallelismLimit": 2} for policy in loops.values())
+    # without the flags the params file decides: its submit: section asks for the fan-out
+    done = templates.publish(submit.load_submit_config(_with_submit(params, search_fanout=True)))
+    published = _trial_loops(kfp_api.versions[done.version_id].pipeline_spec)
+    assert published.keys() == loops.keys() and set(published.values()) == {None}  # no limit
+    # the default compile has no loop: another content, another version of the same pipeline
+    plain = templates.publish(submit.load_submit_config(params, search_fanout=False))
+    assert plain.version_id != done.version_id and len(kfp_api.pipelines) == 1
+    assert _trial_loops(kfp_api.versions[plain.version_id].pipeline_spec) == {}
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    ("settings", "match"),
+    [
+        ({"search_parallelism": 2}, "limits the search fan-out: set search_fanout: true"),
+        ({"search_fanout": True, "search_parallelism": -1}, "integer >= 0"),
+        ({"search_fanout": "yes"}, "expected true or false"),
+        ({"search_fanout": True, "pipeline": "train"}, "has no search; only optimize"),
+        ({"search_fanout": True, "template": "tfopt-optimize"}, "does not apply to a given"),
+    ],
+)
+def test_bad_search_fanout_settings_are_refused_before_any_request(
+    kfp_api, tmp_path, settings, match
+):
+    params = _with_submit(_kfp_params(tmp_path, kfp_api.url), **settings)
+    with pytest.raises(ConfigError, match=match):
+        submit.submit_file(params)
+    assert kfp_api.paths() == []
+
+
 # ---------------------------------------------------------------- Vertex AI
 @pytest.fixture
 def registry(monkeypatch):

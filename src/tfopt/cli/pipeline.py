@@ -176,6 +176,27 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_search_fanout_args(parser: argparse.ArgumentParser, off=None) -> None:
+    """``--search-fanout`` and ``--search-parallelism``: how the optimize pipeline is compiled.
+    ``off`` is their default (``compile``: False; submit / schedule / publish: None, so that
+    the params file's ``submit:`` section decides when no flag is given)."""
+    parser.add_argument(
+        "--search-fanout",
+        action="store_true",
+        default=off,
+        help="run each technique's search trials (search: true) as parallel tasks "
+        "(dsl.ParallelFor) instead of a bisection inside its one step; a local run always "
+        "bisects",
+    )
+    parser.add_argument(
+        "--search-parallelism",
+        type=int,
+        default=0 if off is False else off,
+        metavar="N",
+        help="with --search-fanout: at most N trials of one search at a time (default 0: no limit)",
+    )
+
+
 def register(sub) -> None:
     run = sub.add_parser(
         "run",
@@ -270,18 +291,5 @@ def register(sub) -> None:
         "kfp.components.load_component_from_file",
     )
     comp.add_argument("--pipeline", help="compile only this pipeline")
-    comp.add_argument(
-        "--search-fanout",
-        action="store_true",
-        help="run each technique's search trials (search: true) as parallel tasks "
-        "(dsl.ParallelFor) instead of a bisection inside its one step; a local run always "
-        "bisects",
-    )
-    comp.add_argument(
-        "--search-parallelism",
-        type=int,
-        default=0,
-        metavar="N",
-        help="with --search-fanout: at most N trials of one search at a time (default 0: no limit)",
-    )
+    add_search_fanout_args(comp, off=False)
     comp.set_defaults(func=_cmd_compile)

@@ -33,8 +33,12 @@ _TARGET_FLAGS = (
 )
 
 
+_COMPILE_FLAGS = ("search_fanout", "search_parallelism")  # cli.pipeline.add_search_fanout_args
+
+
 def _target_overrides(args: argparse.Namespace) -> dict:
-    return {dest: getattr(args, dest, None) for _, dest, _ in _TARGET_FLAGS}
+    dests = [dest for _, dest, _ in _TARGET_FLAGS] + list(_COMPILE_FLAGS)
+    return {dest: getattr(args, dest, None) for dest in dests}
 
 
 def _add_common(parser: argparse.ArgumentParser, suppress: bool = False) -> None:
@@ -46,6 +50,12 @@ def _add_common(parser: argparse.ArgumentParser, suppress: bool = False) -> None
     )
     for flag, dest, text in _TARGET_FLAGS:
         parser.add_argument(flag, dest=dest, default=default, help=text)
+
+
+def _add_compile(parser: argparse.ArgumentParser, suppress: bool = False) -> None:
+    from tfopt.cli.pipeline import add_search_fanout_args
+
+    add_search_fanout_args(parser, off=argparse.SUPPRESS if suppress else None)
 
 
 def _add_run_args(parser: argparse.ArgumentParser, suppress: bool = False) -> None:
@@ -211,6 +221,7 @@ def register(sub) -> None:
     )
     _add_common(sp)
     _add_run_args(sp)
+    _add_compile(sp)
     sp.add_argument("--run-name", dest="run_name", help="run display name")
     sp.add_argument(
         "--wait",
@@ -245,6 +256,7 @@ def register(sub) -> None:
         "version. Prints the --template that submit and schedule start runs from.",
     )
     _add_common(pb)
+    _add_compile(pb)
     pb.add_argument("--pipeline", help="pipeline name (default: optimize)")
     pb.add_argument(
         "--tag", action="append", metavar="TAG", help="Vertex: one more tag (repeatable)"
@@ -260,10 +272,12 @@ def register(sub) -> None:
     )
     _add_common(sc)
     _add_create_args(sc)
+    _add_compile(sc)
     actions = sc.add_subparsers(dest="action", metavar="ACTION")
     create = actions.add_parser("create", help="create a schedule (default action)")
     _add_common(create, suppress=True)
     _add_create_args(create, suppress=True)
+    _add_compile(create, suppress=True)
     lst = actions.add_parser("list", help="list schedules on the target")
     _add_common(lst, suppress=True)
     lst.add_argument("--json", action="store_true", help="print JSON")

@@ -86,6 +86,11 @@ class SubmitConfig:
             ``TFOPT_SERVICE_ACCOUNT``); KFP: Kubernetes service account.
         network: Vertex: VPC network to peer the run with.
         labels: Vertex: labels on the pipeline job.
+        search_fanout: Compile each technique's search trials as parallel tasks
+            (``dsl.ParallelFor``; ``pipelines/search_fanout.py``) instead of a bisection
+            inside its one step. Only when tfopt compiles the pipeline here.
+        search_parallelism: With ``search_fanout``: at most this many trials of one search
+            at a time (0 = no limit).
     """
 
     target: str = "kfp"
@@ -105,6 +110,8 @@ class SubmitConfig:
     service_account: str = ""
     network: str = ""
     labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    search_fanout: bool = False
+    search_parallelism: int = 0
 
     def __post_init__(self):
         owner = "submit"
@@ -146,6 +153,41 @@ class SubmitConfig:
             raise ConfigError(f"submit.package={self.package!r}: file not found")
         if self.package and self.template:
             raise ConfigError("submit: give a package or a template, not both")
+        self._check_fanout()
+
+    def _check_fanout(self) -> None:
+        if self.search_fanout not in (True, False):
+            raise ConfigError(
+                f"submit.search_fanout={self.search_fanout!r} is not allowed: expected true or "
+                "false"
+            )
+        n = self.search_parallelism
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ConfigError(
+                f"submit.search_parallelism={n!r} is not allowed: expected an integer >= 0 "
+                "(0 = no limit)"
+            )
+        if n and not self.search_fanout:
+            raise ConfigError(
+                "submit.search_parallelism limits the search fan-out: set search_fanout: true"
+            )
+        if self.search_fanout and (self.package or self.template):
+            raise ConfigError(
+                "submit.search_fanout is a compile setting: it does not apply to a given "
+                "package or template (compile that with tfopt compile --search-fanout)"
+            )
+        if self.search_fanout and self.pipeline != "optimize":
+            raise ConfigError(
+                f"submit.search_fanout: pipeline {self.pipeline!r} has no search; only optimize"
+            )
+
+    def compile_options(self) -> dict[str, Any]:
+        """The ``compile_pipeline`` keywords these settings ask for."""
+        return {
+            "target": "vertex" if self.target == "vertex" else "kubeflow",
+            "search_fanout": self.search_fanout,
+            "search_parallelism": self.search_parallelism,
+        }
 
     def with_overrides(self, **changes) -> SubmitConfig:
         """A copy with the non-None ``changes`` applied (command-line flags)."""
@@ -272,7 +314,7 @@ def prepare(
         package = compile_pipeline(
             config.pipeline,
             os.path.join(workdir, f"{config.pipeline}.yaml"),
-            target="vertex" if config.target == "vertex" else "kubeflow",
+            **config.compile_options(),
         )
     display = _pipeline_display_name(package)
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")

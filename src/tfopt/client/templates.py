@@ -66,10 +66,11 @@ def publish(config, tags: tuple[str, ...] = (), credentials=None) -> Published:
     """Compile ``config.pipeline`` for ``config.target`` and publish it (see the module)."""
     from tfopt.pipelines.compile import compile_pipeline, pipeline_function
 
-    flavour = "vertex" if config.target == "vertex" else "kubeflow"
     with tempfile.TemporaryDirectory(prefix="tfopt-publish-") as tmp:
         path = compile_pipeline(
-            config.pipeline, os.path.join(tmp, f"{config.pipeline}.yaml"), flavour
+            config.pipeline,
+            os.path.join(tmp, f"{config.pipeline}.yaml"),
+            **config.compile_options(),
         )
         name = pipeline_function(config.pipeline).component_spec.name
         if config.target == "kfp":
