@@ -40,17 +40,15 @@ print("RESULT " + json.dumps({"step_seconds": step,
 """
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run-dir", default="", help="output dir of an earlier `tfopt run`")
-    parser.add_argument("extra", nargs="*", help="extra arguments for tfopt run")
-    args = parser.parse_args()
-    out = args.run_dir
+def run_spec(run_dir: str, extra: list[str]) -> tuple[dict, dict] | None:
+    """(summary.json, {"dataset", "candidates"}) of ``run_dir``, or of a new ``tfopt run``
+    with ``extra`` when ``run_dir`` is empty; None when the run has no dataset artifact."""
+    out = run_dir
     if not out:
         out = tempfile.mkdtemp(prefix="tfopt-evalbench-")
         tfopt = os.path.join(os.path.dirname(sys.executable), "tfopt")
         subprocess.run(
-            [tfopt, "run", "--output-dir", out, *args.extra],
+            [tfopt, "run", "--output-dir", out, *extra],
             check=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -63,7 +61,7 @@ def main() -> int:
     )
     if not schemas:
         print(f"{out}: no dataset artifact (schema.json) found", file=sys.stderr)
-        return 1
+        return None
     spec = {
         "dataset": os.path.dirname(schemas[-1]),
         "candidates": [
@@ -71,6 +69,18 @@ def main() -> int:
             for v in summary["variants"]
         ],
     }
+    return summary, spec
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run-dir", default="", help="output dir of an earlier `tfopt run`")
+    parser.add_argument("extra", nargs="*", help="extra arguments for tfopt run")
+    args = parser.parse_args()
+    found = run_spec(args.run_dir, args.extra)
+    if found is None:
+        return 1
+    summary, spec = found
     proc = subprocess.run(
         [sys.executable, "-c", WORKER, repr(time.time()), json.dumps(spec)],
         capture_output=True,
