@@ -22,10 +22,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 
-from evaluation import run_spec
+from evaluation import run_spec, worker_result
 
 WORKER = r"""
 import dataclasses, json, sys, time
@@ -66,13 +65,7 @@ def main() -> int:
     if found is None:
         return 1
     _, spec = found
-    proc = subprocess.run(
-        [sys.executable, "-c", WORKER, json.dumps(spec), str(args.workers)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    r = json.loads(next(ln[7:] for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")))
+    r = worker_result(WORKER, json.dumps(spec), str(args.workers))
     seq, acc_seq, acc_par = (r[k]["seconds"] for k in ("sequential", "accuracy_sequential",
                                                         "accuracy_parallel"))  # fmt: skip
     latency = seq - acc_seq

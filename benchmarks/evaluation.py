@@ -72,6 +72,15 @@ def run_spec(run_dir: str, extra: list[str]) -> tuple[dict, dict] | None:
     return summary, spec
 
 
+def worker_result(code: str, *args: str) -> dict:
+    """Run ``code`` in a fresh Python (TensorFlow imported there, as in a step) and return
+    the JSON it prints on its ``RESULT `` line."""
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, check=True
+    )
+    return json.loads(next(ln[7:] for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run-dir", default="", help="output dir of an earlier `tfopt run`")
@@ -81,15 +90,7 @@ def main() -> int:
     if found is None:
         return 1
     summary, spec = found
-    proc = subprocess.run(
-        [sys.executable, "-c", WORKER, repr(time.time()), json.dumps(spec)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    result = json.loads(
-        next(line[7:] for line in proc.stdout.splitlines() if line.startswith("RESULT "))
-    )
+    result = worker_result(WORKER, repr(time.time()), json.dumps(spec))
     wall = summary.get("wall_seconds")
     step = result["step_seconds"]
     print(f"cores: {os.cpu_count()}  load average: {os.getloadavg()[0]:.2f}")

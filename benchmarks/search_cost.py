@@ -15,28 +15,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import subprocess
 import sys
 import tempfile
-import time
 
-STEP = re.compile(r"^\[\s*\d+/\d+\] (\S+) \.\.\. done ([\d.]+) s")
+from champion_overhead import run as timed_run  # `tfopt run`: wall time, summary, step seconds
+
 DEFAULT = ["--set", "source=builtin:fashion_mnist", "--set", "max_examples=3000"]
 
 
 def run(extra: list[str], out: str) -> dict:
-    tfopt = os.path.join(os.path.dirname(sys.executable), "tfopt")
-    start = time.perf_counter()
-    proc = subprocess.run(
-        [tfopt, "run", "--output-dir", out, *extra], capture_output=True, text=True, check=False
-    )
-    wall = time.perf_counter() - start
-    if proc.returncode:
-        raise SystemExit(f"tfopt run {' '.join(extra)} failed:\n{proc.stdout[-3000:]}")
-    steps = {m[1]: float(m[2]) for ln in proc.stdout.splitlines() if (m := STEP.match(ln))}
-    with open(os.path.join(out, "summary.json")) as fh:
-        summary = json.load(fh)
+    wall, summary, steps = timed_run(out, extra)
     by = {v["name"]: v for v in summary["variants"]}
     pick = by.get(summary.get("selected") or "", {})
     return {

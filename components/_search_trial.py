@@ -50,8 +50,9 @@ def trial(technique: str, args: dict) -> str:
     is imported or trained)."""
     if not _searching(args):
         return json.dumps({"skipped": True})
-    if _cut(technique, args["objective"]):
-        return json.dumps({"cut": _cut(technique, args["objective"])})
+    cut = _cut(technique, args["objective"])
+    if cut:
+        return json.dumps({"cut": cut})
     from tfopt.compression import search
     from tfopt.errors import ModelError
 
@@ -69,7 +70,7 @@ def trial(technique: str, args: dict) -> str:
 
 def pick(technique: str, trials: list, args: dict, search_record):
     """The value the variant is made with: the search's choice over ``trials`` (the
-    collected records, put in value order), with its record written to ``search_record``;
+    collected records), with its record written to ``search_record``;
     without trials the configured value, and the record says ``skipped`` (or ``cut``, why)."""
     from tfopt import fsutil
     from tfopt.components import _util
@@ -85,8 +86,6 @@ def pick(technique: str, trials: list, args: dict, search_record):
     if not made:
         _util.mark_skipped(search_record, skip_reason="no search trial ran")
         return args[setting.name]
-    weak, strong = setting.search
-    made.sort(key=lambda r: (r[setting.name] - weak) / (strong - weak))
     record = search.pick(t, t.make_config(args), made)
     fsutil.write_json(search_record.path, record)
     return record["chosen"]

@@ -101,15 +101,20 @@ def grid(setting: Setting, trials: int) -> list:
     return [v for v in dict.fromkeys(values) if v != value_at(setting, 0.0)]
 
 
+def strength(setting: Setting, value) -> float:
+    """Where ``value`` lies from the knob's weak end (0) to its strong end (1)."""
+    weak, strong = setting.search
+    return (value - weak) / (strong - weak)
+
+
 def strongest_fit(setting: Setting, trials: list[dict]):
     """(chosen, found): the value nearest the strong end among the trials that fitted the
     budget, or the weak end (found False) when none did. The bisection and the fan-out
     both choose by this rule."""
-    weak, strong = setting.search
     fitted = [t[setting.name] for t in trials if t["fits"]]
     if not fitted:
         return value_at(setting, 0.0), False
-    return max(fitted, key=lambda v: (v - weak) / (strong - weak)), True
+    return max(fitted, key=lambda v: strength(setting, v)), True
 
 
 class Validation:
@@ -177,6 +182,7 @@ def pick(technique, config, trials: list[dict]) -> dict:
     :func:`strongest_fit` chooses."""
     setting = knob(technique)
     assert setting is not None, f"{technique.name} has no knob to search"
+    trials = sorted(trials, key=lambda t: strength(setting, t[setting.name]))
     chosen, _ = strongest_fit(setting, trials)
     return record(setting, config, trials, chosen)
 
