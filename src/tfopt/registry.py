@@ -131,6 +131,9 @@ class Technique:
             its knob can win on against its base; a search is cut for the others, saying
             ``limits`` (``compression/search.py``).
         limits: why it cannot win on the objectives it does not improve.
+        resumes: the config setting that takes a model the technique made to train on from
+            (distillation's ``student_init``), or "": a search's final then continues its
+            winning trial's model for the epochs the trial did not train.
         plan: for the pre-flight report (``tfopt inspect``), a function
             ``plan(flat_keras_model, config) -> {layer name: (applies, why not)}``, the same
             planning the technique does before any training. None for techniques that work
@@ -147,6 +150,7 @@ class Technique:
     needs_keras: bool = False
     improves: tuple[str, ...] = ("smallest", "fastest")
     limits: str = ""
+    resumes: str = ""
     plan: Callable[[Any, Any], dict[str, tuple[bool, str]]] | None = None
 
     def __post_init__(self):
@@ -155,6 +159,13 @@ class Technique:
         check_choice(owner, "output_format", self.output_format, FORMATS)
         for objective in self.improves:
             check_choice(owner, "improves", objective, SELECTION_OBJECTIVES)
+        if self.resumes:
+            names = {s.name for s in self.settings}
+            if not {self.resumes, "epochs"} <= names:
+                raise ConfigError(
+                    f"{owner}.resumes={self.resumes!r}: its config needs that setting and "
+                    f"'epochs' (has {', '.join(sorted(names))})"
+                )
 
     @property
     def settings(self) -> tuple[Setting, ...]:

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from tfopt.compression import distill, tflite
+from tfopt._keras import keras, tf
+from tfopt.compression import distill, tflite, transfer_set
 from tfopt.data import ingest, input_pipeline, schema
 from tfopt.training import models, train
 
@@ -96,3 +97,41 @@ def test_representative_dataset_is_seeded_decoded_and_spans_the_split(digits_dir
     index = [rows[s[0].tobytes()] for s in first]  # every sample is a training example
     assert len(set(index)) == 50 and max(index) >= 100  # not the first 50 in file order
     assert len(set(y[index])) == info.num_classes
+
+
+def test_teacher_outputs_taken_once_ride_with_their_examples_through_the_shuffle(
+    uint8_dir, teacher
+):
+    info = schema.load_info(uint8_dir)
+    data = transfer_set.make(info, 1.0, 0, "")
+    logits = distill.logits_model(models.load_model(teacher))
+    labelled = transfer_set.with_teacher(data, transfer_set.teacher_outputs(data, logits))
+    batches = transfer_set.shuffled(labelled.examples, labelled.count, 3, 64, None).take(3)
+    x, y, _, given = (np.concatenate(p) for p in zip(*batches, strict=True))
+    _, y_file = input_pipeline.load_arrays(info, "train")
+    assert not np.array_equal(y, y_file[: len(y)])  # shuffled, not file order
+    np.testing.assert_allclose(given, logits.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="3 teacher outputs for"):
+        transfer_set.with_teacher(data, np.zeros((3, info.num_classes), np.float32))
+
+
+def test_a_step_on_given_teacher_outputs_is_the_step_on_the_teacher_pass(uint8_dir, teacher):
+    info = schema.load_info(uint8_dir)
+    x, y = input_pipeline.load_arrays(info, "train")
+    x, y = x[:64], y[:64]
+    mask = np.ones(len(y), np.float32)
+    teach = models.load_model(teacher)
+    given = distill.logits_model(teach).predict(x, verbose=0)
+    start, after = None, []
+    for batch in ((x, y, mask), (x, y, mask, given), (x, y, mask, given[:, ::-1].copy())):
+        keras.utils.set_random_seed(0)
+        student = models.build_model(STUDENT, info.feature_shape, info.num_classes, 0.0, 1.0)
+        start = start or student.get_weights()
+        fit = distill.Distiller(student, teach, temperature=4.0, alpha=0.1)
+        fit.compile(optimizer=keras.optimizers.SGD(0.1))
+        fit.fit(tf.data.Dataset.from_tensors(batch), epochs=1, verbose=0)
+        after.append(student.get_weights())
+    for before, a, b in zip(start, after[0], after[1], strict=True):
+        assert not np.allclose(a, before)  # the step moved the weights
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(after[0][-1], after[2][-1])  # the given outputs are what it learns

@@ -8,7 +8,8 @@ import shutil
 import pytest
 
 from tfopt import registry
-from tfopt.compression import channel_prune, prune, search, techniques  # noqa: F401
+from tfopt.compression import channel_prune, distill, prune, search, techniques  # noqa: F401
+from tfopt.errors import ConfigError
 
 pytestmark = pytest.mark.slow
 
@@ -101,3 +102,43 @@ def test_every_knob_runs_from_weak_to_strong_within_its_settings_range():
             continue
         for end in s.search:  # both ends are allowed values of the setting
             t.make_config({s.name: s.type(end)})
+
+
+def test_a_distillation_trial_reads_no_test_split(tmp_path, cnn, no_test_split):
+    t = registry.get_technique("distill")
+    config = distill.DistillConfig(epochs=1, search=True, train_scratch=True)
+    judge = search.Validation(cnn, no_test_split)
+    knob = search.knob(t)
+    record = search.trial(t, knob, cnn, no_test_split, config, 4, judge)
+    assert record["student_width"] == 4 and record["validation_accuracy"] > 0.1
+
+
+def test_a_resuming_technique_trains_its_winning_trial_on_instead_of_anew(
+    tmp_path, cnn, digits_dir
+):
+    t = registry.get_technique("distill")
+    assert t.resumes == "student_init"
+    config = distill.DistillConfig(
+        epochs=3, batch_size=64, search=True, search_trials=1, max_accuracy_drop=100.0
+    )  # every trial fits: the strong end (width 2) is chosen from its one trial
+    outcome = search.apply(t, cnn, digits_dir, str(tmp_path / "student"), config)
+    assert outcome.model["search"]["chosen"] == 2
+    assert outcome.notes[-1].endswith("the final trained on from its trial's model (1 + 2 epochs)")
+    spe = -(-outcome.metrics["transfer_examples"] // 64)
+    assert outcome.metrics["steps"] == 2 * spe  # the final trained the epochs left, not 3
+    fresh = distill.distill_model(
+        cnn, digits_dir, str(tmp_path / "fresh"), distill.DistillConfig(student_width=2, epochs=1)
+    )
+    assert outcome.metrics["student_params"] == fresh.student_params  # the trial's student
+
+
+def test_a_student_to_train_on_must_exist(tmp_path, cnn, digits_dir):
+    config = distill.DistillConfig(student_init=str(tmp_path / "nowhere"))
+    with pytest.raises(ConfigError, match=r"student_init=.*nowhere'.*no saved student there"):
+        distill.distill_model(cnn, digits_dir, str(tmp_path / "s"), config)
+    assert not os.path.exists(tmp_path / "s")
+
+
+def test_a_technique_that_resumes_names_a_setting_of_its_config():
+    with pytest.raises(ConfigError, match=r"resumes='nope'.*needs that setting and 'epochs'"):
+        registry.Technique("x", "", distill.DistillConfig, lambda *a: None, resumes="nope")

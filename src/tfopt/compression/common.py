@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -111,6 +111,9 @@ class Searchable:
     search_trials: int = search_trials_setting()
     search_minutes: float = search_minutes_setting()
     max_accuracy_drop: float = max_accuracy_drop_setting("With search")
+    # Set by the search on its trials, not a setting: the search judges a trial on the
+    # validation split, so the technique reads no test split of its own
+    trial: bool = field(default=False, repr=False, compare=False)
 
 
 def check_with_names(config, *fields: str) -> None:

@@ -5,13 +5,16 @@ its declaration. The loss and the Keras model that trains with it are in
 ``compression.distiller`` (the teacher is frozen; logits from the input of a final
 softmax, else ``log(p)``); the transfer set (the train split, an optional unlabeled set,
 augmentation, ``labelled_fraction``'s label mask; streamed through ``tf.data``) is in
-``compression.transfer_set``. The baseline student is trained on exactly the labelled
-examples with the same seed and the same number of steps.
+``compression.transfer_set``; the teacher labels it once when its inputs do not change
+between epochs (a search's trials and final student share that pass). The baseline student
+is trained on exactly the labelled examples with the same seed and the same number of
+steps.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import math
 import sys
@@ -20,7 +23,7 @@ from dataclasses import InitVar, asdict, dataclass, field
 
 import numpy as np
 
-from tfopt import registry
+from tfopt import fsutil, registry
 from tfopt._keras import keras
 from tfopt.compression import transfer_set
 from tfopt.compression.common import (
@@ -121,6 +124,11 @@ class DistillConfig(Searchable):
     batch_size: int = batch_size_setting("Training")
     learning_rate: float = learning_rate_setting(3e-3, "Training")
     seed: int = seed_setting()
+    student_init: str = setting(
+        "",
+        "A student this step saved, to train further instead of a new one (a search's final "
+        "continues its winning trial's); '' = a new student.",
+    )
     train_scratch: bool = setting(
         False,
         "Also train the same student from scratch on the labelled examples (the comparison "
@@ -153,14 +161,15 @@ class DistillConfig(Searchable):
 
 @dataclass(frozen=True)
 class DistillResult:
-    """Both students on the test split, and what they were trained on."""
+    """Both students on the test split (None in a search's trial: it reads no test split),
+    and what they were trained on."""
 
     model_path: str
     teacher_params: int
     student_params: int
     compression: float
-    teacher_accuracy: float
-    distilled_accuracy: float
+    teacher_accuracy: float | None
+    distilled_accuracy: float | None
     scratch_accuracy: float | None
     labelled_examples: int
     transfer_examples: int
@@ -171,8 +180,10 @@ class DistillResult:
         return asdict(self)
 
 
-def _accuracy(model: keras.Model, info) -> float:
-    """Test-split accuracy, streamed in batches of 512."""
+def _accuracy(model: keras.Model, info, config: DistillConfig) -> float | None:
+    """Test-split accuracy, streamed in batches of 512; None in a search's trial."""
+    if config.trial:
+        return None
     hits = count = 0
     for x, y in input_pipeline.iter_arrays(info, "test", batch_size=512):
         hits += int(np.sum(model.predict_on_batch(x).argmax(1) == y))
@@ -231,18 +242,56 @@ def _build_student(
     )
 
 
+# The last teacher's outputs on the last transfer set (train split only), keyed by the
+# teacher's weights and the data's content: a search's trials and final student share them.
+_outputs: dict[tuple[str, str], np.ndarray] = {}
+
+
+def _labelled_once(
+    data: transfer_set.TransferSet, distiller: Distiller, teacher: keras.Model, info, config
+) -> transfer_set.TransferSet:
+    """``data`` with the teacher's outputs taken once, when they can be (unaugmented inputs
+    that fit ``transfer_set.OUTPUTS_LIMIT_BYTES``), else ``data`` as it is."""
+    if config.augment or not transfer_set.outputs_fit(data.count, info.num_classes):
+        return data
+    if config.unlabeled:  # its files are not in the key: labelled afresh each time
+        return transfer_set.with_teacher(
+            data, transfer_set.teacher_outputs(data, distiller.teacher_logits)
+        )
+    digest = hashlib.sha256()
+    for weights in teacher.get_weights():
+        digest.update(np.ascontiguousarray(weights).tobytes())
+    key = (digest.hexdigest(), info.content_sha256)
+    if key not in _outputs:
+        _outputs.clear()
+        _outputs[key] = transfer_set.teacher_outputs(data, distiller.teacher_logits)
+    return transfer_set.with_teacher(data, _outputs[key])
+
+
+def _initial_student(config: DistillConfig, info, mean, var, builder) -> keras.Model:
+    """A new student, or the saved one ``config.student_init`` names."""
+    if not config.student_init:
+        return _build_student(config, info, mean, var, builder)
+    keras.utils.set_random_seed(config.seed)
+    student = models.load_model(config.student_init)
+    models.check_compatible(student, info.feature_shape, info.num_classes, "student_init")
+    return student
+
+
 def _train_distilled(
     student: keras.Model,
     teacher: keras.Model,
     data: transfer_set.TransferSet,
+    info,
     config: DistillConfig,
     augment,
     tensorboard_dir: str | None,
 ) -> int:
     """Train ``student`` against ``teacher`` on the transfer set; the steps per epoch."""
     steps = _steps(data.count, config)
-    ds = transfer_set.shuffled(data.examples, data.count, config.seed, config.batch_size, augment)
     distiller = Distiller(student, teacher, config.temperature, config.alpha)
+    data = _labelled_once(data, distiller, teacher, info, config)
+    ds = transfer_set.shuffled(data.examples, data.count, config.seed, config.batch_size, augment)
     distiller.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
     spe = steps // config.epochs
     distiller.fit(
@@ -268,7 +317,7 @@ def _train_scratch(
     augment,
     spe: int,
     tensorboard_dir: str | None,
-) -> float:
+) -> float | None:
     """The same student trained from scratch on the labelled examples; its test accuracy."""
     scratch = _build_student(config, info, mean, var, build_student)
     scratch.compile(
@@ -284,7 +333,7 @@ def _train_scratch(
         verbose=_verbose(),
         callbacks=_board(tensorboard_dir, "scratch"),
     )
-    return _accuracy(scratch, info)
+    return _accuracy(scratch, info, config)
 
 
 def distill_model(
@@ -305,13 +354,18 @@ def distill_model(
     from tfopt.training.train import feature_stats
 
     info = schema.load_info(dataset_dir)
+    if config.student_init and not fsutil.exists(config.student_init):
+        raise ConfigError(
+            f"DistillConfig.student_init={config.student_init!r}: no saved student there "
+            "(a path this step wrote, or '' for a new student)"
+        )
     teacher = models.load_model(teacher_path)
     models.check_compatible(teacher, info.feature_shape, info.num_classes, "distill teacher")
     data = transfer_set.make(info, config.labelled_fraction, config.seed, config.unlabeled)
     notes = list(data.notes)
     mean, var = feature_stats(info)
     build_student = _student_builder(teacher_path, config, build_student)
-    student = _build_student(config, info, mean, var, build_student)
+    student = _initial_student(config, info, mean, var, build_student)
     teacher_params, student_params = models.count_params(teacher), models.count_params(student)
     if student_params >= teacher_params:
         notes.append(
@@ -321,10 +375,10 @@ def distill_model(
     if config.augment:
         std = float(np.sqrt(var))
         aug = transfer_set.augment_fn(info.feature_shape, config.shift, config.noise, std)
-    spe = _train_distilled(student, teacher, data, config, aug, tensorboard_dir)
+    spe = _train_distilled(student, teacher, data, info, config, aug, tensorboard_dir)
     models.save_for_dataset(student, output_path, info)
     scratch_acc = None
-    if config.train_scratch:
+    if config.train_scratch and not config.trial:
         scratch_acc = _train_scratch(
             config, info, mean, var, build_student, data, aug, spe, tensorboard_dir
         )
@@ -333,8 +387,8 @@ def distill_model(
         teacher_params=teacher_params,
         student_params=student_params,
         compression=teacher_params / student_params,
-        teacher_accuracy=_accuracy(teacher, info),
-        distilled_accuracy=_accuracy(student, info),
+        teacher_accuracy=_accuracy(teacher, info, config),
+        distilled_accuracy=_accuracy(student, info, config),
         scratch_accuracy=scratch_acc,
         labelled_examples=int(data.mask.sum()),
         transfer_examples=data.count,
@@ -346,6 +400,8 @@ def distill_model(
 
 
 def _log_result(r: DistillResult) -> None:
+    if r.distilled_accuracy is None:  # a search's trial: the search judges it
+        return
     log.info(
         "distilled student %.4f vs scratch %s (teacher %.4f), %d labelled of %d",
         r.distilled_accuracy,
@@ -386,5 +442,6 @@ TECHNIQUE = registry.register(
             ),
         ),
         trains=True,
+        resumes="student_init",
     )
 )

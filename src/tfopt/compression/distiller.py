@@ -26,7 +26,8 @@ def logits_model(model: keras.Model) -> keras.Model:
 
 
 class Distiller(keras.Model):
-    """Trains ``student`` against a frozen ``teacher`` on (x, label, mask) batches."""
+    """Trains ``student`` against a frozen ``teacher`` on (x, label, mask) batches, or on
+    (x, label, mask, teacher logits) batches when the teacher's outputs were taken once."""
 
     def __init__(
         self, student: keras.Model, teacher: keras.Model, temperature: float, alpha: float
@@ -57,8 +58,8 @@ class Distiller(keras.Model):
         return self.alpha * hard + (1.0 - self.alpha) * t * t * tf.reduce_mean(kl)
 
     def train_step(self, batch):
-        x, labels, mask = batch
-        teacher_logits = self.teacher_logits(x, training=False)
+        x, labels, mask, *given = batch
+        teacher_logits = given[0] if given else self.teacher_logits(x, training=False)
         with tf.GradientTape() as tape:
             student_logits = self.student_logits(x, training=True)
             loss = self.distill_loss(teacher_logits, student_logits, labels, mask)

@@ -12,9 +12,12 @@ Strategy: bisection on the knob, which is monotone (stronger loses more accuracy
 strong end first (one trial when it already fits), then halves of the interval between
 the strongest value that fitted and the weakest that did not. Each trial fine-tunes for a
 third of the technique's epochs (at least one); the winner is then made again with the
-full fine-tuning, as the variant. ``search_trials`` and ``search_minutes`` bound the
-trials; when a bound is reached the search stops and says so. Every trial is recorded
-(value, validation accuracy and drop, file size and gzip size, seconds).
+full fine-tuning, as the variant. A technique that can train on from a model it made
+(``Technique.resumes``: distillation's student) continues its winning trial's model for the
+epochs the trial did not train instead of starting over. ``search_trials`` and
+``search_minutes`` bound the trials; when a bound is reached the search stops and says so.
+Every trial is recorded (value, validation accuracy and drop, file size and gzip size,
+seconds).
 
 On a cluster the trials can fan out instead (``tfopt compile --search-fanout``,
 ``pipelines/search_fanout.py``): :func:`grid` gives the values, each runs as
@@ -128,17 +131,22 @@ class Validation:
         self.reference = Predictor(model_dir, "saved_model").predict(self.x).argmax(1)
 
 
-def trial(technique, setting: Setting, model_dir, dataset_dir, config, value, judge) -> dict:
-    """One trial: ``technique`` with the knob at ``value`` and a third of its fine-tuning
-    epochs (at least one), judged by ``judge`` (a :class:`Validation`) against the base
-    model on the same examples; returns its record."""
+def trial_epochs(config) -> int:
+    """A trial's fine-tuning epochs: a third of the technique's (at least one)."""
+    return max(1, config.epochs // 3)
+
+
+def trial(technique, setting: Setting, model_dir, dataset_dir, config, value, judge, keep=""):
+    """One trial: ``technique`` with the knob at ``value`` and :func:`trial_epochs`, judged
+    by ``judge`` (a :class:`Validation`) against the base model on the same examples;
+    returns its record. ``keep``: where its model stays (else it is deleted)."""
     config = dataclasses.replace(
-        config, search=False, **{setting.name: value, "epochs": max(1, config.epochs // 3)}
+        config, search=False, trial=True, **{setting.name: value, "epochs": trial_epochs(config)}
     )
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="tfopt-search-") as tmp:
         fmt = technique.output_format
-        path = os.path.join(tmp, "model.tflite" if fmt == "tflite" else "m")
+        path = keep or os.path.join(tmp, "model.tflite" if fmt == "tflite" else "m")
         technique.apply(model_dir, dataset_dir, path, config, None)
         predicted = Predictor(path, fmt).predict(judge.x).argmax(1)
         size, gz = fsutil.size_bytes(path), fsutil.gzip_bytes(path)
@@ -187,10 +195,10 @@ def pick(technique, config, trials: list[dict]) -> dict:
     return record(setting, config, trials, chosen)
 
 
-def searched(outcome: registry.Outcome, setting: Setting, rec: dict, how="", stopped=""):
+def searched(outcome: registry.Outcome, setting: Setting, rec: dict, how="", stopped="", final=""):
     """``outcome`` (the chosen value made in full) with the search record ``rec``: its
-    metrics, its note (``how`` the trials ran, why they ``stopped``) and the record on the
-    model."""
+    metrics, its note (``how`` the trials ran, why they ``stopped``, how the ``final`` was
+    made when not anew) and the record on the model."""
     trials = rec["trials"]
     split = next(k for k in trials[0] if k.endswith("_accuracy"))  # a search runs one at least
     found = any(t["fits"] for t in trials)
@@ -200,6 +208,7 @@ def searched(outcome: registry.Outcome, setting: Setting, rec: dict, how="", sto
         f"chose {rec['chosen']}"
         + ("" if found else " (the weak end: no trial fitted the budget)")
         + (f"; stopped: {stopped}" if stopped else "")
+        + (f"; {final}" if final else "")
     )
     metrics = {"search_trials": len(trials), "search_chosen": rec["chosen"]}
     return registry.Outcome(
@@ -219,9 +228,12 @@ class _Search:
         self.trials: list[dict] = []
         self.start = time.monotonic()
         self.stopped = ""
+        self.kept = ""  # where the trials' models stay, for a technique that resumes
 
     def trial(self, at: float) -> bool:
-        args = (self.model_dir, self.dataset_dir, self.config, value_at(self.s, at), self.judge)
+        value = value_at(self.s, at)
+        keep = os.path.join(self.kept, f"trial-{len(self.trials)}") if self.kept else ""
+        args = (self.model_dir, self.dataset_dir, self.config, value, self.judge, keep)
         self.trials.append(trial(self.t, self.s, *args))
         return self.trials[-1]["fits"]
 
@@ -235,7 +247,7 @@ class _Search:
             return False
         return True
 
-    def run(self, output_path: str, tb):
+    def bisect(self) -> None:
         low, high = 0.0, 1.0  # the weak end is taken to fit
         if self.trial(1.0):  # the strong end first: one trial when it already fits
             low = high
@@ -248,8 +260,27 @@ class _Search:
                 low = mid
             else:
                 high = mid
-        chosen, _ = strongest_fit(self.s, self.trials)
+
+    def final(self, chosen, found: bool):
+        """The chosen value's config in full and how it is made (the note's words): from its
+        trial's model for the remaining epochs where the technique resumes and a trial made
+        it, else anew ("")."""
         final = dataclasses.replace(self.config, search=False, **{self.s.name: chosen})
-        outcome = self.t.apply(self.model_dir, self.dataset_dir, output_path, final, tb)
+        left = final.epochs - trial_epochs(final)
+        if not (self.kept and found and left > 0):
+            return final, ""
+        index = next(i for i, t in enumerate(self.trials) if t[self.s.name] == chosen)
+        start = os.path.join(self.kept, f"trial-{index}")
+        final = dataclasses.replace(final, epochs=left, **{self.t.resumes: start})
+        done = trial_epochs(self.config)
+        return final, f"the final trained on from its trial's model ({done} + {left} epochs)"
+
+    def run(self, output_path: str, tb):
+        with tempfile.TemporaryDirectory(prefix="tfopt-search-trials-") as kept:
+            self.kept = kept if self.t.resumes else ""
+            self.bisect()
+            chosen, found = strongest_fit(self.s, self.trials)
+            final, how = self.final(chosen, found)
+            outcome = self.t.apply(self.model_dir, self.dataset_dir, output_path, final, tb)
         rec = record(self.s, self.config, self.trials, chosen)
-        return searched(outcome, self.s, rec, stopped=self.stopped)
+        return searched(outcome, self.s, rec, stopped=self.stopped, final=how)

@@ -2,7 +2,8 @@
 
 The transfer set is the train split, plus optionally an unlabeled set (a
 dataset directory or an ``.npz`` of inputs) and input augmentation (small
-random shifts and Gaussian noise); the teacher labels everything on the fly.
+random shifts and Gaussian noise). The teacher labels it once (:func:`with_teacher`) when
+the inputs are the same every epoch and its outputs fit in memory, else on the fly.
 Each example is ``(x, label, mask)``: the mask says whether its label is used.
 ``labelled_fraction`` keeps labels on a seeded, stratified share of the train
 split (the little-labelled-data setting); the from-scratch student is trained on
@@ -16,6 +17,7 @@ held as arrays.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +29,10 @@ from tfopt.errors import DataError
 
 # How the transfer set is read: file order (the label mask lines up), cached as training caches
 STREAM = input_pipeline.InputConfig(auto_shard="off")
+
+# The teacher's outputs on the whole transfer set are held in memory up to this size: one
+# pass of the teacher instead of one in every training step (a third of a small student's)
+OUTPUTS_LIMIT_BYTES = 512 << 20
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,27 @@ def make(info, labelled_fraction: float, seed: int, unlabeled: str) -> TransferS
         count += extra
         notes.append(f"{extra} unlabeled transfer examples from {unlabeled}")
     return TransferSet(labelled, transfer, mask, count, notes)
+
+
+def outputs_fit(count: int, num_classes: int) -> bool:
+    """Whether the teacher's float32 outputs on ``count`` examples fit the memory bound."""
+    return count * num_classes * 4 <= OUTPUTS_LIMIT_BYTES
+
+
+def teacher_outputs(data: TransferSet, logits_model) -> np.ndarray:
+    """``logits_model``'s outputs on every transfer input, in the transfer set's order."""
+    inputs = data.examples.map(lambda x, *_: tf.cast(x, tf.float32)).batch(512)
+    return np.asarray(logits_model.predict(inputs, verbose=0), np.float32)
+
+
+def with_teacher(data: TransferSet, outputs: np.ndarray) -> TransferSet:
+    """``data`` whose examples carry the teacher's ``outputs`` as a fourth element
+    (``distiller.Distiller`` then runs no teacher pass); only for unaugmented inputs."""
+    if len(outputs) != data.count:
+        raise ValueError(f"{len(outputs)} teacher outputs for {data.count} transfer examples")
+    given = tf.data.Dataset.from_tensor_slices(outputs)
+    examples = tf.data.Dataset.zip(data.examples, given).map(lambda e, t: (*e, t))
+    return dataclasses.replace(data, examples=examples)
 
 
 def augment_fn(feature_shape, shift: int, noise: float, std: float):
