@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tfopt import fsutil
+from tfopt.pipelines import fanout_rules
 from tfopt.pipelines.optimize import optimize
 
 # Pipeline name (as users type it) -> @dsl.pipeline function.
@@ -73,8 +74,7 @@ def compile_pipeline(
         raise ConfigError(
             f"compile target {target!r} is not allowed: expected one of {', '.join(TARGETS)}"
         )
-    if search_parallelism and not search_fanout:
-        raise ConfigError("--search-parallelism limits the search fan-out: add --search-fanout")
+    fanout_rules.check(name, search_fanout, search_parallelism)
     if search_fanout:
         from tfopt.pipelines import search_fanout as fanout
 

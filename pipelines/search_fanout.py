@@ -21,19 +21,14 @@ from kfp import dsl
 
 from tfopt import registry
 from tfopt.compression import search
-from tfopt.pipelines import optimize
+from tfopt.pipelines import fanout_rules, optimize
 from tfopt.pipelines.parameters import with_described_parameters
 
 
 def pipeline(name: str, parallelism: int = 0):
     """The pipeline ``name`` (only ``optimize`` has searched variants) with its searches
     fanned out, at most ``parallelism`` trials of one search at a time (0 = no limit)."""
-    from tfopt.errors import ConfigError
-
-    if name != "optimize":
-        raise ConfigError(f"--search-fanout: pipeline {name!r} has no search; only optimize")
-    if parallelism < 0:
-        raise ConfigError(f"--search-parallelism={parallelism} is not allowed: expected >= 0")
+    fanout_rules.check(name, True, parallelism)
     base = optimize.optimize
     token = optimize.VARIANT_STEP.set(lambda v, inputs: variant_step(v, inputs, parallelism))
     try:

@@ -114,7 +114,7 @@ def test_the_default_compile_has_no_loop(tmp_path):
 def test_a_parallelism_limit_without_the_fanout_or_below_zero_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="add --search-fanout"):
         compile_pipeline("optimize", str(tmp_path / "a.yaml"), search_parallelism=2)
-    with pytest.raises(ConfigError, match="expected >= 0"):
+    with pytest.raises(ConfigError, match="expected an integer >= 0"):
         compile_pipeline(
             "optimize", str(tmp_path / "b.yaml"), search_fanout=True, search_parallelism=-1
         )

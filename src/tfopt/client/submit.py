@@ -38,6 +38,7 @@ from tfopt.checks import check_choice, check_reachable, check_str
 from tfopt.client.kfp_api import _api_call, kfp_client
 from tfopt.deploy.vertex import ENV_SERVICE_ACCOUNT, VertexTarget, check_labels
 from tfopt.errors import ConfigError
+from tfopt.pipelines import fanout_rules
 
 log = logging.getLogger(__name__)
 
@@ -162,23 +163,19 @@ class SubmitConfig:
                 "false"
             )
         n = self.search_parallelism
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        if isinstance(n, bool) or not isinstance(n, int):
             raise ConfigError(
                 f"submit.search_parallelism={n!r} is not allowed: expected an integer >= 0 "
                 "(0 = no limit)"
             )
-        if n and not self.search_fanout:
-            raise ConfigError(
-                "submit.search_parallelism limits the search fan-out: set search_fanout: true"
-            )
+        names = fanout_rules.Names(
+            "submit.search_fanout", "submit.search_parallelism", "set search_fanout: true"
+        )
+        fanout_rules.check(self.pipeline, self.search_fanout, n, names)
         if self.search_fanout and (self.package or self.template):
             raise ConfigError(
                 "submit.search_fanout is a compile setting: it does not apply to a given "
                 "package or template (compile that with tfopt compile --search-fanout)"
-            )
-        if self.search_fanout and self.pipeline != "optimize":
-            raise ConfigError(
-                f"submit.search_fanout: pipeline {self.pipeline!r} has no search; only optimize"
             )
 
     def compile_options(self) -> dict[str, Any]:
