@@ -4,9 +4,11 @@ the FLOPs target, frozen groups with their reasons, and the technique on digits.
 import numpy as np
 import pytest
 
+from tfopt import registry
 from tfopt._keras import keras
 from tfopt.compression import channel_prune as cp
-from tfopt.compression import channels
+from tfopt.compression import channels, search
+from tfopt.data import schema
 from tfopt.errors import ConfigError, ModelError
 from tfopt.training import models
 
@@ -178,3 +180,34 @@ def test_the_technique_on_digits_gives_a_smaller_dense_model(
     # the metrics are the saved student's, not the distiller's (which has no accuracy)
     val = accuracy(out, "saved_model", digits_dir, split="validation")
     assert result.metrics["val_accuracy"] == pytest.approx(val, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_a_latency_target_bisects_the_keep_ratio_on_measured_time(tmp_path, digits_dir):
+    info = schema.load_info(digits_dir)
+    # two 2048-unit layers: batch-1 time is their multiply-adds, which pruning takes out
+    wide = models.build_model(
+        models.ModelConfig(arch="mlp", width=2048, depth=2),
+        info.feature_shape, info.num_classes, 0.0, 1.0,
+    )  # fmt: skip
+    path = str(tmp_path / "wide")
+    models.save_for_dataset(wide, path, info)
+    for target, reached in ((0.7, True), (0.02, False)):
+        config = cp.ChannelPruneConfig(latency_target=target, epochs=0)
+        result = cp.channel_prune_model(path, digits_dir, str(tmp_path / f"p{target}"), config)
+        (note,) = [n for n in result.notes if n.startswith(f"latency target {target:g}x")]
+        assert ("not reached" not in note) == reached, note
+        assert result.latency_ratio is not None and result.flops_after < result.flops_before
+        if reached:  # the most channels whose measured time is within the target
+            assert 0 < result.keep_ratio < 1 and result.latency_ratio <= target
+        else:  # the fewest channels round_to allows, and what they measured
+            assert result.keep_ratio == 0.0 and result.latency_ratio > target
+
+
+def test_a_latency_target_cuts_the_flops_search():
+    t = registry.get_technique("channel_prune")
+    config = cp.ChannelPruneConfig(latency_target=0.6, search=True)
+    assert search.cut(t, config) == "latency_target=0.6 decides the channels, not flops_fraction"
+    assert search.cut(t, cp.ChannelPruneConfig(search=True)) == ""
+    with pytest.raises(ConfigError, match=r"latency_target=1.0 is not allowed"):
+        cp.ChannelPruneConfig(latency_target=1.0)

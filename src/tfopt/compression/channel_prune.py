@@ -26,7 +26,7 @@ import numpy as np
 
 from tfopt import registry
 from tfopt._keras import keras
-from tfopt.compression import channels
+from tfopt.compression import channel_latency, channels
 from tfopt.compression.common import (
     Searchable,
     Teacher,
@@ -53,6 +53,13 @@ class ChannelPruneConfig(Searchable):
         0.5,
         "Fraction of the model's multiply-adds (FLOPs) removed by taking whole channels out.",
         low=0.0, high=0.95, low_open=True, param="channel_sparsity", search=(0.2, 0.8),
+    )  # fmt: skip
+    latency_target: float = setting(
+        0.0,
+        "Batch-1 p50 of the pruned SavedModel through the serving runtime, as a fraction "
+        "of the unpruned model's: the keep ratio is bisected on measured latency to reach "
+        "it, instead of on flops_fraction (0: flops_fraction decides).",
+        low=0.0, high=1.0, high_open=True, param="channel_latency_target",
     )  # fmt: skip
     importance: str = setting(
         "l1",
@@ -87,6 +94,14 @@ class ChannelPruneConfig(Searchable):
     def __post_init__(self):
         check_settings(self)
 
+    @property
+    def fixed(self) -> str:
+        return (
+            f"latency_target={self.latency_target:g} decides the channels, not flops_fraction"
+            if self.latency_target
+            else ""
+        )
+
 
 @dataclass(frozen=True)
 class ChannelPruneResult:
@@ -110,6 +125,7 @@ class ChannelPruneResult:
     frozen: dict[str, str]
     metrics: dict
     notes: list[str] = field(default_factory=list)
+    latency_ratio: float | None = None  # measured, with a latency target
 
     @property
     def flops_removed(self) -> float:
@@ -171,9 +187,9 @@ def _gamma_after(model, name: str) -> np.ndarray | None:
     return None
 
 
-def choose_channels(model, groups: channels.Groups, config: ChannelPruneConfig):
-    """(keep ratio, group -> kept channel indices) that removes ``config.flops_fraction``
-    of the FLOPs, or the most that can be removed."""
+def ranked(model, groups: channels.Groups, config: ChannelPruneConfig):
+    """``keep_at(ratio)``: per prunable group, that share of its channels, the most important
+    first (a multiple of ``round_to``, at least ``round_to``), as sorted indices."""
     prunable = [g for g in groups.prunable() if groups.roots[g].size > config.round_to]
     if not prunable:
         raise ModelError(
@@ -182,7 +198,6 @@ def choose_channels(model, groups: channels.Groups, config: ChannelPruneConfig):
             + "; ".join(sorted(set(_frozen(groups).values())))[:500]
         )
     order = {g: np.argsort(-importance(model, groups, g, config.importance)) for g in prunable}
-    full = model_flops(model, groups, {})
 
     def keep_at(ratio: float) -> dict[int, np.ndarray]:
         out = {}
@@ -192,6 +207,14 @@ def choose_channels(model, groups: channels.Groups, config: ChannelPruneConfig):
             out[g] = np.sort(order[g][: min(n, size)])
         return out
 
+    return keep_at
+
+
+def choose_channels(model, groups: channels.Groups, config: ChannelPruneConfig):
+    """(keep ratio, group -> kept channel indices) that removes ``config.flops_fraction``
+    of the FLOPs, or the most that can be removed."""
+    keep_at = ranked(model, groups, config)
+    full = model_flops(model, groups, {})
     low, high = 0.0, 1.0  # ratio: low removes too much (or is the floor), high too little
     for _ in range(30):
         mid = (low + high) / 2
@@ -244,7 +267,16 @@ def channel_prune_model(
     """Take channels out, fine-tune, save; the model at ``model_path`` is only read."""
     model, info = load_for_compression(model_path, dataset_dir, "channel_prune")
     groups = channels.trace(model)
-    ratio, keep = choose_channels(model, groups, config)
+    notes, latency = [], None
+    if config.latency_target:
+        keep_at = ranked(model, groups, config)
+        choice = channel_latency.choose(
+            model_path, model, groups, keep_at, info, config.latency_target
+        )
+        ratio, keep, latency = choice.ratio, keep_at(choice.ratio), choice.measured
+        notes.append(choice.describe(config.latency_target))
+    else:
+        ratio, keep = choose_channels(model, groups, config)
     smaller = channels.rebuild(model, groups, keep)
     flops_before, flops_after = model_flops(model, groups, {}), model_flops(model, groups, keep)
     log.info("channel pruning: keep ratio %.3f, FLOPs %d -> %d", ratio, flops_before, flops_after)
@@ -264,8 +296,7 @@ def channel_prune_model(
         else {}
     )
     models.save_for_dataset(smaller, output_path, info)
-    notes = []
-    if 1 - flops_after / flops_before < config.flops_fraction - 0.01:
+    if not latency and 1 - flops_after / flops_before < config.flops_fraction - 0.01:
         notes.append(
             f"removed {1 - flops_after / flops_before:.0%} of the FLOPs, not "
             f"{config.flops_fraction:.0%}: every prunable group is at round_to channels"
@@ -288,6 +319,7 @@ def channel_prune_model(
         frozen=_frozen(groups),
         metrics=metrics,
         notes=notes,
+        latency_ratio=latency,
     )
 
 
@@ -303,6 +335,7 @@ def apply(model_dir, dataset_dir, output_path, config, tensorboard_dir=None) -> 
             "params": r.params_after,
             "params_before": r.params_before,
             "keep_ratio": r.keep_ratio,
+            **({"latency_ratio": r.latency_ratio} if r.latency_ratio else {}),
         },
         model={
             "params": r.params_after,

@@ -115,6 +115,11 @@ class Searchable:
     # validation split, so the technique reads no test split of its own
     trial: bool = field(default=False, repr=False, compare=False)
 
+    @property
+    def fixed(self) -> str:
+        """Why another setting decides what the knob would ("": the knob does)."""
+        return ""
+
 
 def check_with_names(config, *fields: str) -> None:
     """``check_settings(config)`` where each of ``fields`` is a list of layer names: text

@@ -64,6 +64,8 @@ def cut(technique: registry.Technique, config) -> str:
     search is then cut before any trial), or "" when one can."""
     setting = knob(technique)
     assert setting is not None, f"{technique.name} has no knob to search"
+    if config.fixed:
+        return config.fixed
     if config.objective == "most_accurate":
         return (
             f"objective most_accurate: a stronger {setting.name} costs accuracy, so no trial "
