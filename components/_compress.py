@@ -14,9 +14,17 @@ def run(technique: str, args: dict) -> None:
     t = registry.get_technique(technique)
     model, dataset, out = args.pop("model"), args.pop("dataset"), args.pop("compressed_model")
     metrics, tensorboard = args.pop("metrics"), args.pop("tensorboard", None)
+    idle = _util.not_contending(args, t)
     variant, enabled = args.pop("variant"), args.pop("enabled")
     searched = args.pop("search_record", None)  # the search fan-out's pick (search_trial.py)
     also = tuple(a for a in (metrics, tensorboard) if a is not None)
+    base_off = model.metadata.get("skipped") and not model.metadata.get("not_contender")
+    if idle and enabled and not base_off:  # in the summary as not made, with why
+        _util.mark_skipped(
+            out, also, variant=variant, format=t.output_format, not_contender=True,
+            skip_reason=f"not a contender: {idle}",
+        )  # fmt: skip
+        return
     if _util.skip_if_disabled(out, variant, enabled, model, also=also):
         return
     config = t.make_config(args)  # what is left: the settings

@@ -55,7 +55,11 @@ def run(args: dict) -> None:
             **({"data_validation": dv} if dv else {}),
         },
     )
-    failed = [r["name"] for r in records if r.get("error") and not r.get("not_applicable")]
+    failed = [
+        r["name"]
+        for r in records
+        if r.get("error") and not (r.get("not_applicable") or r.get("not_made"))
+    ]
     evaluations.metadata.update({"candidates": [r["name"] for r in records], "failed": failed})
     shown = records + ([champion_record] if champion_record else [])
     per_candidate = {f"{r['name']}.{k}": r.get(k) for r in shown for k in _FIGURES}

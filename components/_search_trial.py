@@ -15,11 +15,15 @@ def _technique(name: str):
     return t, search.knob(t)
 
 
-def _searching(args: dict) -> bool:
-    """Whether a search runs: on, the variant enabled and its base not skipped (a search
-    cut for the objective runs no trial either: ``pick`` records the cut)."""
+def _searching(technique: str, args: dict) -> bool:
+    """Whether a search runs: on, the variant enabled, a contender and its base not
+    skipped (a search cut for the objective runs no trial either: ``pick`` records the
+    cut)."""
+    from tfopt.components import _util
+
     skipped = args["model"].metadata.get("skipped")
-    return bool(args["search"] and args.pop("enabled") and not skipped)
+    idle = "variant" in args and _util.not_contending(args, _technique(technique)[0])
+    return bool(args["search"] and args.pop("enabled") and not skipped and not idle)
 
 
 def _cut(technique: str, objective: str) -> str:
@@ -35,7 +39,7 @@ def values(technique: str, knob: str, args: dict) -> list:
     disabled or its base skipped) or a search cut for the objective, the configured value
     alone, whose trial is a no-op: a loop over no item is one that kfp.local cannot
     collect."""
-    if not _searching(args) or _cut(technique, args["objective"]):
+    if not _searching(technique, args) or _cut(technique, args["objective"]):
         return [args[knob]]
     from tfopt.compression import search
 
@@ -48,7 +52,7 @@ def trial(technique: str, args: dict) -> str:
     technique that does not fit the model records why instead, and without a search the
     record says ``skipped``, with a search cut for the objective ``cut`` and why (nothing
     is imported or trained)."""
-    if not _searching(args):
+    if not _searching(technique, args):
         return json.dumps({"skipped": True})
     cut = _cut(technique, args["objective"])
     if cut:

@@ -165,6 +165,18 @@ def ensure_exists(*artifacts) -> None:
             os.makedirs(artifact.path)
 
 
+def not_contending(args: dict, technique) -> str:
+    """Pop a compression step's contention inputs off ``args`` (``skip_non_contenders``,
+    ``deploy_target``, and ``objective`` where it is not one of the technique's settings);
+    why its variant is not to be made ("" when it is: ``registry.not_contending``)."""
+    from tfopt import registry
+
+    skip, target = args.pop("skip_non_contenders", False), args.pop("deploy_target", "")
+    own = any(s.name == "objective" for s in technique.settings)
+    objective = args.get("objective", "") if own else args.pop("objective", "")
+    return registry.not_contending(args["variant"], target, objective) if skip else ""
+
+
 def skip_if_disabled(output, variant: str, enabled: bool, *inputs, also=()) -> bool:
     """Mark ``output`` skipped (and return True) when disabled or an input was skipped.
 
@@ -256,19 +268,19 @@ def candidates_from_inputs(inputs: dict) -> list:
 
 
 def not_applicable_records(inputs: dict) -> list[dict]:
-    """Evaluation records for variants whose technique did not fit the model, so the
-    summary lists them as rejected with the reason (disabled variants stay out)."""
+    """Evaluation records for variants whose technique did not fit the model (rejected,
+    with the reason) and for those not made because they could not be picked
+    (``not_made``: ``skip_non_contenders``), so the summary lists them; disabled variants
+    stay out."""
     out = []
     for value in inputs.values():
         meta = getattr(value, "metadata", None)
-        if isinstance(meta, dict) and meta.get("not_applicable"):
-            out.append(
-                {
-                    "name": meta["variant"],
-                    "format": meta.get("format", ""),
-                    "path": "",
-                    "error": f"not applicable to this model: {meta['skip_reason']}",
-                    "not_applicable": True,
-                }
-            )
+        if not isinstance(meta, dict):
+            continue
+        record = {"name": meta.get("variant"), "format": meta.get("format", ""), "path": ""}
+        if meta.get("not_applicable"):
+            error = f"not applicable to this model: {meta['skip_reason']}"
+            out.append({**record, "error": error, "not_applicable": True})
+        elif meta.get("not_contender"):
+            out.append({**record, "error": meta["skip_reason"], "not_made": True})
     return out

@@ -29,6 +29,15 @@ def inputs(t: registry.Technique) -> list[Param]:
     params += [_generate.from_setting(s) for s in t.settings]
     params.append(Param("enabled", "bool", "False: skip (a no-op step whose output says so).",
                         True))  # fmt: skip
+    params += [
+        Param("skip_non_contenders", "bool", "True: a no-op step, saying why, when neither "
+              "this variant nor one made from it can be selected for deploy_target on "
+              "objective.", False),
+        Param("deploy_target", "str", "Where the pick goes (the formats it serves).",
+              "tf_serving"),
+    ]  # fmt: skip
+    if not any(s.name == "objective" for s in t.settings):
+        params.append(Param("objective", "str", "What the selection ranks by.", "smallest"))
     return params
 
 

@@ -117,13 +117,15 @@ def _compress(p: dict, dataset, baseline) -> dict:
     for variant in registry.variants():  # a base comes before the variants made from it
         t = registry.get_technique(variant.technique)
         settings = {s.name: p[s.param] for s in t.settings if s.param}
-        inputs = dict(
-            model=models[variant.base],
-            dataset=dataset,
-            variant=variant.name,
-            enabled=p[variant.switch] if variant.switch else True,
-            **{**settings, **variant.settings},  # a variant's own settings win
-        )
+        inputs = {
+            "model": models[variant.base],
+            "dataset": dataset,
+            "variant": variant.name,
+            "enabled": p[variant.switch] if variant.switch else True,
+            **{k: p[k] for k in ("skip_non_contenders", "deploy_target", "objective")},
+            **settings,
+            **variant.settings,  # a variant's own settings win
+        }
         step = VARIANT_STEP.get()
         task = step(variant, inputs) if step else compress.COMPONENTS[t.name](**inputs)
         models[variant.name] = task.set_display_name(variant.task).outputs["compressed_model"]
@@ -270,6 +272,7 @@ def optimize(
     max_size_bytes: int = 0,
     max_latency_ms_p99: float = 0.0,
     objective: str = "smallest",
+    skip_non_contenders: bool = False,  # make only what deploy_target and objective can pick
     previous_summary: str = "",  # the weaker check: figures of an older run's test split
     min_accuracy_change: float = 0.0,  # vs the champion (and previous_summary's pick)
     change_mode: str = "absolute",  # absolute (points) | relative (% of the champion's)
@@ -322,6 +325,12 @@ def optimize(
             search on, a technique that cannot win on it (pruning and clustering change no
             byte nor multiply-add of a dense model; no stronger setting is more accurate)
             is not searched: its search is cut before any trial, saying why.
+        skip_non_contenders: Make only what can be picked: a variant (with every variant
+            made from it) whose format deploy_target does not serve, or whose technique
+            cannot make its base smaller or faster for objective smallest or fastest
+            (pruning, clustering), is not made; its step is a no-op saying why, and the
+            report lists it as skipped. Off: every enabled variant is made and reported
+            (other targets' too).
         serving_base_path: The TF Serving model repository (gs://... or a mounted path)
             of deploy_target tf_serving and kserve: the model goes to
             <serving_base_path>/<model_name>/<version>. Needed on a cluster; a local run

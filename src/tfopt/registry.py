@@ -127,9 +127,10 @@ class Technique:
         output_format: ``saved_model`` or ``tflite``.
         trains: it fine-tunes (its step writes TensorBoard logs and needs Keras layers).
         needs_keras: it refuses an imported plain SavedModel (no Keras layers).
-        improves: the selection objectives (``SELECTION_OBJECTIVES``) a stronger setting of
-            its knob can win on against its base; a search is cut for the others, saying
-            ``limits`` (``compression/search.py``).
+        improves: the selection objectives (``SELECTION_OBJECTIVES``) its variant, and a
+            stronger setting of its knob, can win on against its base; a search is cut for
+            the others, saying ``limits`` (``compression/search.py``), and with
+            ``skip_non_contenders`` the variant is not made (:func:`not_contending`).
         limits: why it cannot win on the objectives it does not improve.
         resumes: the config setting that takes a model the technique made to train on from
             (distillation's ``student_init``), or "": a search's final then continues its
@@ -282,6 +283,30 @@ def lineage(name: str) -> tuple[str, ...]:
     while chain[-1] != BASELINE:
         chain.append(get(chain[-1]).base)
     return tuple(chain)
+
+
+def _cannot_win(variant: Variant, deploy_target: str, objective: str) -> str:
+    """Why ``variant`` itself cannot be selected for ``deploy_target`` on ``objective``:
+    a format the target does not serve, or a technique that makes its base neither
+    smaller nor faster (``Technique.improves``); "" when it can."""
+    served = DEPLOY_TARGET_FORMATS.get(deploy_target, ())
+    if served and variant.format not in served:
+        return f"deploy target {deploy_target} serves {' or '.join(served)} only"
+    t = get_technique(variant.technique)
+    if objective != "most_accurate" and objective not in t.improves:
+        return f"objective {objective}: {t.limits}"
+    return ""
+
+
+def not_contending(name: str, deploy_target: str, objective: str) -> str:
+    """Why neither variant ``name`` nor any variant made from it can be selected for
+    ``deploy_target`` on ``objective`` (``skip_non_contenders`` then skips its step), or ""
+    when one of them can."""
+    own = _cannot_win(get(name), deploy_target, objective)
+    made_from = [v for v in variants() if name in lineage(v.name)[1:]]
+    if not own or any(not _cannot_win(v, deploy_target, objective) for v in made_from):
+        return ""
+    return own + (", nor can a variant made from it be selected" if made_from else "")
 
 
 def switches() -> dict[str, bool]:

@@ -195,3 +195,32 @@ def test_the_techniques_off_by_default_run_when_switched_on(tmp_path):
     assert by_name["clustered"]["gzip_bytes"] < base["gzip_bytes"]
     for name in ("channel_pruned", "clustered"):
         assert by_name[name]["accuracy"] >= base["accuracy"] - 0.05, name
+
+
+@pytest.mark.slow
+def test_what_cannot_be_picked_is_not_made_and_says_why(tmp_path):
+    """``skip_non_contenders`` with TF Serving, objective smallest: pruning's SavedModel
+    (its zeros are stored) and every TFLite variant are not made; their steps are no-ops
+    and the summary, the console table and the report list them as not made, with why."""
+    params = {
+        **SMALL,
+        "enable_distillation": False,
+        "enable_qat": False,
+        "enable_tflite_dynamic": False,
+        "enable_tflite_float16": False,
+        "skip_non_contenders": True,
+    }
+    summary = run_local(params, str(tmp_path))
+    by_name = {v["name"]: v for v in summary["variants"]}
+    not_made = {"pruned", "pruned_int8", "tflite_float32", "tflite_int8", "lowrank_int8"}
+    assert {n for n, v in by_name.items() if v.get("not_made")} == not_made
+    assert by_name["pruned"]["error"].startswith("not a contender: objective smallest: ")
+    assert by_name["tflite_int8"]["error"] == (
+        "not a contender: deploy target tf_serving serves saved_model only"
+    )
+    for name in not_made:  # nothing was written but the no-op's note
+        assert not by_name[name]["path"] and by_name[name]["accuracy"] is None, name
+    assert by_name["lowrank"]["accuracy"] is not None and summary["selected"] not in not_made
+    with open(summary["report_html"], encoding="utf-8") as fh:
+        page = fh.read()
+    assert page.count(">not made<") == len(not_made)

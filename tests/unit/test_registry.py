@@ -120,3 +120,23 @@ def test_litert_recipes_are_the_quantizers_and_off_by_default():
     assert {v.mode for v in litert} == set(litert_quantizer.RECIPES)
     assert all(v.base == "tflite_float32" and not registry.on_by_default(v.name) for v in litert)
     assert registry.on_by_default("pqat_int8") and registry.on_by_default("tflite_int8")
+
+
+def test_a_variant_contends_when_it_or_one_made_from_it_can_be_picked():
+    def why(name, target="tf_serving", objective="smallest"):
+        return registry.not_contending(name, target, objective)
+
+    # TF Serving serves SavedModels: no TFLite variant, nor pruning (zeros stored as weights)
+    assert why("tflite_int8") == "deploy target tf_serving serves saved_model only"
+    assert why("qat_int8") == why("pqat_int8") == why("distilled_int8") == why("tflite_int8")
+    assert why("pruned").startswith("objective smallest: a dense runtime stores and computes")
+    assert why("pruned").endswith(", nor can a variant made from it be selected")
+    assert why("pruned", objective="fastest").startswith("objective fastest: ")
+    for name in ("distilled", "lowrank", "channel_pruned"):  # smaller and faster SavedModels
+        assert why(name) == why(name, objective="fastest") == "", name
+    assert why("pruned", objective="most_accurate") == ""  # fine-tuning may gain accuracy
+    # a TFLite target: the SavedModels contend through their int8 children
+    assert why("pruned", "tflite") == why("distilled", "tflite") == why("tflite_int8", "tflite")
+    assert why("tflite_int8", "tflite") == ""
+    assert why("clustered").startswith("objective smallest: clustered weights")
+    assert why("pruned", "none") == why("clustered", "none") == ""  # their int8 children

@@ -30,12 +30,15 @@ PRESETS = {
         "validation accuracy stays within max_accuracy_drop, at most 4 trials and 10 "
         "minutes per technique; structured pruning is on (the one technique besides "
         "distillation that makes the served SavedModel itself smaller and faster). A "
-        "technique that cannot win on the objective is not searched.",
+        "technique that cannot win on the objective is not searched, and a variant that "
+        "cannot be picked for deploy_target on the objective is not made "
+        "(skip_non_contenders: with TF Serving, the TFLite variants and pruning).",
         {
             "search": True,
             "search_trials": 4,
             "search_budget_minutes": 10.0,
             "enable_channel_pruning": True,
+            "skip_non_contenders": True,
         },
     ),
 }

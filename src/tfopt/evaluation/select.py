@@ -123,7 +123,7 @@ def rejection_reasons(
 ) -> list[str]:
     """Every target ``record`` misses (empty when it is acceptable); ``champion``: the
     ``champion`` entry of the evaluations (used when it was evaluated)."""
-    if record.get("not_applicable"):
+    if record.get("not_applicable") or record.get("not_made"):
         return [record["error"]]
     if record.get("error"):
         return [f"failed to evaluate: {record['error']}"]

@@ -46,6 +46,13 @@ def other_target(summary: dict, variant: dict) -> bool:
     return not served(summary, variant) and len(variant.get("rejected_reasons") or []) <= 1
 
 
+def failure(variant: dict) -> str:
+    """Why a record with an ``error`` has no figures: not made (``skip_non_contenders``:
+    it could not be picked), or its evaluation failed."""
+    err = variant["error"]
+    return err if variant.get("not_made") else f"failed to evaluate: {err}"
+
+
 def candidate_rows(summary: dict) -> list[dict]:
     """One row per candidate, then the champion's (when it was evaluated)."""
     base = next((v for v in summary["variants"] if v["name"] == summary["baseline"]), None)
@@ -55,9 +62,11 @@ def candidate_rows(summary: dict) -> list[dict]:
     shown = summary["variants"] + ([champion] if champion.get("evaluated") else [])
     for v in shown:
         err = v.get("error")
-        reasons = v.get("rejected_reasons") or ([f"failed to evaluate: {err}"] if err else [])
+        reasons = v.get("rejected_reasons") or ([failure(v)] if err else [])
         status = (
-            "**selected**"
+            "not made"
+            if v.get("not_made")
+            else "**selected**"
             if v["name"] == summary.get("selected")
             else "other target"
             if not err and v is not champion and other_target(summary, v)

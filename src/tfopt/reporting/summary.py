@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tfopt.reporting.sections import failure
+
 SUMMARY_FIELDS = (
     "name",
     "format",
@@ -74,10 +76,8 @@ def format_table(
     for v in summary["variants"]:
         mark = "*" if v["name"] == selected else " "
         if v.get("error"):
-            lines.append(
-                f"{mark} {v['name']:<16} {v['format']:<11} "
-                f"rejected: failed to evaluate: {v['error'][:90]}"
-            )
+            status = "not made" if v.get("not_made") else "rejected"
+            lines.append(f"{mark} {v['name']:<16} {v['format']:<11} {status}: {failure(v)[:110]}")
             continue
         drop = (base_acc - v["accuracy"]) * 100 if base_acc is not None else 0.0
         reasons = v.get("rejected_reasons") or []
