@@ -135,3 +135,15 @@ def test_a_step_on_given_teacher_outputs_is_the_step_on_the_teacher_pass(uint8_d
         assert not np.allclose(a, before)  # the step moved the weights
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert not np.allclose(after[0][-1], after[2][-1])  # the given outputs are what it learns
+
+
+def test_patience_stops_a_student_whose_validation_accuracy_stalls(tmp_path, uint8_dir, teacher):
+    config = distill.DistillConfig(
+        student=STUDENT, epochs=40, patience=1, learning_rate=1e-2, train_scratch=False
+    )
+    r = distill.distill_model(teacher, uint8_dir, str(tmp_path / "s"), config)
+    spe = -(-r.transfer_examples // 64)
+    (note,) = [n for n in r.notes if n.startswith("early stopping (patience 1): ")]
+    epochs = int(note.split(": ")[1].split(" of ")[0])
+    assert 2 <= epochs < 40 and r.steps == epochs * spe  # the steps it ran, not 40 epochs'
+    assert r.distilled_accuracy > 0.75  # the best epoch's weights, not a stalled last one

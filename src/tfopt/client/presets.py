@@ -32,13 +32,15 @@ PRESETS = {
         "distillation that makes the served SavedModel itself smaller and faster). A "
         "technique that cannot win on the objective is not searched, and a variant that "
         "cannot be picked for deploy_target on the objective is not made "
-        "(skip_non_contenders: with TF Serving, the TFLite variants and pruning).",
+        "(skip_non_contenders: with TF Serving, the TFLite variants and pruning). A student "
+        "stops training when its validation accuracy has not improved for 3 epochs.",
         {
             "search": True,
             "search_trials": 4,
             "search_budget_minutes": 10.0,
             "enable_channel_pruning": True,
             "skip_non_contenders": True,
+            "distill_patience": 3,
         },
     ),
 }

@@ -121,6 +121,12 @@ class DistillConfig(Searchable):
     epochs: int = setting(
         20, "Training epochs of each student.", low=1, high=100_000, param="distill_epochs"
     )
+    patience: int = setting(
+        0,
+        "Stop once the student's validation accuracy has not improved for this many epochs, "
+        "keeping its best epoch's weights (0: every epoch runs; needs a validation split).",
+        low=0, high=10_000, param="distill_patience",
+    )  # fmt: skip
     batch_size: int = batch_size_setting("Training")
     learning_rate: float = learning_rate_setting(3e-3, "Training")
     seed: int = seed_setting()
@@ -286,25 +292,42 @@ def _train_distilled(
     config: DistillConfig,
     augment,
     tensorboard_dir: str | None,
-) -> int:
-    """Train ``student`` against ``teacher`` on the transfer set; the steps per epoch."""
+) -> tuple[int, int]:
+    """Train ``student`` against ``teacher`` on the transfer set; (the steps per epoch, the
+    epochs run)."""
     steps = _steps(data.count, config)
     distiller = Distiller(student, teacher, config.temperature, config.alpha)
     data = _labelled_once(data, distiller, teacher, info, config)
     ds = transfer_set.shuffled(data.examples, data.count, config.seed, config.batch_size, augment)
     distiller.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
     spe = steps // config.epochs
-    distiller.fit(
+    stop, val = _early_stopping(info, config)
+    history = distiller.fit(
         ds,
         epochs=config.epochs,
         steps_per_epoch=spe,
+        validation_data=val,
         verbose=_verbose(),
         callbacks=[
             StopOnDivergence("distill", config.learning_rate),
+            *stop,
             *_board(tensorboard_dir, "distill"),
         ],
     )
-    return spe
+    return spe, len(history.history["loss"])
+
+
+def _early_stopping(info, config: DistillConfig):
+    """(callbacks, validation batches) of ``config.patience`` (none when 0 or no split)."""
+    if not config.patience or not info.counts.get("validation"):
+        return [], None
+    val = input_pipeline.make_dataset(
+        info, "validation", input_pipeline.InputConfig(batch_size=256)
+    )
+    stop = keras.callbacks.EarlyStopping(
+        monitor="val_accuracy", mode="max", patience=config.patience, restore_best_weights=True
+    )
+    return [stop], val
 
 
 def _train_scratch(
@@ -375,7 +398,12 @@ def distill_model(
     if config.augment:
         std = float(np.sqrt(var))
         aug = transfer_set.augment_fn(info.feature_shape, config.shift, config.noise, std)
-    spe = _train_distilled(student, teacher, data, info, config, aug, tensorboard_dir)
+    spe, epochs = _train_distilled(student, teacher, data, info, config, aug, tensorboard_dir)
+    if epochs < config.epochs:
+        notes.append(
+            f"early stopping (patience {config.patience}): {epochs} of {config.epochs} epochs, "
+            "the best epoch's weights kept"
+        )
     models.save_for_dataset(student, output_path, info)
     scratch_acc = None
     if config.train_scratch and not config.trial:
@@ -392,7 +420,7 @@ def distill_model(
         scratch_accuracy=scratch_acc,
         labelled_examples=int(data.mask.sum()),
         transfer_examples=data.count,
-        steps=spe * config.epochs,
+        steps=spe * epochs,
         notes=notes,
     )
     _log_result(result)

@@ -40,13 +40,23 @@ class Distiller(keras.Model):
         self.temperature = float(temperature)
         self.alpha = float(alpha)
         self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
 
     def call(self, x, training=False):
         return self.student(x, training=training)
 
     @property
     def metrics(self):
-        return [self.loss_tracker]
+        return [self.loss_tracker, self.accuracy]
+
+    def test_step(self, batch):
+        """The student alone on ``(x, label)`` batches: its cross-entropy and accuracy (the
+        ``val_`` figures early stopping watches)."""
+        x, labels = batch
+        p = self.student(x, training=False)
+        self.loss_tracker.update_state(keras.losses.sparse_categorical_crossentropy(labels, p))
+        self.accuracy.update_state(labels, p)
+        return {"loss": self.loss_tracker.result(), "accuracy": self.accuracy.result()}
 
     def distill_loss(self, teacher_logits, student_logits, labels, mask):
         t = self.temperature
