@@ -31,7 +31,7 @@ LIMIT = transfer_set.OUTPUTS_LIMIT_BYTES
 
 def distil(teacher: str, data: str, out: str, width: int, epochs: int, once: bool) -> dict:
     transfer_set.OUTPUTS_LIMIT_BYTES = LIMIT if once else 0
-    distill._outputs.clear()  # the first trial's cost: the pass included
+    transfer_set._outputs.clear()  # the first trial's cost: the pass included
     config = distill.DistillConfig(student_width=width, epochs=epochs)
     t0 = time.monotonic()
     r = distill.distill_model(teacher, data, out, config)

@@ -14,7 +14,6 @@ steps.
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import math
 import sys
@@ -33,6 +32,7 @@ from tfopt.compression.common import (
     seed_setting,
 )
 from tfopt.compression.distiller import Distiller as Distiller
+from tfopt.compression.distiller import early_stopping
 from tfopt.compression.distiller import logits_model as logits_model
 from tfopt.compression.transfer_set import STREAM as STREAM
 from tfopt.compression.transfer_set import labelled_mask as labelled_mask
@@ -248,32 +248,6 @@ def _build_student(
     )
 
 
-# The last teacher's outputs on the last transfer set (train split only), keyed by the
-# teacher's weights and the data's content: a search's trials and final student share them.
-_outputs: dict[tuple[str, str], np.ndarray] = {}
-
-
-def _labelled_once(
-    data: transfer_set.TransferSet, distiller: Distiller, teacher: keras.Model, info, config
-) -> transfer_set.TransferSet:
-    """``data`` with the teacher's outputs taken once, when they can be (unaugmented inputs
-    that fit ``transfer_set.OUTPUTS_LIMIT_BYTES``), else ``data`` as it is."""
-    if config.augment or not transfer_set.outputs_fit(data.count, info.num_classes):
-        return data
-    if config.unlabeled:  # its files are not in the key: labelled afresh each time
-        return transfer_set.with_teacher(
-            data, transfer_set.teacher_outputs(data, distiller.teacher_logits)
-        )
-    digest = hashlib.sha256()
-    for weights in teacher.get_weights():
-        digest.update(np.ascontiguousarray(weights).tobytes())
-    key = (digest.hexdigest(), info.content_sha256)
-    if key not in _outputs:
-        _outputs.clear()
-        _outputs[key] = transfer_set.teacher_outputs(data, distiller.teacher_logits)
-    return transfer_set.with_teacher(data, _outputs[key])
-
-
 def _initial_student(config: DistillConfig, info, mean, var, builder) -> keras.Model:
     """A new student, or the saved one ``config.student_init`` names."""
     if not config.student_init:
@@ -297,11 +271,12 @@ def _train_distilled(
     epochs run)."""
     steps = _steps(data.count, config)
     distiller = Distiller(student, teacher, config.temperature, config.alpha)
-    data = _labelled_once(data, distiller, teacher, info, config)
+    if not config.augment:  # the same inputs every epoch: the teacher labels them once
+        data = transfer_set.labelled_once(data, distiller.teacher_logits, teacher, info)
     ds = transfer_set.shuffled(data.examples, data.count, config.seed, config.batch_size, augment)
     distiller.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
     spe = steps // config.epochs
-    stop, val = _early_stopping(info, config)
+    stop, val = early_stopping(info, config.patience)
     history = distiller.fit(
         ds,
         epochs=config.epochs,
@@ -315,19 +290,6 @@ def _train_distilled(
         ],
     )
     return spe, len(history.history["loss"])
-
-
-def _early_stopping(info, config: DistillConfig):
-    """(callbacks, validation batches) of ``config.patience`` (none when 0 or no split)."""
-    if not config.patience or not info.counts.get("validation"):
-        return [], None
-    val = input_pipeline.make_dataset(
-        info, "validation", input_pipeline.InputConfig(batch_size=256)
-    )
-    stop = keras.callbacks.EarlyStopping(
-        monitor="val_accuracy", mode="max", patience=config.patience, restore_best_weights=True
-    )
-    return [stop], val
 
 
 def _train_scratch(

@@ -13,6 +13,7 @@ hard-label term applies only to examples with a label (a mask).
 from __future__ import annotations
 
 from tfopt._keras import keras, tf
+from tfopt.data import input_pipeline
 
 
 def logits_model(model: keras.Model) -> keras.Model:
@@ -77,3 +78,18 @@ class Distiller(keras.Model):
         self.optimizer.apply_gradients(zip(grads, self.student.trainable_variables, strict=True))
         self.loss_tracker.update_state(loss)
         return {"loss": self.loss_tracker.result()}
+
+
+def early_stopping(info, patience: int):
+    """(callbacks, validation batches) that stop a distillation once the student's
+    validation accuracy has not improved for ``patience`` epochs, keeping its best epoch's
+    weights; none when ``patience`` is 0 or there is no validation split."""
+    if not patience or not info.counts.get("validation"):
+        return [], None
+    val = input_pipeline.make_dataset(
+        info, "validation", input_pipeline.InputConfig(batch_size=256)
+    )
+    stop = keras.callbacks.EarlyStopping(
+        monitor="val_accuracy", mode="max", patience=patience, restore_best_weights=True
+    )
+    return [stop], val

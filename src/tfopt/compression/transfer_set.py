@@ -18,6 +18,7 @@ held as arrays.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -121,6 +122,29 @@ def teacher_outputs(data: TransferSet, logits_model) -> np.ndarray:
     """``logits_model``'s outputs on every transfer input, in the transfer set's order."""
     inputs = data.examples.map(lambda x, *_: tf.cast(x, tf.float32)).batch(512)
     return np.asarray(logits_model.predict(inputs, verbose=0), np.float32)
+
+
+# The last teacher's outputs on the last transfer set (train split only), keyed by the
+# teacher's weights and the data's content: a search's trials and final student share them.
+_outputs: dict[tuple[str, str], np.ndarray] = {}
+
+
+def labelled_once(data: TransferSet, logits_model, teacher, info) -> TransferSet:
+    """``data`` (unaugmented) with the teacher's outputs (``logits_model``'s) taken once,
+    kept for the next call on the same ``teacher`` weights and data content; ``data`` as
+    it is when they do not fit ``OUTPUTS_LIMIT_BYTES``."""
+    if not outputs_fit(data.count, info.num_classes):
+        return data
+    if data.count != len(data.mask):  # unlabeled inputs, not in the key: labelled afresh
+        return with_teacher(data, teacher_outputs(data, logits_model))
+    digest = hashlib.sha256()
+    for weights in teacher.get_weights():
+        digest.update(np.ascontiguousarray(weights).tobytes())
+    key = (digest.hexdigest(), info.content_sha256)
+    if key not in _outputs:
+        _outputs.clear()
+        _outputs[key] = teacher_outputs(data, logits_model)
+    return with_teacher(data, _outputs[key])
 
 
 def with_teacher(data: TransferSet, outputs: np.ndarray) -> TransferSet:
