@@ -200,8 +200,8 @@ def test_a_latency_target_bisects_the_keep_ratio_on_measured_time(tmp_path, digi
         assert result.latency_ratio is not None and result.flops_after < result.flops_before
         if reached:  # the most channels whose measured time is within the target
             assert 0 < result.keep_ratio < 1 and result.latency_ratio <= target
-        else:  # the fewest channels round_to allows, and what they measured
-            assert result.keep_ratio == 0.0 and result.latency_ratio > target
+        else:  # the most channels among the fastest measured, and what they measured
+            assert result.latency_ratio > target and "7 models timed" in note
 
 
 def test_a_latency_target_cuts_the_flops_search():

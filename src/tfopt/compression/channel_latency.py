@@ -26,6 +26,7 @@ from tfopt.evaluation.runtime import Predictor
 from tfopt.training import models
 
 STEPS = 6
+NEAR = 0.05  # measured times this close to the fastest are taken as equal (timing noise)
 # Enough batch-1 calls for a stable median of a millisecond-scale model, in about 0.2 s
 TIMING = EvalConfig(latency_warmup=10, latency_iterations=100, latency_min_seconds=0.2)
 
@@ -34,7 +35,7 @@ TIMING = EvalConfig(latency_warmup=10, latency_iterations=100, latency_min_secon
 class LatencyChoice:
     """The keep ratio chosen and what was measured."""
 
-    ratio: float  # the largest keep ratio measured within the target, or the floor (0)
+    ratio: float  # the largest keep ratio measured within the target, else see ``choose``
     measured: float  # its p50 over the unpruned model's
     reached: bool
     measurements: int
@@ -43,7 +44,7 @@ class LatencyChoice:
         how = (
             "reached"
             if self.reached
-            else "not reached: the fewest channels round_to allows are used"
+            else "not reached: the most channels among the fastest measured are kept"
         )
         return (
             f"latency target {target:g}x of the unpruned model's batch-1 p50 {how} (keep "
@@ -65,7 +66,9 @@ def choose(
     target: float,
 ) -> LatencyChoice:
     """Bisect the keep ratio of ``keep_at`` for the largest whose rebuilt model's p50 is
-    within ``target`` times that of the model at ``model_path`` (``model`` flattened)."""
+    within ``target`` times that of the model at ``model_path`` (``model`` flattened).
+    When none is (per-op overhead can set a floor above the target), the largest ratio
+    measured within ``NEAR`` of the fastest: channels that buy no time are kept."""
     split = "validation" if info.counts.get("validation") else "train"
     x = next(input_pipeline.iter_arrays(info, split, batch_size=16))[0]
     base = Predictor(model_path, "saved_model")
@@ -87,6 +90,10 @@ def choose(
                 low = mid
             else:
                 high = mid
-        if low not in seen:  # nothing measured was within it: time the floor
+        if low not in seen:  # nothing measured was within it: time the floor too
             seen[low] = ratio_at(low)
-    return LatencyChoice(low, seen[low], seen[low] <= target, len(seen))
+    if seen[low] <= target:
+        return LatencyChoice(low, seen[low], True, len(seen))
+    fastest = min(seen.values())
+    ratio = max(r for r, t in seen.items() if t <= fastest * (1 + NEAR))
+    return LatencyChoice(ratio, seen[ratio], False, len(seen))
